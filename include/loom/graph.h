@@ -1,0 +1,184 @@
+/* Loom graphs: edge sources (generators and readers), the distributed CSR,
+ * graph writers and atomic output files. */
+#ifndef LOOM_GRAPH_H
+#define LOOM_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loom/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest vertex id Loom accepts: ids are 64-bit unsigned, below 2^63. */
+#define LOOM_MAX_VERTEX_ID ((uint64_t)INT64_MAX - 1)
+
+/* ------------------------------------------------------------------ edge batches */
+
+/* A set of edges held by one rank: parallel arrays of `count` entries. */
+typedef struct loom_edges {
+    size_t count, capacity;
+    uint64_t *src, *dst;
+    double *weight; /* NULL when unweighted */
+} loom_edges_t;
+
+/* Grow capacity to at least `cap` (keeping contents); `weighted` allocates the
+ * weight array too. */
+loom_status_t loom_edges_reserve(loom_ctx_t *ctx, loom_edges_t *e, size_t cap, int weighted);
+/* Append one edge, growing geometrically. */
+loom_status_t loom_edges_push(loom_ctx_t *ctx, loom_edges_t *e, uint64_t src, uint64_t dst,
+                              double weight);
+/* Free the arrays and zero the struct (the struct itself is the caller's). */
+void loom_edges_free(loom_edges_t *e);
+
+/* ------------------------------------------------------------------ edge sources */
+
+/* An edge source yields the graph's edges in batches, split across the ranks of
+ * the job communicator (each rank yields its share; the union over ranks is the
+ * graph). It can be rewound and read again, which lets the CSR builder count
+ * degrees in one pass and place edges in a second without holding the whole
+ * edge list twice. Generators regenerate on each pass; readers read the file
+ * once into memory and replay it. */
+typedef struct loom_edge_source loom_edge_source_t;
+
+typedef enum loom_gen_kind { LOOM_GEN_KRON = 1, LOOM_GEN_URAND = 2 } loom_gen_kind_t;
+
+typedef struct loom_gen_params {
+    loom_gen_kind_t kind;
+    int scale;       /* n = 2^scale vertices, 1..40 */
+    int edge_factor; /* m = edge_factor * n generated edges (default 16) */
+    uint64_t seed;   /* default 1 */
+} loom_gen_params_t;
+
+/* Generator source: Graph500 Kronecker (A=0.57, B=0.19, C=0.19, vertices
+ * relabelled by a seeded bijection) or uniform random. Edge k of the m edges is a
+ * pure function of (seed, k), so the graph is identical for any number of
+ * ranks; rank r yields edges [r*m/P, (r+1)*m/P). Not collective. */
+loom_status_t loom_source_generator(loom_ctx_t *ctx, const loom_gen_params_t *p,
+                                    loom_edge_source_t **src);
+
+typedef enum loom_format {
+    LOOM_FMT_AUTO = 0,   /* from the extension */
+    LOOM_FMT_EDGELIST,   /* .el .txt .tsv .edges: "src dst [weight]" lines, # or % comments */
+    LOOM_FMT_MTX,        /* .mtx: Matrix Market coordinate, 1-based */
+    LOOM_FMT_HDF5,       /* .h5 .hdf5: Loom's HDF5 CSR (docs/FORMATS.md) */
+} loom_format_t;
+
+/* Parse "edgelist", "el", "mtx", "h5", "hdf5" (or NULL/"auto"). Returns 0 on success. */
+int loom_format_parse(const char *name, loom_format_t *fmt);
+/* The format a path's extension implies, LOOM_FMT_AUTO when unknown. */
+loom_format_t loom_format_from_path(const char *path);
+
+/* Open a graph named by a path or a generator spec ("kron:20", "urand:18",
+ * "kron:20:16:7" = scale 20, edge factor 16, seed 7). Text files are read in
+ * parallel (each rank a byte range aligned to line starts); HDF5 with
+ * collective MPI-IO. Every bad input (missing file, directory, empty file,
+ * malformed line, negative or too large id, inconsistent Matrix Market header,
+ * truncated or foreign HDF5, missing dataset) fails with a message naming the
+ * file, line and cause. Collective over the job communicator; agrees on failure. */
+loom_status_t loom_source_open(loom_ctx_t *ctx, const char *path_or_spec, loom_format_t fmt,
+                               loom_edge_source_t **src);
+
+/* What a source knows before any pass: the global vertex count, whether it is
+ * directed (a Loom HDF5 file or Matrix Market "symmetric" may say it is not),
+ * whether its edges are already symmetric (both directions present), and
+ * whether it has weights. */
+uint64_t loom_source_num_vertices(const loom_edge_source_t *src);
+int loom_source_directed(const loom_edge_source_t *src);
+int loom_source_symmetric(const loom_edge_source_t *src);
+int loom_source_weighted(const loom_edge_source_t *src);
+
+/* Rewind to the start of this rank's share. */
+loom_status_t loom_source_rewind(loom_ctx_t *ctx, loom_edge_source_t *src);
+/* Fill `batch` (cleared first) with up to `max` of this rank's next edges;
+ * batch->count == 0 means this rank's share is exhausted. Not collective. */
+loom_status_t loom_source_next(loom_ctx_t *ctx, loom_edge_source_t *src, loom_edges_t *batch,
+                               size_t max);
+void loom_source_destroy(loom_edge_source_t **src);
+
+/* ------------------------------------------------------------------ distributed CSR */
+
+typedef struct loom_build_opts {
+    int undirected;       /* symmetrise: every edge u-v gives arcs u->v and v->u */
+    int drop_self_loops;
+    int drop_duplicates;  /* keep one arc per (u, v); weighted: the smallest weight */
+    int want_in_edges;    /* build the in-CSR for directed graphs */
+    double vertex_weight; /* partition cost of a vertex in arcs (default 0 = auto) */
+} loom_build_opts_t;
+
+/* A graph partitioned into contiguous vertex ranges balanced by arcs plus a
+ * vertex term. Rank r owns vertices [part[r], part[r+1]). With P >= 2 ranks the
+ * master (rank 0) owns none. Adjacency lists are sorted by neighbour id.
+ * Fields are read-only for users. */
+typedef struct loom_graph {
+    uint64_t num_vertices; /* global n */
+    uint64_t num_arcs;     /* global arcs in the out-CSR (undirected: 2 per edge) */
+    int directed;          /* 0: arcs are symmetric and in_* alias out_* */
+    int weighted;
+    int nparts;            /* size of the job communicator */
+    uint64_t *part;        /* nparts + 1 range bounds */
+    uint64_t lo, hi;       /* this rank's range */
+    uint64_t *out_off;     /* (hi - lo) + 1 offsets into out_dst */
+    uint64_t *out_dst;     /* global ids of out-neighbours */
+    double *out_w;         /* NULL when unweighted */
+    uint64_t *in_off;      /* NULL unless built; == out_off when undirected */
+    uint64_t *in_src;
+    double *in_w;
+} loom_graph_t;
+
+/* Build the distributed CSR from a source: count degrees (pass 1), choose the
+ * edge-balanced partition, then move every arc to its owner with MPI_Alltoallv
+ * in bounded rounds (pass 2), sort adjacency lists and apply the options.
+ * Vertex ids at or above the source's vertex count fail with LOOM_ERR_FORMAT.
+ * Collective over the job communicator; agrees on failure. */
+loom_status_t loom_graph_build(loom_ctx_t *ctx, loom_edge_source_t *src,
+                               const loom_build_opts_t *opts, loom_graph_t **graph);
+void loom_graph_destroy(loom_graph_t **graph);
+
+/* The rank that owns vertex v (binary search over part). Thread-safe. */
+int loom_graph_owner(const loom_graph_t *g, uint64_t v);
+static inline uint64_t loom_graph_local_vertices(const loom_graph_t *g) { return g->hi - g->lo; }
+static inline uint64_t loom_graph_local_arcs(const loom_graph_t *g)
+{
+    return g->out_off ? g->out_off[g->hi - g->lo] : 0;
+}
+
+/* ------------------------------------------------------------------ writers */
+
+/* Write the graph as Loom HDF5 CSR (parallel, collective MPI-IO) or as an edge
+ * list ("src dst" or "src dst weight" per line, in vertex order). The file is
+ * written under a temporary name and renamed when complete. Collective. */
+loom_status_t loom_graph_write(loom_ctx_t *ctx, const loom_graph_t *g, const char *path,
+                               loom_format_t fmt);
+
+/* Write one value per owned vertex: `.h5` gives a float64 dataset `/<name>` of
+ * num_vertices entries indexed by vertex id; any other extension gives
+ * "vertex<TAB>value" lines in vertex order (%.17g; infinity as "inf"). Atomic.
+ * Collective. */
+loom_status_t loom_write_vertex_values(loom_ctx_t *ctx, const loom_graph_t *g, const char *path,
+                                       const char *name, const double *local_values);
+
+/* ------------------------------------------------------------------ atomic output */
+
+/* An output file or directory written under a temporary name beside the final
+ * path and renamed into place only when every rank succeeded. */
+typedef struct loom_output loom_output_t;
+
+/* Collective over `comm`: rank 0 picks a temporary name in the target's
+ * directory (creating the directory when `is_dir`) and broadcasts it. Fails
+ * with LOOM_ERR_IO when the directory is not writable. */
+loom_status_t loom_output_begin(loom_ctx_t *ctx, MPI_Comm comm, const char *path, int is_dir,
+                                loom_output_t **out);
+/* The temporary path to write to (same on every rank). Borrowed. */
+const char *loom_output_path(const loom_output_t *out);
+/* Collective: agree on `st`; on success rank 0 renames the temporary into place
+ * (replacing an existing file), otherwise it removes the temporary. Returns the
+ * agreed status. Frees *out and sets it to NULL. */
+loom_status_t loom_output_end(loom_ctx_t *ctx, loom_output_t **out, loom_status_t st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,23 @@
+/* Test harness: one Loom context per process, CUnit, failures reduced over ranks. */
+#ifndef LOOM_TEST_H
+#define LOOM_TEST_H
+
+#include <CUnit/CUnit.h>
+
+#include "loom/loom.h"
+
+/* The context of the running test program (created by loom_test_main). */
+extern loom_ctx_t *loom_test_ctx;
+
+/* Create the context, silence stdout on ranks other than 0, let
+ * `register_suites` add CUnit suites, run them all, and return 0 only when no
+ * rank saw a failure (the failure count is reduced with MPI_Allreduce(MAX)). */
+int loom_test_main(int argc, char **argv, void (*register_suites)(void));
+
+/* A scratch directory private to this test (LOOM_TMP, else /tmp). */
+const char *loom_test_tmpdir(void);
+
+/* Add a suite with the given tests; `tests` ends with {NULL, NULL}. */
+void loom_test_suite(const char *name, const CU_TestInfo *tests);
+
+#endif
