@@ -1,0 +1,30 @@
+/* Internal interfaces between the io/ files: readers hand their edges to sources. */
+#ifndef LOOM_IO_INTERNAL_H
+#define LOOM_IO_INTERNAL_H
+
+#include "loom/graph.h"
+
+/* What a reader produces on each rank: its share of the edges, held in memory,
+ * plus what the file says about the whole graph. */
+typedef struct loom_read_result {
+    loom_edges_t edges;    /* this rank's share (any split across ranks is fine) */
+    uint64_t num_vertices; /* global: declared size, or max id + 1 */
+    int directed;          /* 0 when the file says undirected/symmetric */
+    int symmetric;         /* 1 when both directions of every edge are already present */
+    int weighted;          /* edges.weight is allocated and filled */
+} loom_read_result_t;
+
+/* Readers. Each is collective over loom_comm(ctx), agrees on failure before
+ * returning, and names file, line and cause in the message. */
+loom_status_t loom_read_edgelist(loom_ctx_t *ctx, const char *path, loom_read_result_t *out);
+loom_status_t loom_read_mtx(loom_ctx_t *ctx, const char *path, loom_read_result_t *out);
+loom_status_t loom_read_h5(loom_ctx_t *ctx, const char *path, loom_read_result_t *out);
+
+/* Wrap a read result as a replayable edge source; takes ownership of r->edges. */
+loom_status_t loom_source_from_memory(loom_ctx_t *ctx, loom_read_result_t *r,
+                                      loom_edge_source_t **src);
+
+/* Fail on every rank unless `path` names a readable regular, non-empty file. Collective. */
+loom_status_t loom_check_input_file(loom_ctx_t *ctx, const char *path);
+
+#endif
