@@ -1,0 +1,147 @@
+/* The process context: MPI start-up, roles, communicators and waiting politely. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <omp.h>
+
+#include "runtime/ctx_internal.h"
+
+loom_status_t loom_ctx_create(int *argc, char ***argv, loom_ctx_t **out)
+{
+    *out = NULL;
+    loom_ctx_t *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return LOOM_ERR_NOMEM;
+    ctx->comm = ctx->wcomm = MPI_COMM_NULL;
+    ctx->threads = 1;
+    *out = ctx;
+
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int provided = MPI_THREAD_SINGLE;
+        int e = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Init_thread", __FILE__, __LINE__);
+        ctx->owns_mpi = 1;
+        if (provided < MPI_THREAD_FUNNELED)
+            return LOOM_ERROR(ctx, LOOM_ERR_MPI,
+                              "the MPI library provides thread level %d, Loom needs at least "
+                              "MPI_THREAD_FUNNELED (%d)",
+                              provided, MPI_THREAD_FUNNELED);
+    }
+    LOOM_MPI(ctx, MPI_Comm_dup(MPI_COMM_WORLD, &ctx->comm));
+    /* Errors come back as codes so that Loom can agree on them and report
+     * them once, instead of aborting the job from inside MPI. */
+    LOOM_MPI(ctx, MPI_Comm_set_errhandler(ctx->comm, MPI_ERRORS_RETURN));
+    MPI_Comm_rank(ctx->comm, &ctx->rank);
+    MPI_Comm_size(ctx->comm, &ctx->size);
+    int is_worker = ctx->size == 1 || ctx->rank > 0;
+    LOOM_MPI(ctx, MPI_Comm_split(ctx->comm, is_worker ? 0 : MPI_UNDEFINED, ctx->rank, &ctx->wcomm));
+    if (ctx->wcomm != MPI_COMM_NULL)
+        LOOM_MPI(ctx, MPI_Comm_set_errhandler(ctx->wcomm, MPI_ERRORS_RETURN));
+
+    if (hwloc_topology_init(&ctx->topo) == 0) {
+        if (hwloc_topology_load(ctx->topo) == 0)
+            ctx->have_topo = 1;
+        else
+            hwloc_topology_destroy(ctx->topo);
+    }
+    /* Until options are applied: the thread count OpenMP would use. */
+    ctx->threads = omp_get_max_threads();
+    return LOOM_OK;
+}
+
+void loom_ctx_destroy(loom_ctx_t **pctx)
+{
+    if (!pctx || !*pctx) return;
+    loom_ctx_t *ctx = *pctx;
+    for (int i = 0; i < ctx->ntimers; i++)
+        free(ctx->timers[i].name);
+    free(ctx->timers);
+    for (int i = 0; i < ctx->nfields; i++) {
+        free(ctx->fields[i].key);
+        free(ctx->fields[i].s);
+    }
+    free(ctx->fields);
+    if (ctx->have_topo) hwloc_topology_destroy(ctx->topo);
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) {
+        if (ctx->wcomm != MPI_COMM_NULL) MPI_Comm_free(&ctx->wcomm);
+        if (ctx->comm != MPI_COMM_NULL) MPI_Comm_free(&ctx->comm);
+        if (ctx->owns_mpi) MPI_Finalize();
+    }
+    free(ctx);
+    *pctx = NULL;
+}
+
+int loom_rank(const loom_ctx_t *ctx)
+{
+    return ctx->rank;
+}
+int loom_size(const loom_ctx_t *ctx)
+{
+    return ctx->size;
+}
+int loom_is_master(const loom_ctx_t *ctx)
+{
+    return ctx->rank == 0;
+}
+int loom_is_worker(const loom_ctx_t *ctx)
+{
+    return ctx->size == 1 || ctx->rank > 0;
+}
+int loom_num_workers(const loom_ctx_t *ctx)
+{
+    return ctx->size == 1 ? 1 : ctx->size - 1;
+}
+int loom_worker_index(const loom_ctx_t *ctx)
+{
+    if (ctx->size == 1) return 0;
+    return ctx->rank - 1;
+}
+int loom_worker_rank(const loom_ctx_t *ctx, int w)
+{
+    return ctx->size == 1 ? 0 : w + 1;
+}
+MPI_Comm loom_comm(const loom_ctx_t *ctx)
+{
+    return ctx->comm;
+}
+MPI_Comm loom_worker_comm(const loom_ctx_t *ctx)
+{
+    return ctx->wcomm;
+}
+int loom_threads(const loom_ctx_t *ctx)
+{
+    return ctx->threads;
+}
+
+double loom_wtime(void)
+{
+    return MPI_Wtime();
+}
+
+size_t loom_peak_rss(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (size_t)ru.ru_maxrss * 1024u; /* Linux reports kilobytes */
+}
+
+loom_status_t loom_wait(loom_ctx_t *ctx, MPI_Request *req, MPI_Status *status)
+{
+    /* Back off from 2 us to 500 us between polls: quick to notice a fast
+     * reply, and under 1% of a core while a long superstep runs elsewhere. */
+    long sleep_ns = 2000;
+    for (;;) {
+        int done = 0;
+        int e = MPI_Test(req, &done, status ? status : MPI_STATUS_IGNORE);
+        if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Test", __FILE__, __LINE__);
+        if (done) return LOOM_OK;
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < 500000) sleep_ns *= 2;
+    }
+}
