@@ -145,6 +145,29 @@ static inline uint64_t loom_graph_local_arcs(const loom_graph_t *g)
     return g->out_off ? g->out_off[g->hi - g->lo] : 0;
 }
 
+/* ------------------------------------------------------------------ graph jobs' common options */
+
+/* Option rows every graph-reading command shares; put them in the command's
+ * table (e.g. `static const loom_option_t opts[] = { LOOM_GRAPH_OPTION_ROWS, ...,
+ * {0} };`) and hand the parsed options to loom_graph_load. */
+#define LOOM_GRAPH_OPTION_ROWS                                                                     \
+    {"format", LOOM_OPT_CHOICE, "auto", "input format (auto: from the file extension)",           \
+     "auto|edgelist|el|mtx|h5|hdf5", 0, 0, 0},                                                     \
+        {"undirected", LOOM_OPT_FLAG, NULL, "treat edges as undirected (add both directions)",    \
+         NULL, 0, 0, 0},                                                                           \
+        {"drop-self-loops", LOOM_OPT_FLAG, NULL, "drop arcs v->v", NULL, 0, 0, 0},                 \
+        {"drop-duplicates", LOOM_OPT_FLAG, NULL, "keep one arc per (u, v) (smallest weight)",     \
+         NULL, 0, 0, 0},                                                                           \
+        {"vertex-weight", LOOM_OPT_DOUBLE, "0",                                                    \
+         "partition cost of a vertex in arcs (0: automatic)", NULL, 1, 0, 1e12}
+
+/* Open `spec` (a path or generator spec) and build its distributed CSR with
+ * the options of LOOM_GRAPH_OPTION_ROWS; `want_in_edges` also builds the
+ * in-CSR of a directed graph. Records the "read"/"build" phases and the graph's
+ * size in the summary. Collective; agrees on failure. */
+loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts_t *opts,
+                              int want_in_edges, loom_graph_t **graph);
+
 /* ------------------------------------------------------------------ writers */
 
 /* Write the graph as Loom HDF5 CSR (parallel, collective MPI-IO) or as an edge

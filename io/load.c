@@ -1,0 +1,38 @@
+/* Open a graph from a path or generator spec and build it, as graph commands do. */
+#include "loom/graph.h"
+
+loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts_t *opts,
+                              int want_in_edges, loom_graph_t **graph)
+{
+    *graph = NULL;
+    loom_format_t fmt = LOOM_FMT_AUTO;
+    const char *fname = loom_opt_string(opts, "format");
+    if (fname && loom_format_parse(fname, &fmt) != 0)
+        return loom_agree(ctx, loom_comm(ctx),
+                          LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--format: unknown format '%s'", fname));
+    loom_edge_source_t *src = NULL;
+    loom_timer_start(ctx, "read");
+    loom_status_t st = loom_source_open(ctx, spec, fmt, &src);
+    loom_timer_stop(ctx, "read");
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st != LOOM_OK) return st;
+
+    loom_build_opts_t b = {
+        .undirected = loom_opt_flag(opts, "undirected") || !loom_source_directed(src),
+        .drop_self_loops = loom_opt_flag(opts, "drop-self-loops"),
+        .drop_duplicates = loom_opt_flag(opts, "drop-duplicates"),
+        .want_in_edges = want_in_edges,
+        .vertex_weight = loom_opt_double(opts, "vertex-weight"),
+    };
+    loom_timer_start(ctx, "build");
+    st = loom_graph_build(ctx, src, &b, graph);
+    loom_timer_stop(ctx, "build");
+    loom_source_destroy(&src);
+    if (st == LOOM_OK) {
+        loom_summary_string(ctx, "graph", spec);
+        loom_summary_int(ctx, "vertices", (int64_t)(*graph)->num_vertices);
+        loom_summary_int(ctx, "arcs", (int64_t)(*graph)->num_arcs);
+        loom_summary_int(ctx, "directed", (*graph)->directed);
+    }
+    return st;
+}

@@ -1,0 +1,47 @@
+/* `loom convert INPUT --out FILE`: read a graph in one format, write it in another. */
+#include "loom/loom.h"
+
+static const loom_option_t options[] = {
+    LOOM_GRAPH_OPTION_ROWS,
+    {"out", LOOM_OPT_STRING, NULL, "output file: .h5 (Loom HDF5 CSR), .el/.txt (edge list)", NULL,
+     0, 0, 0},
+    {"out-format", LOOM_OPT_CHOICE, "auto", "output format (auto: from the extension)",
+     "auto|edgelist|el|h5|hdf5", 0, 0, 0},
+    {NULL, LOOM_OPT_END, NULL, NULL, NULL, 0, 0, 0},
+};
+
+static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
+{
+    const char *in = loom_opts_arg(opts, 0), *out = loom_opt_string(opts, "out");
+    if (!in || loom_opts_nargs(opts) != 1)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "convert needs one input graph");
+    if (!out) return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "convert needs --out FILE");
+    loom_format_t fmt = LOOM_FMT_AUTO;
+    if (loom_format_parse(loom_opt_string(opts, "out-format"), &fmt) != 0 || fmt == LOOM_FMT_MTX)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--out-format: cannot write that format");
+    if (fmt == LOOM_FMT_AUTO && (fmt = loom_format_from_path(out)) == LOOM_FMT_AUTO)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "%s: cannot tell the output format from the extension (use .h5 or .el, "
+                          "or --out-format)",
+                          out);
+    if (fmt == LOOM_FMT_MTX)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "%s: writing Matrix Market is not supported", out);
+    loom_graph_t *g = NULL;
+    LOOM_TRY(loom_graph_load(ctx, in, opts, 0, &g));
+    loom_timer_start(ctx, "write");
+    loom_status_t st = loom_graph_write(ctx, g, out, fmt);
+    loom_timer_stop(ctx, "write");
+    if (st == LOOM_OK)
+        loom_log(ctx, LOOM_LOG_INFO, "wrote %s: %llu vertices, %llu arcs", out,
+                 (unsigned long long)g->num_vertices, (unsigned long long)g->num_arcs);
+    loom_graph_destroy(&g);
+    return st;
+}
+
+const loom_job_t loom_job_convert = {
+    .name = "convert",
+    .summary = "convert a graph between edge list, Matrix Market and Loom HDF5",
+    .usage = "loom convert INPUT --out FILE [--format F] [--out-format F]",
+    .options = options,
+    .run = run,
+};
