@@ -52,6 +52,7 @@ fi
 # must come first), so the outside program follows the build's configuration.
 san_flags=()
 if grep -q '^LOOM_SANITIZE:BOOL=ON' "$LOOM_BUILD/CMakeCache.txt" 2>/dev/null; then
+    # shellcheck disable=SC2054 # the comma belongs to the flag
     san_flags=(-fsanitize=address,undefined -fno-omit-frame-pointer)
 fi
 
@@ -64,7 +65,8 @@ cmake --build "$LOOM_TMP/cmake-build" >"$LOOM_TMP/cmake-build.log" 2>&1 ||
     { cat "$LOOM_TMP/cmake-build.log"; fail "build with find_package(Loom)"; }
 
 # 2. pkg-config + mpicc; the library is found at run time through pkg-config's libdir.
-export PKG_CONFIG_PATH=$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+PKG_CONFIG_PATH=$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+export PKG_CONFIG_PATH
 pc_libdir=$(pkg-config --variable=libdir loom)
 [[ $(cd "$pc_libdir" && pwd -P) == "$(cd "$(dirname "$lib")" && pwd -P)" ]] ||
     fail "loom.pc libdir '$pc_libdir' is not where libloom was installed ($(dirname "$lib"))"
