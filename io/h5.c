@@ -1,0 +1,542 @@
+/* Loom's HDF5 CSR graph files: validated parallel reading (collective MPI-IO,
+ * each worker a slice of vertices) and parallel writing of a distributed CSR. */
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/io_internal.h"
+
+/* Elements per collective transfer: keeps every MPI-IO request well under 2 GiB. */
+#define H5_ROUND ((uint64_t)1 << 24)
+
+/* HDF5 prints its error stack by default; Loom reports one message instead. */
+typedef struct h5_quiet {
+    H5E_auto2_t func;
+    void *data;
+} h5_quiet_t;
+
+static void quiet_begin(h5_quiet_t *q)
+{
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void quiet_end(const h5_quiet_t *q)
+{
+    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
+}
+
+static void close_id(hid_t *id, herr_t (*fn)(hid_t))
+{
+    if (*id >= 0) fn(*id);
+    *id = -1;
+}
+
+/* ------------------------------------------------------------------ schema checks (rank 0) */
+
+typedef struct h5_meta {
+    uint64_t n, m, directed, weighted, target_bytes;
+} h5_meta_t;
+#define H5_META_WORDS 5
+
+static loom_status_t read_attr(loom_ctx_t *ctx, const char *path, hid_t gid, const char *name,
+                               uint64_t *v)
+{
+    htri_t ex = H5Aexists(gid, name);
+    if (ex <= 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: missing attribute '%s' on /graph", path, name);
+    hid_t aid = H5Aopen(gid, name, H5P_DEFAULT), tid = -1, sid = -1;
+    loom_status_t st = LOOM_OK;
+    if (aid < 0) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: cannot open attribute '%s' on /graph", path,
+                        name);
+        goto out;
+    }
+    tid = H5Aget_type(aid);
+    sid = H5Aget_space(aid);
+    if (tid < 0 || sid < 0 || H5Tget_class(tid) != H5T_INTEGER ||
+        H5Sget_simple_extent_npoints(sid) != 1) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                        "%s: attribute '%s' on /graph must be a single integer", path, name);
+        goto out;
+    }
+    if (H5Tget_sign(tid) == H5T_SGN_2) {
+        int64_t s = 0;
+        if (H5Aread(aid, H5T_NATIVE_INT64, &s) < 0 || s < 0) {
+            st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                            "%s: attribute '%s' on /graph is negative or unreadable", path, name);
+            goto out;
+        }
+        *v = (uint64_t)s;
+    } else if (H5Aread(aid, H5T_NATIVE_UINT64, v) < 0) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: cannot read attribute '%s' on /graph", path,
+                        name);
+    }
+out:
+    close_id(&sid, H5Sclose);
+    close_id(&tid, H5Tclose);
+    close_id(&aid, H5Aclose);
+    return st;
+}
+
+/* Check that /graph/<name> is a 1-D dataset of `expect` elements of the given
+ * class (and, for integers, unsigned of size 4 or 8 as allowed). */
+static loom_status_t check_dataset(loom_ctx_t *ctx, const char *path, hid_t gid, const char *name,
+                                   H5T_class_t cls, int allow32, uint64_t expect,
+                                   const char *expect_text, uint64_t *elem_bytes)
+{
+    if (H5Lexists(gid, name, H5P_DEFAULT) <= 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: missing dataset /graph/%s", path, name);
+    loom_status_t st = LOOM_OK;
+    hid_t did = H5Dopen2(gid, name, H5P_DEFAULT), tid = -1, sid = -1;
+    if (did < 0) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: /graph/%s is not a dataset", path, name);
+        goto out;
+    }
+    tid = H5Dget_type(did);
+    sid = H5Dget_space(did);
+    if (tid < 0 || sid < 0) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: cannot read /graph/%s (damaged file?)", path,
+                        name);
+        goto out;
+    }
+    size_t size = H5Tget_size(tid);
+    int ok = H5Tget_class(tid) == cls;
+    if (ok && cls == H5T_INTEGER)
+        ok = H5Tget_sign(tid) == H5T_SGN_NONE && (size == 8 || (allow32 && size == 4));
+    if (!ok) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: /graph/%s has the wrong type (expected %s)",
+                        path, name,
+                        cls == H5T_FLOAT ? "float64"
+                        : allow32        ? "uint32 or uint64"
+                                         : "uint64");
+        goto out;
+    }
+    hsize_t dims[2] = {0, 0};
+    int rank = H5Sget_simple_extent_ndims(sid);
+    if (rank != 1 || H5Sget_simple_extent_dims(sid, dims, NULL) != 1) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: /graph/%s must be one-dimensional", path, name);
+        goto out;
+    }
+    if ((uint64_t)dims[0] != expect) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: /graph/%s has %llu entries, expected %s = %llu",
+                        path, name, (unsigned long long)dims[0], expect_text,
+                        (unsigned long long)expect);
+        goto out;
+    }
+    if (elem_bytes) *elem_bytes = size;
+out:
+    close_id(&sid, H5Sclose);
+    close_id(&tid, H5Tclose);
+    close_id(&did, H5Dclose);
+    return st;
+}
+
+/* Read offsets[i] with a serial one-element selection. */
+static int read_offset_at(hid_t gid, uint64_t i, uint64_t *v)
+{
+    hid_t did = H5Dopen2(gid, "offsets", H5P_DEFAULT);
+    if (did < 0) return -1;
+    hid_t fs = H5Dget_space(did);
+    hsize_t start = i, one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    int rc = (fs < 0 || ms < 0 ||
+              H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &one, NULL) < 0 ||
+              H5Dread(did, H5T_NATIVE_UINT64, ms, fs, H5P_DEFAULT, v) < 0)
+                 ? -1
+                 : 0;
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    H5Dclose(did);
+    return rc;
+}
+
+static loom_status_t validate_schema(loom_ctx_t *ctx, const char *path, h5_meta_t *meta)
+{
+    htri_t is = H5Fis_hdf5(path);
+    if (is <= 0) return LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: not an HDF5 file", path);
+    hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), gid = -1;
+    if (fid < 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                          "%s: cannot open the HDF5 file (truncated or damaged)", path);
+    loom_status_t st = LOOM_OK;
+    H5O_info_t info;
+    if (H5Lexists(fid, "/graph", H5P_DEFAULT) <= 0) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: no group /graph (not a Loom graph file)", path);
+        goto out;
+    }
+    if (H5Oget_info_by_name(fid, "/graph", &info, H5P_DEFAULT) < 0 || info.type != H5O_TYPE_GROUP ||
+        (gid = H5Gopen2(fid, "/graph", H5P_DEFAULT)) < 0) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: /graph is not a group", path);
+        goto out;
+    }
+    LOOM_TRY_GOTO(st, read_attr(ctx, path, gid, "num_vertices", &meta->n), out);
+    LOOM_TRY_GOTO(st, read_attr(ctx, path, gid, "num_edges", &meta->m), out);
+    LOOM_TRY_GOTO(st, read_attr(ctx, path, gid, "directed", &meta->directed), out);
+    if (meta->n > LOOM_MAX_VERTEX_ID + 1) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: num_vertices %llu is out of range", path,
+                        (unsigned long long)meta->n);
+        goto out;
+    }
+    LOOM_TRY_GOTO(st,
+                  check_dataset(ctx, path, gid, "offsets", H5T_INTEGER, 0, meta->n + 1,
+                                "num_vertices + 1", NULL),
+                  out);
+    LOOM_TRY_GOTO(st,
+                  check_dataset(ctx, path, gid, "targets", H5T_INTEGER, 1, meta->m, "num_edges",
+                                &meta->target_bytes),
+                  out);
+    meta->weighted = H5Lexists(gid, "weights", H5P_DEFAULT) > 0;
+    if (meta->weighted)
+        LOOM_TRY_GOTO(
+            st, check_dataset(ctx, path, gid, "weights", H5T_FLOAT, 0, meta->m, "num_edges", NULL),
+            out);
+    uint64_t first = 1, last = 0;
+    if (read_offset_at(gid, 0, &first) < 0 || read_offset_at(gid, meta->n, &last) < 0) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: cannot read /graph/offsets (truncated file?)",
+                        path);
+        goto out;
+    }
+    if (first != 0 || last != meta->m)
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                        "%s: /graph/offsets must run from 0 to num_edges = %llu, but runs from "
+                        "%llu to %llu",
+                        path, (unsigned long long)meta->m, (unsigned long long)first,
+                        (unsigned long long)last);
+out:
+    close_id(&gid, H5Gclose);
+    H5Fclose(fid);
+    return st;
+}
+
+/* ------------------------------------------------------------------ collective transfers */
+
+/* Read (or write) `count` elements from `start` of a 1-D dataset, collectively
+ * over `comm`, in rounds of H5_ROUND; ranks with fewer elements select none in
+ * the rounds they do not need. Returns <0 when a transfer failed here. */
+static int slab_rounds(MPI_Comm comm, hid_t did, hid_t memtype, hid_t dxpl, uint64_t start,
+                       uint64_t count, void *buf, size_t elem, int writing)
+{
+    uint64_t mine = (count + H5_ROUND - 1) / H5_ROUND, rounds = 0;
+    MPI_Allreduce(&mine, &rounds, 1, MPI_UINT64_T, MPI_MAX, comm);
+    hid_t fs = H5Dget_space(did);
+    int rc = fs < 0 ? -1 : 0;
+    for (uint64_t r = 0; r < rounds; r++) {
+        uint64_t off = r * H5_ROUND;
+        hsize_t n = off < count ? (hsize_t)(count - off < H5_ROUND ? count - off : H5_ROUND) : 0;
+        hsize_t s = start + off, mdim = n ? n : 1;
+        hid_t ms = H5Screate_simple(1, &mdim, NULL);
+        if (n) {
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, &s, NULL, &n, NULL);
+        } else {
+            H5Sselect_none(fs);
+            H5Sselect_none(ms);
+        }
+        char *p = (char *)buf + (n ? off * elem : 0);
+        herr_t e = writing ? H5Dwrite(did, memtype, ms, fs, dxpl, p)
+                           : H5Dread(did, memtype, ms, fs, dxpl, p);
+        if (e < 0) rc = -1;
+        H5Sclose(ms);
+    }
+    if (fs >= 0) H5Sclose(fs);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+typedef struct h5_read {
+    hid_t fid, gid, dxpl;
+} h5_read_t;
+
+static void h5_read_close(h5_read_t *h)
+{
+    close_id(&h->dxpl, H5Pclose);
+    close_id(&h->gid, H5Gclose);
+    close_id(&h->fid, H5Fclose);
+}
+
+static loom_status_t h5_read_open(loom_ctx_t *ctx, MPI_Comm comm, const char *path, h5_read_t *h)
+{
+    h->fid = h->gid = h->dxpl = -1;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot set up parallel HDF5 access", path);
+    }
+    h->fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (h->fid < 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open the HDF5 file in parallel", path);
+    h->gid = H5Gopen2(h->fid, "/graph", H5P_DEFAULT);
+    h->dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (h->gid < 0 || h->dxpl < 0 || H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open /graph in parallel", path);
+    return LOOM_OK;
+}
+
+/* Collective read of `count` elements of /graph/<name> from `start`. */
+static loom_status_t read_slab(loom_ctx_t *ctx, MPI_Comm comm, const char *path, h5_read_t *h,
+                               const char *name, hid_t memtype, uint64_t start, uint64_t count,
+                               void *buf, size_t elem)
+{
+    hid_t did = H5Dopen2(h->gid, name, H5P_DEFAULT);
+    int rc = -1;
+    if (did >= 0) {
+        rc = slab_rounds(comm, did, memtype, h->dxpl, start, count, buf, elem, 0);
+        H5Dclose(did);
+    } else {
+        /* Stay in step with the ranks that did open it. */
+        uint64_t mine = 0, rounds = 0;
+        MPI_Allreduce(&mine, &rounds, 1, MPI_UINT64_T, MPI_MAX, comm);
+    }
+    if (rc < 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: reading /graph/%s failed (truncated file?)", path,
+                          name);
+    return LOOM_OK;
+}
+
+/* This worker's slice of vertices: an even split of [0, n) over the workers. */
+static void vertex_slice(const loom_ctx_t *ctx, uint64_t n, uint64_t *lo, uint64_t *hi)
+{
+    int w = loom_worker_index(ctx), nw = loom_num_workers(ctx);
+    if (w < 0) {
+        *lo = *hi = 0;
+        return;
+    }
+    uint64_t q = n / (uint64_t)nw, r = n % (uint64_t)nw;
+    *lo = q * (uint64_t)w + (r * (uint64_t)w) / (uint64_t)nw;
+    *hi = q * (uint64_t)(w + 1) + (r * (uint64_t)(w + 1)) / (uint64_t)nw;
+}
+
+static loom_status_t check_offsets(loom_ctx_t *ctx, const char *path, const uint64_t *off,
+                                   uint64_t lo, uint64_t nv, uint64_t m)
+{
+    for (uint64_t i = 0; i < nv; i++) {
+        if (off[i + 1] < off[i] || off[i + 1] > m)
+            return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                              "%s: /graph/offsets is not non-decreasing within [0, num_edges] at "
+                              "vertex %llu (%llu then %llu)",
+                              path, (unsigned long long)(lo + i), (unsigned long long)off[i],
+                              (unsigned long long)off[i + 1]);
+    }
+    return LOOM_OK;
+}
+
+static loom_status_t expand_arcs(loom_ctx_t *ctx, const char *path, const uint64_t *off,
+                                 uint64_t lo, uint64_t nv, uint64_t n, loom_edges_t *e)
+{
+    uint64_t base = off[0];
+    for (uint64_t i = 0; i < nv; i++) {
+        for (uint64_t k = off[i]; k < off[i + 1]; k++) {
+            uint64_t t = e->dst[k - base];
+            if (t >= n)
+                return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                                  "%s: /graph/targets[%llu] = %llu is not below num_vertices = "
+                                  "%llu",
+                                  path, (unsigned long long)k, (unsigned long long)t,
+                                  (unsigned long long)n);
+            e->src[k - base] = lo + i;
+        }
+    }
+    return LOOM_OK;
+}
+
+static loom_status_t read_graph_data(loom_ctx_t *ctx, MPI_Comm comm, const char *path, h5_read_t *h,
+                                     const h5_meta_t *meta, loom_read_result_t *out)
+{
+    uint64_t lo = 0, hi = 0;
+    vertex_slice(ctx, meta->n, &lo, &hi);
+    uint64_t nv = hi - lo;
+    uint64_t *off = NULL;
+    loom_status_t st = LOOM_OK;
+    off = malloc((size_t)(nv + 1) * sizeof *off);
+    if (!off) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for offsets", path);
+    /* Every worker reads offsets [lo, hi] (one past its slice); the pure master none. */
+    uint64_t ocount = (st == LOOM_OK && loom_is_worker(ctx)) ? nv + 1 : 0;
+    loom_status_t rs =
+        read_slab(ctx, comm, path, h, "offsets", H5T_NATIVE_UINT64, lo, ocount, off, sizeof *off);
+    if (st == LOOM_OK) st = rs;
+    if (st == LOOM_OK && ocount) st = check_offsets(ctx, path, off, lo, nv, meta->m);
+    st = loom_agree(ctx, comm, st);
+    if (st != LOOM_OK) {
+        free(off);
+        return st;
+    }
+    uint64_t first = ocount ? off[0] : 0, count = ocount ? off[nv] - off[0] : 0;
+    loom_edges_t *e = &out->edges;
+    memset(e, 0, sizeof *e);
+    e->src = malloc((size_t)(count ? count : 1) * sizeof *e->src);
+    e->dst = malloc((size_t)(count ? count : 1) * sizeof *e->dst);
+    if (meta->weighted) e->weight = malloc((size_t)(count ? count : 1) * sizeof *e->weight);
+    if (!e->src || !e->dst || (meta->weighted && !e->weight))
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for %llu arcs", path,
+                        (unsigned long long)count);
+    uint64_t rcount = st == LOOM_OK ? count : 0;
+    rs = read_slab(ctx, comm, path, h, "targets", H5T_NATIVE_UINT64, first, rcount, e->dst,
+                   sizeof *e->dst);
+    if (st == LOOM_OK) st = rs;
+    if (meta->weighted) {
+        rs = read_slab(ctx, comm, path, h, "weights", H5T_NATIVE_DOUBLE, first, rcount, e->weight,
+                       sizeof *e->weight);
+        if (st == LOOM_OK) st = rs;
+    }
+    if (st == LOOM_OK && ocount) st = expand_arcs(ctx, path, off, lo, nv, meta->n, e);
+    free(off);
+    e->count = e->capacity = (size_t)count;
+    st = loom_agree(ctx, comm, st);
+    if (st != LOOM_OK) loom_edges_free(e);
+    return st;
+}
+
+loom_status_t loom_read_h5(loom_ctx_t *ctx, const char *path, loom_read_result_t *out)
+{
+    memset(out, 0, sizeof *out);
+    MPI_Comm comm = loom_comm(ctx);
+    LOOM_TRY(loom_check_input_file(ctx, path));
+    h5_quiet_t q;
+    quiet_begin(&q);
+    /* Rank 0 checks the whole schema serially first, so that a foreign or
+     * damaged file fails the same way everywhere before any collective open. */
+    h5_meta_t meta;
+    memset(&meta, 0, sizeof meta);
+    loom_status_t st = LOOM_OK;
+    if (loom_rank(ctx) == 0) st = validate_schema(ctx, path, &meta);
+    st = loom_agree(ctx, comm, st);
+    if (st != LOOM_OK) {
+        quiet_end(&q);
+        return st;
+    }
+    MPI_Bcast(&meta, H5_META_WORDS, MPI_UINT64_T, 0, comm);
+    h5_read_t h;
+    st = h5_read_open(ctx, comm, path, &h);
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK) st = read_graph_data(ctx, comm, path, &h, &meta, out);
+    h5_read_close(&h);
+    quiet_end(&q);
+    if (st != LOOM_OK) return st;
+    out->num_vertices = meta.n;
+    out->directed = meta.directed != 0;
+    out->symmetric = meta.directed == 0;
+    out->weighted = meta.weighted != 0;
+    return LOOM_OK;
+}
+
+/* ------------------------------------------------------------------ writing */
+
+/* Collective: create a 1-D dataset /<name> of `total` elements of `ftype` in
+ * `loc` and write this rank's `count` elements from `start`. */
+loom_status_t loom_h5_write_column(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t loc,
+                                   const char *name, hid_t ftype, hid_t mtype, uint64_t total,
+                                   uint64_t start, uint64_t count, const void *buf, size_t elem);
+
+loom_status_t loom_h5_write_column(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t loc,
+                                   const char *name, hid_t ftype, hid_t mtype, uint64_t total,
+                                   uint64_t start, uint64_t count, const void *buf, size_t elem)
+{
+    hsize_t dim = total;
+    hid_t sid = H5Screate_simple(1, &dim, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl >= 0) H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    hid_t did = sid >= 0 ? H5Dcreate2(loc, name, ftype, sid, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (dxpl >= 0) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    loom_status_t st = LOOM_OK;
+    if (did < 0 || dxpl < 0)
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create dataset %s", path, name);
+    /* Creation is collective and fails alike everywhere, so ranks stay in step. */
+    if (st == LOOM_OK &&
+        slab_rounds(comm, did, mtype, dxpl, start, count, (void *)buf, elem, 1) < 0)
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: writing dataset %s failed", path, name);
+    if (dxpl >= 0) H5Pclose(dxpl);
+    if (did >= 0) H5Dclose(did);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (sid >= 0) H5Sclose(sid);
+    return st;
+}
+
+/* Collective: create (truncate) an HDF5 file for parallel writing. */
+hid_t loom_h5_create_parallel(MPI_Comm comm, const char *path);
+hid_t loom_h5_create_parallel(MPI_Comm comm, const char *path)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) return -1;
+    hid_t fid = -1;
+    if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) >= 0)
+        fid = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    return fid;
+}
+
+static int write_attr(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *v)
+{
+    hid_t sid = H5Screate(H5S_SCALAR);
+    hid_t aid = sid >= 0 ? H5Acreate2(loc, name, ftype, sid, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    int rc = (aid < 0 || H5Awrite(aid, mtype, v) < 0) ? -1 : 0;
+    if (aid >= 0) H5Aclose(aid);
+    if (sid >= 0) H5Sclose(sid);
+    return rc;
+}
+
+/* Global offsets of this rank's vertices, written in rounds through a bounded buffer. */
+static loom_status_t write_offsets(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t gid,
+                                   const loom_graph_t *g, uint64_t base, int last)
+{
+    uint64_t nv = g->hi - g->lo, count = nv + (last ? 1 : 0);
+    uint64_t *buf = malloc((size_t)(count ? count : 1) * sizeof *buf);
+    loom_status_t st = LOOM_OK;
+    if (!buf) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for offsets", path);
+        count = 0;
+    }
+    uint64_t o0 = g->out_off ? g->out_off[0] : 0;
+    for (uint64_t i = 0; i < count; i++)
+        buf[i] = base + (g->out_off ? g->out_off[i] - o0 : 0);
+    loom_status_t ws =
+        loom_h5_write_column(ctx, comm, path, gid, "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                             g->num_vertices + 1, g->lo, count, buf, sizeof *buf);
+    free(buf);
+    return st != LOOM_OK ? st : ws;
+}
+
+loom_status_t loom_h5_write_graph(loom_ctx_t *ctx, const loom_graph_t *g, const char *path);
+loom_status_t loom_h5_write_graph(loom_ctx_t *ctx, const loom_graph_t *g, const char *path)
+{
+    MPI_Comm comm = loom_comm(ctx);
+    int rank = loom_rank(ctx), size = loom_size(ctx);
+    loom_output_t *out = NULL;
+    LOOM_TRY(loom_output_begin(ctx, comm, path, 0, &out));
+    h5_quiet_t q;
+    quiet_begin(&q);
+    loom_status_t st = LOOM_OK;
+    uint64_t arcs = loom_graph_local_arcs(g), base = 0;
+    MPI_Exscan(&arcs, &base, 1, MPI_UINT64_T, MPI_SUM, comm);
+    if (rank == 0) base = 0;
+    const char *tmp = loom_output_path(out);
+    hid_t fid = loom_h5_create_parallel(comm, tmp), gid = -1;
+    if (fid >= 0) gid = H5Gcreate2(fid, "/graph", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (gid < 0) st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create the HDF5 file", path);
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK) {
+        uint64_t n = g->num_vertices, m = g->num_arcs;
+        int32_t directed = g->directed ? 1 : 0;
+        if (write_attr(gid, "num_vertices", H5T_STD_U64LE, H5T_NATIVE_UINT64, &n) < 0 ||
+            write_attr(gid, "num_edges", H5T_STD_U64LE, H5T_NATIVE_UINT64, &m) < 0 ||
+            write_attr(gid, "directed", H5T_STD_I32LE, H5T_NATIVE_INT32, &directed) < 0)
+            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write the /graph attributes", path);
+        loom_status_t ws = write_offsets(ctx, comm, path, gid, g, base, rank == size - 1);
+        if (st == LOOM_OK) st = ws;
+        ws = loom_h5_write_column(ctx, comm, path, gid, "targets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                                  m, base, arcs, g->out_dst, sizeof(uint64_t));
+        if (st == LOOM_OK) st = ws;
+        if (g->weighted) {
+            ws = loom_h5_write_column(ctx, comm, path, gid, "weights", H5T_IEEE_F64LE,
+                                      H5T_NATIVE_DOUBLE, m, base, arcs, g->out_w, sizeof(double));
+            if (st == LOOM_OK) st = ws;
+        }
+    }
+    if (gid >= 0) H5Gclose(gid);
+    if (fid >= 0 && H5Fclose(fid) < 0 && st == LOOM_OK)
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: closing the HDF5 file failed", path);
+    quiet_end(&q);
+    return loom_output_end(ctx, &out, st);
+}

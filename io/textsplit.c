@@ -1,0 +1,339 @@
+/* Text-file helpers: line-aligned byte ranges with global line numbers, and
+ * ordered parallel text output at exclusive-scan offsets. */
+#include "io/textsplit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* How much of a file the aligner reads at a time looking for a newline. */
+#define ALIGN_BLOCK 65536
+/* Bytes each rank formats per round of ordered output. */
+#define WRITE_ROUND_BYTES ((size_t)8 << 20)
+
+static loom_status_t pread_full(loom_ctx_t *ctx, const char *path, int fd, char *buf, size_t n,
+                                uint64_t off, size_t *got)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, buf + done, n - done, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: read failed at byte %llu: %s", path,
+                              (unsigned long long)(off + done), strerror(errno));
+        }
+        if (r == 0) break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return LOOM_OK;
+}
+
+loom_status_t loom_text_align(loom_ctx_t *ctx, const char *path, int fd, uint64_t lo, uint64_t hi,
+                              uint64_t nominal, uint64_t *aligned)
+{
+    if (nominal <= lo) {
+        *aligned = lo;
+        return LOOM_OK;
+    }
+    if (nominal >= hi) {
+        *aligned = hi;
+        return LOOM_OK;
+    }
+    char buf[ALIGN_BLOCK];
+    /* Position p starts a line when byte p-1 is '\n', so scan from nominal-1. */
+    uint64_t pos = nominal - 1;
+    while (pos < hi) {
+        size_t want = (size_t)((hi - pos) < ALIGN_BLOCK ? (hi - pos) : ALIGN_BLOCK), got = 0;
+        LOOM_TRY(pread_full(ctx, path, fd, buf, want, pos, &got));
+        if (got == 0) break; /* the file shrank under us: treat the rest as one line */
+        const char *nl = memchr(buf, '\n', got);
+        if (nl) {
+            uint64_t a = pos + (uint64_t)(nl - buf) + 1;
+            *aligned = a < hi ? a : hi;
+            return LOOM_OK;
+        }
+        pos += got;
+    }
+    *aligned = hi;
+    return LOOM_OK;
+}
+
+loom_status_t loom_text_read_range(loom_ctx_t *ctx, const char *path, int fd, uint64_t begin,
+                                   uint64_t end, char **data)
+{
+    *data = NULL;
+    if (end <= begin) return LOOM_OK;
+    size_t n = (size_t)(end - begin), got = 0;
+    char *buf = malloc(n + 1);
+    if (!buf)
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, n);
+    loom_status_t st = pread_full(ctx, path, fd, buf, n, begin, &got);
+    if (st == LOOM_OK && got != n)
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: file ended early (read %zu of %zu bytes at %llu)",
+                        path, got, n, (unsigned long long)begin);
+    if (st != LOOM_OK) {
+        free(buf);
+        return st;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    return LOOM_OK;
+}
+
+uint64_t loom_text_count_lines(const char *data, size_t len)
+{
+    uint64_t n = 0;
+    const char *p = data, *end = data + len;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
+        n++;
+        p++;
+    }
+    return n;
+}
+
+/* Nominal cut k of nparts over [lo, hi), without overflowing 64 bits. */
+static uint64_t nominal_cut(uint64_t lo, uint64_t hi, int k, int nparts)
+{
+    uint64_t span = hi - lo, q = span / (uint64_t)nparts, r = span % (uint64_t)nparts;
+    return lo + q * (uint64_t)k + r * (uint64_t)k / (uint64_t)nparts;
+}
+
+static loom_status_t read_part(loom_ctx_t *ctx, const char *path, uint64_t lo, uint64_t hi,
+                               int part, int nparts, loom_text_chunk_t *chunk)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (hi == LOOM_TEXT_TO_END) {
+        struct stat sb;
+        if (fstat(fd, &sb) != 0) {
+            close(fd);
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        }
+        hi = (uint64_t)sb.st_size;
+    }
+    if (hi <= lo) {
+        close(fd);
+        return LOOM_OK;
+    }
+    uint64_t b = 0, e = 0;
+    loom_status_t st =
+        loom_text_align(ctx, path, fd, lo, hi, nominal_cut(lo, hi, part, nparts), &b);
+    if (st == LOOM_OK)
+        st = loom_text_align(ctx, path, fd, lo, hi, nominal_cut(lo, hi, part + 1, nparts), &e);
+    if (st == LOOM_OK && e < b) e = b;
+    if (st == LOOM_OK) st = loom_text_read_range(ctx, path, fd, b, e, &chunk->data);
+    close(fd);
+    if (st != LOOM_OK) return st;
+    chunk->begin = b;
+    chunk->end = e;
+    chunk->len = (size_t)(e - b);
+    return LOOM_OK;
+}
+
+loom_status_t loom_text_read_split(loom_ctx_t *ctx, MPI_Comm comm, const char *path, uint64_t lo,
+                                   uint64_t hi, uint64_t lo_line, int part, int nparts,
+                                   loom_text_chunk_t *chunk)
+{
+    memset(chunk, 0, sizeof *chunk);
+    loom_status_t st = LOOM_OK;
+    if (part >= 0 && part < nparts && hi > lo)
+        st = read_part(ctx, path, lo, hi, part, nparts, chunk);
+    uint64_t mine = st == LOOM_OK ? loom_text_count_lines(chunk->data, chunk->len) : 0;
+    uint64_t before = 0;
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    int e = MPI_Exscan(&mine, &before, 1, MPI_UINT64_T, MPI_SUM, comm);
+    if (e != MPI_SUCCESS && st == LOOM_OK)
+        st = loom_error_mpi(ctx, e, "MPI_Exscan", __FILE__, __LINE__);
+    if (rank == 0) before = 0; /* MPI leaves rank 0's result undefined */
+    chunk->first_line = lo_line + before;
+    st = loom_agree(ctx, comm, st);
+    if (st != LOOM_OK) loom_text_chunk_free(chunk);
+    return st;
+}
+
+void loom_text_chunk_free(loom_text_chunk_t *chunk)
+{
+    if (!chunk) return;
+    free(chunk->data);
+    memset(chunk, 0, sizeof *chunk);
+}
+
+void loom_text_cursor_init(loom_text_cursor_t *c, const loom_text_chunk_t *chunk)
+{
+    c->chunk = chunk;
+    c->pos = 0;
+    c->line = chunk->first_line ? chunk->first_line - 1 : 0;
+}
+
+int loom_text_next_line(loom_text_cursor_t *c, const char **line, size_t *len)
+{
+    const loom_text_chunk_t *ch = c->chunk;
+    if (!ch->data || c->pos >= ch->len) return 0;
+    const char *s = ch->data + c->pos;
+    size_t left = ch->len - c->pos;
+    const char *nl = memchr(s, '\n', left);
+    size_t n = nl ? (size_t)(nl - s) : left;
+    c->pos += nl ? n + 1 : n;
+    c->line++;
+    if (n > 0 && s[n - 1] == '\r') n--;
+    *line = s;
+    *len = n;
+    return 1;
+}
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+int loom_text_tokens(const char *line, size_t len, const char **tok, size_t *toklen, int max)
+{
+    int n = 0;
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && is_blank(line[i]))
+            i++;
+        if (i >= len) break;
+        size_t start = i;
+        while (i < len && !is_blank(line[i]))
+            i++;
+        if (n < max) {
+            tok[n] = line + start;
+            toklen[n] = i - start;
+        }
+        n++;
+    }
+    return n;
+}
+
+loom_num_status_t loom_text_parse_u64(const char *tok, size_t len, uint64_t max, uint64_t *v)
+{
+    size_t i = 0;
+    int negative = 0;
+    if (len > 0 && (tok[0] == '+' || tok[0] == '-')) {
+        negative = tok[0] == '-';
+        i = 1;
+    }
+    if (i >= len) return LOOM_NUM_NOT_A_NUMBER;
+    uint64_t x = 0;
+    int big = 0;
+    for (; i < len; i++) {
+        if (tok[i] < '0' || tok[i] > '9') return LOOM_NUM_NOT_A_NUMBER;
+        unsigned d = (unsigned)(tok[i] - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            big = 1;
+        else
+            x = x * 10 + d;
+    }
+    if (negative) {
+        if (x == 0 && !big) {
+            *v = 0; /* "-0" is zero */
+            return LOOM_NUM_OK;
+        }
+        return LOOM_NUM_NEGATIVE;
+    }
+    if (big || x > max) return LOOM_NUM_TOO_LARGE;
+    *v = x;
+    return LOOM_NUM_OK;
+}
+
+int loom_text_parse_double(const char *tok, size_t len, double *v)
+{
+    char buf[128];
+    if (len == 0 || len >= sizeof buf) return -1;
+    memcpy(buf, tok, len);
+    buf[len] = '\0';
+    char *end = NULL;
+    errno = 0;
+    double x = strtod(buf, &end);
+    if (end != buf + len || x != x) return -1;
+    *v = x;
+    return 0;
+}
+
+const char *loom_text_quote(const char *tok, size_t len, char *buf, size_t cap)
+{
+    size_t n = len < cap - 4 ? len : cap - 4;
+    memcpy(buf, tok, n);
+    if (n < len) memcpy(buf + n, "...", 3), n += 3;
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] < 32) buf[i] = '?';
+    return buf;
+}
+
+char *loom_text_put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+loom_status_t loom_text_write_ordered(loom_ctx_t *ctx, MPI_Comm comm, const char *path,
+                                      loom_text_fill_fn fill, void *arg)
+{
+    loom_status_t st = LOOM_OK;
+    char *buf = malloc(WRITE_ROUND_BYTES);
+    if (!buf) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for the output buffer", path);
+    st = loom_agree(ctx, comm, st);
+    if (st != LOOM_OK) {
+        free(buf);
+        return st;
+    }
+    MPI_File fh;
+    int e = MPI_File_open(comm, path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
+    if (e != MPI_SUCCESS) {
+        char msg[MPI_MAX_ERROR_STRING];
+        int mlen = 0;
+        MPI_Error_string(e, msg, &mlen);
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", path, msg);
+        free(buf);
+        return loom_agree(ctx, comm, st);
+    }
+    e = MPI_File_set_size(fh, 0);
+    if (e != MPI_SUCCESS) st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot truncate", path);
+    uint64_t base = 0;
+    int done = 0;
+    for (;;) {
+        size_t len = 0;
+        if (!done && st == LOOM_OK) {
+            st = fill(ctx, arg, buf, WRITE_ROUND_BYTES, &len, &done);
+            if (st != LOOM_OK) len = 0;
+        }
+        /* One reduction tells every rank the round's size, whether anyone
+         * failed and whether anyone still has text. */
+        uint64_t mine[3] = {len, st != LOOM_OK, !done}, all[3] = {0, 0, 0}, before = 0;
+        int rank = 0;
+        MPI_Comm_rank(comm, &rank);
+        MPI_Exscan(&mine[0], &before, 1, MPI_UINT64_T, MPI_SUM, comm);
+        if (rank == 0) before = 0;
+        MPI_Allreduce(mine, all, 3, MPI_UINT64_T, MPI_SUM, comm);
+        if (all[1]) break;
+        MPI_Status mst;
+        e = MPI_File_write_at_all(fh, (MPI_Offset)(base + before), buf, (int)len, MPI_BYTE, &mst);
+        if (e != MPI_SUCCESS && st == LOOM_OK) {
+            char msg[MPI_MAX_ERROR_STRING];
+            int mlen = 0;
+            MPI_Error_string(e, msg, &mlen);
+            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: write failed: %s", path, msg);
+        }
+        base += all[0];
+        if (!all[2]) break;
+    }
+    e = MPI_File_close(&fh);
+    if (e != MPI_SUCCESS && st == LOOM_OK)
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: closing failed", path);
+    free(buf);
+    return loom_agree(ctx, comm, st);
+}
