@@ -1,0 +1,176 @@
+/* Loom Pregel: bulk-synchronous vertex programs over a partitioned loom_graph_t. */
+#ifndef LOOM_PREGEL_H
+#define LOOM_PREGEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loom/graph.h"
+#include "loom/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* How messages to one vertex are combined. The built-in combiners work on
+ * 8-byte messages (double or uint64_t) and run in tight kernel loops; they are
+ * what lets the engine switch to a dense exchange (every rank publishes the
+ * value its vertices send to all out-neighbours, owners pull it over their
+ * in-edges). LOOM_COMBINE_USER calls the program's `combine` for every pair. */
+typedef enum loom_pregel_combiner {
+    LOOM_COMBINE_NONE = 0, /* compute sees every message */
+    LOOM_COMBINE_SUM_F64,
+    LOOM_COMBINE_MIN_F64,
+    LOOM_COMBINE_MAX_F64,
+    LOOM_COMBINE_SUM_U64,
+    LOOM_COMBINE_MIN_U64,
+    LOOM_COMBINE_MAX_U64,
+    LOOM_COMBINE_USER,
+} loom_pregel_combiner_t;
+
+/* Aggregators are doubles reduced over all vertices of a superstep with
+ * MPI_Allreduce; the result is visible to every vertex in the next superstep
+ * and to the master compute right after the superstep. */
+typedef enum loom_agg_op { LOOM_AGG_SUM = 1, LOOM_AGG_MIN, LOOM_AGG_MAX } loom_agg_op_t;
+
+#define LOOM_PREGEL_MAX_AGGS 16
+
+/* The vertex a compute call works on. The engine fills it; the program reads it
+ * through the functions below and must not keep it past the call. */
+typedef struct loom_vertex {
+    uint64_t id;       /* global vertex id */
+    uint64_t local;    /* index among this rank's vertices */
+    void *value;       /* value_size bytes, owned by the engine */
+    int64_t superstep; /* 0 for the first compute */
+    struct loom_pregel *pg;
+    int tid; /* OpenMP thread running this call */
+} loom_vertex_t;
+
+/* What the master compute sees after a superstep (all counts global). */
+typedef struct loom_pregel_step {
+    int64_t superstep;
+    uint64_t active;   /* vertices that have not voted to halt */
+    uint64_t messages; /* messages sent during the superstep (before combining) */
+    double seconds;    /* wall time of the superstep so far */
+} loom_pregel_step_t;
+
+/* A vertex program. Every callback may run on several OpenMP threads at once
+ * (different vertices); `user` is shared, so callbacks must only read it. */
+typedef struct loom_pregel_program {
+    const char *name;
+    size_t value_size; /* bytes of a vertex value (> 0) */
+    size_t msg_size;   /* bytes of a message (8 for the built-in combiners) */
+    loom_pregel_combiner_t combiner;
+    /* LOOM_COMBINE_USER: fold `msg` into `acc` (both msg_size bytes). */
+    void (*combine)(void *acc, const void *msg, void *user);
+    int naggs; /* 0..LOOM_PREGEL_MAX_AGGS */
+    loom_agg_op_t aggs[LOOM_PREGEL_MAX_AGGS];
+    const char *agg_names[LOOM_PREGEL_MAX_AGGS]; /* for progress lines; NULL hides one */
+    /* Set the initial value (the engine zeroes it first). Optional. */
+    void (*init)(loom_vertex_t *v, void *user);
+    /* One superstep of one active vertex. `msgs` holds `nmsgs` messages
+     * (at most one with a combiner), borrowed for the call. */
+    void (*compute)(loom_vertex_t *v, const void *msgs, size_t nmsgs, void *user);
+    /* Optional, runs on rank 0 only after each superstep's reduction: may read
+     * and overwrite `aggs` (what vertices see next) and returns nonzero to end
+     * the run after this superstep (its pending messages are dropped). */
+    int (*master)(const loom_pregel_step_t *step, double *aggs, void *user);
+    void *user;
+} loom_pregel_program_t;
+
+/* ---------------------------------------------------------------- in compute
+ * These are thread-safe for the vertex being computed. */
+
+/* Out-degree and out-edges (global ids, sorted; weights NULL when unweighted). */
+uint64_t loom_vertex_out_degree(const loom_vertex_t *v);
+uint64_t loom_vertex_out_edges(const loom_vertex_t *v, const uint64_t **dst, const double **w);
+uint64_t loom_vertex_num_vertices(const loom_vertex_t *v);
+/* Send `msg` (msg_size bytes, copied) to vertex `dst` for the next superstep. */
+void loom_vertex_send(loom_vertex_t *v, uint64_t dst, const void *msg);
+/* Send the same `msg` to every out-neighbour. At most once per compute call;
+ * with a built-in combiner this is the engine's fast path. */
+void loom_vertex_send_all(loom_vertex_t *v, const void *msg);
+/* Stop computing until a message arrives. */
+void loom_vertex_vote_halt(loom_vertex_t *v);
+/* Contribute to aggregator `i` for this superstep. */
+void loom_vertex_aggregate(loom_vertex_t *v, int i, double x);
+/* The value aggregator `i` had after the previous superstep (the op's identity
+ * at superstep 0). */
+double loom_vertex_aggregated(const loom_vertex_t *v, int i);
+
+/* ---------------------------------------------------------------- the engine */
+
+typedef struct loom_pregel loom_pregel_t;
+
+/* Option rows the engine reads in loom_pregel_configure; put
+ * LOOM_PREGEL_OPTIONS in a job's options table (before its END row). */
+#define LOOM_PREGEL_OPTIONS                                                                        \
+    {"max-supersteps",                                                                             \
+     LOOM_OPT_INT,                                                                                 \
+     "1000000",                                                                                    \
+     "stop after this many supersteps",                                                            \
+     NULL,                                                                                         \
+     1,                                                                                            \
+     1,                                                                                            \
+     1e12},                                                                                        \
+        {"checkpoint-every",                                                                       \
+         LOOM_OPT_INT,                                                                             \
+         "0",                                                                                      \
+         "write a checkpoint every K supersteps (0: never)",                                       \
+         NULL,                                                                                     \
+         1,                                                                                        \
+         0,                                                                                        \
+         1e12},                                                                                    \
+        {"checkpoint-dir", LOOM_OPT_STRING, NULL, "directory for checkpoints", NULL, 0, 0, 0},     \
+        {"restart", LOOM_OPT_STRING, NULL, "resume from the newest checkpoint in DIR", NULL, 0, 0, \
+         0},                                                                                       \
+        {"inject-fault",                                                                           \
+         LOOM_OPT_STRING,                                                                          \
+         NULL,                                                                                     \
+         "abort-worker:W@superstep:N makes worker W abort in superstep N (testing)",               \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0},                                                                                       \
+    {                                                                                              \
+        "exchange", LOOM_OPT_CHOICE, "auto", "message exchange: auto, dense or sparse",            \
+            "auto|dense|sparse", 0, 0, 0                                                           \
+    }
+
+/* Create an engine for `prog` over `g` (which must outlive the engine; in-edges
+ * are used for the dense exchange when the graph has them). Allocates values
+ * and calls `init` on every local vertex. Collective over the job
+ * communicator; agrees on failure. The program struct is copied. */
+loom_status_t loom_pregel_create(loom_ctx_t *ctx, const loom_graph_t *g,
+                                 const loom_pregel_program_t *prog, loom_pregel_t **pg);
+
+/* Read LOOM_PREGEL_OPTIONS from `opts` (checkpoints, restart, fault injection,
+ * superstep limit, exchange mode). Validates them; fails with LOOM_ERR_USAGE.
+ * Not collective (every rank parses the same options). */
+loom_status_t loom_pregel_configure(loom_pregel_t *pg, const loom_opts_t *opts);
+
+/* Limit the number of supersteps (default 1000000). */
+void loom_pregel_set_max_supersteps(loom_pregel_t *pg, int64_t n);
+
+/* Run supersteps until every vertex voted to halt and no message is pending,
+ * the master compute stops, or the superstep limit is reached. Prints one
+ * progress line per superstep on rank 0 (unless --quiet), records the phase
+ * timers "compute" and "exchange" and the summary fields "supersteps" and
+ * "messages". Collective over the job communicator; agrees on failure. */
+loom_status_t loom_pregel_run(loom_pregel_t *pg);
+
+/* This rank's vertex values (loom_graph_local_vertices(g) of value_size
+ * bytes, in vertex order). Borrowed; valid until destroy. */
+void *loom_pregel_values(loom_pregel_t *pg);
+/* Supersteps run so far (counting those before a restart). */
+int64_t loom_pregel_supersteps(const loom_pregel_t *pg);
+/* The aggregated value of aggregator i after the last superstep. */
+double loom_pregel_aggregated(const loom_pregel_t *pg, int i);
+
+/* Free the engine. Accepts NULL and *pg == NULL; sets *pg to NULL. Not collective. */
+void loom_pregel_destroy(loom_pregel_t **pg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,899 @@
+/* The Pregel engine: BSP supersteps of a vertex program, with dense or sparse exchange. */
+#include "pregel/pregel_internal.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/pagerank_pull.h"
+
+#define LOOM_PREGEL_CHUNK 256
+
+/* ---------------------------------------------------------------- helpers */
+
+static int owner_rank(const loom_graph_t *g, uint64_t v)
+{
+    int lo = 0, hi = g->nparts; /* part[lo] <= v < part[hi] */
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (g->part[mid] <= v)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static double agg_identity(loom_agg_op_t op)
+{
+    return op == LOOM_AGG_MIN ? INFINITY : op == LOOM_AGG_MAX ? -INFINITY : 0.0;
+}
+
+static double agg_fold(loom_agg_op_t op, double a, double x)
+{
+    if (op == LOOM_AGG_MIN) return x < a ? x : a;
+    if (op == LOOM_AGG_MAX) return x > a ? x : a;
+    return a + x;
+}
+
+static int builtin(loom_pregel_combiner_t c)
+{
+    return c >= LOOM_COMBINE_SUM_F64 && c <= LOOM_COMBINE_MAX_U64;
+}
+
+static void combine_into(const loom_pregel_program_t *p, void *acc, const void *msg)
+{
+    double a, x;
+    uint64_t ua, ux;
+    switch (p->combiner) {
+    case LOOM_COMBINE_SUM_F64:
+    case LOOM_COMBINE_MIN_F64:
+    case LOOM_COMBINE_MAX_F64:
+        memcpy(&a, acc, 8);
+        memcpy(&x, msg, 8);
+        a = p->combiner == LOOM_COMBINE_SUM_F64   ? a + x
+            : p->combiner == LOOM_COMBINE_MIN_F64 ? (x < a ? x : a)
+                                                  : (x > a ? x : a);
+        memcpy(acc, &a, 8);
+        break;
+    case LOOM_COMBINE_SUM_U64:
+    case LOOM_COMBINE_MIN_U64:
+    case LOOM_COMBINE_MAX_U64:
+        memcpy(&ua, acc, 8);
+        memcpy(&ux, msg, 8);
+        ua = p->combiner == LOOM_COMBINE_SUM_U64   ? ua + ux
+             : p->combiner == LOOM_COMBINE_MIN_U64 ? (ux < ua ? ux : ua)
+                                                   : (ux > ua ? ux : ua);
+        memcpy(acc, &ua, 8);
+        break;
+    case LOOM_COMBINE_USER:
+        p->combine(acc, msg, p->user);
+        break;
+    default:
+        break;
+    }
+}
+
+static void set_identity(loom_pregel_t *pg)
+{
+    double d = 0.0;
+    uint64_t u = 0;
+    switch (pg->prog.combiner) {
+    case LOOM_COMBINE_MIN_F64:
+        d = INFINITY;
+        break;
+    case LOOM_COMBINE_MAX_F64:
+        d = -INFINITY;
+        break;
+    case LOOM_COMBINE_MIN_U64:
+        u = UINT64_MAX;
+        break;
+    default:
+        break;
+    }
+    if (pg->prog.combiner >= LOOM_COMBINE_SUM_F64 && pg->prog.combiner <= LOOM_COMBINE_MAX_F64)
+        memcpy(pg->identity, &d, 8);
+    else
+        memcpy(pg->identity, &u, 8);
+}
+
+static int msgbuf_push(loom_msgbuf_t *b, uint64_t dst, const void *msg, size_t msz, size_t rsz)
+{
+    if (b->len + rsz > b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 4096;
+        while (cap < b->len + rsz)
+            cap *= 2;
+        uint8_t *d = realloc(b->data, cap);
+        if (!d) {
+            b->failed = 1;
+            return -1;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, &dst, 8);
+    memcpy(b->data + b->len + 8, msg, msz);
+    b->len += rsz;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- vertex API */
+
+uint64_t loom_vertex_out_degree(const loom_vertex_t *v)
+{
+    const uint64_t *off = v->pg->g->out_off;
+    return off[v->local + 1] - off[v->local];
+}
+
+uint64_t loom_vertex_out_edges(const loom_vertex_t *v, const uint64_t **dst, const double **w)
+{
+    const loom_graph_t *g = v->pg->g;
+    uint64_t b = g->out_off[v->local];
+    if (dst) *dst = g->out_dst + b;
+    if (w) *w = g->out_w ? g->out_w + b : NULL;
+    return g->out_off[v->local + 1] - b;
+}
+
+uint64_t loom_vertex_num_vertices(const loom_vertex_t *v)
+{
+    return v->pg->n;
+}
+
+void loom_vertex_send(loom_vertex_t *v, uint64_t dst, const void *msg)
+{
+    loom_pregel_t *pg = v->pg;
+    int w = owner_rank(pg->g, dst) - pg->wbase;
+    if (w < 0) w = 0; /* the master owns nothing; cannot happen for valid ids */
+    loom_msgbuf_t *b = &pg->tbuf[(size_t)v->tid * pg->nworkers + w];
+    if (msgbuf_push(b, dst, msg, pg->msz, pg->rsz) == 0) pg->tstat[v->tid].sparse++;
+}
+
+void loom_vertex_send_all(loom_vertex_t *v, const void *msg)
+{
+    loom_pregel_t *pg = v->pg;
+    if (pg->publish) {
+        uint64_t gv = pg->lo + v->local;
+        memcpy(pg->gpub + gv * pg->msz, msg, pg->msz);
+        if (!pg->pubflag[gv]) {
+            pg->pubflag[gv] = 1;
+            pg->tstat[v->tid].npub++;
+            pg->tstat[v->tid].pub_arcs += loom_vertex_out_degree(v);
+        }
+        return;
+    }
+    const uint64_t *dst;
+    uint64_t d = loom_vertex_out_edges(v, &dst, NULL);
+    for (uint64_t e = 0; e < d; e++)
+        loom_vertex_send(v, dst[e], msg);
+}
+
+void loom_vertex_vote_halt(loom_vertex_t *v)
+{
+    v->pg->halted[v->local] = 1;
+}
+
+void loom_vertex_aggregate(loom_vertex_t *v, int i, double x)
+{
+    loom_pregel_t *pg = v->pg;
+    if (i < 0 || i >= pg->prog.naggs) return;
+    double *a = &pg->tstat[v->tid].aggs[i];
+    *a = agg_fold(pg->prog.aggs[i], *a, x);
+}
+
+double loom_vertex_aggregated(const loom_vertex_t *v, int i)
+{
+    if (i < 0 || i >= v->pg->prog.naggs) return 0.0;
+    return v->pg->aggs[i];
+}
+
+/* ---------------------------------------------------------------- create / destroy */
+
+static loom_status_t alloc_zero(loom_ctx_t *ctx, void **p, size_t bytes, const char *what)
+{
+    *p = calloc(bytes ? bytes : 1, 1);
+    if (!*p)
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes,
+                          what);
+    return LOOM_OK;
+}
+
+static loom_status_t check_program(loom_ctx_t *ctx, const loom_pregel_program_t *p)
+{
+    if (!p->compute || p->value_size == 0 || p->msg_size == 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "pregel: a program needs compute, value_size and msg_size");
+    if (builtin(p->combiner) && p->msg_size != 8)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "pregel: built-in combiners need 8-byte messages (got %zu)", p->msg_size);
+    if (p->combiner == LOOM_COMBINE_USER && !p->combine)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "pregel: LOOM_COMBINE_USER needs combine");
+    if (p->naggs < 0 || p->naggs > LOOM_PREGEL_MAX_AGGS)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "pregel: %d aggregators (at most %d)", p->naggs,
+                          LOOM_PREGEL_MAX_AGGS);
+    for (int i = 0; i < p->naggs; i++)
+        if (p->aggs[i] < LOOM_AGG_SUM || p->aggs[i] > LOOM_AGG_MAX)
+            return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "pregel: aggregator %d has no valid op", i);
+    return LOOM_OK;
+}
+
+static loom_status_t create_local(loom_pregel_t *pg)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    const loom_graph_t *g = pg->g;
+    LOOM_TRY(alloc_zero(ctx, (void **)&pg->values, pg->nloc * pg->vsz, "vertex values"));
+    LOOM_TRY(alloc_zero(ctx, (void **)&pg->halted, pg->nloc, "halt flags"));
+    LOOM_TRY(alloc_zero(ctx, (void **)&pg->tstat, (size_t)pg->nthreads * sizeof *pg->tstat,
+                        "thread counters"));
+    LOOM_TRY(alloc_zero(ctx, (void **)&pg->tbuf,
+                        (size_t)pg->nthreads * pg->nworkers * sizeof *pg->tbuf, "send buffers"));
+    if (pg->prog.combiner != LOOM_COMBINE_NONE) {
+        LOOM_TRY(alloc_zero(ctx, (void **)&pg->inbox, pg->nloc * pg->msz, "inbox"));
+        LOOM_TRY(alloc_zero(ctx, (void **)&pg->has, pg->nloc, "inbox flags"));
+    } else {
+        LOOM_TRY(alloc_zero(ctx, (void **)&pg->moff, (pg->nloc + 1) * sizeof *pg->moff,
+                            "message offsets"));
+    }
+    if (!pg->is_worker) return LOOM_OK;
+    if (pg->publish) {
+        LOOM_TRY(alloc_zero(ctx, (void **)&pg->gpub, pg->n * pg->msz, "published messages"));
+        LOOM_TRY(alloc_zero(ctx, (void **)&pg->pubflag, pg->n, "published flags"));
+    }
+    if (pg->dense_ok) {
+        pg->in_off = g->in_off;
+        size_t m = (size_t)g->in_off[pg->nloc];
+        if (pg->n <= UINT32_MAX) {
+            /* Half the index bytes per arc: the sweep streams the index once
+             * per superstep, so this is a direct saving in memory traffic. */
+            LOOM_TRY(alloc_zero(ctx, (void **)&pg->in_idx_own, m * sizeof(uint32_t),
+                                "32-bit in-edge index"));
+            loom_pull_narrow(m, g->in_src, pg->in_idx_own);
+            pg->in_idx = pg->in_idx_own;
+            pg->in_idx32 = 1;
+        } else {
+            pg->in_idx = g->in_src;
+        }
+    }
+    return LOOM_OK;
+}
+
+static void init_values(loom_pregel_t *pg)
+{
+    if (!pg->prog.init) return;
+#pragma omp parallel num_threads(pg->nthreads)
+    {
+        loom_vertex_t v = {.pg = pg, .tid = omp_get_thread_num(), .superstep = 0};
+#pragma omp for schedule(static)
+        for (uint64_t i = 0; i < pg->nloc; i++) {
+            v.local = i;
+            v.id = pg->lo + i;
+            v.value = pg->values + i * pg->vsz;
+            pg->prog.init(&v, pg->prog.user);
+        }
+    }
+}
+
+loom_status_t loom_pregel_create(loom_ctx_t *ctx, const loom_graph_t *g,
+                                 const loom_pregel_program_t *prog, loom_pregel_t **out)
+{
+    *out = NULL;
+    loom_status_t st = check_program(ctx, prog);
+    loom_pregel_t *pg = NULL;
+    if (st == LOOM_OK) {
+        pg = calloc(1, sizeof *pg);
+        if (!pg) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for the Pregel engine");
+    }
+    if (st == LOOM_OK) {
+        pg->ctx = ctx;
+        pg->g = g;
+        pg->prog = *prog;
+        pg->comm = loom_comm(ctx);
+        pg->wcomm = loom_worker_comm(ctx);
+        pg->rank = loom_rank(ctx);
+        pg->size = loom_size(ctx);
+        pg->is_worker = loom_is_worker(ctx);
+        pg->nworkers = loom_num_workers(ctx);
+        pg->wbase = pg->size > 1 ? 1 : 0;
+        pg->n = g->num_vertices;
+        pg->lo = g->lo;
+        pg->nloc = g->hi - g->lo;
+        pg->vsz = prog->value_size;
+        pg->msz = prog->msg_size;
+        pg->rsz = (8 + pg->msz + 7) / 8 * 8;
+        pg->nthreads = omp_get_max_threads();
+        pg->max_supersteps = 1000000;
+        pg->fault_worker = -1;
+        pg->publish = prog->combiner != LOOM_COMBINE_NONE;
+        pg->dense_ok = pg->publish && g->in_off && (g->in_src || pg->nloc == 0);
+        for (int i = 0; i < prog->naggs; i++)
+            pg->aggs[i] = agg_identity(prog->aggs[i]);
+        set_identity(pg);
+        if (pg->size > 1 && pg->nloc > 0 && !pg->is_worker)
+            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "pregel: the master owns vertices");
+        else
+            st = create_local(pg);
+    }
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st != LOOM_OK) {
+        loom_pregel_destroy(&pg);
+        return st;
+    }
+    init_values(pg);
+    *out = pg;
+    return LOOM_OK;
+}
+
+void loom_pregel_destroy(loom_pregel_t **pgp)
+{
+    if (!pgp || !*pgp) return;
+    loom_pregel_t *pg = *pgp;
+    free(pg->values);
+    free(pg->halted);
+    free(pg->inbox);
+    free(pg->has);
+    free(pg->moff);
+    free(pg->mdata);
+    free(pg->gpub);
+    free(pg->pubflag);
+    free(pg->in_idx_own);
+    if (pg->tbuf)
+        for (size_t i = 0; i < (size_t)pg->nthreads * pg->nworkers; i++)
+            free(pg->tbuf[i].data);
+    free(pg->tbuf);
+    free(pg->tstat);
+    free(pg->ckpt_dir);
+    free(pg->restart_dir);
+    free(pg);
+    *pgp = NULL;
+}
+
+void *loom_pregel_values(loom_pregel_t *pg)
+{
+    return pg->values;
+}
+int64_t loom_pregel_supersteps(const loom_pregel_t *pg)
+{
+    return pg->superstep;
+}
+double loom_pregel_aggregated(const loom_pregel_t *pg, int i)
+{
+    return (i >= 0 && i < pg->prog.naggs) ? pg->aggs[i] : 0.0;
+}
+void loom_pregel_set_max_supersteps(loom_pregel_t *pg, int64_t n)
+{
+    pg->max_supersteps = n;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+loom_status_t loom_pregel_configure(loom_pregel_t *pg, const loom_opts_t *o)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    pg->max_supersteps = loom_opt_int(o, "max-supersteps");
+    pg->ckpt_every = loom_opt_int(o, "checkpoint-every");
+    free(pg->ckpt_dir);
+    free(pg->restart_dir);
+    pg->ckpt_dir = dup_or_null(loom_opt_string(o, "checkpoint-dir"));
+    pg->restart_dir = dup_or_null(loom_opt_string(o, "restart"));
+    if (pg->ckpt_every > 0 && !pg->ckpt_dir)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--checkpoint-every needs --checkpoint-dir");
+    if (pg->ckpt_dir && pg->ckpt_every == 0) pg->ckpt_every = 1;
+    const char *ex = loom_opt_string(o, "exchange");
+    pg->exchange_mode = !ex || !strcmp(ex, "auto") ? LOOM_EXCHANGE_AUTO
+                        : !strcmp(ex, "dense")     ? LOOM_EXCHANGE_DENSE
+                                                   : LOOM_EXCHANGE_SPARSE;
+    const char *f = loom_opt_string(o, "inject-fault");
+    if (f) {
+        int w = -1;
+        long long s = -1;
+        int used = 0;
+        if (sscanf(f, "abort-worker:%d@superstep:%lld%n", &w, &s, &used) != 2 || f[used] != '\0' ||
+            w < 0 || s < 0)
+            return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                              "--inject-fault: expected abort-worker:W@superstep:N, got '%s'", f);
+        pg->fault_worker = w % (pg->nworkers > 0 ? pg->nworkers : 1);
+        pg->fault_step = s;
+    }
+    return LOOM_OK;
+}
+
+/* ---------------------------------------------------------------- compute */
+
+/* Run compute on every active local vertex; publish identities for those that
+ * did not send_all so that a dense pull sees a neutral element. */
+static void compute_phase(loom_pregel_t *pg)
+{
+    const loom_pregel_program_t *p = &pg->prog;
+    for (int t = 0; t < pg->nthreads; t++) {
+        loom_tstat_t *ts = &pg->tstat[t];
+        ts->active = ts->npub = ts->pub_arcs = ts->sparse = 0;
+        for (int i = 0; i < p->naggs; i++)
+            ts->aggs[i] = agg_identity(p->aggs[i]);
+        for (int w = 0; w < pg->nworkers; w++)
+            pg->tbuf[(size_t)t * pg->nworkers + w].len = 0;
+    }
+    const int combined = p->combiner != LOOM_COMBINE_NONE;
+#pragma omp parallel num_threads(pg->nthreads)
+    {
+        int tid = omp_get_thread_num();
+        loom_vertex_t v = {.pg = pg, .tid = tid, .superstep = pg->superstep};
+        uint64_t active = 0;
+#pragma omp for schedule(dynamic, LOOM_PREGEL_CHUNK)
+        for (uint64_t i = 0; i < pg->nloc; i++) {
+            const void *msgs = NULL;
+            size_t nm = 0;
+            if (combined) {
+                if (pg->has[i]) {
+                    msgs = pg->inbox + i * pg->msz;
+                    nm = 1;
+                }
+            } else {
+                nm = pg->moff[i + 1] - pg->moff[i];
+                msgs = pg->mdata ? pg->mdata + pg->moff[i] * pg->msz : NULL;
+            }
+            uint64_t gv = pg->lo + i;
+            if (pg->publish) pg->pubflag[gv] = 0;
+            if (pg->halted[i] && nm == 0) {
+                if (pg->publish) memcpy(pg->gpub + gv * pg->msz, pg->identity, pg->msz);
+                continue;
+            }
+            pg->halted[i] = 0;
+            v.local = i;
+            v.id = gv;
+            v.value = pg->values + i * pg->vsz;
+            p->compute(&v, msgs, nm, p->user);
+            if (pg->publish && !pg->pubflag[gv])
+                memcpy(pg->gpub + gv * pg->msz, pg->identity, pg->msz);
+            if (!pg->halted[i]) active++;
+        }
+        pg->tstat[tid].active = active;
+    }
+}
+
+/* ---------------------------------------------------------------- exchange */
+
+static int cmp_rec(const void *a, const void *b)
+{
+    uint64_t x, y;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    return x < y ? -1 : x > y;
+}
+
+/* Sort one destination's records by vertex and fold equal ones with the
+ * combiner: the sender-side combining of Pregel. Returns the new count. */
+static size_t combine_records(loom_pregel_t *pg, uint8_t *recs, size_t n)
+{
+    if (n < 2) return n;
+    qsort(recs, n, pg->rsz, cmp_rec);
+    size_t out = 0;
+    for (size_t i = 1; i < n; i++) {
+        uint8_t *a = recs + out * pg->rsz, *b = recs + i * pg->rsz;
+        if (memcmp(a, b, 8) == 0) {
+            combine_into(&pg->prog, a + 8, b + 8);
+        } else {
+            out++;
+            if (out != i) memcpy(recs + out * pg->rsz, b, pg->rsz);
+        }
+    }
+    return out + 1;
+}
+
+/* Expand the published send_all messages of this rank into records (used when
+ * the superstep goes sparse). */
+static void expand_published(loom_pregel_t *pg)
+{
+    const loom_graph_t *g = pg->g;
+#pragma omp parallel num_threads(pg->nthreads)
+    {
+        loom_vertex_t v = {.pg = pg, .tid = omp_get_thread_num()};
+#pragma omp for schedule(dynamic, LOOM_PREGEL_CHUNK)
+        for (uint64_t i = 0; i < pg->nloc; i++) {
+            uint64_t gv = pg->lo + i;
+            if (!pg->pubflag[gv]) continue;
+            v.local = i;
+            const uint8_t *msg = pg->gpub + gv * pg->msz;
+            for (uint64_t e = g->out_off[i]; e < g->out_off[i + 1]; e++)
+                loom_vertex_send(&v, g->out_dst[e], msg);
+        }
+    }
+}
+
+loom_status_t loom_pregel_deliver(loom_pregel_t *pg, const uint8_t *recs, size_t nrecs, int merge)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    if (pg->prog.combiner != LOOM_COMBINE_NONE) {
+        if (!merge) memset(pg->has, 0, pg->nloc);
+        for (size_t r = 0; r < nrecs; r++) {
+            uint64_t dst;
+            memcpy(&dst, recs + r * pg->rsz, 8);
+            uint64_t i = dst - pg->lo;
+            if (dst < pg->lo || i >= pg->nloc)
+                return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL,
+                                  "pregel: message for vertex %llu "
+                                  "reached the wrong rank",
+                                  (unsigned long long)dst);
+            uint8_t *acc = pg->inbox + i * pg->msz;
+            if (pg->has[i]) {
+                combine_into(&pg->prog, acc, recs + r * pg->rsz + 8);
+            } else {
+                memcpy(acc, recs + r * pg->rsz + 8, pg->msz);
+                pg->has[i] = 1;
+            }
+        }
+        return LOOM_OK;
+    }
+    memset(pg->moff, 0, (pg->nloc + 1) * sizeof *pg->moff);
+    for (size_t r = 0; r < nrecs; r++) {
+        uint64_t dst;
+        memcpy(&dst, recs + r * pg->rsz, 8);
+        if (dst < pg->lo || dst - pg->lo >= pg->nloc)
+            return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL,
+                              "pregel: message for vertex %llu reached the wrong rank",
+                              (unsigned long long)dst);
+        pg->moff[dst - pg->lo + 1]++;
+    }
+    for (uint64_t i = 0; i < pg->nloc; i++)
+        pg->moff[i + 1] += pg->moff[i];
+    free(pg->mdata);
+    pg->mdata = NULL;
+    if (nrecs) {
+        pg->mdata = malloc(nrecs * pg->msz);
+        if (!pg->mdata)
+            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for %zu messages", nrecs);
+        /* A stable placement keeps each vertex's messages in arrival order. */
+        uint64_t *fill = malloc((pg->nloc ? pg->nloc : 1) * sizeof *fill);
+        if (!fill) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for message placement");
+        memcpy(fill, pg->moff, pg->nloc * sizeof *fill);
+        for (size_t r = 0; r < nrecs; r++) {
+            uint64_t dst;
+            memcpy(&dst, recs + r * pg->rsz, 8);
+            memcpy(pg->mdata + fill[dst - pg->lo]++ * pg->msz, recs + r * pg->rsz + 8, pg->msz);
+        }
+        free(fill);
+    }
+    return LOOM_OK;
+}
+
+/* Gather the thread buffers per destination, combine, exchange with
+ * MPI_Alltoallv over the workers and deliver. */
+static loom_status_t sparse_exchange(loom_pregel_t *pg, int merge)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    int nw = pg->nworkers;
+    loom_status_t st = LOOM_OK;
+    size_t total = 0;
+    int *scnt = calloc((size_t)nw * 4, sizeof *scnt);
+    int *rcnt = scnt + nw, *sdis = scnt + 2 * nw, *rdis = scnt + 3 * nw;
+    uint8_t *sbuf = NULL, *rbuf = NULL;
+    MPI_Datatype rec = MPI_DATATYPE_NULL;
+    if (!scnt) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for exchange counts");
+    for (size_t i = 0; st == LOOM_OK && i < (size_t)pg->nthreads * nw; i++) {
+        if (pg->tbuf[i].failed)
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory buffering messages");
+        total += pg->tbuf[i].len;
+    }
+    if (st == LOOM_OK && !(sbuf = malloc(total ? total : 1)))
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for %zu bytes of messages", total);
+    size_t pos = 0;
+    for (int w = 0; st == LOOM_OK && w < nw; w++) {
+        size_t start = pos;
+        for (int t = 0; t < pg->nthreads; t++) {
+            loom_msgbuf_t *b = &pg->tbuf[(size_t)t * nw + w];
+            memcpy(sbuf + pos, b->data, b->len);
+            pos += b->len;
+        }
+        size_t n = (pos - start) / pg->rsz;
+        if (pg->prog.combiner != LOOM_COMBINE_NONE) n = combine_records(pg, sbuf + start, n);
+        if (n > INT32_MAX)
+            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "pregel: over 2^31 messages to one rank");
+        scnt[w] = (int)n;
+        pos = start + n * pg->rsz;
+    }
+    st = loom_agree(ctx, pg->wcomm, st);
+    if (st != LOOM_OK) goto out;
+    int e = MPI_Alltoall(scnt, 1, MPI_INT, rcnt, 1, MPI_INT, pg->wcomm);
+    if (e != MPI_SUCCESS) {
+        st = loom_error_mpi(ctx, e, "MPI_Alltoall", __FILE__, __LINE__);
+        goto out;
+    }
+    size_t rtotal = 0;
+    int sd = 0;
+    for (int w = 0; w < nw; w++) {
+        sdis[w] = sd;
+        sd += scnt[w];
+        rdis[w] = (int)rtotal;
+        rtotal += (size_t)rcnt[w];
+    }
+    if (rtotal > INT32_MAX) st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "pregel: over 2^31 messages");
+    if (st == LOOM_OK && !(rbuf = malloc(rtotal ? rtotal * pg->rsz : 1)))
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory receiving %zu messages", rtotal);
+    st = loom_agree(ctx, pg->wcomm, st);
+    if (st != LOOM_OK) goto out;
+    MPI_Type_contiguous((int)pg->rsz, MPI_BYTE, &rec);
+    MPI_Type_commit(&rec);
+    e = MPI_Alltoallv(sbuf, scnt, sdis, rec, rbuf, rcnt, rdis, rec, pg->wcomm);
+    if (e != MPI_SUCCESS) {
+        st = loom_error_mpi(ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
+        goto out;
+    }
+    st = loom_pregel_deliver(pg, rbuf, rtotal, merge);
+out:
+    if (rec != MPI_DATATYPE_NULL) MPI_Type_free(&rec);
+    free(sbuf);
+    free(rbuf);
+    free(scnt);
+    return st;
+}
+
+static loom_pull_op_t pull_op(loom_pregel_combiner_t c)
+{
+    switch (c) {
+    case LOOM_COMBINE_MIN_F64:
+    case LOOM_COMBINE_MIN_U64:
+        return LOOM_PULL_MIN;
+    case LOOM_COMBINE_MAX_F64:
+    case LOOM_COMBINE_MAX_U64:
+        return LOOM_PULL_MAX;
+    default:
+        return LOOM_PULL_SUM;
+    }
+}
+
+/* Every worker publishes its slice of gpub (and of pubflag unless every
+ * vertex published); owners then pull over their in-edges. */
+static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    const loom_graph_t *g = pg->g;
+    if (pg->nworkers > 1) {
+        int nw = pg->nworkers;
+        int *cnt = malloc((size_t)nw * 2 * sizeof *cnt);
+        if (!cnt) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for exchange counts");
+        int *dis = cnt + nw;
+        MPI_Datatype mt;
+        MPI_Type_contiguous((int)pg->msz, MPI_BYTE, &mt);
+        MPI_Type_commit(&mt);
+        for (int w = 0; w < nw; w++) {
+            uint64_t a = g->part[w + pg->wbase], b = g->part[w + pg->wbase + 1];
+            cnt[w] = (int)(b - a);
+            dis[w] = (int)a;
+        }
+        int e =
+            MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, pg->gpub, cnt, dis, mt, pg->wcomm);
+        if (e == MPI_SUCCESS && !all_published)
+            e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, pg->pubflag, cnt, dis, MPI_BYTE,
+                               pg->wcomm);
+        MPI_Type_free(&mt);
+        free(cnt);
+        if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Allgatherv", __FILE__, __LINE__);
+    }
+    const loom_pregel_program_t *p = &pg->prog;
+    if (builtin(p->combiner)) {
+        loom_pull_type_t t = p->combiner <= LOOM_COMBINE_MAX_F64 ? LOOM_PULL_F64 : LOOM_PULL_U64;
+        loom_pull_combine(pull_op(p->combiner), t, pg->nloc, pg->in_off, pg->in_idx, pg->in_idx32,
+                          pg->gpub, pg->inbox);
+        if (all_published) {
+#pragma omp parallel for schedule(static) num_threads(pg->nthreads)
+            for (uint64_t i = 0; i < pg->nloc; i++)
+                pg->has[i] = pg->in_off[i + 1] > pg->in_off[i];
+        } else {
+            loom_pull_any(pg->nloc, pg->in_off, pg->in_idx, pg->in_idx32, pg->pubflag, pg->has);
+        }
+        return LOOM_OK;
+    }
+    /* A user combiner: the same pull, one call per arc. */
+#pragma omp parallel for schedule(dynamic, LOOM_PREGEL_CHUNK) num_threads(pg->nthreads)
+    for (uint64_t i = 0; i < pg->nloc; i++) {
+        uint8_t *acc = pg->inbox + i * pg->msz;
+        int any = 0;
+        for (uint64_t e = pg->in_off[i]; e < pg->in_off[i + 1]; e++) {
+            uint64_t u = pg->in_idx32 ? ((const uint32_t *)pg->in_idx)[e]
+                                      : ((const uint64_t *)pg->in_idx)[e];
+            if (!pg->pubflag[u]) continue;
+            if (any)
+                p->combine(acc, pg->gpub + u * pg->msz, p->user);
+            else
+                memcpy(acc, pg->gpub + u * pg->msz, pg->msz);
+            any = 1;
+        }
+        pg->has[i] = (uint8_t)any;
+    }
+    return LOOM_OK;
+}
+
+/* ---------------------------------------------------------------- the superstep loop */
+
+enum { ST_ACTIVE = 0, ST_NPUB, ST_PUBARCS, ST_SPARSE, ST_FAILED, ST_FIXED };
+
+/* Reduce the superstep's counters and aggregators over all ranks. The master
+ * has nothing to add and waits without spinning. */
+static loom_status_t reduce_step(loom_pregel_t *pg, int failed, double *sums)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    const loom_pregel_program_t *p = &pg->prog;
+    double loc[ST_FIXED + LOOM_PREGEL_MAX_AGGS] = {0};
+    double mins[2 * LOOM_PREGEL_MAX_AGGS], gmins[2 * LOOM_PREGEL_MAX_AGGS];
+    int nmin = 0;
+    for (int i = 0; i < p->naggs; i++) {
+        double a = agg_identity(p->aggs[i]);
+        for (int t = 0; t < pg->nthreads && pg->is_worker; t++)
+            a = agg_fold(p->aggs[i], a, pg->tstat[t].aggs[i]);
+        if (p->aggs[i] == LOOM_AGG_SUM)
+            loc[ST_FIXED + i] = a;
+        else
+            mins[nmin++] = p->aggs[i] == LOOM_AGG_MIN ? a : -a;
+    }
+    for (int t = 0; t < pg->nthreads && pg->is_worker; t++) {
+        loc[ST_ACTIVE] += (double)pg->tstat[t].active;
+        loc[ST_NPUB] += (double)pg->tstat[t].npub;
+        loc[ST_PUBARCS] += (double)pg->tstat[t].pub_arcs;
+        loc[ST_SPARSE] += (double)pg->tstat[t].sparse;
+    }
+    loc[ST_FAILED] = failed;
+    int nsum = ST_FIXED + p->naggs;
+    MPI_Request req[2];
+    int nreq = 0;
+    int e = MPI_Iallreduce(loc, sums, nsum, MPI_DOUBLE, MPI_SUM, pg->comm, &req[nreq++]);
+    if (e == MPI_SUCCESS && nmin)
+        e = MPI_Iallreduce(mins, gmins, nmin, MPI_DOUBLE, MPI_MIN, pg->comm, &req[nreq++]);
+    if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Iallreduce", __FILE__, __LINE__);
+    for (int r = 0; r < nreq; r++) {
+        if (pg->is_worker) {
+            e = MPI_Wait(&req[r], MPI_STATUS_IGNORE);
+            if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Wait", __FILE__, __LINE__);
+        } else {
+            LOOM_TRY(loom_wait(ctx, &req[r], NULL));
+        }
+    }
+    nmin = 0;
+    for (int i = 0; i < p->naggs; i++) {
+        if (p->aggs[i] == LOOM_AGG_SUM) continue;
+        double m = gmins[nmin++];
+        sums[ST_FIXED + i] = p->aggs[i] == LOOM_AGG_MIN ? m : -m;
+    }
+    return LOOM_OK;
+}
+
+/* Rank 0 runs the master compute; everyone learns its decision and the
+ * aggregators it may have changed. */
+static loom_status_t master_step(loom_pregel_t *pg, const loom_pregel_step_t *step, int *stop)
+{
+    double ctl[1 + LOOM_PREGEL_MAX_AGGS];
+    int n = 1 + pg->prog.naggs;
+    if (pg->rank == 0) {
+        ctl[0] = pg->prog.master(step, pg->aggs, pg->prog.user) ? 1.0 : 0.0;
+        memcpy(ctl + 1, pg->aggs, (size_t)pg->prog.naggs * sizeof(double));
+    }
+    if (pg->size > 1) {
+        MPI_Request req;
+        int e = MPI_Ibcast(ctl, n, MPI_DOUBLE, 0, pg->comm, &req);
+        if (e != MPI_SUCCESS) return loom_error_mpi(pg->ctx, e, "MPI_Ibcast", __FILE__, __LINE__);
+        if (pg->rank == 0) {
+            LOOM_TRY(loom_wait(pg->ctx, &req, NULL));
+        } else {
+            e = MPI_Wait(&req, MPI_STATUS_IGNORE);
+            if (e != MPI_SUCCESS) return loom_error_mpi(pg->ctx, e, "MPI_Wait", __FILE__, __LINE__);
+        }
+    }
+    *stop = ctl[0] != 0.0;
+    memcpy(pg->aggs, ctl + 1, (size_t)pg->prog.naggs * sizeof(double));
+    return LOOM_OK;
+}
+
+static void progress(loom_pregel_t *pg, const loom_pregel_step_t *step, const char *mode)
+{
+    if (!loom_log_enabled(pg->ctx, LOOM_LOG_INFO)) return;
+    char extra[256] = "";
+    size_t len = 0;
+    for (int i = 0; i < pg->prog.naggs && len < sizeof extra - 40; i++) {
+        if (!pg->prog.agg_names[i]) continue;
+        len += (size_t)snprintf(extra + len, sizeof extra - len, ", %s %.6g", pg->prog.agg_names[i],
+                                pg->aggs[i]);
+    }
+    loom_log(pg->ctx, LOOM_LOG_INFO, "superstep %lld: active %llu, messages %llu (%s)%s, %.3f s",
+             (long long)step->superstep, (unsigned long long)step->active,
+             (unsigned long long)step->messages, mode, extra, step->seconds);
+}
+
+static void maybe_fault(loom_pregel_t *pg)
+{
+    if (pg->fault_worker < 0 || pg->superstep != pg->fault_step || !pg->is_worker) return;
+    if (loom_worker_index(pg->ctx) != pg->fault_worker) return;
+    fprintf(stderr, "loom: injected fault: worker %d (rank %d) aborts in superstep %lld\n",
+            pg->fault_worker, pg->rank, (long long)pg->superstep);
+    fflush(stderr);
+    abort();
+}
+
+loom_status_t loom_pregel_run(loom_pregel_t *pg)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    loom_status_t st = LOOM_OK;
+    if (pg->restart_dir) {
+        st = loom_pregel_checkpoint_read(pg, pg->restart_dir);
+        if (st != LOOM_OK) return st;
+    }
+    /* A worker whose exchange failed reports it in the next reduction rather
+     * than in a blocking agreement of its own, so the master never spins. */
+    loom_status_t pending = LOOM_OK;
+    for (;;) {
+        double t0 = loom_wtime();
+        maybe_fault(pg);
+        loom_timer_start(ctx, "compute");
+        if (pg->is_worker && pending == LOOM_OK) compute_phase(pg);
+        int failed = pending != LOOM_OK;
+        for (size_t i = 0; pg->is_worker && i < (size_t)pg->nthreads * pg->nworkers; i++)
+            if (pg->tbuf[i].failed && !failed) {
+                failed = 1;
+                pending = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory buffering messages");
+            }
+        double sums[ST_FIXED + LOOM_PREGEL_MAX_AGGS];
+        st = reduce_step(pg, failed, sums);
+        loom_timer_stop(ctx, "compute");
+        if (st != LOOM_OK) return loom_agree(ctx, pg->comm, st);
+        if (sums[ST_FAILED] != 0) return loom_agree(ctx, pg->comm, pending);
+        for (int i = 0; i < pg->prog.naggs; i++)
+            pg->aggs[i] = sums[ST_FIXED + i];
+
+        loom_pregel_step_t step = {
+            .superstep = pg->superstep,
+            .active = (uint64_t)sums[ST_ACTIVE],
+            .messages = (uint64_t)(sums[ST_PUBARCS] + sums[ST_SPARSE]),
+        };
+        pg->total_messages += step.messages;
+        int stop = step.active == 0 && step.messages == 0;
+        if (pg->prog.master) {
+            step.seconds = loom_wtime() - t0;
+            int mstop = 0;
+            LOOM_TRY(master_step(pg, &step, &mstop));
+            stop = stop || mstop;
+        }
+        if (pg->superstep + 1 >= pg->max_supersteps) stop = 1;
+
+        const char *mode = "none";
+        loom_timer_start(ctx, "exchange");
+        if (!stop && pg->is_worker) {
+            int dense = 0;
+            if (pg->publish && sums[ST_NPUB] > 0) {
+                if (pg->exchange_mode == LOOM_EXCHANGE_DENSE)
+                    dense = pg->dense_ok;
+                else if (pg->exchange_mode == LOOM_EXCHANGE_AUTO)
+                    dense = pg->dense_ok && sums[ST_PUBARCS] > (double)pg->g->num_arcs / 20.0;
+            }
+            if (dense) {
+                pending = dense_exchange(pg, sums[ST_NPUB] >= (double)pg->n);
+                mode = "dense";
+            } else if (pg->publish && sums[ST_NPUB] > 0) {
+                expand_published(pg);
+            }
+            /* Every worker takes the same branch: the condition is global. */
+            if (!dense || sums[ST_SPARSE] > 0) {
+                loom_status_t s2 = sparse_exchange(pg, dense);
+                if (pending == LOOM_OK) pending = s2;
+                if (!dense) mode = "sparse";
+            }
+        }
+        loom_timer_stop(ctx, "exchange");
+        step.seconds = loom_wtime() - t0;
+        progress(pg, &step, stop ? "final" : mode);
+        pg->superstep++;
+        if (stop) break;
+        if (pg->ckpt_every > 0 && pg->superstep % pg->ckpt_every == 0) {
+            loom_timer_start(ctx, "checkpoint");
+            st = loom_agree(ctx, pg->comm, pending);
+            if (st == LOOM_OK) st = loom_pregel_checkpoint_write(pg);
+            loom_timer_stop(ctx, "checkpoint");
+            if (st != LOOM_OK) return st;
+        }
+    }
+    st = loom_agree(ctx, pg->comm, pending);
+    if (st != LOOM_OK) return st;
+    loom_summary_int(ctx, "supersteps", pg->superstep);
+    loom_summary_int(ctx, "messages", (int64_t)pg->total_messages);
+    return LOOM_OK;
+}

@@ -1,0 +1,80 @@
+/* The Pregel engine's state, shared between the superstep loop and checkpoints. */
+#ifndef LOOM_PREGEL_INTERNAL_H
+#define LOOM_PREGEL_INTERNAL_H
+
+#include <stdint.h>
+
+#include "loom/pregel.h"
+
+/* A growable byte buffer of message records, one per (thread, destination worker). */
+typedef struct loom_msgbuf {
+    uint8_t *data;
+    size_t len, cap; /* bytes */
+    int failed;      /* an allocation failed: the superstep must fail */
+} loom_msgbuf_t;
+
+/* Per-thread counters, padded to a cache line so threads do not share one. */
+typedef struct loom_tstat {
+    uint64_t active, npub, pub_arcs, sparse;
+    double aggs[LOOM_PREGEL_MAX_AGGS];
+    char pad[32];
+} loom_tstat_t;
+
+enum { LOOM_EXCHANGE_AUTO = 0, LOOM_EXCHANGE_DENSE, LOOM_EXCHANGE_SPARSE };
+
+struct loom_pregel {
+    loom_ctx_t *ctx;
+    const loom_graph_t *g;
+    loom_pregel_program_t prog;
+    MPI_Comm comm, wcomm;
+    int rank, size, is_worker, nworkers, wbase; /* wbase: job rank of worker 0 */
+    uint64_t n, nloc, lo;
+    size_t vsz, msz, rsz; /* value, message and record (dst + message) bytes */
+
+    uint8_t *values; /* nloc * vsz */
+    uint8_t *halted; /* nloc */
+
+    /* Messages delivered for the current superstep. With a combiner: one
+     * combined message per vertex in inbox, has[v] when there is one. Without:
+     * a CSR of messages (moff, mdata). */
+    uint8_t *inbox, *has;
+    uint64_t *moff;
+    uint8_t *mdata;
+
+    /* send_all with a combiner publishes into gpub (n messages, this rank's
+     * slice at lo) and sets pubflag (n bytes); a dense exchange allgathers
+     * both and pulls over in-edges; a sparse one expands them to records. */
+    int publish;  /* combiner given: send_all goes through gpub */
+    int dense_ok; /* and in-edges exist: a dense exchange is possible */
+    uint8_t *gpub, *pubflag;
+    const uint64_t *in_off;
+    const void *in_idx; /* in-neighbour ids, uint32_t when in_idx32 */
+    int in_idx32;
+    uint32_t *in_idx_own; /* the kernel-private 32-bit copy */
+    uint8_t identity[8];  /* the built-in combiner's identity */
+
+    int nthreads;
+    loom_msgbuf_t *tbuf;               /* nthreads * nworkers */
+    loom_tstat_t *tstat;               /* nthreads */
+    double aggs[LOOM_PREGEL_MAX_AGGS]; /* visible this superstep */
+
+    int64_t superstep, max_supersteps;
+    uint64_t total_messages;
+    int exchange_mode;
+
+    int64_t ckpt_every;
+    char *ckpt_dir, *restart_dir;
+    int fault_worker;
+    int64_t fault_step;
+};
+
+/* Deliver message records (dst, message) addressed to this rank's vertices:
+ * combine into inbox/has, or build the message CSR. `merge` keeps what is in
+ * inbox/has already (after a dense pull). */
+loom_status_t loom_pregel_deliver(loom_pregel_t *pg, const uint8_t *recs, size_t nrecs, int merge);
+
+/* Checkpoints (checkpoint.c). Both collective over the job communicator. */
+loom_status_t loom_pregel_checkpoint_write(loom_pregel_t *pg);
+loom_status_t loom_pregel_checkpoint_read(loom_pregel_t *pg, const char *dir);
+
+#endif
