@@ -137,7 +137,7 @@ loom_status_t loom_read_edgelist(loom_ctx_t *ctx, const char *path, loom_read_re
     MPI_Allreduce(&max_id, &gmax, 1, MPI_UINT64_T, MPI_MAX, comm);
     if (first[0] != NO_LINE && first[1] != NO_LINE) {
         /* Every rank computes the same message from the reduced line numbers. */
-        int late = first[0] > first[1]; /* index of the column count seen later */
+        int late = first[0] > first[1] ? 0 : 1; /* index of the column count seen later */
         st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
                         "%s:%llu: malformed line: %d columns, but line %llu has %d (a weight "
                         "column must be on every line or on none)",
