@@ -155,7 +155,7 @@ void loom_pregel_set_max_supersteps(loom_pregel_t *pg, int64_t n);
 /* Run supersteps until every vertex voted to halt and no message is pending,
  * the master compute stops, or the superstep limit is reached. Prints one
  * progress line per superstep on rank 0 (unless --quiet), records the phase
- * timers "compute" and "exchange" and the summary fields "supersteps" and
+ * timers "pregel-compute" and "pregel-exchange" and the summary fields "supersteps" and
  * "messages". Collective over the job communicator; agrees on failure. */
 loom_status_t loom_pregel_run(loom_pregel_t *pg);
 

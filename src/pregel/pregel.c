@@ -278,6 +278,11 @@ loom_status_t loom_pregel_create(loom_ctx_t *ctx, const loom_graph_t *g,
                                  const loom_pregel_program_t *prog, loom_pregel_t **out)
 {
     *out = NULL;
+    /* Dense exchange needs in-edges on every worker; decide it once for all. */
+    int dense_ok = prog->combiner != LOOM_COMBINE_NONE &&
+                   (!loom_is_worker(ctx) || (g->in_off && (g->in_src || g->hi == g->lo)));
+    int e = MPI_Allreduce(MPI_IN_PLACE, &dense_ok, 1, MPI_INT, MPI_MIN, loom_comm(ctx));
+    if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Allreduce", __FILE__, __LINE__);
     loom_status_t st = check_program(ctx, prog);
     loom_pregel_t *pg = NULL;
     if (st == LOOM_OK) {
@@ -305,7 +310,7 @@ loom_status_t loom_pregel_create(loom_ctx_t *ctx, const loom_graph_t *g,
         pg->max_supersteps = 1000000;
         pg->fault_worker = -1;
         pg->publish = prog->combiner != LOOM_COMBINE_NONE;
-        pg->dense_ok = pg->publish && g->in_off && (g->in_src || pg->nloc == 0);
+        pg->dense_ok = dense_ok;
         for (int i = 0; i < prog->naggs; i++)
             pg->aggs[i] = agg_identity(prog->aggs[i]);
         set_identity(pg);
@@ -382,7 +387,7 @@ loom_status_t loom_pregel_configure(loom_pregel_t *pg, const loom_opts_t *o)
     if (pg->ckpt_every > 0 && !pg->ckpt_dir)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--checkpoint-every needs --checkpoint-dir");
     if (pg->ckpt_dir && pg->ckpt_every == 0) pg->ckpt_every = 1;
-    const char *ex = loom_opt_string(o, "exchange");
+    const char *ex = loom_opt_string(o, "pregel-exchange");
     pg->exchange_mode = !ex || !strcmp(ex, "auto") ? LOOM_EXCHANGE_AUTO
                         : !strcmp(ex, "dense")     ? LOOM_EXCHANGE_DENSE
                                                    : LOOM_EXCHANGE_SPARSE;
@@ -824,7 +829,7 @@ loom_status_t loom_pregel_run(loom_pregel_t *pg)
     for (;;) {
         double t0 = loom_wtime();
         maybe_fault(pg);
-        loom_timer_start(ctx, "compute");
+        loom_timer_start(ctx, "pregel-compute");
         if (pg->is_worker && pending == LOOM_OK) compute_phase(pg);
         int failed = pending != LOOM_OK;
         for (size_t i = 0; pg->is_worker && i < (size_t)pg->nthreads * pg->nworkers; i++)
@@ -834,7 +839,7 @@ loom_status_t loom_pregel_run(loom_pregel_t *pg)
             }
         double sums[ST_FIXED + LOOM_PREGEL_MAX_AGGS];
         st = reduce_step(pg, failed, sums);
-        loom_timer_stop(ctx, "compute");
+        loom_timer_stop(ctx, "pregel-compute");
         if (st != LOOM_OK) return loom_agree(ctx, pg->comm, st);
         if (sums[ST_FAILED] != 0) return loom_agree(ctx, pg->comm, pending);
         for (int i = 0; i < pg->prog.naggs; i++)
@@ -855,39 +860,36 @@ loom_status_t loom_pregel_run(loom_pregel_t *pg)
         }
         if (pg->superstep + 1 >= pg->max_supersteps) stop = 1;
 
-        const char *mode = "none";
-        loom_timer_start(ctx, "exchange");
+        /* Every rank takes the same branches: the conditions are global. */
+        int dense = 0;
+        if (pg->publish && sums[ST_NPUB] > 0) {
+            if (pg->exchange_mode == LOOM_EXCHANGE_DENSE)
+                dense = pg->dense_ok;
+            else if (pg->exchange_mode == LOOM_EXCHANGE_AUTO)
+                dense = pg->dense_ok && sums[ST_PUBARCS] > (double)pg->g->num_arcs / 20.0;
+        }
+        const char *mode = dense ? "dense" : "sparse";
+        loom_timer_start(ctx, "pregel-exchange");
         if (!stop && pg->is_worker) {
-            int dense = 0;
-            if (pg->publish && sums[ST_NPUB] > 0) {
-                if (pg->exchange_mode == LOOM_EXCHANGE_DENSE)
-                    dense = pg->dense_ok;
-                else if (pg->exchange_mode == LOOM_EXCHANGE_AUTO)
-                    dense = pg->dense_ok && sums[ST_PUBARCS] > (double)pg->g->num_arcs / 20.0;
-            }
-            if (dense) {
+            if (dense)
                 pending = dense_exchange(pg, sums[ST_NPUB] >= (double)pg->n);
-                mode = "dense";
-            } else if (pg->publish && sums[ST_NPUB] > 0) {
+            else if (pg->publish && sums[ST_NPUB] > 0)
                 expand_published(pg);
-            }
-            /* Every worker takes the same branch: the condition is global. */
             if (!dense || sums[ST_SPARSE] > 0) {
                 loom_status_t s2 = sparse_exchange(pg, dense);
                 if (pending == LOOM_OK) pending = s2;
-                if (!dense) mode = "sparse";
             }
         }
-        loom_timer_stop(ctx, "exchange");
+        loom_timer_stop(ctx, "pregel-exchange");
         step.seconds = loom_wtime() - t0;
         progress(pg, &step, stop ? "final" : mode);
         pg->superstep++;
         if (stop) break;
         if (pg->ckpt_every > 0 && pg->superstep % pg->ckpt_every == 0) {
-            loom_timer_start(ctx, "checkpoint");
+            loom_timer_start(ctx, "pregel-checkpoint");
             st = loom_agree(ctx, pg->comm, pending);
             if (st == LOOM_OK) st = loom_pregel_checkpoint_write(pg);
-            loom_timer_stop(ctx, "checkpoint");
+            loom_timer_stop(ctx, "pregel-checkpoint");
             if (st != LOOM_OK) return st;
         }
     }
