@@ -1,0 +1,60 @@
+/* `loom wordcount INPUT... --out DIR`: occurrences of every word, as "word<TAB>count" lines. */
+#include <stdlib.h>
+
+#include "loom/loom.h"
+#include "loom/mr.h"
+
+/* Tokenisation (loom_mr_next_word): a word is a maximal run of ASCII letters
+ * and digits, lowercased; every other byte separates words. */
+static loom_status_t map(loom_ctx_t *ctx, const loom_mr_record_t *rec, loom_mr_emit_t *out,
+                         void *user)
+{
+    char stackbuf[256];
+    char *buf = rec->len <= sizeof stackbuf ? stackbuf : malloc(rec->len);
+    if (!buf) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a %zu-byte line", rec->len);
+    size_t pos = 0, n;
+    loom_status_t st = LOOM_OK;
+    while (st == LOOM_OK && (n = loom_mr_next_word(rec->data, rec->len, &pos, buf)))
+        st = loom_mr_emit_u64(out, buf, n, 1);
+    if (buf != stackbuf) free(buf);
+    return st;
+}
+
+static loom_status_t reduce(loom_ctx_t *ctx, const void *key, size_t klen, loom_mr_values_t *vals,
+                            loom_mr_emit_t *out, void *user)
+{
+    uint64_t sum = 0;
+    const void *v;
+    size_t vl;
+    while (loom_mr_values_next(vals, &v, &vl))
+        sum += loom_mr_u64(v, vl);
+    return loom_mr_emit_u64(out, key, klen, sum);
+}
+
+static const loom_option_t options[] = {
+    LOOM_MR_OPTION_ROWS,
+    {NULL, LOOM_OPT_END, NULL, NULL, NULL, 0, 0, 0},
+};
+
+static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
+{
+    loom_mr_job_t job = {.name = "wordcount",
+                         .map = map,
+                         .combine = loom_mr_combine_sum_u64,
+                         .reduce = reduce,
+                         .output_mode = LOOM_MR_OUT_KV};
+    LOOM_TRY(loom_mr_job_from_opts(ctx, opts, 0, &job));
+    loom_mr_result_t res;
+    loom_status_t st = loom_mr_run(ctx, &job, &res);
+    if (st == LOOM_OK) loom_mr_report(ctx, &job, &res);
+    free((void *)job.inputs);
+    return st;
+}
+
+const loom_job_t loom_job_wordcount = {
+    .name = "wordcount",
+    .summary = "count words (maximal runs of ASCII letters/digits, lowercased) with MapReduce",
+    .usage = "loom wordcount INPUT... --out DIR [options]",
+    .options = options,
+    .run = run,
+};

@@ -1,0 +1,166 @@
+/* MapReduce callback API: emitting, value helpers, ready-made combiners, options and reporting. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/hash.h"
+#include "kernels/tokenize.h"
+#include "mr/mr_internal.h"
+
+#define MR_HASH_SEED 0x4c6f6f6d4d52ULL
+
+static loom_status_t write_out(loom_mr_emit_t *em, const void *d, size_t n)
+{
+    if (n && fwrite(d, 1, n, em->out) != n)
+        return LOOM_ERROR(em->eng->ctx, LOOM_ERR_IO, "%s: cannot write", em->out_path);
+    return LOOM_OK;
+}
+
+loom_status_t loom_mr_emit(loom_mr_emit_t *em, const void *key, size_t klen, const void *val,
+                           size_t vlen)
+{
+    mr_engine_t *eng = em->eng;
+    switch (em->kind) {
+    case MR_EMIT_MAP: {
+        uint64_t h = loom_hash_bytes(key, klen, MR_HASH_SEED);
+        uint32_t p = mr_partition_of(eng, key, klen, h);
+        em->count++;
+        return mr_store_add(em->store, p, h, key, klen, val, vlen);
+    }
+    case MR_EMIT_SAMPLE:
+        if (em->count >= em->sample_max) return LOOM_OK;
+        em->count++;
+        return mr_buf_put_record(eng->ctx, em->sample, key, klen, NULL, 0);
+    case MR_EMIT_REDUCE: {
+        const loom_mr_output_mode_t mode = eng->job->output_mode;
+        if (mode != LOOM_MR_OUT_VALUE) LOOM_TRY(write_out(em, key, klen));
+        if (mode == LOOM_MR_OUT_KV) LOOM_TRY(write_out(em, "\t", 1));
+        if (mode != LOOM_MR_OUT_KEY) LOOM_TRY(write_out(em, val, vlen));
+        LOOM_TRY(write_out(em, "\n", 1));
+        em->count++;
+        return LOOM_OK;
+    }
+    case MR_EMIT_COMBINE:
+        return loom_mr_set_value(em, val, vlen);
+    }
+    return LOOM_ERROR(eng->ctx, LOOM_ERR_INTERNAL, "emit on a bad handle");
+}
+
+loom_status_t loom_mr_emit_u64(loom_mr_emit_t *em, const void *key, size_t klen, uint64_t v)
+{
+    if (em->kind == MR_EMIT_REDUCE) {
+        char buf[24];
+        int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+        return loom_mr_emit(em, key, klen, buf, (size_t)n);
+    }
+    return loom_mr_emit(em, key, klen, &v, sizeof v);
+}
+
+loom_status_t loom_mr_emit_double(loom_mr_emit_t *em, const void *key, size_t klen, double v)
+{
+    if (em->kind == MR_EMIT_REDUCE) {
+        char buf[40];
+        int n = snprintf(buf, sizeof buf, "%.17g", v);
+        return loom_mr_emit(em, key, klen, buf, (size_t)n);
+    }
+    return loom_mr_emit(em, key, klen, &v, sizeof v);
+}
+
+loom_status_t loom_mr_set_value(loom_mr_emit_t *em, const void *val, size_t vlen)
+{
+    if (em->kind != MR_EMIT_COMBINE)
+        return LOOM_ERROR(em->eng->ctx, LOOM_ERR_USAGE, "loom_mr_set_value outside a combiner");
+    em->value->len = 0;
+    LOOM_TRY(mr_buf_append(em->eng->ctx, em->value, val, vlen));
+    em->value_set = 1;
+    return LOOM_OK;
+}
+
+loom_status_t loom_mr_write(loom_mr_emit_t *em, const void *data, size_t len)
+{
+    if (em->kind != MR_EMIT_REDUCE)
+        return LOOM_ERROR(em->eng->ctx, LOOM_ERR_USAGE, "loom_mr_write outside reduce");
+    return write_out(em, data, len);
+}
+
+const char *loom_mr_input_path(const loom_mr_emit_t *em, uint32_t index)
+{
+    return index < em->eng->nfiles ? em->eng->files[index] : NULL;
+}
+
+uint64_t loom_mr_u64(const void *val, size_t len)
+{
+    uint64_t v = 0;
+    if (len == sizeof v) memcpy(&v, val, sizeof v);
+    return v;
+}
+
+double loom_mr_double(const void *val, size_t len)
+{
+    double v = 0;
+    if (len == sizeof v) memcpy(&v, val, sizeof v);
+    return v;
+}
+
+loom_status_t loom_mr_combine_sum_u64(loom_ctx_t *ctx, const void *key, size_t klen, const void *a,
+                                      size_t alen, const void *b, size_t blen, loom_mr_emit_t *out,
+                                      void *user)
+{
+    uint64_t s = loom_mr_u64(a, alen) + loom_mr_u64(b, blen);
+    return loom_mr_set_value(out, &s, sizeof s);
+}
+
+loom_status_t loom_mr_combine_sum_double(loom_ctx_t *ctx, const void *key, size_t klen,
+                                         const void *a, size_t alen, const void *b, size_t blen,
+                                         loom_mr_emit_t *out, void *user)
+{
+    double s = loom_mr_double(a, alen) + loom_mr_double(b, blen);
+    return loom_mr_set_value(out, &s, sizeof s);
+}
+
+size_t loom_mr_next_word(const char *s, size_t len, size_t *pos, char *buf)
+{
+    return loom_tok_next_word(s, len, pos, buf);
+}
+
+loom_status_t loom_mr_job_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts, int first_input,
+                                    loom_mr_job_t *job)
+{
+    job->output = loom_opt_string(opts, "out");
+    if (!job->output || !*job->output)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--out DIR is required");
+    int n = loom_opts_nargs(opts) - first_input;
+    if (n <= 0) return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "no input files given");
+    const char **in = malloc((size_t)n * sizeof *in);
+    if (!in) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        in[i] = loom_opts_arg(opts, first_input + i);
+    job->inputs = in;
+    job->ninputs = n;
+    job->reducers = (int)loom_opt_int(opts, "reducers");
+    job->split_size = loom_opt_size(opts, "split-size");
+    job->memory = loom_opt_size(opts, "memory");
+    job->max_record = loom_opt_size(opts, "max-record");
+    job->spill_dir = loom_opt_string(opts, "spill-dir");
+    job->fault = loom_opt_string(opts, "inject-fault");
+    return LOOM_OK;
+}
+
+void loom_mr_report(loom_ctx_t *ctx, const loom_mr_job_t *job, const loom_mr_result_t *r)
+{
+    loom_summary_string(ctx, "output", job->output);
+    loom_summary_int(ctx, "input_files", r->input_files);
+    loom_summary_int(ctx, "input_bytes", r->input_bytes);
+    loom_summary_int(ctx, "input_records", r->input_records);
+    loom_summary_int(ctx, "map_tasks", r->map_tasks);
+    loom_summary_int(ctx, "map_pairs", r->map_pairs);
+    loom_summary_int(ctx, "shuffle_bytes", r->shuffle_bytes);
+    loom_summary_int(ctx, "output_records", r->output_records);
+    loom_summary_int(ctx, "spill_runs", r->spill_runs);
+    loom_summary_int(ctx, "spill_bytes", r->spill_bytes);
+    loom_summary_int(ctx, "lost_workers", r->lost_workers);
+    loom_summary_int(ctx, "reexecuted_tasks", r->reexecuted_tasks);
+    loom_summary_int(ctx, "backups_run", r->backups_run);
+    loom_summary_int(ctx, "backups_won", r->backups_won);
+    double map_s = loom_timer_get(ctx, "map");
+    if (map_s > 0) loom_summary_double(ctx, "map_MBps", (double)r->input_bytes / 1e6 / map_s);
+}

@@ -1,0 +1,509 @@
+/* The map phase: rank 0 hands tasks out dynamically, handles lost workers and backup tasks; workers
+ * map. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mr/mr_internal.h"
+
+enum { TAG_REQ = 7301, TAG_CTRL = 7302 };
+/* worker -> master */
+enum { W_READY = 1, W_DONE, W_DONE_LOST, W_LOST, W_ABORTED, W_FAILED };
+/* master -> worker */
+enum { M_TASK = 1, M_END, M_CANCEL };
+#define MSG_LEN 8
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* Run task t into `stage` (emptied first). */
+static loom_status_t run_task(mr_engine_t *eng, mr_store_t *stage, mr_buf_t *in, int64_t t,
+                              int64_t *records, int64_t *pairs)
+{
+    mr_store_discard(stage);
+    loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = stage};
+    LOOM_TRY(mr_map_task(eng, t, &em, in, records));
+    *pairs = em.count;
+    return LOOM_OK;
+}
+
+static void progress(mr_engine_t *eng, int64_t done, double t0, int final)
+{
+    double el = loom_wtime() - t0;
+    double bytes = eng->ntasks ? (double)eng->total_bytes * (double)done / (double)eng->ntasks : 0;
+    loom_log(eng->ctx, LOOM_LOG_INFO, "%s: map %lld/%lld tasks, %.1f MB in %.1f s, %.1f MB/s%s",
+             eng->job->name ? eng->job->name : "mr", (long long)done, (long long)eng->ntasks,
+             bytes / 1e6, el, el > 0 ? bytes / 1e6 / el : 0.0, final ? " (done)" : "");
+}
+
+/* ------------------------------------------------------------------ one rank: master is the worker
+ */
+
+static loom_status_t map_local(mr_engine_t *eng, mr_store_t *acc)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    if (eng->lose_rank == 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_FAULT,
+                          "lose-worker:0: rank 0 is the only worker; no worker is left to "
+                          "re-execute its tasks");
+    mr_store_t stage;
+    mr_store_init(&stage, eng, eng->budget / 4);
+    mr_buf_t in = {0};
+    loom_status_t st = LOOM_OK;
+    double t0 = loom_wtime(), last = t0;
+    for (int64_t t = 0; t < eng->ntasks && st == LOOM_OK; t++) {
+        int64_t recs = 0, pairs = 0;
+        st = run_task(eng, &stage, &in, t, &recs, &pairs);
+        if (st == LOOM_OK && eng->slow_rank == 0) sleep_s(eng->slow_seconds);
+        if (st == LOOM_OK) st = mr_store_merge(acc, &stage);
+        eng->counts.input_records += recs;
+        eng->counts.map_pairs += pairs;
+        if (loom_wtime() - last >= 1.0) {
+            progress(eng, t + 1, t0, 0);
+            last = loom_wtime();
+        }
+    }
+    if (st == LOOM_OK) progress(eng, eng->ntasks, t0, 1);
+    mr_buf_free(&in);
+    mr_store_free(&stage);
+    return st;
+}
+
+/* ------------------------------------------------------------------ worker */
+
+static loom_status_t send_req(mr_engine_t *eng, int64_t kind, int64_t task, int64_t recs,
+                              int64_t pairs)
+{
+    int64_t msg[MSG_LEN] = {kind, task, recs, pairs, 0, 0, 0, 0};
+    LOOM_MPI(eng->ctx, MPI_Send(msg, MSG_LEN, MPI_INT64_T, 0, TAG_REQ, loom_comm(eng->ctx)));
+    return LOOM_OK;
+}
+
+static loom_status_t recv_ctrl(mr_engine_t *eng, int64_t *msg)
+{
+    MPI_Request req;
+    LOOM_MPI(eng->ctx,
+             MPI_Irecv(msg, MSG_LEN, MPI_INT64_T, 0, TAG_CTRL, loom_comm(eng->ctx), &req));
+    return loom_wait(eng->ctx, &req, MPI_STATUS_IGNORE);
+}
+
+/* Wait for END, ignoring stale cancels (the master's last word to this rank). */
+static loom_status_t wait_end(mr_engine_t *eng)
+{
+    int64_t msg[MSG_LEN];
+    do
+        LOOM_TRY(recv_ctrl(eng, msg));
+    while (msg[0] != M_END);
+    return LOOM_OK;
+}
+
+/* The slow-worker fault: sleep, but give up as soon as the master cancels task t. */
+static loom_status_t slow_sleep(mr_engine_t *eng, int64_t t, int *cancelled)
+{
+    double until = loom_wtime() + eng->slow_seconds;
+    *cancelled = 0;
+    while (loom_wtime() < until) {
+        int flag;
+        MPI_Status s;
+        LOOM_MPI(eng->ctx, MPI_Iprobe(0, TAG_CTRL, loom_comm(eng->ctx), &flag, &s));
+        if (flag) {
+            int64_t msg[MSG_LEN];
+            LOOM_MPI(eng->ctx, MPI_Recv(msg, MSG_LEN, MPI_INT64_T, 0, TAG_CTRL, loom_comm(eng->ctx),
+                                        MPI_STATUS_IGNORE));
+            if (msg[0] == M_CANCEL && msg[2] == t) {
+                *cancelled = 1;
+                return LOOM_OK;
+            }
+            continue;
+        }
+        sleep_s(0.01);
+    }
+    return LOOM_OK;
+}
+
+static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc, int *lost)
+{
+    int me = loom_rank(eng->ctx);
+    mr_store_t stage;
+    mr_store_init(&stage, eng, eng->budget / 4);
+    mr_buf_t in = {0};
+    loom_status_t st = LOOM_OK;
+    int64_t completed = 0, recs = 0, pairs = 0;
+    int64_t pending_recs = 0, pending_pairs = 0;
+    *lost = 0;
+    if (eng->lose_rank == me && eng->lose_after == 0) {
+        *lost = 1;
+        st = send_req(eng, W_LOST, -1, 0, 0);
+        if (st == LOOM_OK) st = wait_end(eng);
+        goto out;
+    }
+    LOOM_TRY_GOTO(st, send_req(eng, W_READY, -1, 0, 0), out);
+    for (;;) {
+        int64_t msg[MSG_LEN];
+        LOOM_TRY_GOTO(st, recv_ctrl(eng, msg), out);
+        if (msg[0] == M_CANCEL) continue; /* crossed our DONE: the reply says discard */
+        if (msg[1] == 1) {
+            LOOM_TRY_GOTO(st, mr_store_merge(acc, &stage), out);
+            eng->counts.input_records += pending_recs;
+            eng->counts.map_pairs += pending_pairs;
+        } else if (msg[1] == 0) {
+            mr_store_discard(&stage);
+        }
+        pending_recs = pending_pairs = 0;
+        if (msg[0] == M_END) break;
+        int64_t t = msg[2];
+        st = run_task(eng, &stage, &in, t, &recs, &pairs);
+        if (st != LOOM_OK) {
+            /* our message travels to rank 0 through loom_agree after the phase */
+            mr_store_discard(&stage);
+            loom_status_t s2 = send_req(eng, W_FAILED, t, 0, 0);
+            if (s2 == LOOM_OK) s2 = wait_end(eng);
+            goto out;
+        }
+        if (eng->slow_rank == me) {
+            int cancelled;
+            LOOM_TRY_GOTO(st, slow_sleep(eng, t, &cancelled), out);
+            if (cancelled) {
+                mr_store_discard(&stage);
+                LOOM_TRY_GOTO(st, send_req(eng, W_ABORTED, t, 0, 0), out);
+                continue;
+            }
+        }
+        completed++;
+        if (eng->lose_rank == me && completed == eng->lose_after) {
+            /* The simulated crash: all map output on this rank is gone. */
+            *lost = 1;
+            mr_store_discard(&stage);
+            mr_store_discard(acc);
+            eng->counts.input_records = eng->counts.map_pairs = 0;
+            LOOM_TRY_GOTO(st, send_req(eng, W_DONE_LOST, t, recs, pairs), out);
+            LOOM_TRY_GOTO(st, wait_end(eng), out);
+            break;
+        }
+        pending_recs = recs;
+        pending_pairs = pairs;
+        LOOM_TRY_GOTO(st, send_req(eng, W_DONE, t, recs, pairs), out);
+    }
+out:
+    mr_buf_free(&in);
+    mr_store_free(&stage);
+    return st;
+}
+
+/* ------------------------------------------------------------------ master */
+
+typedef struct mtask {
+    int state; /* 0 idle, 1 running, 2 done */
+    int done_by;
+    int ncopies;
+    int copy_rank[2];
+    int copy_backup[2];
+    double start;
+} mtask_t;
+
+typedef struct mworker {
+    int alive, parked, ended;
+    int pending_commit; /* -1: nothing to say; 0/1 for the worker's last DONE */
+} mworker_t;
+
+typedef struct master {
+    mr_engine_t *eng;
+    mtask_t *t;
+    mworker_t *w;
+    int64_t *requeue;
+    int64_t nrequeue, cursor, ndone;
+    int live;
+    int failed;
+    double sum_task_s;
+    int64_t ntimed;
+} master_t;
+
+static loom_status_t send_ctrl(master_t *m, int rank, int64_t kind, int64_t task)
+{
+    mr_engine_t *eng = m->eng;
+    int64_t msg[MSG_LEN] = {kind, -1, task, 0, 0, 0, 0, 0};
+    if (kind != M_CANCEL) {
+        msg[1] = m->w[rank].pending_commit;
+        m->w[rank].pending_commit = -1;
+    }
+    if (kind == M_TASK) {
+        const mr_task_t *tk = &eng->tasks[task];
+        msg[3] = tk->file;
+        msg[4] = (int64_t)tk->off;
+        msg[5] = (int64_t)tk->len;
+    }
+    LOOM_MPI(eng->ctx, MPI_Send(msg, MSG_LEN, MPI_INT64_T, rank, TAG_CTRL, loom_comm(eng->ctx)));
+    if (kind == M_END) m->w[rank].ended = 1;
+    return LOOM_OK;
+}
+
+static void add_copy(master_t *m, int64_t t, int rank, int backup)
+{
+    mtask_t *tk = &m->t[t];
+    tk->copy_rank[tk->ncopies] = rank;
+    tk->copy_backup[tk->ncopies] = backup;
+    tk->ncopies++;
+    if (tk->state == 0) {
+        tk->state = 1;
+        tk->start = loom_wtime();
+    }
+}
+
+/* Remove rank's copy of t; returns whether it was a backup. */
+static int drop_copy(master_t *m, int64_t t, int rank)
+{
+    mtask_t *tk = &m->t[t];
+    int backup = 0;
+    for (int i = 0; i < tk->ncopies; i++)
+        if (tk->copy_rank[i] == rank) {
+            backup = tk->copy_backup[i];
+            tk->copy_rank[i] = tk->copy_rank[tk->ncopies - 1];
+            tk->copy_backup[i] = tk->copy_backup[tk->ncopies - 1];
+            tk->ncopies--;
+            break;
+        }
+    if (tk->state == 1 && tk->ncopies == 0) {
+        tk->state = 0;
+        m->requeue[m->nrequeue++] = t;
+    }
+    return backup;
+}
+
+static int64_t next_idle(master_t *m)
+{
+    while (m->nrequeue > 0) {
+        int64_t t = m->requeue[--m->nrequeue];
+        if (m->t[t].state == 0) return t;
+    }
+    while (m->cursor < m->eng->ntasks) {
+        int64_t t = m->cursor++;
+        if (m->t[t].state == 0) return t;
+    }
+    return -1;
+}
+
+/* A running task worth a backup copy on `rank`: near the end (nothing idle), running
+ * alone for well over the typical task time. The longest-running one wins. */
+static int64_t backup_candidate(master_t *m, int rank)
+{
+    double now = loom_wtime();
+    double mean = m->ntimed ? m->sum_task_s / (double)m->ntimed : 0.0;
+    double threshold = 3.0 * mean > 1.0 ? 3.0 * mean : 1.0;
+    int64_t best = -1;
+    double best_el = 0;
+    for (int64_t t = 0; t < m->eng->ntasks; t++) {
+        mtask_t *tk = &m->t[t];
+        if (tk->state != 1 || tk->ncopies != 1 || tk->copy_rank[0] == rank) continue;
+        double el = now - tk->start;
+        if (el >= threshold && el > best_el) {
+            best = t;
+            best_el = el;
+        }
+    }
+    return best;
+}
+
+static loom_status_t try_assign(master_t *m, int rank)
+{
+    mworker_t *w = &m->w[rank];
+    if (!w->parked) return LOOM_OK;
+    if (m->failed || m->ndone == m->eng->ntasks) {
+        w->parked = 0;
+        return send_ctrl(m, rank, M_END, -1);
+    }
+    int64_t t = next_idle(m);
+    int backup = 0;
+    if (t < 0) {
+        t = backup_candidate(m, rank);
+        backup = 1;
+    }
+    if (t < 0) return LOOM_OK; /* stays parked until something changes */
+    w->parked = 0;
+    add_copy(m, t, rank, backup);
+    if (backup) m->eng->backups_run++;
+    return send_ctrl(m, rank, M_TASK, t);
+}
+
+static loom_status_t assign_all(master_t *m)
+{
+    for (int r = 1; r < loom_size(m->eng->ctx); r++)
+        LOOM_TRY(try_assign(m, r));
+    return LOOM_OK;
+}
+
+static loom_status_t lose_worker(master_t *m, int rank)
+{
+    mr_engine_t *eng = m->eng;
+    m->w[rank].alive = 0;
+    m->live--;
+    eng->lost_workers++;
+    /* Its completed tasks' output lived only on that rank: run them again. */
+    for (int64_t t = 0; t < eng->ntasks; t++) {
+        if (m->t[t].state == 2 && m->t[t].done_by == rank) {
+            m->t[t].state = 0;
+            m->ndone--;
+            m->requeue[m->nrequeue++] = t;
+            eng->reexecuted++;
+        } else if (m->t[t].state == 1) {
+            for (int i = 0; i < m->t[t].ncopies; i++)
+                if (m->t[t].copy_rank[i] == rank) {
+                    drop_copy(m, t, rank);
+                    if (m->t[t].state == 0) eng->reexecuted++;
+                    break;
+                }
+        }
+    }
+    loom_log(eng->ctx, LOOM_LOG_WARN, "%s: worker rank %d lost; re-executing its map tasks",
+             eng->job->name ? eng->job->name : "mr", rank);
+    m->w[rank].pending_commit = 0;
+    LOOM_TRY(send_ctrl(m, rank, M_END, -1));
+    if (m->live == 0 && !m->failed) {
+        m->failed = 1;
+        return LOOM_ERROR(eng->ctx, LOOM_ERR_FAULT,
+                          "every worker was lost; no rank is left to run the map tasks");
+    }
+    return LOOM_OK;
+}
+
+static loom_status_t handle(master_t *m, int rank, const int64_t *msg)
+{
+    mr_engine_t *eng = m->eng;
+    mworker_t *w = &m->w[rank];
+    int64_t t = msg[1];
+    switch (msg[0]) {
+    case W_READY:
+        w->parked = 1;
+        return try_assign(m, rank);
+    case W_DONE:
+    case W_DONE_LOST: {
+        mtask_t *tk = &m->t[t];
+        double el = loom_wtime() - tk->start;
+        int backup = drop_copy(m, t, rank);
+        if (tk->state != 2) {
+            tk->state = 2;
+            tk->done_by = rank;
+            m->ndone++;
+            m->sum_task_s += el;
+            m->ntimed++;
+            w->pending_commit = 1;
+            if (backup) eng->backups_won++;
+            for (int i = 0; i < tk->ncopies; i++)
+                LOOM_TRY(send_ctrl(m, tk->copy_rank[i], M_CANCEL, t));
+        } else {
+            w->pending_commit = 0;
+        }
+        if (msg[0] == W_DONE_LOST) return lose_worker(m, rank);
+        w->parked = 1;
+        if (m->ndone == eng->ntasks) return assign_all(m);
+        return try_assign(m, rank);
+    }
+    case W_LOST:
+        if (t >= 0) drop_copy(m, t, rank);
+        return lose_worker(m, rank);
+    case W_ABORTED:
+        drop_copy(m, t, rank);
+        w->parked = 1;
+        return try_assign(m, rank);
+    case W_FAILED:
+        drop_copy(m, t, rank);
+        m->failed = 1;
+        w->pending_commit = 0;
+        LOOM_TRY(send_ctrl(m, rank, M_END, -1));
+        return assign_all(m);
+    }
+    return LOOM_ERROR(eng->ctx, LOOM_ERR_INTERNAL, "unknown message %lld from rank %d",
+                      (long long)msg[0], rank);
+}
+
+static int all_ended(const master_t *m, int size)
+{
+    for (int r = 1; r < size; r++)
+        if (!m->w[r].ended) return 0;
+    return 1;
+}
+
+static loom_status_t map_master(mr_engine_t *eng, int *alive)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    int size = loom_size(ctx);
+    master_t m = {.eng = eng, .live = size - 1};
+    loom_status_t st = LOOM_OK;
+    m.t = calloc((size_t)(eng->ntasks ? eng->ntasks : 1), sizeof *m.t);
+    m.w = calloc((size_t)size, sizeof *m.w);
+    /* every task can be requeued once per loss, and losses are bounded by ranks */
+    m.requeue = malloc((size_t)(eng->ntasks + 1) * (size_t)size * sizeof *m.requeue);
+    if (!m.t || !m.w || !m.requeue) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: task table");
+        goto out;
+    }
+    for (int r = 1; r < size; r++)
+        m.w[r] = (mworker_t){.alive = 1, .pending_commit = -1};
+    double t0 = loom_wtime(), last = t0, last_shown = t0;
+    while (!all_ended(&m, size)) {
+        int64_t msg[MSG_LEN];
+        MPI_Request req;
+        MPI_Status s;
+        LOOM_MPI(ctx, MPI_Irecv(msg, MSG_LEN, MPI_INT64_T, MPI_ANY_SOURCE, TAG_REQ, loom_comm(ctx),
+                                &req));
+        /* Poll with backoff (never spin): wake every 100 ms to consider backups. */
+        int flag = 0;
+        long ns = 1000;
+        for (;;) {
+            LOOM_MPI(ctx, MPI_Test(&req, &flag, &s));
+            if (flag) break;
+            double now = loom_wtime();
+            if (now - last >= 0.1) break;
+            struct timespec ts = {0, ns};
+            nanosleep(&ts, NULL);
+            if (ns < 1000000) ns *= 2;
+        }
+        if (!flag) {
+            LOOM_MPI(ctx, MPI_Cancel(&req));
+            LOOM_MPI(ctx, MPI_Wait(&req, &s));
+            int cancelled = 0;
+            MPI_Test_cancelled(&s, &cancelled);
+            flag = !cancelled;
+        }
+        if (flag) {
+            loom_status_t hs = handle(&m, s.MPI_SOURCE, msg);
+            if (hs != LOOM_OK && st == LOOM_OK) st = hs;
+            if (hs != LOOM_OK && !m.failed) {
+                m.failed = 1;
+                assign_all(&m);
+            }
+        }
+        if (loom_wtime() - last >= 0.1) {
+            assign_all(&m);
+            last = loom_wtime();
+        }
+        if (loom_wtime() - last_shown >= 1.0) {
+            progress(eng, m.ndone, t0, 0);
+            last_shown = loom_wtime();
+        }
+    }
+    if (!m.failed) progress(eng, m.ndone, t0, 1);
+    for (int r = 1; r < size; r++)
+        alive[r] = m.w[r].alive;
+    alive[0] = 0;
+out:
+    free(m.t);
+    free(m.w);
+    free(m.requeue);
+    return st;
+}
+
+loom_status_t mr_map_phase(mr_engine_t *eng, mr_store_t *acc, int *alive)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    int size = loom_size(ctx);
+    if (size == 1) {
+        alive[0] = 1;
+        return map_local(eng, acc);
+    }
+    if (loom_is_master(ctx)) return map_master(eng, alive);
+    int lost = 0;
+    return map_worker(eng, acc, &lost);
+}

@@ -1,0 +1,491 @@
+/* MapReduce planning: expand inputs, refuse bad ones, cut record-aligned map tasks, sample range
+ * bounds. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernels/sort.h"
+#include "mr/mr_internal.h"
+
+/* How much of each file is checked for NUL bytes (the binary rule). */
+#define MR_BINARY_PROBE 65536
+
+typedef struct strlist {
+    char **v;
+    size_t n, cap;
+} strlist_t;
+
+static loom_status_t strlist_add(loom_ctx_t *ctx, strlist_t *l, const char *s)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **v = realloc(l->v, cap * sizeof *v);
+        if (!v) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: input list");
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n] = strdup(s);
+    if (!l->v[l->n]) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: input list");
+    l->n++;
+    return LOOM_OK;
+}
+
+static void strlist_free(strlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static loom_status_t check_file(loom_ctx_t *ctx, const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = malloc(MR_BINARY_PROBE);
+    if (!buf) {
+        close(fd);
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    }
+    ssize_t n = pread(fd, buf, MR_BINARY_PROBE, 0);
+    int err = errno;
+    close(fd);
+    loom_status_t st = LOOM_OK;
+    if (n < 0)
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot read: %s", path, strerror(err));
+    else {
+        const char *z = memchr(buf, 0, (size_t)n);
+        if (z)
+            st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                            "%s: binary data (a NUL byte at offset %lld); inputs must be text",
+                            path, (long long)(z - buf));
+    }
+    free(buf);
+    return st;
+}
+
+static loom_status_t expand_path(loom_ctx_t *ctx, const char *path, int top, strlist_t *out);
+
+static loom_status_t expand_dir(loom_ctx_t *ctx, const char *dir, strlist_t *out)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    strlist_t names = {0};
+    loom_status_t st = LOOM_OK;
+    struct dirent *e;
+    while (st == LOOM_OK && (e = readdir(d)))
+        if (e->d_name[0] != '.' && e->d_name[0] != '_') st = strlist_add(ctx, &names, e->d_name);
+    closedir(d);
+    if (names.n) qsort(names.v, names.n, sizeof *names.v, cmp_str);
+    for (size_t i = 0; i < names.n && st == LOOM_OK; i++) {
+        size_t n = strlen(dir) + strlen(names.v[i]) + 2;
+        char *p = malloc(n);
+        if (!p) {
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+            break;
+        }
+        snprintf(p, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names.v[i]);
+        st = expand_path(ctx, p, 0, out);
+        free(p);
+    }
+    strlist_free(&names);
+    return st;
+}
+
+static loom_status_t expand_path(loom_ctx_t *ctx, const char *path, int top, strlist_t *out)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) {
+        size_t before = out->n;
+        LOOM_TRY(expand_dir(ctx, path, out));
+        if (top && out->n == before)
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: directory contains no input files", path);
+        return LOOM_OK;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        if (!top) return LOOM_OK; /* sockets, fifos inside a directory: not data */
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: not a regular file or directory", path);
+    }
+    LOOM_TRY(check_file(ctx, path));
+    return strlist_add(ctx, out, path);
+}
+
+static loom_status_t expand_inputs(mr_engine_t *eng, strlist_t *files)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    const loom_mr_job_t *job = eng->job;
+    if (job->ninputs <= 0 || !job->inputs)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "%s: no input given", job->name ? job->name : "job");
+    for (int i = 0; i < job->ninputs; i++) {
+        const char *in = job->inputs[i];
+        if (strpbrk(in, "*?[")) {
+            glob_t g;
+            int rc = glob(in, 0, NULL, &g);
+            if (rc == GLOB_NOMATCH) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: no file matches", in);
+            if (rc != 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot expand pattern", in);
+            loom_status_t st = LOOM_OK;
+            for (size_t k = 0; k < g.gl_pathc && st == LOOM_OK; k++)
+                st = expand_path(ctx, g.gl_pathv[k], 1, files);
+            globfree(&g);
+            LOOM_TRY(st);
+        } else {
+            LOOM_TRY(expand_path(ctx, in, 1, files));
+        }
+    }
+    return LOOM_OK;
+}
+
+/* The end of the task starting at `start` with nominal end `nominal`: just past
+ * the first '\n' at or after nominal - 1 (so the task owns whole lines). */
+static loom_status_t align_end(mr_engine_t *eng, const char *path, int fd, uint64_t size,
+                               uint64_t nominal, uint64_t *end)
+{
+    char buf[65536];
+    uint64_t pos = nominal - 1;
+    while (pos < size) {
+        ssize_t n = pread(fd, buf, sizeof buf, (off_t)pos);
+        if (n <= 0)
+            return LOOM_ERROR(eng->ctx, LOOM_ERR_IO, "%s: cannot read: %s", path,
+                              n < 0 ? strerror(errno) : "file shrank");
+        const char *nl = memchr(buf, '\n', (size_t)n);
+        if (nl) {
+            *end = pos + (uint64_t)(nl - buf) + 1;
+            return LOOM_OK;
+        }
+        pos += (uint64_t)n;
+        if (pos - nominal > eng->max_record)
+            return LOOM_ERROR(eng->ctx, LOOM_ERR_FORMAT,
+                              "%s: a line near byte %llu is longer than --max-record (%zu bytes)",
+                              path, (unsigned long long)nominal, eng->max_record);
+    }
+    *end = size;
+    return LOOM_OK;
+}
+
+static loom_status_t add_task(mr_engine_t *eng, size_t *cap, uint32_t file, uint64_t off,
+                              uint64_t len)
+{
+    if ((size_t)eng->ntasks == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        mr_task_t *t = realloc(eng->tasks, c * sizeof *t);
+        if (!t) return LOOM_ERROR(eng->ctx, LOOM_ERR_NOMEM, "out of memory: task list");
+        eng->tasks = t;
+        *cap = c;
+    }
+    eng->tasks[eng->ntasks++] = (mr_task_t){.file = file, .off = off, .len = len, .line0 = 0};
+    return LOOM_OK;
+}
+
+/* First line number of every task of `file` (tasks of a file are consecutive). */
+static loom_status_t count_lines(mr_engine_t *eng, uint32_t file, int64_t first, int64_t last)
+{
+    const char *path = eng->files[file];
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return LOOM_ERROR(eng->ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t bsz = 1 << 20;
+    char *buf = malloc(bsz);
+    loom_status_t st = buf ? LOOM_OK : LOOM_ERROR(eng->ctx, LOOM_ERR_NOMEM, "out of memory");
+    uint64_t line = 1;
+    for (int64_t t = first; t < last && st == LOOM_OK; t++) {
+        mr_task_t *tk = &eng->tasks[t];
+        tk->line0 = line;
+        for (uint64_t pos = tk->off; pos < tk->off + tk->len;) {
+            size_t want = (size_t)(tk->off + tk->len - pos < bsz ? tk->off + tk->len - pos : bsz);
+            ssize_t n = pread(fd, buf, want, (off_t)pos);
+            if (n <= 0) {
+                st = LOOM_ERROR(eng->ctx, LOOM_ERR_IO, "%s: cannot read", path);
+                break;
+            }
+            for (const char *p = buf, *e = buf + n; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+                line++;
+            pos += (uint64_t)n;
+        }
+    }
+    free(buf);
+    close(fd);
+    return st;
+}
+
+static loom_status_t plan_master(mr_engine_t *eng)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    strlist_t files = {0};
+    loom_status_t st = expand_inputs(eng, &files);
+    if (st != LOOM_OK) {
+        strlist_free(&files);
+        return st;
+    }
+    eng->files = files.v;
+    eng->nfiles = (uint32_t)files.n;
+    LOOM_ALLOC(ctx, eng->file_size, eng->nfiles, "file sizes");
+    size_t cap = 0;
+    for (uint32_t f = 0; f < eng->nfiles; f++) {
+        const char *path = eng->files[f];
+        int fd = open(path, O_RDONLY);
+        struct stat sb;
+        if (fd < 0 || fstat(fd, &sb) != 0) {
+            if (fd >= 0) close(fd);
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        }
+        uint64_t size = (uint64_t)sb.st_size, start = 0;
+        int64_t first = eng->ntasks;
+        eng->file_size[f] = size;
+        eng->total_bytes += size;
+        while (start < size && st == LOOM_OK) {
+            uint64_t end = size;
+            if (size - start > eng->split_size)
+                st = align_end(eng, path, fd, size, start + eng->split_size, &end);
+            if (st == LOOM_OK) st = add_task(eng, &cap, f, start, end - start);
+            start = end;
+        }
+        close(fd);
+        LOOM_TRY(st);
+        if (eng->job->line_numbers) LOOM_TRY(count_lines(eng, f, first, eng->ntasks));
+    }
+    return LOOM_OK;
+}
+
+/* Rank 0 packs the plan; everyone else unpacks it. */
+static loom_status_t bcast_plan(mr_engine_t *eng)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    MPI_Comm comm = loom_comm(ctx);
+    mr_buf_t b = {0};
+    loom_status_t st = LOOM_OK;
+    uint64_t hdr[2] = {eng->nfiles, (uint64_t)eng->ntasks};
+    if (loom_is_master(ctx)) {
+        for (uint32_t f = 0; f < eng->nfiles && st == LOOM_OK; f++) {
+            st = mr_buf_append(ctx, &b, eng->files[f], strlen(eng->files[f]) + 1);
+            if (st == LOOM_OK) st = mr_buf_append(ctx, &b, &eng->file_size[f], 8);
+        }
+        if (st == LOOM_OK)
+            st = mr_buf_append(ctx, &b, eng->tasks, (size_t)eng->ntasks * sizeof(mr_task_t));
+    }
+    st = loom_agree(ctx, comm, st);
+    if (st != LOOM_OK) {
+        mr_buf_free(&b);
+        return st;
+    }
+    uint64_t len = b.len;
+    uint64_t msg[3] = {hdr[0], hdr[1], len};
+    LOOM_MPI(ctx, MPI_Bcast(msg, 3, MPI_UINT64_T, 0, comm));
+    if (!loom_is_master(ctx)) {
+        st = mr_buf_reserve(ctx, &b, msg[2]);
+        b.len = msg[2];
+    }
+    st = loom_agree(ctx, comm, st);
+    if (st != LOOM_OK) {
+        mr_buf_free(&b);
+        return st;
+    }
+    for (uint64_t off = 0; off < msg[2];) {
+        int n = (int)(msg[2] - off > (1u << 30) ? (1u << 30) : msg[2] - off);
+        LOOM_MPI(ctx, MPI_Bcast(b.data + off, n, MPI_BYTE, 0, comm));
+        off += (uint64_t)n;
+    }
+    if (!loom_is_master(ctx)) {
+        eng->nfiles = (uint32_t)msg[0];
+        eng->ntasks = (int64_t)msg[1];
+        eng->files = calloc(eng->nfiles ? eng->nfiles : 1, sizeof *eng->files);
+        eng->file_size = calloc(eng->nfiles ? eng->nfiles : 1, sizeof *eng->file_size);
+        eng->tasks = malloc((size_t)(eng->ntasks ? eng->ntasks : 1) * sizeof *eng->tasks);
+        if (!eng->files || !eng->file_size || !eng->tasks)
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: plan");
+        const unsigned char *p = b.data;
+        for (uint32_t f = 0; f < eng->nfiles && st == LOOM_OK; f++) {
+            eng->files[f] = strdup((const char *)p);
+            p += strlen((const char *)p) + 1;
+            memcpy(&eng->file_size[f], p, 8);
+            p += 8;
+            eng->total_bytes += eng->file_size[f];
+        }
+        if (st == LOOM_OK) memcpy(eng->tasks, p, (size_t)eng->ntasks * sizeof(mr_task_t));
+    }
+    mr_buf_free(&b);
+    return loom_agree(ctx, comm, st);
+}
+
+loom_status_t mr_plan(mr_engine_t *eng)
+{
+    loom_status_t st = LOOM_OK;
+    if (loom_is_master(eng->ctx)) st = plan_master(eng);
+    st = loom_agree(eng->ctx, loom_comm(eng->ctx), st);
+    if (st != LOOM_OK) return st;
+    return bcast_plan(eng);
+}
+
+void mr_plan_free(mr_engine_t *eng)
+{
+    for (uint32_t f = 0; eng->files && f < eng->nfiles; f++)
+        free(eng->files[f]);
+    free(eng->files);
+    free(eng->file_size);
+    free(eng->tasks);
+    mr_buf_free(&eng->bounds_buf);
+    free(eng->bound_key);
+    free(eng->bound_len);
+    eng->files = NULL;
+    eng->tasks = NULL;
+}
+
+/* ------------------------------------------------------------------ running a map task */
+
+loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_buf_t *inbuf,
+                          int64_t *records)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    const mr_task_t *tk = &eng->tasks[t];
+    const char *path = eng->files[tk->file];
+    inbuf->len = 0;
+    LOOM_TRY(mr_buf_reserve(ctx, inbuf, tk->len + 1));
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    for (uint64_t got = 0; got < tk->len;) {
+        ssize_t n = pread(fd, inbuf->data + got, tk->len - got, (off_t)(tk->off + got));
+        if (n <= 0) {
+            int err = errno;
+            close(fd);
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot read: %s", path,
+                              n < 0 ? strerror(err) : "file shrank while the job ran");
+        }
+        got += (uint64_t)n;
+    }
+    close(fd);
+    const char *p = (const char *)inbuf->data, *end = p + tk->len;
+    loom_mr_record_t rec = {.file_index = tk->file, .line = tk->line0};
+    int64_t n = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        rec.data = p;
+        rec.len = (size_t)(e - p);
+        rec.offset = tk->off + (uint64_t)(p - (const char *)inbuf->data);
+        if (rec.len > eng->max_record) {
+            if (rec.line)
+                return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                                  "%s:%llu: line longer than --max-record (%zu bytes)", path,
+                                  (unsigned long long)rec.line, eng->max_record);
+            return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                              "%s: the line at byte %llu is longer than --max-record (%zu bytes)",
+                              path, (unsigned long long)rec.offset, eng->max_record);
+        }
+        LOOM_TRY(eng->job->map(ctx, &rec, em, eng->job->user));
+        n++;
+        if (rec.line) rec.line++;
+        p = e + 1;
+    }
+    *records = n;
+    return LOOM_OK;
+}
+
+/* ------------------------------------------------------------------ range bounds */
+
+static loom_status_t sample_master(mr_engine_t *eng, mr_buf_t *out)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    mr_buf_t keys = {0}, in = {0};
+    loom_status_t st = LOOM_OK;
+    int64_t want = eng->ntasks < 64 ? eng->ntasks : 64;
+    loom_mr_emit_t em = {.kind = MR_EMIT_SAMPLE, .eng = eng, .sample = &keys};
+    /* Sample at most 1 MiB of records from each of up to 64 evenly spaced tasks. */
+    for (int64_t i = 0; i < want && st == LOOM_OK; i++) {
+        int64_t t = i * eng->ntasks / want;
+        mr_task_t saved = eng->tasks[t];
+        if (eng->tasks[t].len > (1u << 20)) {
+            /* shorten to whole lines within the first MiB, or skip */
+            int fd = open(eng->files[saved.file], O_RDONLY);
+            if (fd < 0) continue;
+            char *b = malloc(1u << 20);
+            ssize_t n = b ? pread(fd, b, 1u << 20, (off_t)saved.off) : -1;
+            close(fd);
+            char *nl = n > 0 ? memrchr(b, '\n', (size_t)n) : NULL;
+            uint64_t cut = nl ? (uint64_t)(nl - b) + 1 : 0;
+            free(b);
+            if (!cut) continue;
+            eng->tasks[t].len = cut;
+        }
+        int64_t recs;
+        em.sample_max = 20000;
+        em.count = 0;
+        st = mr_map_task(eng, t, &em, &in, &recs);
+        eng->tasks[t] = saved;
+    }
+    mr_buf_free(&in);
+    /* Sort the sampled keys and cut nparts - 1 bounds at even ranks. */
+    size_t n = 0;
+    for (const unsigned char *p = keys.data, *e = p + keys.len; st == LOOM_OK && p < e;) {
+        uint64_t kl = 0, vl = 0;
+        p = mr_get_varint(p, e, &kl);
+        p = mr_get_varint(p, e, &vl);
+        p += kl + vl;
+        n++;
+    }
+    loom_kvref_t *refs = malloc((n ? n : 1) * sizeof *refs);
+    if (!refs && st == LOOM_OK) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: sampling");
+    size_t i = 0;
+    for (const unsigned char *p = keys.data, *e = p + keys.len; st == LOOM_OK && p < e; i++) {
+        uint64_t kl = 0, vl = 0;
+        p = mr_get_varint(p, e, &kl);
+        p = mr_get_varint(p, e, &vl);
+        refs[i] = (loom_kvref_t){.prefix = loom_sort_prefix(p, kl), .key = p, .klen = kl};
+        p += kl + vl;
+    }
+    if (st == LOOM_OK) {
+        loom_sort_kvrefs(refs, n, 0);
+        for (int b = 1; b < eng->nparts && n > 0; b++) {
+            const loom_kvref_t *r = &refs[(size_t)b * n / (size_t)eng->nparts];
+            st = mr_buf_put_record(ctx, out, r->key, r->klen, NULL, 0);
+            if (st != LOOM_OK) break;
+        }
+    }
+    free(refs);
+    mr_buf_free(&keys);
+    return st;
+}
+
+loom_status_t mr_sample_bounds(mr_engine_t *eng)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    MPI_Comm comm = loom_comm(ctx);
+    loom_status_t st = LOOM_OK;
+    if (loom_is_master(ctx)) st = sample_master(eng, &eng->bounds_buf);
+    st = loom_agree(ctx, comm, st);
+    if (st != LOOM_OK) return st;
+    uint64_t len = eng->bounds_buf.len;
+    LOOM_MPI(ctx, MPI_Bcast(&len, 1, MPI_UINT64_T, 0, comm));
+    if (!loom_is_master(ctx)) {
+        st = mr_buf_reserve(ctx, &eng->bounds_buf, len);
+        eng->bounds_buf.len = len;
+    }
+    st = loom_agree(ctx, comm, st);
+    if (st != LOOM_OK) return st;
+    if (len) LOOM_MPI(ctx, MPI_Bcast(eng->bounds_buf.data, (int)len, MPI_BYTE, 0, comm));
+    size_t n = 0;
+    const unsigned char *p = eng->bounds_buf.data, *e = p + len;
+    LOOM_ALLOC(ctx, eng->bound_key, eng->nparts, "range bounds");
+    LOOM_ALLOC(ctx, eng->bound_len, eng->nparts, "range bounds");
+    while (p && p < e) {
+        uint64_t kl = 0, vl = 0;
+        p = mr_get_varint(p, e, &kl);
+        p = mr_get_varint(p, e, &vl);
+        eng->bound_key[n] = p;
+        eng->bound_len[n++] = kl;
+        p += kl + vl;
+    }
+    /* With fewer samples than partitions the last partitions stay empty. */
+    eng->nbounds = n;
+    return LOOM_OK;
+}

@@ -1,0 +1,662 @@
+/* Pair stores (combining hash table or append list), sorted spill runs, readers and k-way merge. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernels/hash.h"
+#include "mr/mr_internal.h"
+
+/* ------------------------------------------------------------------ buffers */
+
+loom_status_t mr_buf_reserve(loom_ctx_t *ctx, mr_buf_t *b, size_t extra)
+{
+    if (b->cap - b->len >= extra) return LOOM_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra)
+        cap *= 2;
+    unsigned char *d = realloc(b->data, cap);
+    if (!d)
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", cap);
+    b->data = d;
+    b->cap = cap;
+    return LOOM_OK;
+}
+
+loom_status_t mr_buf_append(loom_ctx_t *ctx, mr_buf_t *b, const void *data, size_t len)
+{
+    LOOM_TRY(mr_buf_reserve(ctx, b, len));
+    if (len) memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return LOOM_OK;
+}
+
+loom_status_t mr_buf_put_record(loom_ctx_t *ctx, mr_buf_t *b, const void *k, size_t klen,
+                                const void *v, size_t vlen)
+{
+    LOOM_TRY(mr_buf_reserve(ctx, b, 20 + klen + vlen));
+    unsigned char *p = mr_put_varint(b->data + b->len, klen);
+    p = mr_put_varint(p, vlen);
+    if (klen) memcpy(p, k, klen);
+    p += klen;
+    if (vlen) memcpy(p, v, vlen);
+    p += vlen;
+    b->len = (size_t)(p - b->data);
+    return LOOM_OK;
+}
+
+void mr_buf_free(mr_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+char *mr_spill_path(mr_engine_t *eng, const char *what)
+{
+    size_t n = strlen(eng->spill_dir) + 96;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/loom-mr-%d-r%d-%s-%d", eng->spill_dir, (int)getpid(),
+                 loom_rank(eng->ctx), what, eng->spill_seq++);
+    return p;
+}
+
+/* ------------------------------------------------------------------ stores */
+
+void mr_store_init(mr_store_t *st, mr_engine_t *eng, size_t budget)
+{
+    memset(st, 0, sizeof *st);
+    st->eng = eng;
+    st->budget = budget;
+    st->use_table = eng->job->combine != NULL;
+}
+
+size_t mr_store_mem(const mr_store_t *st)
+{
+    return st->entcap * sizeof(mr_entry_t) + st->nslots * sizeof(uint32_t) + st->acap;
+}
+
+static void run_free(mr_run_t *r)
+{
+    if (r->path) unlink(r->path);
+    free(r->path);
+    free(r->off);
+    r->path = NULL;
+    r->off = NULL;
+}
+
+static void store_clear_table(mr_store_t *st)
+{
+    st->nent = 0;
+    st->alen = 0;
+    if (st->slots) memset(st->slots, 0, st->nslots * sizeof *st->slots);
+}
+
+void mr_store_discard(mr_store_t *st)
+{
+    store_clear_table(st);
+    for (int i = 0; i < st->nruns; i++)
+        run_free(&st->runs[i]);
+    st->nruns = 0;
+}
+
+void mr_store_free(mr_store_t *st)
+{
+    mr_store_discard(st);
+    free(st->ent);
+    free(st->slots);
+    free(st->arena);
+    free(st->runs);
+    mr_buf_free(&st->scratch);
+    memset(st, 0, sizeof *st);
+}
+
+static loom_status_t arena_put(mr_store_t *st, const void *data, size_t len, size_t *off)
+{
+    loom_ctx_t *ctx = st->eng->ctx;
+    if (st->acap - st->alen < len) {
+        size_t cap = st->acap ? st->acap : 65536;
+        while (cap - st->alen < len)
+            cap *= 2;
+        unsigned char *a = realloc(st->arena, cap);
+        if (!a)
+            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: pair arena of %zu bytes", cap);
+        st->arena = a;
+        st->acap = cap;
+    }
+    *off = st->alen;
+    if (len) memcpy(st->arena + st->alen, data, len);
+    st->alen += len;
+    return LOOM_OK;
+}
+
+static loom_status_t grow_slots(mr_store_t *st)
+{
+    size_t n = st->nslots ? st->nslots * 2 : 1024;
+    uint32_t *s = calloc(n, sizeof *s);
+    if (!s)
+        return LOOM_ERROR(st->eng->ctx, LOOM_ERR_NOMEM, "out of memory: hash table of %zu slots",
+                          n);
+    for (size_t i = 0; i < st->nent; i++) {
+        size_t j = st->ent[i].hash & (n - 1);
+        while (s[j])
+            j = (j + 1) & (n - 1);
+        s[j] = (uint32_t)(i + 1);
+    }
+    free(st->slots);
+    st->slots = s;
+    st->nslots = n;
+    return LOOM_OK;
+}
+
+static loom_status_t new_entry(mr_store_t *st, uint32_t part, uint64_t hash, const void *k,
+                               size_t klen, const void *v, size_t vlen, size_t *index)
+{
+    if (st->nent == st->entcap) {
+        size_t cap = st->entcap ? st->entcap * 2 : 1024;
+        mr_entry_t *e = realloc(st->ent, cap * sizeof *e);
+        if (!e)
+            return LOOM_ERROR(st->eng->ctx, LOOM_ERR_NOMEM, "out of memory: %zu pair entries", cap);
+        st->ent = e;
+        st->entcap = cap;
+    }
+    mr_entry_t *e = &st->ent[st->nent];
+    e->hash = hash;
+    e->part = part;
+    e->klen = klen;
+    e->vlen = e->vcap = vlen;
+    LOOM_TRY(arena_put(st, k, klen, &e->koff));
+    LOOM_TRY(arena_put(st, v, vlen, &e->voff));
+    *index = st->nent++;
+    return LOOM_OK;
+}
+
+loom_status_t mr_combine_into(mr_engine_t *eng, const void *k, size_t klen, mr_buf_t *a,
+                              const void *b, size_t blen)
+{
+    mr_buf_t out = {0};
+    loom_mr_emit_t em = {.kind = MR_EMIT_COMBINE, .eng = eng, .value = &out};
+    loom_status_t st =
+        eng->job->combine(eng->ctx, k, klen, a->data, a->len, b, blen, &em, eng->job->user);
+    if (st == LOOM_OK && !em.value_set)
+        st = LOOM_ERROR(eng->ctx, LOOM_ERR_USAGE, "%s: the combiner set no value",
+                        eng->job->name ? eng->job->name : "job");
+    if (st != LOOM_OK) {
+        mr_buf_free(&out);
+        return st;
+    }
+    a->len = 0;
+    st = mr_buf_append(eng->ctx, a, out.data, out.len);
+    mr_buf_free(&out);
+    return st;
+}
+
+/* Fold value v into entry e with the combiner (the hot path of wordcount:
+ * the result usually fits in place). */
+static loom_status_t combine_entry(mr_store_t *st, mr_entry_t *e, const void *v, size_t vlen)
+{
+    mr_engine_t *eng = st->eng;
+    loom_mr_emit_t em = {.kind = MR_EMIT_COMBINE, .eng = eng, .value = &st->scratch};
+    st->scratch.len = 0;
+    LOOM_TRY(eng->job->combine(eng->ctx, st->arena + e->koff, e->klen, st->arena + e->voff, e->vlen,
+                               v, vlen, &em, eng->job->user));
+    if (!em.value_set)
+        return LOOM_ERROR(eng->ctx, LOOM_ERR_USAGE, "%s: the combiner set no value",
+                          eng->job->name ? eng->job->name : "job");
+    if (st->scratch.len <= e->vcap) {
+        memcpy(st->arena + e->voff, st->scratch.data, st->scratch.len);
+        e->vlen = st->scratch.len;
+    } else {
+        /* The old value's bytes stay in the arena until the next spill. */
+        LOOM_TRY(arena_put(st, st->scratch.data, st->scratch.len, &e->voff));
+        e->vlen = e->vcap = st->scratch.len;
+    }
+    return LOOM_OK;
+}
+
+/* Spill on used bytes, not capacity: with doubling growth, capacity stays
+ * within twice the use, so spilling at half the budget keeps the store in it. */
+static loom_status_t maybe_spill(mr_store_t *st)
+{
+    size_t used = st->nent * sizeof(mr_entry_t) + st->nent * 2 * sizeof(uint32_t) + st->alen;
+    if (used * 2 <= st->budget || st->nent == 0) return LOOM_OK;
+    return mr_store_spill(st);
+}
+
+loom_status_t mr_store_add(mr_store_t *st, uint32_t part, uint64_t hash, const void *k, size_t klen,
+                           const void *v, size_t vlen)
+{
+    size_t idx;
+    if (!st->use_table) {
+        LOOM_TRY(new_entry(st, part, hash, k, klen, v, vlen, &idx));
+        return maybe_spill(st);
+    }
+    if ((st->nent + 1) * 2 > st->nslots) LOOM_TRY(grow_slots(st));
+    size_t mask = st->nslots - 1, j = hash & mask;
+    for (;;) {
+        uint32_t s = st->slots[j];
+        if (!s) break;
+        mr_entry_t *e = &st->ent[s - 1];
+        if (e->hash == hash && e->klen == klen && e->part == part &&
+            memcmp(st->arena + e->koff, k, klen) == 0)
+            return combine_entry(st, e, v, vlen);
+        j = (j + 1) & mask;
+    }
+    if (st->nent >= UINT32_MAX - 1) LOOM_TRY(mr_store_spill(st));
+    LOOM_TRY(new_entry(st, part, hash, k, klen, v, vlen, &idx));
+    if (st->nent == 1) {
+        /* a spill may just have emptied the table: find the slot again */
+        j = hash & mask;
+        while (st->slots[j])
+            j = (j + 1) & mask;
+    }
+    st->slots[j] = (uint32_t)(idx + 1);
+    return maybe_spill(st);
+}
+
+loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
+{
+    for (size_t i = 0; i < src->nent; i++) {
+        const mr_entry_t *e = &src->ent[i];
+        LOOM_TRY(mr_store_add(dst, e->part, e->hash, src->arena + e->koff, e->klen,
+                              src->arena + e->voff, e->vlen));
+    }
+    store_clear_table(src);
+    for (int i = 0; i < src->nruns; i++) {
+        if (dst->nruns == dst->runcap) {
+            int cap = dst->runcap ? dst->runcap * 2 : 8;
+            mr_run_t *r = realloc(dst->runs, (size_t)cap * sizeof *r);
+            if (!r) return LOOM_ERROR(dst->eng->ctx, LOOM_ERR_NOMEM, "out of memory: run list");
+            dst->runs = r;
+            dst->runcap = cap;
+        }
+        dst->runs[dst->nruns++] = src->runs[i];
+    }
+    src->nruns = 0;
+    return LOOM_OK;
+}
+
+loom_status_t mr_store_sorted(mr_store_t *st, loom_kvref_t **refs, size_t *nrefs,
+                              size_t *part_start)
+{
+    loom_ctx_t *ctx = st->eng->ctx;
+    loom_kvref_t *r;
+    LOOM_ALLOC(ctx, r, st->nent, "sorting pairs");
+    for (size_t i = 0; i < st->nent; i++) {
+        const mr_entry_t *e = &st->ent[i];
+        r[i].part = e->part;
+        r[i].key = st->arena + e->koff;
+        r[i].klen = e->klen;
+        r[i].val = st->arena + e->voff;
+        r[i].vlen = e->vlen;
+        r[i].prefix = loom_sort_prefix(r[i].key, e->klen);
+    }
+    loom_sort_kvrefs(r, st->nent, st->eng->job->sort_values);
+    int np = st->eng->nparts;
+    size_t i = 0;
+    for (int p = 0; p <= np; p++) {
+        while (i < st->nent && r[i].part < (uint32_t)p)
+            i++;
+        part_start[p] = i;
+    }
+    *refs = r;
+    *nrefs = st->nent;
+    return LOOM_OK;
+}
+
+static loom_status_t write_bytes(loom_ctx_t *ctx, FILE *f, const char *path, const void *d,
+                                 size_t n)
+{
+    if (n && fwrite(d, 1, n, f) != n)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write spill file: %s", path,
+                          strerror(errno));
+    return LOOM_OK;
+}
+
+static loom_status_t write_record(loom_ctx_t *ctx, FILE *f, const char *path, const void *k,
+                                  size_t klen, const void *v, size_t vlen, uint64_t *bytes)
+{
+    unsigned char hdr[20];
+    unsigned char *p = mr_put_varint(hdr, klen);
+    p = mr_put_varint(p, vlen);
+    LOOM_TRY(write_bytes(ctx, f, path, hdr, (size_t)(p - hdr)));
+    LOOM_TRY(write_bytes(ctx, f, path, k, klen));
+    LOOM_TRY(write_bytes(ctx, f, path, v, vlen));
+    *bytes += (size_t)(p - hdr) + klen + vlen;
+    return LOOM_OK;
+}
+
+static loom_status_t add_run(mr_store_t *st, mr_run_t run)
+{
+    if (st->nruns == st->runcap) {
+        int cap = st->runcap ? st->runcap * 2 : 8;
+        mr_run_t *r = realloc(st->runs, (size_t)cap * sizeof *r);
+        if (!r) return LOOM_ERROR(st->eng->ctx, LOOM_ERR_NOMEM, "out of memory: run list");
+        st->runs = r;
+        st->runcap = cap;
+    }
+    st->runs[st->nruns++] = run;
+    return LOOM_OK;
+}
+
+/* Merge every run (and the sorted in-memory pairs, if any) into one new run
+ * file, folding equal keys with the combiner; used to spill and to keep the
+ * number of open files bounded. */
+static loom_status_t write_merged_run(mr_store_t *st, const loom_kvref_t *refs,
+                                      const size_t *part_start, int with_runs)
+{
+    mr_engine_t *eng = st->eng;
+    loom_ctx_t *ctx = eng->ctx;
+    int np = eng->nparts;
+    mr_run_t run = {0};
+    loom_status_t s = LOOM_OK;
+    FILE *f = NULL;
+    mr_buf_t kb = {0}, vb = {0};
+    run.path = mr_spill_path(eng, "run");
+    run.off = calloc((size_t)np + 1, sizeof *run.off);
+    if (!run.path || !run.off) {
+        s = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: spill run");
+        goto out;
+    }
+    f = fopen(run.path, "wb");
+    if (!f) {
+        s = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create spill file: %s (see --spill-dir)",
+                       run.path, strerror(errno));
+        goto out;
+    }
+    uint64_t bytes = 0;
+    for (int p = 0; p < np && s == LOOM_OK; p++) {
+        run.off[p] = bytes;
+        if (!with_runs) {
+            for (size_t i = part_start[p]; i < part_start[p + 1] && s == LOOM_OK; i++)
+                s = write_record(ctx, f, run.path, refs[i].key, refs[i].klen, refs[i].val,
+                                 refs[i].vlen, &bytes);
+            continue;
+        }
+        mr_reader_t *rd = NULL;
+        int n = 0;
+        mr_merge_t m = {0};
+        s = mr_store_part_readers(st, refs, part_start, (uint32_t)p, &rd, &n);
+        if (s == LOOM_OK) {
+            mr_reader_t **pr = malloc((size_t)(n ? n : 1) * sizeof *pr);
+            if (!pr) s = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: merge");
+            for (int i = 0; pr && i < n; i++)
+                pr[i] = &rd[i];
+            if (s == LOOM_OK) s = mr_merge_init(ctx, &m, pr, n, eng->job->sort_values);
+            int have = 1;
+            while (s == LOOM_OK) {
+                s = mr_merge_next_combined(eng, &m, &kb, &vb, &have);
+                if (s != LOOM_OK || !have) break;
+                s = write_record(ctx, f, run.path, kb.data, kb.len, vb.data, vb.len, &bytes);
+            }
+            mr_merge_free(&m);
+            free(pr);
+        }
+        for (int i = 0; i < n; i++)
+            mr_reader_close(&rd[i]);
+        free(rd);
+    }
+    run.off[np] = bytes;
+    if (s == LOOM_OK && fclose(f) != 0)
+        s = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write spill file: %s", run.path,
+                       strerror(errno));
+    else if (s != LOOM_OK)
+        fclose(f);
+    f = NULL;
+    if (s != LOOM_OK) goto out;
+    eng->counts.spill_runs++;
+    eng->counts.spill_bytes += (int64_t)bytes;
+    if (with_runs) {
+        for (int i = 0; i < st->nruns; i++)
+            run_free(&st->runs[i]);
+        st->nruns = 0;
+    }
+    s = add_run(st, run);
+    if (s == LOOM_OK) run.path = NULL, run.off = NULL;
+out:
+    if (f) fclose(f);
+    run_free(&run);
+    mr_buf_free(&kb);
+    mr_buf_free(&vb);
+    return s;
+}
+
+/* More runs than this are merged into one, so a merge never opens too many files. */
+#define MR_MAX_RUNS 16
+
+loom_status_t mr_store_spill(mr_store_t *st)
+{
+    loom_kvref_t *refs = NULL;
+    size_t n = 0;
+    size_t *ps = malloc(((size_t)st->eng->nparts + 1) * sizeof *ps);
+    if (!ps) return LOOM_ERROR(st->eng->ctx, LOOM_ERR_NOMEM, "out of memory: spill");
+    loom_status_t s = mr_store_sorted(st, &refs, &n, ps);
+    if (s == LOOM_OK) s = write_merged_run(st, refs, ps, 0);
+    free(refs);
+    if (s == LOOM_OK) store_clear_table(st);
+    if (s == LOOM_OK && st->nruns > MR_MAX_RUNS) {
+        ps[0] = 0;
+        for (int p = 1; p <= st->eng->nparts; p++)
+            ps[p] = 0;
+        s = write_merged_run(st, NULL, ps, 1);
+    }
+    free(ps);
+    return s;
+}
+
+loom_status_t mr_store_part_readers(mr_store_t *st, const loom_kvref_t *refs,
+                                    const size_t *part_start, uint32_t p, mr_reader_t **rdp, int *n)
+{
+    loom_ctx_t *ctx = st->eng->ctx;
+    mr_reader_t *rd = calloc((size_t)st->nruns + 1, sizeof *rd);
+    if (!rd) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: readers");
+    int k = 0;
+    loom_status_t s = LOOM_OK;
+    if (refs && part_start[p + 1] > part_start[p]) {
+        mr_reader_refs(&rd[k], refs + part_start[p], part_start[p + 1] - part_start[p]);
+        s = mr_reader_next(ctx, &rd[k++]);
+    }
+    for (int i = 0; i < st->nruns && s == LOOM_OK; i++) {
+        const mr_run_t *r = &st->runs[i];
+        if (r->off[p + 1] == r->off[p]) continue;
+        s = mr_reader_file(ctx, &rd[k], r->path, r->off[p], r->off[p + 1] - r->off[p]);
+        k++;
+        if (s == LOOM_OK) s = mr_reader_next(ctx, &rd[k - 1]);
+    }
+    if (s != LOOM_OK) {
+        for (int i = 0; i < k; i++)
+            mr_reader_close(&rd[i]);
+        free(rd);
+        return s;
+    }
+    *rdp = rd;
+    *n = k;
+    return LOOM_OK;
+}
+
+/* ------------------------------------------------------------------ readers */
+
+void mr_reader_mem(mr_reader_t *rd, const void *data, size_t len)
+{
+    memset(rd, 0, sizeof *rd);
+    rd->kind = MR_RD_MEM;
+    rd->p = data;
+    rd->end = rd->p + len;
+}
+
+void mr_reader_refs(mr_reader_t *rd, const loom_kvref_t *r, size_t n)
+{
+    memset(rd, 0, sizeof *rd);
+    rd->kind = MR_RD_REFS;
+    rd->r = r;
+    rd->rend = r + n;
+}
+
+loom_status_t mr_reader_file(loom_ctx_t *ctx, mr_reader_t *rd, const char *path, uint64_t off,
+                             uint64_t len)
+{
+    memset(rd, 0, sizeof *rd);
+    rd->kind = MR_RD_FILE;
+    rd->path = path;
+    rd->remaining = len;
+    rd->f = fopen(path, "rb");
+    if (!rd->f)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open spill file: %s", path,
+                          strerror(errno));
+    setvbuf(rd->f, NULL, _IOFBF, 1 << 16);
+    if (fseeko(rd->f, (off_t)off, SEEK_SET) != 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+    return LOOM_OK;
+}
+
+static loom_status_t file_varint(loom_ctx_t *ctx, mr_reader_t *rd, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        int c = rd->remaining ? getc(rd->f) : EOF;
+        if (c == EOF) break;
+        rd->remaining--;
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = x;
+            return LOOM_OK;
+        }
+    }
+    return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: spill file is truncated", rd->path);
+}
+
+loom_status_t mr_reader_next(loom_ctx_t *ctx, mr_reader_t *rd)
+{
+    rd->valid = 0;
+    switch (rd->kind) {
+    case MR_RD_MEM: {
+        if (rd->p >= rd->end) return LOOM_OK;
+        uint64_t kl = 0, vl = 0;
+        const unsigned char *p = mr_get_varint(rd->p, rd->end, &kl);
+        if (p) p = mr_get_varint(p, rd->end, &vl);
+        if (!p || (uint64_t)(rd->end - p) < kl || (uint64_t)(rd->end - p) - kl < vl)
+            return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "corrupt record in a shuffle buffer");
+        rd->key = p;
+        rd->klen = kl;
+        rd->val = p + kl;
+        rd->vlen = vl;
+        rd->p = p + kl + vl;
+        rd->valid = 1;
+        return LOOM_OK;
+    }
+    case MR_RD_REFS:
+        if (rd->r >= rd->rend) return LOOM_OK;
+        rd->key = rd->r->key;
+        rd->klen = rd->r->klen;
+        rd->val = rd->r->val;
+        rd->vlen = rd->r->vlen;
+        rd->r++;
+        rd->valid = 1;
+        return LOOM_OK;
+    case MR_RD_FILE: {
+        if (!rd->remaining) return LOOM_OK;
+        uint64_t kl = 0, vl = 0;
+        LOOM_TRY(file_varint(ctx, rd, &kl));
+        LOOM_TRY(file_varint(ctx, rd, &vl));
+        if (kl + vl > rd->remaining)
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: spill file is truncated", rd->path);
+        rd->rec.len = 0;
+        LOOM_TRY(mr_buf_reserve(ctx, &rd->rec, kl + vl));
+        if (kl + vl && fread(rd->rec.data, 1, kl + vl, rd->f) != kl + vl)
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot read spill file", rd->path);
+        rd->remaining -= kl + vl;
+        rd->key = rd->rec.data;
+        rd->klen = kl;
+        rd->val = rd->rec.data + kl;
+        rd->vlen = vl;
+        rd->valid = 1;
+        return LOOM_OK;
+    }
+    }
+    return LOOM_OK;
+}
+
+void mr_reader_close(mr_reader_t *rd)
+{
+    if (rd->f) fclose(rd->f);
+    rd->f = NULL;
+    mr_buf_free(&rd->rec);
+    rd->valid = 0;
+}
+
+/* ------------------------------------------------------------------ merge */
+
+static int reader_less(const mr_merge_t *m, const mr_reader_t *a, const mr_reader_t *b)
+{
+    int c = loom_sort_cmp_bytes(a->key, a->klen, b->key, b->klen);
+    if (c == 0 && m->by_value) c = loom_sort_cmp_bytes(a->val, a->vlen, b->val, b->vlen);
+    return c < 0;
+}
+
+static void sift_down(mr_merge_t *m, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, s = i;
+        if (l < m->hn && reader_less(m, m->rd[m->heap[l]], m->rd[m->heap[s]])) s = l;
+        if (r < m->hn && reader_less(m, m->rd[m->heap[r]], m->rd[m->heap[s]])) s = r;
+        if (s == i) return;
+        int t = m->heap[i];
+        m->heap[i] = m->heap[s];
+        m->heap[s] = t;
+        i = s;
+    }
+}
+
+loom_status_t mr_merge_init(loom_ctx_t *ctx, mr_merge_t *m, mr_reader_t **rd, int n, int by_value)
+{
+    memset(m, 0, sizeof *m);
+    m->rd = rd;
+    m->n = n;
+    m->by_value = by_value;
+    LOOM_ALLOC(ctx, m->heap, n, "merge heap");
+    for (int i = 0; i < n; i++)
+        if (rd[i]->valid) m->heap[m->hn++] = i;
+    for (int i = m->hn / 2 - 1; i >= 0; i--)
+        sift_down(m, i);
+    return LOOM_OK;
+}
+
+loom_status_t mr_merge_pop(loom_ctx_t *ctx, mr_merge_t *m)
+{
+    if (!m->hn) return LOOM_OK;
+    mr_reader_t *top = m->rd[m->heap[0]];
+    LOOM_TRY(mr_reader_next(ctx, top));
+    if (!top->valid) m->heap[0] = m->heap[--m->hn];
+    if (m->hn) sift_down(m, 0);
+    return LOOM_OK;
+}
+
+void mr_merge_free(mr_merge_t *m)
+{
+    free(m->heap);
+    m->heap = NULL;
+    m->hn = m->n = 0;
+}
+
+loom_status_t mr_merge_next_combined(mr_engine_t *eng, mr_merge_t *m, mr_buf_t *kb, mr_buf_t *vb,
+                                     int *have)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    mr_reader_t *t = mr_merge_top(m);
+    *have = 0;
+    if (!t) return LOOM_OK;
+    kb->len = vb->len = 0;
+    LOOM_TRY(mr_buf_append(ctx, kb, t->key, t->klen));
+    LOOM_TRY(mr_buf_append(ctx, vb, t->val, t->vlen));
+    LOOM_TRY(mr_merge_pop(ctx, m));
+    if (eng->job->combine) {
+        while ((t = mr_merge_top(m)) && t->klen == kb->len &&
+               memcmp(t->key, kb->data, kb->len) == 0) {
+            LOOM_TRY(mr_combine_into(eng, kb->data, kb->len, vb, t->val, t->vlen));
+            LOOM_TRY(mr_merge_pop(ctx, m));
+        }
+    }
+    *have = 1;
+    return LOOM_OK;
+}
