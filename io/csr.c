@@ -333,8 +333,12 @@ static int scatter_round(build_t *b, const uint64_t *recv, size_t nrecv, uint64_
         uint64_t i = v - lo, pos;
         uint64_t *cur = is_in ? in_cur : out_cur;
         const uint64_t *off = is_in ? g->in_off : g->out_off;
+        if (T > 1) {
 #pragma omp atomic capture
-        pos = cur[i]++;
+            pos = cur[i]++;
+        } else {
+            pos = cur[i]++;
+        }
         if (pos >= off[i + 1]) {
             bad = 1;
             continue;
@@ -386,6 +390,10 @@ static loom_status_t exchange(build_t *b, MPI_Datatype arc_type, uint64_t *out_c
         if (st == LOOM_OK) st = pack_round(b, &x);
         st = loom_agree(ctx, b->comm, st);
         if (st != LOOM_OK) break;
+        /* Arcs this rank owns skip MPI: they are scattered straight from the
+         * send buffer, which saves a copy of everything at P = 1. */
+        int self = x.scount[b->rank];
+        x.scount[b->rank] = 0;
         int e = MPI_Alltoall(x.scount, 1, MPI_INT, x.rcount, 1, MPI_INT, b->comm);
         if (e != MPI_SUCCESS) {
             st = loom_error_mpi(ctx, e, "MPI_Alltoall", __FILE__, __LINE__);
@@ -409,7 +417,9 @@ static loom_status_t exchange(build_t *b, MPI_Datatype arc_type, uint64_t *out_c
             st = loom_error_mpi(ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
             break;
         }
-        if (scatter_round(b, x.recv, nrecv, out_cur, in_cur))
+        const uint64_t *mine = x.send + (size_t)x.sdispl[b->rank] * (size_t)b->words;
+        if (scatter_round(b, x.recv, nrecv, out_cur, in_cur) ||
+            scatter_round(b, mine, (size_t)self, out_cur, in_cur))
             st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL,
                             "%s: the second pass over the edges differs from the first",
                             loom_source_name(b->src));

@@ -265,6 +265,19 @@ static void test_kron10(void)
     loom_source_destroy(&src);
 }
 
+/* Batches above the builder's threading thresholds (with OMP_NUM_THREADS=2),
+ * so the atomic paths of counting and scattering run too. */
+static void test_kron13_threaded(void)
+{
+    loom_edge_source_t *src = NULL;
+    CU_ASSERT_EQUAL_FATAL(loom_source_open(loom_test_ctx, "kron:13:16:5", LOOM_FMT_AUTO, &src),
+                          LOOM_OK);
+    loom_build_opts_t directed = {0, 0, 0, 1, 2.0}, undirected = {1, 1, 1, 0, 0};
+    check_build(src, directed, "kron:13 directed");
+    check_build(src, undirected, "kron:13 undirected");
+    loom_source_destroy(&src);
+}
+
 static void test_id_out_of_range(void)
 {
     loom_ctx_t *ctx = loom_test_ctx;
@@ -307,6 +320,7 @@ static void register_suites(void)
 {
     static const CU_TestInfo tests[] = {{"small weighted graphs", test_small_weighted},
                                         {"kron:10 and urand:9", test_kron10},
+                                        {"kron:13 threaded", test_kron13_threaded},
                                         {"vertex id out of range", test_id_out_of_range},
                                         {"graph without edges", test_empty_graph},
                                         {NULL, NULL}};
