@@ -48,14 +48,16 @@ typedef enum loom_gen_kind { LOOM_GEN_KRON = 1, LOOM_GEN_URAND = 2 } loom_gen_ki
 typedef struct loom_gen_params {
     loom_gen_kind_t kind;
     int scale;       /* n = 2^scale vertices, 1..40 */
-    int edge_factor; /* m = edge_factor * n generated edges (default 16) */
-    uint64_t seed;   /* default 1 */
+    int edge_factor; /* m = edge_factor * n generated edges, >= 1 (16 when a spec omits it) */
+    uint64_t seed;   /* any value (1 when a spec omits it) */
 } loom_gen_params_t;
 
 /* Generator source: Graph500 Kronecker (A=0.57, B=0.19, C=0.19, vertices
  * relabelled by a seeded bijection) or uniform random. Edge k of the m edges is a
  * pure function of (seed, k), so the graph is identical for any number of
- * ranks; rank r yields edges [r*m/P, (r+1)*m/P). Not collective. */
+ * ranks; only workers hold edges: worker w of W yields a contiguous, even slice
+ * of the indices (the master's share is empty when P >= 2). Fails with
+ * LOOM_ERR_USAGE when scale is outside 1..40 or edge_factor < 1. Not collective. */
 loom_status_t loom_source_generator(loom_ctx_t *ctx, const loom_gen_params_t *p,
                                     loom_edge_source_t **src);
 
@@ -72,7 +74,8 @@ int loom_format_parse(const char *name, loom_format_t *fmt);
 loom_format_t loom_format_from_path(const char *path);
 
 /* Open a graph named by a path or a generator spec ("kron:20", "urand:18",
- * "kron:20:16:7" = scale 20, edge factor 16, seed 7). Text files are read in
+ * "kron:20:16:7" = scale 20, edge factor 16, seed 7; a bad spec or a path whose
+ * extension names no format while fmt is AUTO is LOOM_ERR_USAGE). Text files are read in
  * parallel (each rank a byte range aligned to line starts); HDF5 with
  * collective MPI-IO. Every bad input (missing file, directory, empty file,
  * malformed line, negative or too large id, inconsistent Matrix Market header,
@@ -105,7 +108,8 @@ typedef struct loom_build_opts {
     int drop_self_loops;
     int drop_duplicates;  /* keep one arc per (u, v); weighted: the smallest weight */
     int want_in_edges;    /* build the in-CSR for directed graphs */
-    double vertex_weight; /* partition cost of a vertex in arcs (default 0 = auto) */
+    double vertex_weight; /* partition cost of a vertex in arcs (default 0 = auto: the
+                           * average out + in degree, so vertices and arcs weigh half each) */
 } loom_build_opts_t;
 
 /* A graph partitioned into contiguous vertex ranges balanced by arcs plus a
