@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""loom wordcount against collections.Counter on text shipped with the system, at
+LOOM_NP ranks: in memory, with a tiny memory budget that forces spilling, and
+(at 3+ ranks) with a lost worker and with a slow worker that gets backup tasks."""
+import collections, glob, json, os, re, shlex, shutil, subprocess, sys
+
+LOOM = os.environ.get("LOOM", "loom")
+LAUNCH = shlex.split(os.environ.get("LOOM_MPIEXEC", ""))
+NP = int(os.environ.get("LOOM_NP", "1"))
+TMP = os.environ.get("LOOM_TMP", "/tmp")
+
+# The documented rule: maximal runs of ASCII letters/digits, lowercased.
+WORD = re.compile(rb"[A-Za-z0-9]+")
+
+
+def corpus():
+    files = sorted(glob.glob("/usr/share/common-licenses/*"))
+    files += sorted(glob.glob("/usr/share/doc/*/copyright"))[:40]
+    return [f for f in files if os.path.isfile(f) and b"\0" not in open(f, "rb").read(65536)]
+
+
+def reference(files):
+    c = collections.Counter()
+    for f in files:
+        c.update(w.lower() for w in WORD.findall(open(f, "rb").read()))
+    return c
+
+
+def run(args, expect_ok=True):
+    p = subprocess.run(LAUNCH + [LOOM] + args, capture_output=True, timeout=300)
+    if expect_ok and p.returncode != 0:
+        sys.exit("FAIL: %s\n%s" % (" ".join(args), p.stderr.decode(errors="replace")))
+    return p
+
+
+def read_counts(out):
+    assert os.path.exists(os.path.join(out, "_SUCCESS")), out + ": no _SUCCESS"
+    got = {}
+    for part in sorted(glob.glob(os.path.join(out, "part-*"))):
+        for line in open(part, "rb"):
+            k, v = line.rstrip(b"\n").split(b"\t")
+            assert k not in got, "key %r in two places" % k
+            got[k] = int(v)
+    return got
+
+
+def check(name, out, ref):
+    got = read_counts(out)
+    if got != dict(ref):
+        diff = [k for k in set(got) | set(ref) if got.get(k) != ref.get(k)][:5]
+        sys.exit("FAIL %s: %d keys vs %d expected; first differences %r" % (name, len(got), len(ref), diff))
+    print("ok", name, len(got), "words")
+
+
+def main():
+    files = corpus()
+    ref = reference(files)
+    work = os.path.join(TMP, "mr_wordcount")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    spill = os.path.join(work, "spill")
+    os.makedirs(spill)
+
+    out = os.path.join(work, "plain")
+    p = run(["wordcount"] + files + ["--out", out, "--split-size", "64K", "--json", "--quiet"])
+    summary = json.loads(p.stdout)
+    assert summary["map_tasks"] > 1 and summary["status"] == "ok", summary
+    check("in-memory", out, ref)
+
+    # A directory input expands to the same files (common-licenses only).
+    lic = sorted(glob.glob("/usr/share/common-licenses/*"))
+    out = os.path.join(work, "dir")
+    run(["wordcount", "/usr/share/common-licenses", "--out", out, "--reducers", "3", "--quiet"])
+    check("directory", out, reference(lic))
+
+    # A budget far below the data: sorted runs spill and are merged.
+    out = os.path.join(work, "spilled")
+    p = run(["wordcount"] + files + ["--out", out, "--memory", "64K", "--split-size", "8K",
+                                     "--spill-dir", spill, "--json", "--quiet"])
+    summary = json.loads(p.stdout)
+    assert summary["spill_runs"] > 0, summary
+    check("spilling", out, ref)
+    assert os.listdir(spill) == [], "spill files left behind: %r" % os.listdir(spill)
+
+    if NP >= 3:
+        out = os.path.join(work, "lost")
+        p = run(["wordcount"] + files + ["--out", out, "--split-size", "32K", "--json", "--quiet",
+                                         "--inject-fault", "lose-worker:1@map:2"])
+        summary = json.loads(p.stdout)
+        assert summary["lost_workers"] == 1 and summary["reexecuted_tasks"] >= 2, summary
+        check("lost worker", out, ref)
+
+        out = os.path.join(work, "slow")
+        p = run(["wordcount"] + files + ["--out", out, "--split-size", "256K", "--json", "--quiet",
+                                         "--inject-fault", "slow-worker:%d:3" % (NP - 1)])
+        summary = json.loads(p.stdout)
+        assert summary["backups_run"] >= 1 and summary["backups_won"] >= 1, summary
+        check("slow worker with backups", out, ref)
+    else:
+        # Losing the only worker cannot be survived: a clear error, no output.
+        out = os.path.join(work, "lost")
+        w = 0 if NP == 1 else 1
+        p = run(["wordcount"] + files + ["--out", out, "--inject-fault", "lose-worker:%d@map:1" % w],
+                expect_ok=False)
+        assert p.returncode != 0 and b"error" in p.stderr, p.stderr
+        assert not os.path.exists(out), "partial output left"
+        print("ok losing the only worker fails cleanly")
+
+
+if __name__ == "__main__":
+    main()
