@@ -1,0 +1,178 @@
+/* Unit tests of the MapReduce building blocks: tokeniser, hash, pair sort, stores, spills, merge.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/hash.h"
+#include "kernels/sort.h"
+#include "kernels/tokenize.h"
+#include "loom_test.h"
+#include "mr/mr_internal.h"
+
+static uint64_t rng = 12345;
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void test_tokenize(void)
+{
+    char text[4096], buf[4096], ref[4096];
+    for (int trial = 0; trial < 200; trial++) {
+        size_t len = next_rand() % sizeof text;
+        for (size_t i = 0; i < len; i++)
+            text[i] = (char)(next_rand() % 8 ? 'A' + next_rand() % 60 : next_rand());
+        /* reference: walk byte by byte */
+        size_t pos = 0, i = 0;
+        for (;;) {
+            while (i < len && !(((text[i] | 32) >= 'a' && (text[i] | 32) <= 'z') ||
+                                (text[i] >= '0' && text[i] <= '9')))
+                i++;
+            size_t n = 0;
+            while (i < len && (((text[i] | 32) >= 'a' && (text[i] | 32) <= 'z') ||
+                               (text[i] >= '0' && text[i] <= '9'))) {
+                char c = text[i++];
+                ref[n++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+            }
+            size_t got = loom_tok_next_word(text, len, &pos, buf);
+            CU_ASSERT_EQUAL_FATAL(got, n);
+            if (!n) break;
+            CU_ASSERT(memcmp(buf, ref, n) == 0);
+        }
+    }
+}
+
+static void test_hash(void)
+{
+    CU_ASSERT_EQUAL(loom_hash_bytes("word", 4, 1), loom_hash_bytes("word", 4, 1));
+    CU_ASSERT_NOT_EQUAL(loom_hash_bytes("a", 1, 1), loom_hash_bytes("a\0", 2, 1));
+    /* the high 32 bits pick partitions: 8 buckets of 80000 keys stay within 3% */
+    int count[8] = {0};
+    char k[32];
+    for (int i = 0; i < 80000; i++) {
+        int n = snprintf(k, sizeof k, "key%d", i);
+        count[(loom_hash_bytes(k, (size_t)n, 7) >> 32) * 8 >> 32]++;
+    }
+    for (int b = 0; b < 8; b++)
+        CU_ASSERT(count[b] > 9700 && count[b] < 10300);
+}
+
+static int naive_less(const loom_kvref_t *a, const loom_kvref_t *b)
+{
+    if (a->part != b->part) return a->part < b->part;
+    int c = loom_sort_cmp_bytes(a->key, a->klen, b->key, b->klen);
+    return c < 0;
+}
+
+static void test_sort(void)
+{
+    enum { N = 3000 };
+    static unsigned char keys[N][12];
+    loom_kvref_t *r = malloc(N * sizeof *r);
+    for (int i = 0; i < N; i++) {
+        size_t kl = next_rand() % 12;
+        for (size_t j = 0; j < kl; j++)
+            keys[i][j] = (unsigned char)("ab\0\xff"[next_rand() % 4]);
+        r[i] = (loom_kvref_t){.key = keys[i],
+                              .klen = kl,
+                              .part = (uint32_t)(next_rand() % 3),
+                              .prefix = loom_sort_prefix(keys[i], kl)};
+    }
+    loom_sort_kvrefs(r, N, 0);
+    for (int i = 1; i < N; i++)
+        CU_ASSERT(!naive_less(&r[i], &r[i - 1]));
+    free(r);
+}
+
+/* A store with the summing combiner under a tiny budget: spills, run
+ * compaction and the merge must give every key's exact total. */
+static void test_store_spill_merge(void)
+{
+    loom_ctx_t *ctx = loom_test_ctx;
+    loom_mr_job_t job = {.name = "t", .combine = loom_mr_combine_sum_u64};
+    mr_engine_t eng = {.ctx = ctx, .job = &job, .nparts = 3};
+    snprintf(eng.spill_dir, sizeof eng.spill_dir, "%s", loom_test_tmpdir());
+    mr_store_t st, stage;
+    mr_store_init(&st, &eng, 16384);
+    mr_store_init(&stage, &eng, 8192);
+    enum { K = 500 };
+    uint64_t want[K] = {0};
+    char k[16];
+    for (int i = 0; i < 20000; i++) {
+        int key = (int)(next_rand() % K);
+        uint64_t v = next_rand() % 5;
+        want[key] += v;
+        int n = snprintf(k, sizeof k, "k%d", key);
+        uint64_t h = loom_hash_bytes(k, (size_t)n, 3);
+        CU_ASSERT_EQUAL_FATAL(mr_store_add(&stage, (uint32_t)(key % 3), h, k, (size_t)n, &v, 8),
+                              LOOM_OK);
+        if (i % 100 == 99) CU_ASSERT_EQUAL_FATAL(mr_store_merge(&st, &stage), LOOM_OK);
+    }
+    CU_ASSERT_EQUAL_FATAL(mr_store_merge(&st, &stage), LOOM_OK);
+    CU_ASSERT(eng.counts.spill_runs > 0);
+    CU_ASSERT(st.nruns <= 17);
+    loom_kvref_t *refs;
+    size_t nrefs, ps[4];
+    CU_ASSERT_EQUAL_FATAL(mr_store_sorted(&st, &refs, &nrefs, ps), LOOM_OK);
+    uint64_t got[K] = {0};
+    int seen = 0;
+    mr_buf_t kb = {0}, vb = {0};
+    for (uint32_t p = 0; p < 3; p++) {
+        mr_reader_t *rd;
+        int n;
+        CU_ASSERT_EQUAL_FATAL(mr_store_part_readers(&st, refs, ps, p, &rd, &n), LOOM_OK);
+        mr_reader_t *prd[64];
+        for (int i = 0; i < n; i++)
+            prd[i] = &rd[i];
+        mr_merge_t m;
+        CU_ASSERT_EQUAL_FATAL(mr_merge_init(ctx, &m, prd, n, 0), LOOM_OK);
+        int have;
+        mr_buf_t prev = {0};
+        for (;;) {
+            CU_ASSERT_EQUAL_FATAL(mr_merge_next_combined(&eng, &m, &kb, &vb, &have), LOOM_OK);
+            if (!have) break;
+            /* keys come out strictly increasing: equal keys were folded */
+            if (prev.len) CU_ASSERT(loom_sort_cmp_bytes(prev.data, prev.len, kb.data, kb.len) < 0);
+            prev.len = 0;
+            mr_buf_append(ctx, &prev, kb.data, kb.len);
+            char ks[16] = {0};
+            memcpy(ks, kb.data + 1, kb.len - 1 < 15 ? kb.len - 1 : 15);
+            int key = atoi(ks);
+            CU_ASSERT_EQUAL(key % 3, (int)p);
+            got[key] = loom_mr_u64(vb.data, vb.len);
+            seen++;
+        }
+        mr_buf_free(&prev);
+        mr_merge_free(&m);
+        for (int i = 0; i < n; i++)
+            mr_reader_close(&rd[i]);
+        free(rd);
+    }
+    for (int i = 0; i < K; i++)
+        CU_ASSERT_EQUAL(got[i], want[i]);
+    mr_buf_free(&kb);
+    mr_buf_free(&vb);
+    free(refs);
+    mr_store_free(&st);
+    mr_store_free(&stage);
+}
+
+static void register_suites(void)
+{
+    static const CU_TestInfo tests[] = {
+        {"tokenize against a byte-by-byte reference", test_tokenize},
+        {"hash determinism and spread", test_hash},
+        {"pair sort order", test_sort},
+        {"store spills, compacts and merges exact totals", test_store_spill_merge},
+        {NULL, NULL},
+    };
+    loom_test_suite("mr_store", tests);
+}
+
+int main(int argc, char **argv)
+{
+    return loom_test_main(argc, argv, register_suites);
+}
