@@ -78,6 +78,30 @@ void loom_graph_destroy(loom_graph_t **graph)
 
 /* ------------------------------------------------------------------ helpers */
 
+/* Wait for a nonblocking collective. The master (P >= 2) holds no edges and
+ * spends the passes waiting for the workers, so it sleeps between polls
+ * instead of spinning on a core that a worker may share. */
+static loom_status_t wait_req(const build_t *b, MPI_Request *req)
+{
+    if (b->size > 1 && b->rank == 0) return loom_wait(b->ctx, req, MPI_STATUS_IGNORE);
+    int e = MPI_Wait(req, MPI_STATUS_IGNORE);
+    return e == MPI_SUCCESS ? LOOM_OK : loom_error_mpi(b->ctx, e, "MPI_Wait", __FILE__, __LINE__);
+}
+
+/* loom_agree for the places where the workers arrive long after the master:
+ * a nonblocking vote first (waited on politely), the full agreement with its
+ * message only when some rank failed. */
+static loom_status_t agree_polite(build_t *b, loom_status_t st)
+{
+    int failed = st != LOOM_OK, any = 1;
+    MPI_Request req;
+    int e = MPI_Iallreduce(&failed, &any, 1, MPI_INT, MPI_MAX, b->comm, &req);
+    if (e != MPI_SUCCESS) return loom_agree(b->ctx, b->comm, st);
+    loom_status_t ws = wait_req(b, &req);
+    if (ws != LOOM_OK) return ws;
+    return any ? loom_agree(b->ctx, b->comm, st) : LOOM_OK;
+}
+
 static loom_status_t allreduce_u64(loom_ctx_t *ctx, MPI_Comm comm, uint64_t *a, uint64_t n)
 {
     for (uint64_t off = 0; off < n; off += MPI_CHUNK) {
@@ -388,7 +412,7 @@ static loom_status_t exchange(build_t *b, MPI_Datatype arc_type, uint64_t *out_c
         if (st == LOOM_OK) st = next_batch(b);
         loom_timer_start(ctx, "exchange");
         if (st == LOOM_OK) st = pack_round(b, &x);
-        st = loom_agree(ctx, b->comm, st);
+        st = agree_polite(b, st);
         if (st != LOOM_OK) break;
         /* Arcs this rank owns skip MPI: they are scattered straight from the
          * send buffer, which saves a copy of everything at P = 1. */
@@ -641,7 +665,7 @@ static loom_status_t build_degrees_and_partition(build_t *b, uint64_t **out_cur,
                             "out of memory for the degree arrays (%" PRIu64 " vertices)", n);
     }
     if (st == LOOM_OK) st = count_degrees(b, outd, ind);
-    st = loom_agree(ctx, b->comm, st);
+    st = agree_polite(b, st);
     if (st != LOOM_OK) goto out;
     loom_timer_start(ctx, "degrees");
     st = allreduce_u64(ctx, b->comm, outd, n);
@@ -735,8 +759,12 @@ loom_status_t loom_graph_build(loom_ctx_t *ctx, loom_edge_source_t *src,
     }
     loom_timer_stop(ctx, "sort");
     {
-        int e = MPI_Allreduce(&local, &g->num_arcs, 1, MPI_UINT64_T, MPI_SUM, b.comm);
-        if (e != MPI_SUCCESS) st = loom_error_mpi(ctx, e, "MPI_Allreduce", __FILE__, __LINE__);
+        MPI_Request req;
+        int e = MPI_Iallreduce(&local, &g->num_arcs, 1, MPI_UINT64_T, MPI_SUM, b.comm, &req);
+        if (e != MPI_SUCCESS)
+            st = loom_error_mpi(ctx, e, "MPI_Iallreduce", __FILE__, __LINE__);
+        else
+            st = wait_req(&b, &req);
     }
     st = loom_agree(ctx, b.comm, st);
 out:
