@@ -104,38 +104,23 @@ typedef struct loom_pregel loom_pregel_t;
 
 /* Option rows the engine reads in loom_pregel_configure; put
  * LOOM_PREGEL_OPTIONS in a job's options table (before its END row). */
-#define LOOM_PREGEL_OPTIONS                                                                        \
-    {"max-supersteps",                                                                             \
-     LOOM_OPT_INT,                                                                                 \
-     "1000000",                                                                                    \
-     "stop after this many supersteps",                                                            \
-     NULL,                                                                                         \
-     1,                                                                                            \
-     1,                                                                                            \
-     1e12},                                                                                        \
-        {"checkpoint-every",                                                                       \
-         LOOM_OPT_INT,                                                                             \
-         "0",                                                                                      \
-         "write a checkpoint every K supersteps (0: never)",                                       \
-         NULL,                                                                                     \
-         1,                                                                                        \
-         0,                                                                                        \
-         1e12},                                                                                    \
-        {"checkpoint-dir", LOOM_OPT_STRING, NULL, "directory for checkpoints", NULL, 0, 0, 0},     \
-        {"restart", LOOM_OPT_STRING, NULL, "resume from the newest checkpoint in DIR", NULL, 0, 0, \
-         0},                                                                                       \
-        {"inject-fault",                                                                           \
-         LOOM_OPT_STRING,                                                                          \
-         NULL,                                                                                     \
-         "abort-worker:W@superstep:N makes worker W abort in superstep N (testing)",               \
-         NULL,                                                                                     \
-         0,                                                                                        \
-         0,                                                                                        \
-         0},                                                                                       \
-    {                                                                                              \
-        "exchange", LOOM_OPT_CHOICE, "auto", "message exchange: auto, dense or sparse",            \
-            "auto|dense|sparse", 0, 0, 0                                                           \
-    }
+// clang-format off
+#define LOOM_PREGEL_OPTIONS \
+    {"max-supersteps", LOOM_OPT_INT, "1000000", "stop after this many supersteps", NULL, 1, 1, \
+     1e12}, \
+    {"checkpoint-every", LOOM_OPT_INT, "0", "write a checkpoint every K supersteps (0: never)", \
+     NULL, 1, 0, 1e12}, \
+    {"checkpoint-dir", LOOM_OPT_STRING, NULL, "directory for checkpoints", NULL, 0, 0, 0}, \
+    {"restart", LOOM_OPT_STRING, NULL, "resume from the newest checkpoint in DIR", NULL, 0, 0, 0}, \
+    {"inject-fault", LOOM_OPT_STRING, NULL, \
+     "abort-worker:W@superstep:N makes worker W (mod workers) abort in superstep N (testing)", \
+     NULL, 0, 0, 0}, \
+    {"exchange", LOOM_OPT_CHOICE, "auto", "message exchange: auto, dense or sparse", \
+     "auto|dense|sparse", 0, 0, 0}, \
+    {"pull-order", LOOM_OPT_CHOICE, "degree", \
+     "publish slots of the dense exchange: degree (hubs together) or natural", \
+     "degree|natural", 0, 0, 0}
+// clang-format on
 
 /* Create an engine for `prog` over `g` (which must outlive the engine; in-edges
  * are used for the dense exchange when the graph has them). Allocates values

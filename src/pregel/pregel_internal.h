@@ -51,6 +51,9 @@ struct loom_pregel {
     const void *in_idx; /* in-neighbour ids, uint32_t when in_idx32 */
     int in_idx32;
     uint32_t *in_idx_own; /* the kernel-private 32-bit copy */
+    uint32_t *slot;       /* local vertex -> its publish slot - lo (degree order) */
+    int reorder;          /* publish in degree order (default) */
+    int pull_ready;       /* in_idx_own filled */
     uint8_t identity[8];  /* the built-in combiner's identity */
 
     int nthreads;
