@@ -68,7 +68,6 @@ expect_input_error() {
     local name=$1 pattern=$2 file=$3
     expect_error "$name/info" "$pattern" "$file" -- info "$file"
     expect_error "$name/convert" "$pattern" "$file" -- convert "$file" --out "$OUT/out.h5"
-    expect_error "$name/convert-el" "$pattern" "$file" -- convert "$file" --out "$OUT/out.el"
 }
 
 # ------------------------------------------------------------------ files
@@ -91,6 +90,8 @@ expect_input_error missing 'no such file' "$IN/missing.el"
 expect_input_error directory 'is a directory' "$IN/adir.el"
 expect_input_error empty 'empty' "$IN/empty.el"
 expect_input_error malformed 'malformed.el:3: .*not a number' "$IN/malformed.el"
+expect_error malformed/convert-el 'malformed.el:3: ' "$IN/malformed.el" -- \
+    convert "$IN/malformed.el" --out "$OUT/out.el"
 expect_input_error negative 'negative.el:3: negative' "$IN/negative.el"
 expect_input_error toobig 'toobig.el:2: .*out of range' "$IN/toobig.el"
 expect_input_error toobig2 'toobig2.el:2: .*out of range' "$IN/toobig2.el"
