@@ -432,12 +432,15 @@ static void compute_phase(loom_pregel_t *pg)
             pg->tbuf[(size_t)t * pg->nworkers + w].len = 0;
     }
     const int combined = p->combiner != LOOM_COMBINE_NONE;
+    /* A static schedule: each thread folds the same vertices into its
+     * aggregator partials every run, so results are reproducible (and a
+     * restart matches an uninterrupted run bit for bit). */
 #pragma omp parallel num_threads(pg->nthreads)
     {
         int tid = omp_get_thread_num();
         loom_vertex_t v = {.pg = pg, .tid = tid, .superstep = pg->superstep};
         uint64_t active = 0;
-#pragma omp for schedule(dynamic, LOOM_PREGEL_CHUNK)
+#pragma omp for schedule(static, LOOM_PREGEL_CHUNK)
         for (uint64_t i = 0; i < pg->nloc; i++) {
             const void *msgs = NULL;
             size_t nm = 0;
@@ -506,7 +509,7 @@ static void expand_published(loom_pregel_t *pg)
 #pragma omp parallel num_threads(pg->nthreads)
     {
         loom_vertex_t v = {.pg = pg, .tid = omp_get_thread_num()};
-#pragma omp for schedule(dynamic, LOOM_PREGEL_CHUNK)
+#pragma omp for schedule(static, LOOM_PREGEL_CHUNK)
         for (uint64_t i = 0; i < pg->nloc; i++) {
             uint64_t gv = pub_slot(pg, i);
             if (!pg->pubflag[gv]) continue;
