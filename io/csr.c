@@ -12,7 +12,7 @@
 /* Edges per batch and per exchange round: large enough that the per-round
  * collectives cost nothing, small enough that batch plus send and receive
  * buffers (about 40 bytes per edge) stay far below the CSR itself. */
-#define BATCH_EDGES ((size_t)1 << 20)
+#define BATCH_EDGES ((size_t)1 << 19)
 /* Ids stay below 2^63, so the top bit of an arc's key marks an in-CSR arc. */
 #define IN_FLAG (UINT64_C(1) << 63)
 /* Elements per MPI call, below INT_MAX. */
