@@ -172,6 +172,48 @@ static void test_edgelist_error_lines(void)
     expect_error(loom_read_edgelist(loom_test_ctx, path, &r), "mixed.el:2999: malformed line: 2");
 }
 
+/* Big enough for each rank to split its range among its threads. */
+static void test_edgelist_threads(void)
+{
+    enum { LINES = 300000, BAD1 = 140001, BAD2 = 290000 };
+    char path[4096], badpath[4096];
+    tmp_path(path, sizeof path, "big.el");
+    tmp_path(badpath, sizeof badpath, "bigbad.el");
+    if (loom_rank(loom_test_ctx) == 0) {
+        FILE *f = fopen(path, "wb"), *g = fopen(badpath, "wb");
+        for (int line = 1; line <= LINES; line++) {
+            fprintf(f, "%d %d\n", line, line % 977);
+            if (line == BAD1 || line == BAD2)
+                fputs("5 5 5 5\n", g);
+            else
+                fprintf(g, "%d %d\n", line, line % 977);
+        }
+        fclose(f);
+        fclose(g);
+    }
+    MPI_Barrier(comm());
+    loom_read_result_t r;
+    CU_ASSERT_EQUAL_FATAL(loom_read_edgelist(loom_test_ctx, path, &r), LOOM_OK);
+    uint64_t sums[3] = {r.edges.count, 0, 0}, all[3];
+    for (size_t i = 0; i < r.edges.count; i++) {
+        sums[1] += r.edges.src[i];
+        sums[2] += r.edges.dst[i] * (r.edges.src[i] % 7 + 1);
+    }
+    MPI_Allreduce(sums, all, 3, MPI_UINT64_T, MPI_SUM, comm());
+    uint64_t want[3] = {LINES, 0, 0};
+    for (uint64_t line = 1; line <= LINES; line++) {
+        want[1] += line;
+        want[2] += (line % 977) * (line % 7 + 1);
+    }
+    CU_ASSERT_EQUAL(all[0], want[0]);
+    CU_ASSERT_EQUAL(all[1], want[1]);
+    CU_ASSERT_EQUAL(all[2], want[2]);
+    CU_ASSERT_EQUAL(r.num_vertices, LINES + 1);
+    loom_edges_free(&r.edges);
+    expect_error(loom_read_edgelist(loom_test_ctx, badpath, &r),
+                 "bigbad.el:140001: malformed line: 4 columns");
+}
+
 /* ------------------------------------------------------------------ Matrix Market */
 
 static void test_mtx_any_ranks(void)
@@ -322,6 +364,7 @@ static void register_suites(void)
     static const CU_TestInfo readers[] = {
         {"edge list: same edges at any rank count", test_edgelist_any_ranks},
         {"edge list: error names the file's line", test_edgelist_error_lines},
+        {"edge list: threads within a rank", test_edgelist_threads},
         {"matrix market at any rank count", test_mtx_any_ranks},
         {"hdf5 at any rank count", test_h5_any_ranks},
         {NULL, NULL},
