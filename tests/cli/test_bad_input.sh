@@ -46,6 +46,9 @@ expect_error() {
     if [ "$nerr" -ne 1 ]; then
         fail "$name: expected exactly one error line, got $nerr"
     fi
+    if grep -q 'HDF5-DIAG' "$T/stderr"; then
+        fail "$name: HDF5 printed its own error stack"
+    fi
     local line
     line=$(grep 'error:' "$T/stderr" | head -n 1)
     if ! grep -qF -- "$names" <<<"$line"; then
