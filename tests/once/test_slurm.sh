@@ -214,7 +214,7 @@ echo "test_slurm: pagerank.sbatch job $j1 COMPLETED, scores agree ($(($(date +%s
 # requeue, a restart from the checkpoint and correct final scores.
 ckpt=$base/jobs/ckpt
 j2=$(sbatch --parsable --chdir="$base/jobs" --output="$base/jobs/preempt-%j.out" \
-    --export="$common_env,GRAPH=$graph,ITERS=${LOOM_SLURM_ITERS:-20000},CKPT_EVERY=200,CKPT_DIR=$ckpt,OUT=$base/jobs/pr2.txt,EXTRA=--quiet" \
+    --export="$common_env,GRAPH=$graph,ITERS=${LOOM_SLURM_ITERS:-8000},CKPT_EVERY=200,CKPT_DIR=$ckpt,OUT=$base/jobs/pr2.txt,EXTRA=--quiet" \
     "$src/scripts/slurm/preempt_pagerank.sbatch") || fail "sbatch preempt_pagerank.sbatch"
 for ((i = 0; i < 300; i++)); do
     compgen -G "$ckpt/ckpt-*.h5" >/dev/null && break
