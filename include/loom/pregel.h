@@ -38,10 +38,11 @@ typedef enum loom_agg_op { LOOM_AGG_SUM = 1, LOOM_AGG_MIN, LOOM_AGG_MAX } loom_a
 /* The vertex a compute call works on. The engine fills it; the program reads it
  * through the functions below and must not keep it past the call. */
 typedef struct loom_vertex {
-    uint64_t id;       /* global vertex id */
-    uint64_t local;    /* index among this rank's vertices */
-    void *value;       /* value_size bytes, owned by the engine */
-    int64_t superstep; /* 0 for the first compute */
+    uint64_t id;         /* global vertex id */
+    uint64_t local;      /* index among this rank's vertices */
+    void *value;         /* value_size bytes, owned by the engine */
+    int64_t superstep;   /* 0 for the first compute */
+    uint64_t out_degree; /* number of out-arcs */
     struct loom_pregel *pg;
     int tid; /* OpenMP thread running this call */
 } loom_vertex_t;
@@ -82,7 +83,10 @@ typedef struct loom_pregel_program {
  * These are thread-safe for the vertex being computed. */
 
 /* Out-degree and out-edges (global ids, sorted; weights NULL when unweighted). */
-uint64_t loom_vertex_out_degree(const loom_vertex_t *v);
+static inline uint64_t loom_vertex_out_degree(const loom_vertex_t *v)
+{
+    return v->out_degree;
+}
 uint64_t loom_vertex_out_edges(const loom_vertex_t *v, const uint64_t **dst, const double **w);
 uint64_t loom_vertex_num_vertices(const loom_vertex_t *v);
 /* Send `msg` (msg_size bytes, copied) to vertex `dst` for the next superstep. */

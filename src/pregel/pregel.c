@@ -128,12 +128,6 @@ static inline uint64_t pub_slot(const loom_pregel_t *pg, uint64_t i)
 
 /* ---------------------------------------------------------------- vertex API */
 
-uint64_t loom_vertex_out_degree(const loom_vertex_t *v)
-{
-    const uint64_t *off = v->pg->g->out_off;
-    return off[v->local + 1] - off[v->local];
-}
-
 uint64_t loom_vertex_out_edges(const loom_vertex_t *v, const uint64_t **dst, const double **w)
 {
     const loom_graph_t *g = v->pg->g;
@@ -161,12 +155,11 @@ void loom_vertex_send_all(loom_vertex_t *v, const void *msg)
 {
     loom_pregel_t *pg = v->pg;
     if (pg->publish) {
-        uint64_t gv = pub_slot(pg, v->local);
-        memcpy(pg->gpub + gv * pg->msz, msg, pg->msz);
-        if (!pg->pubflag[gv]) {
-            pg->pubflag[gv] = 1;
+        memcpy(pg->gpub + pub_slot(pg, v->local) * pg->msz, msg, pg->msz);
+        if (!pg->sent[v->local]) {
+            pg->sent[v->local] = 1;
             pg->tstat[v->tid].npub++;
-            pg->tstat[v->tid].pub_arcs += loom_vertex_out_degree(v);
+            pg->tstat[v->tid].pub_arcs += v->out_degree;
         }
         return;
     }
@@ -246,6 +239,7 @@ static loom_status_t create_local(loom_pregel_t *pg)
     if (pg->publish) {
         LOOM_TRY(alloc_zero(ctx, (void **)&pg->gpub, pg->n * pg->msz, "published messages"));
         LOOM_TRY(alloc_zero(ctx, (void **)&pg->pubflag, pg->n, "published flags"));
+        LOOM_TRY(alloc_zero(ctx, (void **)&pg->sent, pg->nloc, "sent flags"));
     }
     if (pg->dense_ok) {
         pg->in_off = g->in_off;
@@ -275,6 +269,7 @@ static void init_values(loom_pregel_t *pg)
             v.local = i;
             v.id = pg->lo + i;
             v.value = pg->values + i * pg->vsz;
+            v.out_degree = pg->g->out_off[i + 1] - pg->g->out_off[i];
             pg->prog.init(&v, pg->prog.user);
         }
     }
@@ -348,6 +343,7 @@ void loom_pregel_destroy(loom_pregel_t **pgp)
     free(pg->mdata);
     free(pg->gpub);
     free(pg->pubflag);
+    free(pg->sent);
     free(pg->in_idx_own);
     free(pg->slot);
     if (pg->tbuf)
@@ -432,6 +428,7 @@ static void compute_phase(loom_pregel_t *pg)
             pg->tbuf[(size_t)t * pg->nworkers + w].len = 0;
     }
     const int combined = p->combiner != LOOM_COMBINE_NONE;
+    const uint64_t *out_off = pg->g->out_off;
     /* A static schedule: each thread folds the same vertices into its
      * aggregator partials every run, so results are reproducible (and a
      * restart matches an uninterrupted run bit for bit). */
@@ -453,19 +450,20 @@ static void compute_phase(loom_pregel_t *pg)
                 nm = pg->moff[i + 1] - pg->moff[i];
                 msgs = pg->mdata ? pg->mdata + pg->moff[i] * pg->msz : NULL;
             }
-            uint64_t gv = pg->publish ? pub_slot(pg, i) : 0;
-            if (pg->publish) pg->pubflag[gv] = 0;
+            if (pg->publish) pg->sent[i] = 0;
             if (pg->halted[i] && nm == 0) {
-                if (pg->publish) memcpy(pg->gpub + gv * pg->msz, pg->identity, pg->msz);
+                if (pg->publish)
+                    memcpy(pg->gpub + pub_slot(pg, i) * pg->msz, pg->identity, pg->msz);
                 continue;
             }
             pg->halted[i] = 0;
             v.local = i;
             v.id = pg->lo + i;
             v.value = pg->values + i * pg->vsz;
+            v.out_degree = out_off[i + 1] - out_off[i];
             p->compute(&v, msgs, nm, p->user);
-            if (pg->publish && !pg->pubflag[gv])
-                memcpy(pg->gpub + gv * pg->msz, pg->identity, pg->msz);
+            if (pg->publish && !pg->sent[i])
+                memcpy(pg->gpub + pub_slot(pg, i) * pg->msz, pg->identity, pg->msz);
             if (!pg->halted[i]) active++;
         }
         pg->tstat[tid].active = active;
@@ -511,10 +509,9 @@ static void expand_published(loom_pregel_t *pg)
         loom_vertex_t v = {.pg = pg, .tid = omp_get_thread_num()};
 #pragma omp for schedule(static, LOOM_PREGEL_CHUNK)
         for (uint64_t i = 0; i < pg->nloc; i++) {
-            uint64_t gv = pub_slot(pg, i);
-            if (!pg->pubflag[gv]) continue;
+            if (!pg->sent[i]) continue;
             v.local = i;
-            const uint8_t *msg = pg->gpub + gv * pg->msz;
+            const uint8_t *msg = pg->gpub + pub_slot(pg, i) * pg->msz;
             for (uint64_t e = g->out_off[i]; e < g->out_off[i + 1]; e++)
                 loom_vertex_send(&v, g->out_dst[e], msg);
         }
@@ -668,6 +665,15 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
 {
     loom_ctx_t *ctx = pg->ctx;
     const loom_graph_t *g = pg->g;
+    const loom_pregel_program_t *p = &pg->prog;
+    /* Flags in slot order are only needed when some vertex stayed silent
+     * (or a user combiner must know who spoke). */
+    int flags = !all_published || !builtin(p->combiner);
+    if (flags) {
+#pragma omp parallel for schedule(static) num_threads(pg->nthreads)
+        for (uint64_t i = 0; i < pg->nloc; i++)
+            pg->pubflag[pub_slot(pg, i)] = pg->sent[i];
+    }
     if (pg->nworkers > 1) {
         int nw = pg->nworkers;
         int *cnt = malloc((size_t)nw * 2 * sizeof *cnt);
@@ -683,14 +689,13 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
         }
         int e =
             MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, pg->gpub, cnt, dis, mt, pg->wcomm);
-        if (e == MPI_SUCCESS && !all_published)
+        if (e == MPI_SUCCESS && flags)
             e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, pg->pubflag, cnt, dis, MPI_BYTE,
                                pg->wcomm);
         MPI_Type_free(&mt);
         free(cnt);
         if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Allgatherv", __FILE__, __LINE__);
     }
-    const loom_pregel_program_t *p = &pg->prog;
     if (builtin(p->combiner)) {
         loom_pull_type_t t = p->combiner <= LOOM_COMBINE_MAX_F64 ? LOOM_PULL_F64 : LOOM_PULL_U64;
         loom_pull_combine(pull_op(p->combiner), t, pg->nloc, pg->in_off, pg->in_idx, pg->in_idx32,
@@ -724,9 +729,9 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
     return LOOM_OK;
 }
 
-/* Give every rank's vertices publish slots in decreasing out-degree order
- * within the rank's range, and rewrite the 32-bit in-edge index to slots.
- * Power-law graphs then gather mostly from the first few cache-sized
+/* Give every rank's vertices publish slots with the high out-degree ones
+ * first within the rank's range, and rewrite the 32-bit in-edge index to
+ * slots. Power-law graphs then gather mostly from the first cache-sized
  * stretches of gpub instead of from all of it. Collective over the workers. */
 static loom_status_t order_slots(loom_pregel_t *pg)
 {
@@ -742,16 +747,33 @@ static loom_status_t order_slots(loom_pregel_t *pg)
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory ordering publish slots");
     st = loom_agree(ctx, pg->wcomm, st);
     if (st == LOOM_OK) {
-        /* Counting sort by degree (capped), descending, stable by vertex. */
+        /* Three classes by out-degree, each kept in vertex order: the top
+         * 1/64 of vertices, the next up to 1/8, the rest. Gathers then hit
+         * an L2-sized and an L3-sized prefix of gpub, while the publish
+         * writes stay three sequential streams rather than a scatter. */
         for (uint64_t i = 0; i < pg->nloc; i++) {
             uint64_t d = g->out_off[i + 1] - g->out_off[i];
-            cnt[KEYS - 1 - (d < KEYS - 1 ? d : KEYS - 1) + 1]++;
+            cnt[d < KEYS - 1 ? d : KEYS - 1]++;
         }
-        for (int k = 0; k < KEYS; k++)
-            cnt[k + 1] += cnt[k];
+        uint64_t t0 = KEYS, t1 = KEYS, above = 0;
+        for (int k = KEYS - 1; k >= 1; k--) {
+            above += cnt[k];
+            if (above <= pg->nloc / 64) t0 = (uint64_t)k;
+            if (above <= pg->nloc / 8) t1 = (uint64_t)k;
+        }
+        uint64_t start[3] = {0, 0, 0};
         for (uint64_t i = 0; i < pg->nloc; i++) {
             uint64_t d = g->out_off[i + 1] - g->out_off[i];
-            pg->slot[i] = (uint32_t)cnt[KEYS - 1 - (d < KEYS - 1 ? d : KEYS - 1)]++;
+            if (d >= t0)
+                start[1]++;
+            else if (d >= t1)
+                start[2]++;
+        }
+        start[2] += start[1];
+        for (uint64_t i = 0; i < pg->nloc; i++) {
+            uint64_t d = g->out_off[i + 1] - g->out_off[i];
+            int c = d >= t0 ? 0 : d >= t1 ? 1 : 2;
+            pg->slot[i] = (uint32_t)start[c]++;
         }
         int *dis = rc + pg->nworkers;
         for (int w = 0; w < pg->nworkers; w++) {

@@ -47,6 +47,7 @@ struct loom_pregel {
     int publish;  /* combiner given: send_all goes through gpub */
     int dense_ok; /* and in-edges exist: a dense exchange is possible */
     uint8_t *gpub, *pubflag;
+    uint8_t *sent; /* local order: the vertex called send_all this superstep */
     const uint64_t *in_off;
     const void *in_idx; /* in-neighbour ids, uint32_t when in_idx32 */
     int in_idx32;
