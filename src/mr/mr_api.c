@@ -15,17 +15,26 @@ static loom_status_t write_out(loom_mr_emit_t *em, const void *d, size_t n)
     return LOOM_OK;
 }
 
+/* The map side's hot path: hash once, for the partition and the table. */
+static inline loom_status_t emit_map(loom_mr_emit_t *em, const void *key, size_t klen,
+                                     const void *val, size_t vlen)
+{
+    mr_engine_t *eng = em->eng;
+    uint64_t h = loom_hash_bytes(key, klen, MR_HASH_SEED);
+    uint32_t p = eng->job->partition || eng->job->range_partition
+                     ? mr_partition_of(eng, key, klen, h)
+                     : (uint32_t)(((h >> 32) * (uint64_t)eng->nparts) >> 32);
+    em->count++;
+    return mr_store_add(em->store, p, h, key, klen, val, vlen);
+}
+
 loom_status_t loom_mr_emit(loom_mr_emit_t *em, const void *key, size_t klen, const void *val,
                            size_t vlen)
 {
     mr_engine_t *eng = em->eng;
     switch (em->kind) {
-    case MR_EMIT_MAP: {
-        uint64_t h = loom_hash_bytes(key, klen, MR_HASH_SEED);
-        uint32_t p = mr_partition_of(eng, key, klen, h);
-        em->count++;
-        return mr_store_add(em->store, p, h, key, klen, val, vlen);
-    }
+    case MR_EMIT_MAP:
+        return emit_map(em, key, klen, val, vlen);
     case MR_EMIT_SAMPLE:
         if (em->count >= em->sample_max) return LOOM_OK;
         em->count++;
@@ -52,6 +61,7 @@ loom_status_t loom_mr_emit_u64(loom_mr_emit_t *em, const void *key, size_t klen,
         int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
         return loom_mr_emit(em, key, klen, buf, (size_t)n);
     }
+    if (em->kind == MR_EMIT_MAP) return emit_map(em, key, klen, &v, sizeof v);
     return loom_mr_emit(em, key, klen, &v, sizeof v);
 }
 

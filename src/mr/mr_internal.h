@@ -73,10 +73,17 @@ typedef struct mr_run {
     uint64_t *off; /* nparts + 1 section bounds */
 } mr_run_t;
 
+/* One distinct pair in a store: 64 bytes, so a probe that hits touches one line
+ * for the key check (short keys are copied into ikey) and, for values of at
+ * most 8 bytes (counts, sums), none more for the value (kept in ival). */
 typedef struct mr_entry {
     uint64_t hash;
-    size_t koff, klen, voff, vlen, vcap;
+    size_t koff, voff; /* arena offsets; voff unused when vcap == 0 */
+    uint32_t klen, vlen;
+    uint32_t vcap; /* 0: the value lives in ival */
     uint32_t part;
+    unsigned char ikey[16];
+    uint64_t ival;
 } mr_entry_t;
 
 /* Pairs accumulated by a worker: a hash table folding equal keys with the
@@ -88,7 +95,7 @@ typedef struct mr_store {
     int use_table; /* combiner present */
     mr_entry_t *ent;
     size_t nent, entcap;
-    uint32_t *slots; /* entry index + 1, 0 = empty; nslots a power of two */
+    uint64_t *slots; /* (hash >> 32) << 32 | (entry index + 1); 0 = empty; power-of-two count */
     size_t nslots;
     unsigned char *arena;
     size_t alen, acap;

@@ -25,9 +25,9 @@ static loom_status_t run_task(mr_engine_t *eng, mr_store_t *stage, mr_buf_t *in,
 {
     mr_store_discard(stage);
     loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = stage};
-    LOOM_TRY(mr_map_task(eng, t, &em, in, records));
+    loom_status_t st = mr_map_task(eng, t, &em, in, records);
     *pairs = em.count;
-    return LOOM_OK;
+    return st;
 }
 
 static void progress(mr_engine_t *eng, int64_t done, double t0, int final)

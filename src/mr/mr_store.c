@@ -74,7 +74,7 @@ void mr_store_init(mr_store_t *st, mr_engine_t *eng, size_t budget)
 
 size_t mr_store_mem(const mr_store_t *st)
 {
-    return st->entcap * sizeof(mr_entry_t) + st->nslots * sizeof(uint32_t) + st->acap;
+    return st->entcap * sizeof(mr_entry_t) + st->nslots * sizeof(uint64_t) + st->acap;
 }
 
 static void run_free(mr_run_t *r)
@@ -134,7 +134,7 @@ static loom_status_t arena_put(mr_store_t *st, const void *data, size_t len, siz
 static loom_status_t grow_slots(mr_store_t *st)
 {
     size_t n = st->nslots ? st->nslots * 2 : 1024;
-    uint32_t *s = calloc(n, sizeof *s);
+    uint64_t *s = calloc(n, sizeof *s);
     if (!s)
         return LOOM_ERROR(st->eng->ctx, LOOM_ERR_NOMEM, "out of memory: hash table of %zu slots",
                           n);
@@ -161,13 +161,23 @@ static loom_status_t new_entry(mr_store_t *st, uint32_t part, uint64_t hash, con
         st->ent = e;
         st->entcap = cap;
     }
+    if (klen > UINT32_MAX || vlen > UINT32_MAX)
+        return LOOM_ERROR(st->eng->ctx, LOOM_ERR_USAGE, "a key or value of 4 GiB or more");
     mr_entry_t *e = &st->ent[st->nent];
     e->hash = hash;
     e->part = part;
-    e->klen = klen;
-    e->vlen = e->vcap = vlen;
+    e->klen = (uint32_t)klen;
+    e->vlen = (uint32_t)vlen;
+    memcpy(e->ikey, k, klen < sizeof e->ikey ? klen : sizeof e->ikey);
     LOOM_TRY(arena_put(st, k, klen, &e->koff));
-    LOOM_TRY(arena_put(st, v, vlen, &e->voff));
+    if (vlen <= sizeof e->ival) {
+        e->vcap = 0;
+        e->voff = 0;
+        if (vlen) memcpy(&e->ival, v, vlen);
+    } else {
+        e->vcap = (uint32_t)vlen;
+        LOOM_TRY(arena_put(st, v, vlen, &e->voff));
+    }
     *index = st->nent++;
     return LOOM_OK;
 }
@@ -192,6 +202,11 @@ loom_status_t mr_combine_into(mr_engine_t *eng, const void *k, size_t klen, mr_b
     return st;
 }
 
+static inline unsigned char *entry_value(mr_store_t *st, mr_entry_t *e)
+{
+    return e->vcap ? st->arena + e->voff : (unsigned char *)&e->ival;
+}
+
 /* Fold value v into entry e with the combiner (the hot path of wordcount:
  * the result usually fits in place). */
 static loom_status_t combine_entry(mr_store_t *st, mr_entry_t *e, const void *v, size_t vlen)
@@ -199,19 +214,23 @@ static loom_status_t combine_entry(mr_store_t *st, mr_entry_t *e, const void *v,
     mr_engine_t *eng = st->eng;
     loom_mr_emit_t em = {.kind = MR_EMIT_COMBINE, .eng = eng, .value = &st->scratch};
     st->scratch.len = 0;
-    LOOM_TRY(eng->job->combine(eng->ctx, st->arena + e->koff, e->klen, st->arena + e->voff, e->vlen,
+    LOOM_TRY(eng->job->combine(eng->ctx, st->arena + e->koff, e->klen, entry_value(st, e), e->vlen,
                                v, vlen, &em, eng->job->user));
     if (!em.value_set)
         return LOOM_ERROR(eng->ctx, LOOM_ERR_USAGE, "%s: the combiner set no value",
                           eng->job->name ? eng->job->name : "job");
-    if (st->scratch.len <= e->vcap) {
-        memcpy(st->arena + e->voff, st->scratch.data, st->scratch.len);
-        e->vlen = st->scratch.len;
+    size_t n = st->scratch.len;
+    if (n > UINT32_MAX) return LOOM_ERROR(eng->ctx, LOOM_ERR_USAGE, "a value of 4 GiB or more");
+    if (e->vcap == 0 && n <= sizeof e->ival) {
+        memcpy(&e->ival, st->scratch.data, n);
+    } else if (e->vcap && n <= e->vcap) {
+        memcpy(st->arena + e->voff, st->scratch.data, n);
     } else {
         /* The old value's bytes stay in the arena until the next spill. */
-        LOOM_TRY(arena_put(st, st->scratch.data, st->scratch.len, &e->voff));
-        e->vlen = e->vcap = st->scratch.len;
+        LOOM_TRY(arena_put(st, st->scratch.data, n, &e->voff));
+        e->vcap = (uint32_t)n;
     }
+    e->vlen = (uint32_t)n;
     return LOOM_OK;
 }
 
@@ -219,9 +238,20 @@ static loom_status_t combine_entry(mr_store_t *st, mr_entry_t *e, const void *v,
  * within twice the use, so spilling at half the budget keeps the store in it. */
 static loom_status_t maybe_spill(mr_store_t *st)
 {
-    size_t used = st->nent * sizeof(mr_entry_t) + st->nent * 2 * sizeof(uint32_t) + st->alen;
+    size_t used = st->nent * sizeof(mr_entry_t) + st->nent * 2 * sizeof(uint64_t) + st->alen;
     if (used * 2 <= st->budget || st->nent == 0) return LOOM_OK;
     return mr_store_spill(st);
+}
+
+/* Short keys dominate (words): compare them without a libc call. */
+static inline int same_key(const unsigned char *a, const unsigned char *b, size_t n)
+{
+    if (n <= 16) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i]) return 0;
+        return 1;
+    }
+    return memcmp(a, b, n) == 0;
 }
 
 loom_status_t mr_store_add(mr_store_t *st, uint32_t part, uint64_t hash, const void *k, size_t klen,
@@ -234,13 +264,27 @@ loom_status_t mr_store_add(mr_store_t *st, uint32_t part, uint64_t hash, const v
     }
     if ((st->nent + 1) * 2 > st->nslots) LOOM_TRY(grow_slots(st));
     size_t mask = st->nslots - 1, j = hash & mask;
+    uint64_t tag = hash >> 32 << 32;
     for (;;) {
-        uint32_t s = st->slots[j];
+        uint64_t s = st->slots[j];
         if (!s) break;
-        mr_entry_t *e = &st->ent[s - 1];
-        if (e->hash == hash && e->klen == klen && e->part == part &&
-            memcmp(st->arena + e->koff, k, klen) == 0)
-            return combine_entry(st, e, v, vlen);
+        if ((s & 0xffffffff00000000ULL) == tag) {
+            mr_entry_t *e = &st->ent[(s & 0xffffffffu) - 1];
+            /* equal keys have equal partitions: the partitioner is a function of the key */
+            if (e->klen == klen &&
+                (klen <= sizeof e->ikey ? same_key(e->ikey, k, klen)
+                                        : same_key(st->arena + e->koff, k, klen))) {
+                /* the common combiner, folded in place without a call */
+                if (st->eng->job->combine == loom_mr_combine_sum_u64 && e->vcap == 0 &&
+                    e->vlen == 8 && vlen == 8) {
+                    uint64_t b;
+                    memcpy(&b, v, 8);
+                    e->ival += b;
+                    return LOOM_OK;
+                }
+                return combine_entry(st, e, v, vlen);
+            }
+        }
         j = (j + 1) & mask;
     }
     if (st->nent >= UINT32_MAX - 1) LOOM_TRY(mr_store_spill(st));
@@ -251,16 +295,16 @@ loom_status_t mr_store_add(mr_store_t *st, uint32_t part, uint64_t hash, const v
         while (st->slots[j])
             j = (j + 1) & mask;
     }
-    st->slots[j] = (uint32_t)(idx + 1);
+    st->slots[j] = tag | (uint64_t)(idx + 1);
     return maybe_spill(st);
 }
 
 loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
 {
     for (size_t i = 0; i < src->nent; i++) {
-        const mr_entry_t *e = &src->ent[i];
+        mr_entry_t *e = &src->ent[i];
         LOOM_TRY(mr_store_add(dst, e->part, e->hash, src->arena + e->koff, e->klen,
-                              src->arena + e->voff, e->vlen));
+                              entry_value(src, e), e->vlen));
     }
     store_clear_table(src);
     for (int i = 0; i < src->nruns; i++) {
@@ -284,11 +328,11 @@ loom_status_t mr_store_sorted(mr_store_t *st, loom_kvref_t **refs, size_t *nrefs
     loom_kvref_t *r;
     LOOM_ALLOC(ctx, r, st->nent, "sorting pairs");
     for (size_t i = 0; i < st->nent; i++) {
-        const mr_entry_t *e = &st->ent[i];
+        mr_entry_t *e = &st->ent[i];
         r[i].part = e->part;
         r[i].key = st->arena + e->koff;
         r[i].klen = e->klen;
-        r[i].val = st->arena + e->voff;
+        r[i].val = entry_value(st, e);
         r[i].vlen = e->vlen;
         r[i].prefix = loom_sort_prefix(r[i].key, e->klen);
     }
