@@ -295,17 +295,69 @@ static loom_status_t read_slab(loom_ctx_t *ctx, MPI_Comm comm, const char *path,
     return LOOM_OK;
 }
 
-/* This worker's slice of vertices: an even split of [0, n) over the workers. */
-static void vertex_slice(const loom_ctx_t *ctx, uint64_t n, uint64_t *lo, uint64_t *hi)
+/* First vertex v with offsets[v] + v >= target (v in [0, n]), by binary search
+ * with independent one-element reads: the cost of a vertex range is its arcs
+ * plus its vertices, so slices hold similar memory even on skewed graphs. */
+static int cost_boundary(hid_t did, uint64_t n, uint64_t target, uint64_t *b)
+{
+    hid_t fs = H5Dget_space(did);
+    hsize_t one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    int rc = fs < 0 || ms < 0 ? -1 : 0;
+    uint64_t lo = 0, hi = n;
+    while (rc == 0 && lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2, off = 0;
+        hsize_t start = mid;
+        if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &one, NULL) < 0 ||
+            H5Dread(did, H5T_NATIVE_UINT64, ms, fs, H5P_DEFAULT, &off) < 0) {
+            rc = -1;
+            break;
+        }
+        if (off + mid >= target)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    *b = lo;
+    return rc;
+}
+
+/* This worker's slice [lo, hi) of the vertices, balanced by arcs plus vertices;
+ * empty on the pure master. Local (no collective). */
+static loom_status_t vertex_slice(loom_ctx_t *ctx, const char *path, h5_read_t *h,
+                                  const h5_meta_t *meta, uint64_t *lo, uint64_t *hi)
 {
     int w = loom_worker_index(ctx), nw = loom_num_workers(ctx);
-    if (w < 0) {
-        *lo = *hi = 0;
-        return;
+    *lo = *hi = 0;
+    if (w < 0) return LOOM_OK;
+    uint64_t n = meta->n, total = meta->n + meta->m;
+    uint64_t q = total / (uint64_t)nw, r = total % (uint64_t)nw;
+    uint64_t t0 = q * (uint64_t)w + (r * (uint64_t)w) / (uint64_t)nw;
+    uint64_t t1 = q * (uint64_t)(w + 1) + (r * (uint64_t)(w + 1)) / (uint64_t)nw;
+    hid_t did = H5Dopen2(h->gid, "offsets", H5P_DEFAULT);
+    int rc = did < 0 ? -1 : 0;
+    if (rc == 0 && w > 0) rc = cost_boundary(did, n, t0, lo);
+    if (rc == 0) {
+        if (w + 1 < nw)
+            rc = cost_boundary(did, n, t1, hi);
+        else
+            *hi = n;
     }
-    uint64_t q = n / (uint64_t)nw, r = n % (uint64_t)nw;
-    *lo = q * (uint64_t)w + (r * (uint64_t)w) / (uint64_t)nw;
-    *hi = q * (uint64_t)(w + 1) + (r * (uint64_t)(w + 1)) / (uint64_t)nw;
+    if (did >= 0) H5Dclose(did);
+    if (rc < 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: reading /graph/offsets failed (truncated file?)",
+                          path);
+    /* Sound offsets give increasing costs, hence ordered bounds. */
+    if (*hi < *lo) {
+        uint64_t at = *hi;
+        *hi = *lo;
+        return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                          "%s: /graph/offsets is not non-decreasing (near vertex %llu)", path,
+                          (unsigned long long)at);
+    }
+    return LOOM_OK;
 }
 
 static loom_status_t check_offsets(loom_ctx_t *ctx, const char *path, const uint64_t *off,
@@ -345,12 +397,12 @@ static loom_status_t read_graph_data(loom_ctx_t *ctx, MPI_Comm comm, const char 
                                      const h5_meta_t *meta, loom_read_result_t *out)
 {
     uint64_t lo = 0, hi = 0;
-    vertex_slice(ctx, meta->n, &lo, &hi);
+    loom_status_t st = vertex_slice(ctx, path, h, meta, &lo, &hi);
     uint64_t nv = hi - lo;
     uint64_t *off = NULL;
-    loom_status_t st = LOOM_OK;
     off = malloc((size_t)(nv + 1) * sizeof *off);
-    if (!off) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for offsets", path);
+    if (!off && st == LOOM_OK)
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for offsets", path);
     /* Every worker reads offsets [lo, hi] (one past its slice); the pure master none. */
     uint64_t ocount = (st == LOOM_OK && loom_is_worker(ctx)) ? nv + 1 : 0;
     loom_status_t rs =
