@@ -20,7 +20,7 @@
 
 typedef enum arc_mode {
     ARCS_DIRECTED,   /* u->v to owner(u), and v<-u to owner(v) when in-edges are wanted */
-    ARCS_SYMMETRISE, /* u->v to owner(u) and v->u to owner(v); u-u once */
+    ARCS_SYMMETRISE, /* u->v to owner(u) and v->u to owner(v) */
     ARCS_AS_GIVEN,   /* undirected input that already holds both directions */
 } arc_mode_t;
 
@@ -119,14 +119,13 @@ static loom_status_t next_batch(build_t *b)
     return st;
 }
 
-/* The arcs one edge contributes; returns how many (1 or 2). A self-loop of
- * an undirected graph is one arc, as in networkx's adjacency. */
+/* The arcs one edge contributes; returns how many (1 or 2). */
 static inline int edge_arcs(const build_t *b, uint64_t u, uint64_t v, uint64_t key[2],
                             uint64_t nbr[2])
 {
     key[0] = u;
     nbr[0] = v;
-    if (b->mode == ARCS_SYMMETRISE && u != v) {
+    if (b->mode == ARCS_SYMMETRISE) {
         key[1] = v;
         nbr[1] = u;
         return 2;
@@ -185,7 +184,7 @@ static loom_status_t count_degrees(build_t *b, uint64_t *outd, uint64_t *ind)
             for (size_t i = 0; i < cnt; i++) {
 #pragma omp atomic
                 outd[s[i]]++;
-                if (mode == ARCS_SYMMETRISE && d[i] != s[i]) {
+                if (mode == ARCS_SYMMETRISE) {
 #pragma omp atomic
                     outd[d[i]]++;
                 } else if (mode == ARCS_DIRECTED) {
@@ -196,7 +195,7 @@ static loom_status_t count_degrees(build_t *b, uint64_t *outd, uint64_t *ind)
         } else {
             for (size_t i = 0; i < cnt; i++) {
                 outd[s[i]]++;
-                if (mode == ARCS_SYMMETRISE && d[i] != s[i])
+                if (mode == ARCS_SYMMETRISE)
                     outd[d[i]]++;
                 else if (mode == ARCS_DIRECTED)
                     ind[d[i]]++;

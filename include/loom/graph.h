@@ -104,7 +104,7 @@ void loom_source_destroy(loom_edge_source_t **src);
 /* ------------------------------------------------------------------ distributed CSR */
 
 typedef struct loom_build_opts {
-    int undirected;       /* symmetrise: edge u-v gives arcs u->v and v->u (u-u: one arc) */
+    int undirected;       /* symmetrise: every edge u-v gives arcs u->v and v->u */
     int drop_self_loops;
     int drop_duplicates;  /* keep one arc per (u, v); weighted: the smallest weight */
     int want_in_edges;    /* build the in-CSR for directed graphs */

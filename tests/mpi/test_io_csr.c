@@ -119,7 +119,7 @@ static void check_build(loom_edge_source_t *src, loom_build_opts_t o, const char
         double w = e.weight ? e.weight[i] : 0;
         out[nout++] = (arc_t){u, v, w};
         rawout[u]++;
-        if (symmetrise && u != v) {
+        if (symmetrise) {
             out[nout++] = (arc_t){v, u, w};
             rawout[v]++;
         }
