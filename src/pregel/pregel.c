@@ -982,7 +982,9 @@ loom_status_t loom_pregel_run(loom_pregel_t *pg)
         loom_timer_start(ctx, "pregel-exchange");
         if (!stop && pg->is_worker) {
             if (dense)
-                pending = dense_exchange(pg, sums[ST_NPUB] >= (double)pg->n);
+                /* Every arc carries a message when the publishers cover all arcs:
+                 * silent vertices without out-arcs do not matter. */
+                pending = dense_exchange(pg, sums[ST_PUBARCS] >= (double)pg->g->num_arcs);
             else if (pg->publish && sums[ST_NPUB] > 0)
                 expand_published(pg);
             if (!dense || sums[ST_SPARSE] > 0) {
