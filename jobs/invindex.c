@@ -29,18 +29,10 @@ static uint64_t get_be(const unsigned char *p, int n)
 static loom_status_t map(loom_ctx_t *ctx, const loom_mr_record_t *rec, loom_mr_emit_t *out,
                          void *user)
 {
-    char stackbuf[256];
-    char *buf = rec->len <= sizeof stackbuf ? stackbuf : malloc(rec->len);
-    if (!buf) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a %zu-byte line", rec->len);
     unsigned char place[12];
     put_be(place, rec->file_index, 4);
     put_be(place + 4, rec->line, 8);
-    size_t pos = 0, n;
-    loom_status_t st = LOOM_OK;
-    while (st == LOOM_OK && (n = loom_mr_next_word(rec->data, rec->len, &pos, buf)))
-        st = loom_mr_emit(out, buf, n, place, sizeof place);
-    if (buf != stackbuf) free(buf);
-    return st;
+    return loom_mr_emit_words(out, rec->data, rec->len, place, sizeof place);
 }
 
 static loom_status_t reduce(loom_ctx_t *ctx, const void *key, size_t klen, loom_mr_values_t *vals,

@@ -4,20 +4,13 @@
 #include "loom/loom.h"
 #include "loom/mr.h"
 
-/* Tokenisation (loom_mr_next_word): a word is a maximal run of ASCII letters
- * and digits, lowercased; every other byte separates words. */
+/* Tokenisation (loom_mr_next_word's rule): a word is a maximal run of ASCII
+ * letters and digits, lowercased; every other byte separates words. */
 static loom_status_t map(loom_ctx_t *ctx, const loom_mr_record_t *rec, loom_mr_emit_t *out,
                          void *user)
 {
-    char stackbuf[256];
-    char *buf = rec->len <= sizeof stackbuf ? stackbuf : malloc(rec->len);
-    if (!buf) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a %zu-byte line", rec->len);
-    size_t pos = 0, n;
-    loom_status_t st = LOOM_OK;
-    while (st == LOOM_OK && (n = loom_mr_next_word(rec->data, rec->len, &pos, buf)))
-        st = loom_mr_emit_u64(out, buf, n, 1);
-    if (buf != stackbuf) free(buf);
-    return st;
+    static const uint64_t one = 1;
+    return loom_mr_emit_words(out, rec->data, rec->len, &one, sizeof one);
 }
 
 static loom_status_t reduce(loom_ctx_t *ctx, const void *key, size_t klen, loom_mr_values_t *vals,

@@ -167,6 +167,13 @@ loom_status_t loom_mr_combine_sum_double(loom_ctx_t *ctx, const void *key, size_
  * Thread-safe. */
 size_t loom_mr_next_word(const char *s, size_t len, size_t *pos, char *buf);
 
+/* Emit every word of s[0, len) (the rule above) as a key with the same value:
+ * what a word-counting map does, fused with the engine's hashing so a word
+ * costs one pass. Equivalent to loom_mr_next_word + loom_mr_emit in a loop.
+ * Not thread-safe (like loom_mr_emit). */
+loom_status_t loom_mr_emit_words(loom_mr_emit_t *out, const char *s, size_t len, const void *val,
+                                 size_t vlen);
+
 /* ------------------------------------------------------------------ command-line options */
 
 /* The options every MapReduce command accepts, to be listed in a job's table

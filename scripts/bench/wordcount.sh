@@ -91,7 +91,7 @@ stats() { # values on stdin -> "median min-max"
 field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 echo "# Wordcount benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "# machine: $(hostname), $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB"
+echo "# machine: $(hostname), $(nproc --all) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB"
 echo "# topology: $(lstopo-no-graphics --of console --no-io 2>/dev/null | grep -E 'Package|L3|Core' | head -4 | tr -s ' ' | tr '\n' ';')"
 echo "# loom: $("$LOOM" --version 2>/dev/null | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)"
 echo "# compiler: $(gcc --version | head -1); loom -O3 -march=native, baseline -O2 -march=native"

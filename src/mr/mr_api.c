@@ -20,7 +20,7 @@ static inline loom_status_t emit_map(loom_mr_emit_t *em, const void *key, size_t
                                      const void *val, size_t vlen)
 {
     mr_engine_t *eng = em->eng;
-    uint64_t h = loom_hash_bytes(key, klen, MR_HASH_SEED);
+    uint64_t h = loom_hash_inline(key, klen, MR_HASH_SEED);
     uint32_t p = eng->job->partition || eng->job->range_partition
                      ? mr_partition_of(eng, key, klen, h)
                      : (uint32_t)(((h >> 32) * (uint64_t)eng->nparts) >> 32);
@@ -130,6 +130,29 @@ loom_status_t loom_mr_combine_sum_double(loom_ctx_t *ctx, const void *key, size_
 size_t loom_mr_next_word(const char *s, size_t len, size_t *pos, char *buf)
 {
     return loom_tok_next_word(s, len, pos, buf);
+}
+
+loom_status_t loom_mr_emit_words(loom_mr_emit_t *em, const char *s, size_t len, const void *val,
+                                 size_t vlen)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned char stackbuf[256], *buf = stackbuf;
+    if (len > sizeof stackbuf && !(buf = malloc(len)))
+        return LOOM_ERROR(em->eng->ctx, LOOM_ERR_NOMEM, "out of memory: a %zu-byte line", len);
+    loom_status_t st = LOOM_OK;
+    size_t i = 0;
+    while (st == LOOM_OK) {
+        while (i < len && !loom_tok_is_word[u[i]])
+            i++;
+        if (i == len) break;
+        size_t n = 0;
+        for (; i < len && loom_tok_is_word[u[i]]; i++)
+            buf[n++] = (u[i] >= 'A' && u[i] <= 'Z') ? (unsigned char)(u[i] + 32) : u[i];
+        st = em->kind == MR_EMIT_MAP ? emit_map(em, buf, n, val, vlen)
+                                     : loom_mr_emit(em, buf, n, val, vlen);
+    }
+    if (buf != stackbuf) free(buf);
+    return st;
 }
 
 loom_status_t loom_mr_job_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts, int first_input,
