@@ -325,25 +325,36 @@ loom_status_t mr_store_sorted(mr_store_t *st, loom_kvref_t **refs, size_t *nrefs
                               size_t *part_start)
 {
     loom_ctx_t *ctx = st->eng->ctx;
+    int np = st->eng->nparts;
     loom_kvref_t *r;
+    size_t *fill;
     LOOM_ALLOC(ctx, r, st->nent, "sorting pairs");
+    fill = calloc((size_t)np + 1, sizeof *fill);
+    if (!fill) {
+        free(r);
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: sorting pairs");
+    }
+    /* Distribute by partition, then sort the partitions in parallel. */
+    for (size_t i = 0; i < st->nent; i++)
+        fill[st->ent[i].part + 1]++;
+    for (int p = 0; p < np; p++)
+        fill[p + 1] += fill[p];
+    memcpy(part_start, fill, ((size_t)np + 1) * sizeof *fill);
     for (size_t i = 0; i < st->nent; i++) {
         mr_entry_t *e = &st->ent[i];
-        r[i].part = e->part;
-        r[i].key = st->arena + e->koff;
-        r[i].klen = e->klen;
-        r[i].val = entry_value(st, e);
-        r[i].vlen = e->vlen;
-        r[i].prefix = loom_sort_prefix(r[i].key, e->klen);
+        loom_kvref_t *x = &r[fill[e->part]++];
+        x->part = e->part;
+        x->key = st->arena + e->koff;
+        x->klen = e->klen;
+        x->val = entry_value(st, e);
+        x->vlen = e->vlen;
+        x->prefix = loom_sort_prefix(x->key, e->klen);
     }
-    loom_sort_kvrefs(r, st->nent, st->eng->job->sort_values);
-    int np = st->eng->nparts;
-    size_t i = 0;
-    for (int p = 0; p <= np; p++) {
-        while (i < st->nent && r[i].part < (uint32_t)p)
-            i++;
-        part_start[p] = i;
-    }
+    free(fill);
+    int by_value = st->eng->job->sort_values;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int p = 0; p < np; p++)
+        loom_sort_kvrefs(r + part_start[p], part_start[p + 1] - part_start[p], by_value);
     *refs = r;
     *nrefs = st->nent;
     return LOOM_OK;
