@@ -403,11 +403,18 @@ static loom_status_t read_graph_data(loom_ctx_t *ctx, MPI_Comm comm, const char 
     off = malloc((size_t)(nv + 1) * sizeof *off);
     if (!off && st == LOOM_OK)
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for offsets", path);
-    /* Every worker reads offsets [lo, hi] (one past its slice); the pure master none. */
-    uint64_t ocount = (st == LOOM_OK && loom_is_worker(ctx)) ? nv + 1 : 0;
-    loom_status_t rs =
-        read_slab(ctx, comm, path, h, "offsets", H5T_NATIVE_UINT64, lo, ocount, off, sizeof *off);
+    /* Every worker reads offsets [lo, hi] (one past its slice); the pure master
+     * none. The collective selections are kept disjoint and the one shared
+     * element is read independently: Open MPI 4.1's OMPIO returned zeros for
+     * collective reads whose selections overlapped on several ranks. */
+    int reading = st == LOOM_OK && loom_is_worker(ctx);
+    uint64_t ocount = reading ? nv + 1 : 0;
+    loom_status_t rs = read_slab(ctx, comm, path, h, "offsets", H5T_NATIVE_UINT64, lo,
+                                 reading ? nv : 0, off, sizeof *off);
     if (st == LOOM_OK) st = rs;
+    if (st == LOOM_OK && reading && read_offset_at(h->gid, hi, &off[nv]) < 0)
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: reading /graph/offsets failed (truncated file?)",
+                        path);
     if (st == LOOM_OK && ocount) st = check_offsets(ctx, path, off, lo, nv, meta->m);
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) {

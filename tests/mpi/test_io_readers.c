@@ -359,6 +359,36 @@ static void test_h5_any_ranks(void)
     free(want);
 }
 
+/* One vertex holds most arcs: slices balanced by arcs leave several workers
+ * empty or sharing a boundary, which must still read every arc once. */
+static void test_h5_skewed(void)
+{
+    enum { N = 300, HUB = 3000 };
+    uint64_t *off = calloc(N + 1, sizeof *off);
+    for (int v = 0; v < N; v++)
+        off[v + 1] = off[v] + (v == 0 ? HUB : 1);
+    uint64_t m = off[N];
+    uint32_t *tgt = calloc(m, sizeof *tgt);
+    triple_t *want = calloc(m, sizeof *want);
+    for (int v = 0; v < N; v++)
+        for (uint64_t k = off[v]; k < off[v + 1]; k++) {
+            tgt[k] = (uint32_t)(k % N);
+            want[k] = (triple_t){(uint64_t)v, tgt[k], 0.0};
+        }
+    char path[4096];
+    tmp_path(path, sizeof path, "skew.h5");
+    if (loom_rank(loom_test_ctx) == 0) write_csr_serial(path, N, off, tgt, NULL, 1);
+    MPI_Barrier(comm());
+    loom_read_result_t r;
+    CU_ASSERT_EQUAL_FATAL(loom_read_h5(loom_test_ctx, path, &r), LOOM_OK);
+    CU_ASSERT_EQUAL(r.weighted, 0);
+    expect_same(&r, want, m);
+    loom_edges_free(&r.edges);
+    free(off);
+    free(tgt);
+    free(want);
+}
+
 static void register_suites(void)
 {
     static const CU_TestInfo readers[] = {
@@ -367,6 +397,7 @@ static void register_suites(void)
         {"edge list: threads within a rank", test_edgelist_threads},
         {"matrix market at any rank count", test_mtx_any_ranks},
         {"hdf5 at any rank count", test_h5_any_ranks},
+        {"hdf5 with one hub vertex", test_h5_skewed},
         {NULL, NULL},
     };
     loom_test_suite("readers", readers);
