@@ -280,60 +280,95 @@ char *loom_text_put_u64(char *p, uint64_t v)
     return p;
 }
 
+/* Pass 1: this rank's text size. Fills the buffer at least once; when the
+ * whole text fits in that first fill it stays in buf (*kept = 1) and need not
+ * be formatted again. */
+static loom_status_t measure(loom_ctx_t *ctx, char *buf, loom_text_fill_fn fill, void *arg,
+                             uint64_t *total, size_t *first_len, int *kept)
+{
+    int done = 0, first = 1;
+    *total = 0;
+    *kept = 0;
+    while (!done) {
+        size_t len = 0;
+        LOOM_TRY(fill(ctx, arg, buf, WRITE_ROUND_BYTES, &len, &done));
+        if (first) *first_len = len;
+        *kept = first && done;
+        first = 0;
+        *total += len;
+    }
+    return LOOM_OK;
+}
+
+static loom_status_t write_error(loom_ctx_t *ctx, const char *path, const char *what, int e)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int mlen = 0;
+    MPI_Error_string(e, msg, &mlen);
+    return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s: %s", path, what, msg);
+}
+
 loom_status_t loom_text_write_ordered(loom_ctx_t *ctx, MPI_Comm comm, const char *path,
-                                      loom_text_fill_fn fill, void *arg)
+                                      loom_text_fill_fn fill, loom_text_rewind_fn rewind, void *arg)
 {
     loom_status_t st = LOOM_OK;
     char *buf = malloc(WRITE_ROUND_BYTES);
     if (!buf) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for the output buffer", path);
+    /* Each rank's text must be one contiguous range of the file, so its size
+     * is known before anything is written: the offsets come from a scan. */
+    uint64_t total = 0, base = 0;
+    size_t first_len = 0;
+    int kept = 0, rank = 0;
+    if (st == LOOM_OK) st = measure(ctx, buf, fill, arg, &total, &first_len, &kept);
+    if (st == LOOM_OK && !kept) st = rewind(ctx, arg);
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) {
         free(buf);
         return st;
     }
+    MPI_Comm_rank(comm, &rank);
+    MPI_Exscan(&total, &base, 1, MPI_UINT64_T, MPI_SUM, comm);
+    if (rank == 0) base = 0;
     MPI_File fh;
     int e = MPI_File_open(comm, path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
     if (e != MPI_SUCCESS) {
-        char msg[MPI_MAX_ERROR_STRING];
-        int mlen = 0;
-        MPI_Error_string(e, msg, &mlen);
-        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", path, msg);
+        st = write_error(ctx, path, "cannot create", e);
         free(buf);
         return loom_agree(ctx, comm, st);
     }
     e = MPI_File_set_size(fh, 0);
-    if (e != MPI_SUCCESS) st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot truncate", path);
-    uint64_t base = 0;
+    if (e != MPI_SUCCESS) st = write_error(ctx, path, "cannot truncate", e);
+    uint64_t written = 0;
     int done = 0;
     for (;;) {
         size_t len = 0;
         if (!done && st == LOOM_OK) {
-            st = fill(ctx, arg, buf, WRITE_ROUND_BYTES, &len, &done);
-            if (st != LOOM_OK) len = 0;
+            if (kept) {
+                len = first_len;
+                done = 1;
+            } else {
+                st = fill(ctx, arg, buf, WRITE_ROUND_BYTES, &len, &done);
+            }
+            if (st != LOOM_OK || written + len > total) {
+                if (st == LOOM_OK)
+                    st =
+                        LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "%s: text changed between passes", path);
+                len = 0;
+            }
         }
-        /* One reduction tells every rank the round's size, whether anyone
-         * failed and whether anyone still has text. */
-        uint64_t mine[3] = {len, st != LOOM_OK, !done}, all[3] = {0, 0, 0}, before = 0;
-        int rank = 0;
-        MPI_Comm_rank(comm, &rank);
-        MPI_Exscan(&mine[0], &before, 1, MPI_UINT64_T, MPI_SUM, comm);
-        if (rank == 0) before = 0;
-        MPI_Allreduce(mine, all, 3, MPI_UINT64_T, MPI_SUM, comm);
-        if (all[1]) break;
+        /* Every rank takes part in every round's collective write, with
+         * nothing to write once its text is out. */
+        uint64_t mine[2] = {st != LOOM_OK, !done}, all[2] = {0, 0};
+        MPI_Allreduce(mine, all, 2, MPI_UINT64_T, MPI_SUM, comm);
+        if (all[0]) break;
         MPI_Status mst;
-        e = MPI_File_write_at_all(fh, (MPI_Offset)(base + before), buf, (int)len, MPI_BYTE, &mst);
-        if (e != MPI_SUCCESS && st == LOOM_OK) {
-            char msg[MPI_MAX_ERROR_STRING];
-            int mlen = 0;
-            MPI_Error_string(e, msg, &mlen);
-            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: write failed: %s", path, msg);
-        }
-        base += all[0];
-        if (!all[2]) break;
+        e = MPI_File_write_at_all(fh, (MPI_Offset)(base + written), buf, (int)len, MPI_BYTE, &mst);
+        if (e != MPI_SUCCESS && st == LOOM_OK) st = write_error(ctx, path, "write failed", e);
+        written += len;
+        if (!all[1]) break;
     }
     e = MPI_File_close(&fh);
-    if (e != MPI_SUCCESS && st == LOOM_OK)
-        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: closing failed", path);
+    if (e != MPI_SUCCESS && st == LOOM_OK) st = write_error(ctx, path, "closing failed", e);
     free(buf);
     return loom_agree(ctx, comm, st);
 }

@@ -68,12 +68,18 @@ int loom_text_next_line(loom_text_cursor_t *c, const char **line, size_t *len);
 typedef loom_status_t (*loom_text_fill_fn)(loom_ctx_t *ctx, void *arg, char *buf, size_t cap,
                                            size_t *len, int *done);
 
-/* Collective over `comm`: create/truncate `path` and write, in rounds, each
- * rank's text in rank order (rank 0's text first), at offsets from an exclusive
- * scan, with MPI_File_write_at_all. Memory per rank is bounded by one round's
- * buffer. Agrees on failure over `comm`. */
+/* Restart `fill` from the beginning of this rank's text. */
+typedef loom_status_t (*loom_text_rewind_fn)(loom_ctx_t *ctx, void *arg);
+
+/* Collective over `comm`: create/truncate `path` and write each rank's text in
+ * rank order (rank 0's text first). A first pass runs `fill` to measure each
+ * rank's size (an exclusive scan gives its offset), then `rewind` and a second
+ * pass write it in rounds with MPI_File_write_at_all; a text that fits one
+ * buffer is formatted once. `fill` must give the same text both times. Memory
+ * per rank is one round's buffer (8 MiB). Agrees on failure over `comm`. */
 loom_status_t loom_text_write_ordered(loom_ctx_t *ctx, MPI_Comm comm, const char *path,
-                                      loom_text_fill_fn fill, void *arg);
+                                      loom_text_fill_fn fill, loom_text_rewind_fn rewind,
+                                      void *arg);
 
 /* Tokens of a line, split on blanks (space, tab, CR, VT, FF). Returns the number
  * of tokens found, storing at most `max` of them; counts the rest. */

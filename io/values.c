@@ -59,6 +59,12 @@ static loom_status_t fill_values(loom_ctx_t *ctx, void *arg, char *buf, size_t c
     return LOOM_OK;
 }
 
+static loom_status_t rewind_values(loom_ctx_t *ctx, void *arg)
+{
+    ((value_cursor_t *)arg)->i = 0;
+    return LOOM_OK;
+}
+
 static loom_status_t write_h5(loom_ctx_t *ctx, MPI_Comm comm, const loom_graph_t *g,
                               const char *path, const char *tmp, const char *name,
                               const double *values)
@@ -96,7 +102,8 @@ loom_status_t loom_write_vertex_values(loom_ctx_t *ctx, const loom_graph_t *g, c
         H5Eset_auto2(H5E_DEFAULT, func, data);
     } else {
         value_cursor_t c = {.g = g, .v = local_values};
-        st = loom_text_write_ordered(ctx, comm, loom_output_path(out), fill_values, &c);
+        st = loom_text_write_ordered(ctx, comm, loom_output_path(out), fill_values, rewind_values,
+                                     &c);
     }
     return loom_output_end(ctx, &out, st);
 }

@@ -18,6 +18,7 @@ typedef struct arc_cursor {
     uint64_t k;       /* arc index into out_dst */
     int one_based;    /* Matrix Market */
     const char *head; /* text rank 0 writes first, NULL once written */
+    const char *head0;
 } arc_cursor_t;
 
 static char *put_weight(char *p, double w)
@@ -59,6 +60,14 @@ static loom_status_t fill_arcs(loom_ctx_t *ctx, void *arg, char *buf, size_t cap
     return LOOM_OK;
 }
 
+static loom_status_t rewind_arcs(loom_ctx_t *ctx, void *arg)
+{
+    arc_cursor_t *c = arg;
+    c->v = c->k = 0;
+    c->head = c->head0;
+    return LOOM_OK;
+}
+
 static loom_status_t write_text(loom_ctx_t *ctx, const loom_graph_t *g, const char *path, int mtx)
 {
     MPI_Comm comm = loom_comm(ctx);
@@ -70,11 +79,12 @@ static loom_status_t write_text(loom_ctx_t *ctx, const loom_graph_t *g, const ch
                  "%llu\n",
                  g->weighted ? "real" : "pattern", (unsigned long long)g->num_vertices,
                  (unsigned long long)g->num_vertices, (unsigned long long)g->num_arcs);
-        c.head = head;
+        c.head = c.head0 = head;
     }
     loom_output_t *out = NULL;
     LOOM_TRY(loom_output_begin(ctx, comm, path, 0, &out));
-    loom_status_t st = loom_text_write_ordered(ctx, comm, loom_output_path(out), fill_arcs, &c);
+    loom_status_t st =
+        loom_text_write_ordered(ctx, comm, loom_output_path(out), fill_arcs, rewind_arcs, &c);
     return loom_output_end(ctx, &out, st);
 }
 
