@@ -99,6 +99,24 @@ def main():
     gn, _, garcs = arcs_of_h5(gen)
     assert gn == 256 and sum(garcs.values()) > 0
 
+    # A text bigger than one 8 MiB write round per rank: the edge list written
+    # by `generate` holds the same arcs, in the same order, as the HDF5 CSR.
+    big_h5, big_el = os.path.join(TMP, "g17.h5"), os.path.join(TMP, "g17.el")
+    loom("generate", "kron", "--scale", "17", "--out", big_h5)
+    loom("generate", "kron", "--scale", "17", "--out", big_el)
+    with h5py.File(big_h5, "r") as f:
+        off = f["graph/offsets"][:]
+        tgt = f["graph/targets"][:]
+    src = np.repeat(np.arange(len(off) - 1, dtype=np.uint64), np.diff(off).astype(np.int64))
+    with open(big_el) as f:
+        nums = np.array(f.read().split(), dtype=np.uint64)
+    assert os.path.getsize(big_el) > 8 << 20
+    assert len(nums) == 2 * len(tgt), (len(nums), len(tgt))
+    assert np.array_equal(nums[0::2], src), "edge list sources differ from the CSR's"
+    assert np.array_equal(nums[1::2], tgt), "edge list targets differ from the CSR's"
+    os.unlink(big_h5)
+    os.unlink(big_el)
+
     leftovers = [e for e in os.listdir(TMP) if ".tmp-" in e]
     assert not leftovers, leftovers
     print("ok")
