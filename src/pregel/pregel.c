@@ -616,7 +616,7 @@ static loom_status_t sparse_exchange(loom_pregel_t *pg, int merge)
         size_t start = pos;
         for (int t = 0; t < pg->nthreads; t++) {
             loom_msgbuf_t *b = &pg->tbuf[(size_t)t * nw + w];
-            memcpy(sbuf + pos, b->data, b->len);
+            if (b->len) memcpy(sbuf + pos, b->data, b->len);
             pos += b->len;
         }
         size_t n = (pos - start) / pg->rsz;
