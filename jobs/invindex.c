@@ -65,8 +65,12 @@ static const loom_option_t options[] = {
 
 static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
 {
-    loom_mr_job_t job = {
-        .name = "invindex", .map = map, .reduce = reduce, .sort_values = 1, .line_numbers = 1};
+    loom_mr_job_t job = {.name = "invindex",
+                         .map = map,
+                         .map_thread_safe = 1,
+                         .reduce = reduce,
+                         .sort_values = 1,
+                         .line_numbers = 1};
     LOOM_TRY(loom_mr_job_from_opts(ctx, opts, 0, &job));
     loom_mr_result_t res;
     loom_status_t st = loom_mr_run(ctx, &job, &res);

@@ -19,8 +19,11 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
 {
     /* No reduce function: every occurrence of a line is written once (duplicates kept).
      * Sampled range partitioning (TeraSort) makes part-00000, part-00001, ... ordered. */
-    loom_mr_job_t job = {
-        .name = "sort", .map = map, .range_partition = 1, .output_mode = LOOM_MR_OUT_KEY};
+    loom_mr_job_t job = {.name = "sort",
+                         .map = map,
+                         .map_thread_safe = 1,
+                         .range_partition = 1,
+                         .output_mode = LOOM_MR_OUT_KEY};
     LOOM_TRY(loom_mr_job_from_opts(ctx, opts, 0, &job));
     loom_mr_result_t res;
     loom_status_t st = loom_mr_run(ctx, &job, &res);

@@ -91,6 +91,9 @@ typedef struct loom_mr_job {
                             files concatenate in key order (ignores `partition`) */
     int sort_values;     /* present each key's values in byte order too (no combiner) */
     int line_numbers;    /* fill loom_mr_record_t.line (costs one extra read pass) */
+    int map_thread_safe; /* map may run on several OpenMP threads of a rank at once (it keeps
+                            no mutable state in `user`); each thread maps a piece of the task
+                            into its own buffers */
     loom_mr_output_mode_t output_mode;
 
     size_t split_size;     /* bytes per map task; 0 = min(32 MiB, memory / 4) */

@@ -233,6 +233,12 @@ char *mr_spill_path(mr_engine_t *eng, const char *what);
 loom_status_t mr_plan(mr_engine_t *eng);
 /* Collective: rank 0 samples keys and broadcasts nparts - 1 range bounds. */
 loom_status_t mr_sample_bounds(mr_engine_t *eng);
+/* Read a task's bytes into inbuf (inbuf->len = the task's length). */
+loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, mr_buf_t *inbuf);
+/* Call map on each record of data[0, len), a line-aligned piece of task t that
+ * starts at byte `off` of the file with line number line0 (0: not counted). */
+loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size_t len,
+                             uint64_t off, uint64_t line0, loom_mr_emit_t *em, int64_t *records);
 /* Read a task's bytes and call map on each record, emitting into `em`. */
 loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_buf_t *inbuf,
                           int64_t *records);

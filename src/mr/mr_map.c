@@ -4,6 +4,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <omp.h>
+
 #include "mr/mr_internal.h"
 
 enum { TAG_REQ = 7301, TAG_CTRL = 7302 };
@@ -19,14 +21,105 @@ static void sleep_s(double s)
     nanosleep(&ts, NULL);
 }
 
-/* Run task t into `stage` (emptied first). */
-static loom_status_t run_task(mr_engine_t *eng, mr_store_t *stage, mr_buf_t *in, int64_t t,
-                              int64_t *records, int64_t *pairs)
+/* What one rank maps with: the task's stage, one more per extra OpenMP thread
+ * when the job's map is thread-safe, and the input buffer. */
+typedef struct mapper {
+    mr_store_t stage;
+    mr_store_t *xs;
+    int nx;
+    mr_buf_t in;
+} mapper_t;
+
+static loom_status_t mapper_init(mr_engine_t *eng, mapper_t *mp)
 {
-    mr_store_discard(stage);
-    loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = stage};
-    loom_status_t st = mr_map_task(eng, t, &em, in, records);
-    *pairs = em.count;
+    memset(mp, 0, sizeof *mp);
+    int threads = loom_threads(eng->ctx);
+    int nx = eng->job->map_thread_safe && threads > 1 ? threads - 1 : 0;
+    size_t budget = eng->budget / 4 / (size_t)(nx + 1);
+    mr_store_init(&mp->stage, eng, budget);
+    if (nx) {
+        LOOM_ALLOC(eng->ctx, mp->xs, nx, "map stages");
+        for (int i = 0; i < nx; i++)
+            mr_store_init(&mp->xs[i], eng, budget);
+        mp->nx = nx;
+    }
+    return LOOM_OK;
+}
+
+static void mapper_free(mapper_t *mp)
+{
+    for (int i = 0; i < mp->nx; i++)
+        mr_store_free(&mp->xs[i]);
+    free(mp->xs);
+    mr_store_free(&mp->stage);
+    mr_buf_free(&mp->in);
+}
+
+/* The start of the line holding byte `at` or the next one: pieces of a task
+ * for threads begin just after a '\n'. */
+static size_t piece_start(const char *d, size_t len, size_t at)
+{
+    if (at == 0) return 0;
+    const char *nl = memchr(d + at - 1, '\n', len - (at - 1));
+    return nl ? (size_t)(nl - d) + 1 : len;
+}
+
+/* Run task t into mp->stage (emptied first), on several threads when allowed:
+ * each maps a line-aligned piece into its own stage, merged afterwards. */
+static loom_status_t run_task(mr_engine_t *eng, mapper_t *mp, int64_t t, int64_t *records,
+                              int64_t *pairs)
+{
+    mr_store_discard(&mp->stage);
+    LOOM_TRY(mr_read_task(eng, t, &mp->in));
+    const mr_task_t *tk = &eng->tasks[t];
+    const char *d = (const char *)mp->in.data;
+    int nt = mp->nx + 1;
+    if (nt == 1 || tk->len < ((size_t)1 << 18)) {
+        loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = &mp->stage};
+        loom_status_t st = mr_map_records(eng, t, d, tk->len, tk->off, tk->line0, &em, records);
+        *pairs = em.count;
+        return st;
+    }
+    size_t cut[65];
+    uint64_t line[64];
+    if (nt > 64) nt = 64;
+    for (int i = 0; i <= nt; i++)
+        cut[i] = piece_start(d, tk->len, tk->len * (size_t)i / (size_t)nt);
+    line[0] = tk->line0;
+    for (int i = 1; i < nt; i++) {
+        uint64_t nl = 0;
+        if (tk->line0)
+            for (const char *p = d + cut[i - 1], *e = d + cut[i];
+                 (p = memchr(p, '\n', (size_t)(e - p))); p++)
+                nl++;
+        line[i] = tk->line0 ? line[i - 1] + nl : 0;
+    }
+    loom_status_t st = LOOM_OK;
+    int64_t recs = 0, prs = 0;
+#pragma omp parallel num_threads(nt) reduction(+ : recs, prs)
+    {
+        int i = omp_get_thread_num();
+        mr_store_t *s = i == 0 ? &mp->stage : &mp->xs[i - 1];
+        if (i > 0) mr_store_discard(s);
+        loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = s};
+        int64_t r = 0;
+        loom_status_t ts = LOOM_OK;
+        if (i < nt)
+            ts = mr_map_records(eng, t, d + cut[i], cut[i + 1] - cut[i], tk->off + cut[i], line[i],
+                                &em, &r);
+        recs += r;
+        prs += em.count;
+        if (ts != LOOM_OK) {
+#pragma omp critical(loom_mr_map_status)
+            if (st == LOOM_OK) st = ts;
+        }
+    }
+    for (int i = 0; i < mp->nx && st == LOOM_OK; i++)
+        st = mr_store_merge(&mp->stage, &mp->xs[i]);
+    for (int i = 0; i < mp->nx; i++)
+        mr_store_discard(&mp->xs[i]);
+    *records = recs;
+    *pairs = prs;
     return st;
 }
 
@@ -49,16 +142,15 @@ static loom_status_t map_local(mr_engine_t *eng, mr_store_t *acc)
         return LOOM_ERROR(ctx, LOOM_ERR_FAULT,
                           "lose-worker:0: rank 0 is the only worker; no worker is left to "
                           "re-execute its tasks");
-    mr_store_t stage;
-    mr_store_init(&stage, eng, eng->budget / 4);
-    mr_buf_t in = {0};
+    mapper_t mp;
+    LOOM_TRY(mapper_init(eng, &mp));
     loom_status_t st = LOOM_OK;
     double t0 = loom_wtime(), last = t0;
     for (int64_t t = 0; t < eng->ntasks && st == LOOM_OK; t++) {
         int64_t recs = 0, pairs = 0;
-        st = run_task(eng, &stage, &in, t, &recs, &pairs);
+        st = run_task(eng, &mp, t, &recs, &pairs);
         if (st == LOOM_OK && eng->slow_rank == 0) sleep_s(eng->slow_seconds);
-        if (st == LOOM_OK) st = mr_store_merge(acc, &stage);
+        if (st == LOOM_OK) st = mr_store_merge(acc, &mp.stage);
         eng->counts.input_records += recs;
         eng->counts.map_pairs += pairs;
         if (loom_wtime() - last >= 1.0) {
@@ -67,8 +159,7 @@ static loom_status_t map_local(mr_engine_t *eng, mr_store_t *acc)
         }
     }
     if (st == LOOM_OK) progress(eng, eng->ntasks, t0, 1);
-    mr_buf_free(&in);
-    mr_store_free(&stage);
+    mapper_free(&mp);
     return st;
 }
 
@@ -127,9 +218,9 @@ static loom_status_t slow_sleep(mr_engine_t *eng, int64_t t, int *cancelled)
 static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc, int *lost)
 {
     int me = loom_rank(eng->ctx);
-    mr_store_t stage;
-    mr_store_init(&stage, eng, eng->budget / 4);
-    mr_buf_t in = {0};
+    mapper_t mp;
+    LOOM_TRY(mapper_init(eng, &mp));
+    mr_store_t *stage = &mp.stage;
     loom_status_t st = LOOM_OK;
     int64_t completed = 0, recs = 0, pairs = 0;
     int64_t pending_recs = 0, pending_pairs = 0;
@@ -146,19 +237,19 @@ static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc, int *lost)
         LOOM_TRY_GOTO(st, recv_ctrl(eng, msg), out);
         if (msg[0] == M_CANCEL) continue; /* crossed our DONE: the reply says discard */
         if (msg[1] == 1) {
-            LOOM_TRY_GOTO(st, mr_store_merge(acc, &stage), out);
+            LOOM_TRY_GOTO(st, mr_store_merge(acc, stage), out);
             eng->counts.input_records += pending_recs;
             eng->counts.map_pairs += pending_pairs;
         } else if (msg[1] == 0) {
-            mr_store_discard(&stage);
+            mr_store_discard(stage);
         }
         pending_recs = pending_pairs = 0;
         if (msg[0] == M_END) break;
         int64_t t = msg[2];
-        st = run_task(eng, &stage, &in, t, &recs, &pairs);
+        st = run_task(eng, &mp, t, &recs, &pairs);
         if (st != LOOM_OK) {
             /* our message travels to rank 0 through loom_agree after the phase */
-            mr_store_discard(&stage);
+            mr_store_discard(stage);
             loom_status_t s2 = send_req(eng, W_FAILED, t, 0, 0);
             if (s2 == LOOM_OK) s2 = wait_end(eng);
             goto out;
@@ -167,7 +258,7 @@ static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc, int *lost)
             int cancelled;
             LOOM_TRY_GOTO(st, slow_sleep(eng, t, &cancelled), out);
             if (cancelled) {
-                mr_store_discard(&stage);
+                mr_store_discard(stage);
                 LOOM_TRY_GOTO(st, send_req(eng, W_ABORTED, t, 0, 0), out);
                 continue;
             }
@@ -176,7 +267,7 @@ static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc, int *lost)
         if (eng->lose_rank == me && completed == eng->lose_after) {
             /* The simulated crash: all map output on this rank is gone. */
             *lost = 1;
-            mr_store_discard(&stage);
+            mr_store_discard(stage);
             mr_store_discard(acc);
             eng->counts.input_records = eng->counts.map_pairs = 0;
             LOOM_TRY_GOTO(st, send_req(eng, W_DONE_LOST, t, recs, pairs), out);
@@ -188,8 +279,7 @@ static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc, int *lost)
         LOOM_TRY_GOTO(st, send_req(eng, W_DONE, t, recs, pairs), out);
     }
 out:
-    mr_buf_free(&in);
-    mr_store_free(&stage);
+    mapper_free(&mp);
     return st;
 }
 

@@ -343,8 +343,7 @@ void mr_plan_free(mr_engine_t *eng)
 
 /* ------------------------------------------------------------------ running a map task */
 
-loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_buf_t *inbuf,
-                          int64_t *records)
+loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, mr_buf_t *inbuf)
 {
     loom_ctx_t *ctx = eng->ctx;
     const mr_task_t *tk = &eng->tasks[t];
@@ -364,15 +363,25 @@ loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_bu
         got += (uint64_t)n;
     }
     close(fd);
-    const char *p = (const char *)inbuf->data, *end = p + tk->len;
-    loom_mr_record_t rec = {.file_index = tk->file, .line = tk->line0};
+    inbuf->len = tk->len;
+    return LOOM_OK;
+}
+
+loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size_t len,
+                             uint64_t off, uint64_t line0, loom_mr_emit_t *em, int64_t *records)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    const mr_task_t *tk = &eng->tasks[t];
+    const char *path = eng->files[tk->file];
+    const char *p = data, *end = p + len;
+    loom_mr_record_t rec = {.file_index = tk->file, .line = line0};
     int64_t n = 0;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
         rec.data = p;
         rec.len = (size_t)(e - p);
-        rec.offset = tk->off + (uint64_t)(p - (const char *)inbuf->data);
+        rec.offset = off + (uint64_t)(p - data);
         if (rec.len > eng->max_record) {
             if (rec.line)
                 return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
@@ -389,6 +398,15 @@ loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_bu
     }
     *records = n;
     return LOOM_OK;
+}
+
+loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_buf_t *inbuf,
+                          int64_t *records)
+{
+    LOOM_TRY(mr_read_task(eng, t, inbuf));
+    const mr_task_t *tk = &eng->tasks[t];
+    return mr_map_records(eng, t, (const char *)inbuf->data, tk->len, tk->off, tk->line0, em,
+                          records);
 }
 
 /* ------------------------------------------------------------------ range bounds */

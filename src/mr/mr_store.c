@@ -58,7 +58,8 @@ char *mr_spill_path(mr_engine_t *eng, const char *what)
     char *p = malloc(n);
     if (p)
         snprintf(p, n, "%s/loom-mr-%d-r%d-%s-%d", eng->spill_dir, (int)getpid(),
-                 loom_rank(eng->ctx), what, eng->spill_seq++);
+                 loom_rank(eng->ctx), what,
+                 __atomic_fetch_add(&eng->spill_seq, 1, __ATOMIC_RELAXED));
     return p;
 }
 
@@ -460,8 +461,9 @@ static loom_status_t write_merged_run(mr_store_t *st, const loom_kvref_t *refs,
         fclose(f);
     f = NULL;
     if (s != LOOM_OK) goto out;
-    eng->counts.spill_runs++;
-    eng->counts.spill_bytes += (int64_t)bytes;
+    /* map threads may spill at the same time */
+    __atomic_fetch_add(&eng->counts.spill_runs, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&eng->counts.spill_bytes, (int64_t)bytes, __ATOMIC_RELAXED);
     if (with_runs) {
         for (int i = 0; i < st->nruns; i++)
             run_free(&st->runs[i]);

@@ -96,6 +96,16 @@ def main():
             bad = [k for k in set(got) | set(ref) if got.get(k) != ref.get(k)][:3]
             sys.exit("FAIL %s: %d words vs %d; e.g. %r" % (name, len(got), len(ref), bad))
         print("ok", name, len(got), "words")
+    # Line numbers stay exact when 2 threads split a task between them.
+    big = os.path.join(work, "all.txt")
+    with open(big, "wb") as f:
+        for name in files:
+            f.write(open(name, "rb").read())
+    out = os.path.join(work, "invindex_threads")
+    run(["invindex", big, "--out", out, "--threads", "2", "--split-size", "1M"])
+    got = dict(line.split(b"\t") for line in concat(out).split(b"\n")[:-1])
+    assert got == invindex_ref([big]), "invindex with 2 threads differs"
+    print("ok invindex with 2 threads", len(got), "words")
     assert os.listdir(spill) == [], "spill files left behind"
 
 

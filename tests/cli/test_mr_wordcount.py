@@ -73,6 +73,15 @@ def main():
     run(["wordcount", "/usr/share/common-licenses", "--out", out, "--reducers", "3", "--quiet"])
     check("directory", out, reference(lic))
 
+    # One large file: tasks big enough to be mapped by 2 OpenMP threads per rank.
+    big = os.path.join(work, "all.txt")
+    with open(big, "wb") as f:
+        for name in files:
+            f.write(open(name, "rb").read())
+    out = os.path.join(work, "threads")
+    run(["wordcount", big, "--out", out, "--threads", "2", "--split-size", "1M", "--quiet"])
+    check("2 threads per rank", out, reference([big]))
+
     # A budget far below the data: sorted runs spill and are merged.
     out = os.path.join(work, "spilled")
     p = run(["wordcount"] + files + ["--out", out, "--memory", "64K", "--split-size", "8K",
