@@ -90,6 +90,22 @@ def spread(xs):
             "n": len(xs)}
 
 
+def print_pagerank(rows, args):
+    print("\nPageRank, Spark local[2] vs Loom 3 ranks (master + 2 workers x 1 thread); "
+          f"{args.reps} runs each, median (min-max)\n")
+    print("| graph | system | s/iteration | end-to-end s | peak memory | "
+          "Spark/Loom per iteration | Spark/Loom end-to-end |")
+    print("|---|---|---|---|---|---|---|")
+    for graph, res in rows:
+        lp, lw, _ = res["loom"]
+        for name, (p, w, m) in res.items():
+            ratio_p = p["median"] / lp["median"] if name != "loom" else 1.0
+            ratio_w = w["median"] / lw["median"] if name != "loom" else 1.0
+            print(f"| {graph} | {name} | {p['median']:.4g} ({p['min']:.4g}-{p['max']:.4g}) | "
+                  f"{w['median']:.3g} ({w['min']:.3g}-{w['max']:.3g}) | {m / 2**20:.0f} MiB | "
+                  f"{ratio_p:.1f}x | {ratio_w:.1f}x |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scales", default="18,20")
@@ -116,7 +132,7 @@ def main():
         records.write(json.dumps(rec, sort_keys=True) + "\n")
         records.flush()
 
-    for scale in [int(s) for s in args.scales.split(",")]:
+    for scale in [int(s) for s in args.scales.split(",") if s]:
         el = os.path.join(args.out_dir, f"kron{scale}-undirected.el")
         if not os.path.exists(el):
             subprocess.run([loom, "generate", "kron", "--scale", str(scale), "--undirected",
@@ -126,12 +142,13 @@ def main():
         # Loom at 3 ranks
         per, wall, mem = [], [], []
         for rep in range(args.reps):
-            s, w = timed(["mpiexec", "-n", "3", "--bind-to", "core", loom, "pagerank", el,
+            s, w = timed(["mpiexec", "-n", "3", "--bind-to", "none", loom, "pagerank", el,
                           "--iters", str(args.loom_iters), "--threads", "1", "--json", "--quiet"])
             per.append(s["seconds_per_iteration"])
             wall.append(w)
             mem.append(s.get("peak_rss_total_bytes", 0))
             keep({"system": "loom", "job": "pagerank", "graph": graph, "ranks": 3, "threads": 1,
+                  "launch": "mpiexec -n 3 --bind-to none, OMP_NUM_THREADS=1",
                   "iterations": args.loom_iters, "repetition": rep + 1, "wall_s": w,
                   "summary": s})
             log(f"loom {graph} rep {rep + 1}: {s['seconds_per_iteration']:.4f} s/iter, {w:.2f} s")
@@ -152,25 +169,15 @@ def main():
             res[f"spark-{api}"] = (spread(per), spread(wall), max(mem))
         rows.append((graph, res))
 
-    print("\nPageRank, Spark local[2] vs Loom 3 ranks (master + 2 workers x 1 thread); "
-          f"{args.reps} runs each, median (min-max)\n")
-    print("| graph | system | s/iteration | end-to-end s | peak memory | "
-          "Spark/Loom per iteration | Spark/Loom end-to-end |")
-    print("|---|---|---|---|---|---|---|")
-    for graph, res in rows:
-        lp, lw, _ = res["loom"]
-        for name, (p, w, m) in res.items():
-            ratio_p = p["median"] / lp["median"] if name != "loom" else 1.0
-            ratio_w = w["median"] / lw["median"] if name != "loom" else 1.0
-            print(f"| {graph} | {name} | {p['median']:.4g} ({p['min']:.4g}-{p['max']:.4g}) | "
-                  f"{w['median']:.3g} ({w['min']:.3g}-{w['max']:.3g}) | {m / 2**20:.0f} MiB | "
-                  f"{ratio_p:.1f}x | {ratio_w:.1f}x |")
+    if rows:
+        print_pagerank(rows, args)
 
     if args.corpus:
         wc = {}
         size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(args.corpus)
                    for f in fs)
-        for name, mk in [("loom", lambda o: ["mpiexec", "-n", "3", loom, "wordcount",
+        for name, mk in [("loom", lambda o: ["mpiexec", "-n", "3", "--bind-to", "none", loom,
+                                             "wordcount",
                                              args.corpus, "--out", o, "--json", "--quiet"])] + \
                 [(f"spark-{a}", (lambda a: lambda o: [spark_py, os.path.join(HERE, "wordcount.py"),
                                                       args.corpus, "--out", o, "--api", a,
