@@ -100,7 +100,7 @@ echo "# ranks $NP (master + $((NP - 1)) workers), OMP_NUM_THREADS=$OMP_NUM_THREA
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- runs
-declare -a b_s l_s l_map s_s s_map a2a o_s
+declare -a b_s l_s l_map s_s s_map a2a o_s t_s
 for rep in $(seq "$REPS"); do
     "$BASE" "${FILES[@]}" > "$WORK/base.json"
     b_s+=("$(field "$WORK/base.json" "d['seconds']")")
@@ -130,6 +130,14 @@ for rep in $(seq "$REPS"); do
     t1=$(date +%s.%N)
     o_s+=("$(echo "$t1 - $t0" | bc)")
 
+    # one rank with 2 OpenMP threads (the hybrid layout: one rank per node)
+    rm -rf "$WORK/out"
+    t0=$(date +%s.%N)
+    mpiexec -n 1 --bind-to none "$LOOM" wordcount "${FILES[@]}" --out "$WORK/out" \
+        --split-size "$SPLIT" --threads 2 --quiet > /dev/null 2>&1
+    t1=$(date +%s.%N)
+    t_s+=("$(echo "$t1 - $t0" | bc)")
+
     mpiexec -n "$NP" "$A2A" $((16 << 20)) 10 > "$WORK/a2a.json"
     a2a+=("$(field "$WORK/a2a.json" "d['GBps_per_rank_median']")")
 done
@@ -153,6 +161,7 @@ row "loom wordcount, map phase" "${l_map[@]}"
 row "loom wordcount --memory $((BUDGET >> 20))M, whole" "${s_s[@]}"
 row "loom wordcount --memory $((BUDGET >> 20))M, map" "${s_map[@]}"
 row "loom wordcount, 1 rank, whole command" "${o_s[@]}"
+row "loom wordcount, 1 rank x 2 threads, whole" "${t_s[@]}"
 echo
 echo "speed-up of $((NP - 1)) workers over one thread (whole command, medians): $(awk -v a="$(med "${b_s[@]}")" -v b="$(med "${l_s[@]}")" 'BEGIN{printf "%.2f", a/b}')"
 echo "spilling run / in-memory run (whole command, medians): $(awk -v a="$(med "${s_s[@]}")" -v b="$(med "${l_s[@]}")" 'BEGIN{printf "%.2f", a/b}')"
