@@ -98,20 +98,20 @@ static loom_status_t run_task(mr_engine_t *eng, mapper_t *mp, int64_t t, int64_t
     int64_t recs = 0, prs = 0;
 #pragma omp parallel num_threads(nt) reduction(+ : recs, prs)
     {
-        int i = omp_get_thread_num();
-        mr_store_t *s = i == 0 ? &mp->stage : &mp->xs[i - 1];
-        if (i > 0) mr_store_discard(s);
-        loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = s};
-        int64_t r = 0;
-        loom_status_t ts = LOOM_OK;
-        if (i < nt)
-            ts = mr_map_records(eng, t, d + cut[i], cut[i + 1] - cut[i], tk->off + cut[i], line[i],
-                                &em, &r);
-        recs += r;
-        prs += em.count;
-        if (ts != LOOM_OK) {
+        /* pieces, not threads, own the stages: fewer threads than asked still cover all */
+        for (int i = omp_get_thread_num(); i < nt; i += omp_get_num_threads()) {
+            mr_store_t *s = i == 0 ? &mp->stage : &mp->xs[i - 1];
+            if (i > 0) mr_store_discard(s);
+            loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = s};
+            int64_t r = 0;
+            loom_status_t ts = mr_map_records(eng, t, d + cut[i], cut[i + 1] - cut[i],
+                                              tk->off + cut[i], line[i], &em, &r);
+            recs += r;
+            prs += em.count;
+            if (ts != LOOM_OK) {
 #pragma omp critical(loom_mr_map_status)
-            if (st == LOOM_OK) st = ts;
+                if (st == LOOM_OK) st = ts;
+            }
         }
     }
     for (int i = 0; i < mp->nx && st == LOOM_OK; i++)
