@@ -486,10 +486,6 @@ loom_status_t loom_read_h5(loom_ctx_t *ctx, const char *path, loom_read_result_t
  * `loc` and write this rank's `count` elements from `start`. */
 loom_status_t loom_h5_write_column(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t loc,
                                    const char *name, hid_t ftype, hid_t mtype, uint64_t total,
-                                   uint64_t start, uint64_t count, const void *buf, size_t elem);
-
-loom_status_t loom_h5_write_column(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t loc,
-                                   const char *name, hid_t ftype, hid_t mtype, uint64_t total,
                                    uint64_t start, uint64_t count, const void *buf, size_t elem)
 {
     hsize_t dim = total;
@@ -514,7 +510,6 @@ loom_status_t loom_h5_write_column(loom_ctx_t *ctx, MPI_Comm comm, const char *p
 }
 
 /* Collective: create (truncate) an HDF5 file for parallel writing. */
-hid_t loom_h5_create_parallel(MPI_Comm comm, const char *path);
 hid_t loom_h5_create_parallel(MPI_Comm comm, const char *path)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -557,7 +552,6 @@ static loom_status_t write_offsets(loom_ctx_t *ctx, MPI_Comm comm, const char *p
     return st != LOOM_OK ? st : ws;
 }
 
-loom_status_t loom_h5_write_graph(loom_ctx_t *ctx, const loom_graph_t *g, const char *path);
 loom_status_t loom_h5_write_graph(loom_ctx_t *ctx, const loom_graph_t *g, const char *path)
 {
     MPI_Comm comm = loom_comm(ctx);

@@ -2,6 +2,8 @@
 #ifndef LOOM_IO_INTERNAL_H
 #define LOOM_IO_INTERNAL_H
 
+#include <hdf5.h>
+
 #include "loom/graph.h"
 
 /* What a reader produces on each rank: its share of the edges, held in memory,
@@ -26,5 +28,16 @@ loom_status_t loom_source_from_memory(loom_ctx_t *ctx, loom_read_result_t *r,
 
 /* Fail on every rank unless `path` names a readable regular, non-empty file. Collective. */
 loom_status_t loom_check_input_file(loom_ctx_t *ctx, const char *path);
+
+/* HDF5 writing shared by the graph and vertex-value writers (io/h5.c).
+ * Create a file for collective MPI-IO writes on `comm`; negative on failure. */
+hid_t loom_h5_create_parallel(MPI_Comm comm, const char *path);
+/* Collective: create a 1-D dataset `name` of `total` elements of `ftype` in
+ * `loc` and write this rank's `count` elements (`elem` bytes each) from `start`. */
+loom_status_t loom_h5_write_column(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t loc,
+                                   const char *name, hid_t ftype, hid_t mtype, uint64_t total,
+                                   uint64_t start, uint64_t count, const void *buf, size_t elem);
+/* Collective: write g as Loom HDF5 CSR to `path` atomically. */
+loom_status_t loom_h5_write_graph(loom_ctx_t *ctx, const loom_graph_t *g, const char *path);
 
 #endif

@@ -7,12 +7,6 @@
 #include "io/io_internal.h"
 #include "io/textsplit.h"
 
-/* Defined in io/h5.c. */
-hid_t loom_h5_create_parallel(MPI_Comm comm, const char *path);
-loom_status_t loom_h5_write_column(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t loc,
-                                   const char *name, hid_t ftype, hid_t mtype, uint64_t total,
-                                   uint64_t start, uint64_t count, const void *buf, size_t elem);
-
 static int is_h5_path(const char *path)
 {
     const char *dot = strrchr(path, '.');

@@ -6,9 +6,6 @@
 #include "io/io_internal.h"
 #include "io/textsplit.h"
 
-/* Defined in io/h5.c. */
-loom_status_t loom_h5_write_graph(loom_ctx_t *ctx, const loom_graph_t *g, const char *path);
-
 /* Longest line the writers emit: two 20-digit ids, a %.17g weight, separators. */
 #define MAX_LINE 96
 
