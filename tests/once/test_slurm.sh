@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Bring up a private single-node Slurm, run scripts/slurm's PageRank and preemption jobs, check them.
+# Bring up a private single-node Slurm, run scripts/slurm's PageRank, word count and preemption jobs, check them.
 #
 # Follows ../shared/PLATFORM.md: slurm-wlm and munge from apt (installed here if
 # missing; SKIPPED only when that is impossible), a slurm.conf under a scratch
-# directory, slurmctld + slurmd + a munged of our own (own key, socket and
-# ports, so a Slurm or munged already on the machine is left alone;
-# cred_expire=5 so that a requeued job restarts after 5 s, not Slurm's default 120 s). Submits
-# pagerank.sbatch and preempt_pagerank.sbatch as users do, sends the preemption
-# warning with `scancel --signal=USR1 --batch`, polls `scontrol show job`, and
-# compares the scores with networkx. Every daemon it started is stopped on exit.
+# directory, slurmctld + slurmd + a munged of our own (own key, socket and ports,
+# so a Slurm or munged already on the machine is left alone; cred_expire=5 so a
+# requeued job restarts after 5 s, not Slurm's default 120 s). Submits
+# pagerank.sbatch, wordcount.sbatch and preempt_pagerank.sbatch as users do,
+# sends the preemption warning with `scancel --signal=USR1 --batch`, polls
+# `scontrol show job`, and compares the results with networkx and
+# collections.Counter. Every daemon it started is stopped on exit.
 set -uo pipefail
 
 : "${LOOM:?set by CTest: the loom binary}"
@@ -210,7 +211,38 @@ grep -q '"status": *"ok"' "$base/jobs/loom-pagerank-$j1.json" ||
 compare "$base/jobs/pr.txt" 30 || fail "pagerank job's scores differ from networkx"
 echo "test_slurm: pagerank.sbatch job $j1 COMPLETED, scores agree ($(($(date +%s) - t_start)) s)"
 
-# 2. preempt_pagerank.sbatch: signal it once it has a checkpoint, expect a
+# 2. wordcount.sbatch on a small corpus, counts against collections.Counter.
+mkdir -p "$base/jobs/corpus"
+"$py" - "$base/jobs/corpus" <<'EOF'
+import random, sys
+rng = random.Random(5)
+words = ["Loom", "loom", "MPI", "rank-0", "caf\u00e9", "x86_64", "the", "THE", "a1b2"]
+for i in range(2):
+    with open(f"{sys.argv[1]}/f{i}.txt", "w", encoding="utf-8") as f:
+        for _ in range(3000):
+            f.write(" ".join(rng.choice(words) for _ in range(rng.randrange(8))) + ".\n")
+EOF
+j0=$(sbatch --parsable --chdir="$base/jobs" --output="$base/jobs/wordcount-%j.out" \
+    --export="$common_env,INPUT=$base/jobs/corpus,OUTDIR=$base/jobs/wc,EXTRA=--quiet" \
+    "$src/scripts/slurm/wordcount.sbatch") || fail "sbatch wordcount.sbatch"
+st=$(wait_job "$j0" 60)
+[[ $st == COMPLETED ]] || fail "wordcount job $j0 ended $st (exit $(job_field "$j0" ExitCode))"
+"$py" - "$base/jobs/corpus" "$base/jobs/wc" <<'EOF' || fail "wordcount job's counts differ from Counter"
+import collections, glob, re, sys
+want = collections.Counter()
+for p in sorted(glob.glob(sys.argv[1] + "/*")):
+    want.update(w.lower().decode() for w in re.findall(rb"[A-Za-z0-9]+", open(p, "rb").read()))
+got = {}
+for p in glob.glob(sys.argv[2] + "/part*"):
+    for line in open(p):
+        w, n = line.rstrip("\n").split("\t")
+        got[w] = got.get(w, 0) + int(n)
+print(f"{len(got)} words, {sum(got.values())} counted; Counter: {len(want)}, {sum(want.values())}")
+sys.exit(0 if got == dict(want) else 1)
+EOF
+echo "test_slurm: wordcount.sbatch job $j0 COMPLETED, counts agree ($(($(date +%s) - t_start)) s)"
+
+# 3. preempt_pagerank.sbatch: signal it once it has a checkpoint, expect a
 # requeue, a restart from the checkpoint and correct final scores.
 ckpt=$base/jobs/ckpt
 j2=$(sbatch --parsable --chdir="$base/jobs" --output="$base/jobs/preempt-%j.out" \
