@@ -11,9 +11,7 @@ loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts
         return loom_agree(ctx, loom_comm(ctx),
                           LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--format: unknown format '%s'", fname));
     loom_edge_source_t *src = NULL;
-    loom_timer_start(ctx, "read");
-    loom_status_t st = loom_source_open(ctx, spec, fmt, &src);
-    loom_timer_stop(ctx, "read");
+    loom_status_t st = loom_source_open(ctx, spec, fmt, &src); /* times itself as "read" */
     st = loom_agree(ctx, loom_comm(ctx), st);
     if (st != LOOM_OK) return st;
 
