@@ -1,4 +1,5 @@
-/* Raw MPI_Alltoallv bandwidth among the workers (ranks 1..P-1), the ceiling for the MapReduce shuffle. */
+/* Raw MPI_Alltoallv bandwidth among the workers (ranks 1..P-1), the ceiling for the MapReduce
+ * shuffle. */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,8 @@ int main(int argc, char **argv)
         char *sb = malloc((size_t)per * (size_t)n), *rb = malloc((size_t)per * (size_t)n);
         int *cnt = malloc(sizeof(int) * (size_t)n), *dsp = malloc(sizeof(int) * (size_t)n);
         memset(sb, me + 1, (size_t)per * (size_t)n);
-        for (int i = 0; i < n; i++) cnt[i] = (int)per, dsp[i] = (int)(per * i);
+        for (int i = 0; i < n; i++)
+            cnt[i] = (int)per, dsp[i] = (int)(per * i);
         double *t = malloc(sizeof(double) * (size_t)reps);
         MPI_Alltoallv(sb, cnt, dsp, MPI_BYTE, rb, cnt, dsp, MPI_BYTE, w); /* warm-up */
         for (int r = 0; r < reps; r++) {
@@ -44,7 +46,8 @@ int main(int argc, char **argv)
         }
         qsort(t, (size_t)reps, sizeof *t, cmp_d);
         if (me == 0)
-            printf("{\"workers\": %d, \"bytes_per_dest\": %ld, \"reps\": %d, \"GBps_per_rank_median\": "
+            printf("{\"workers\": %d, \"bytes_per_dest\": %ld, \"reps\": %d, "
+                   "\"GBps_per_rank_median\": "
                    "%.3f, \"min\": %.3f, \"max\": %.3f}\n",
                    n, per, reps, t[reps / 2] / 1e9, t[0] / 1e9, t[reps - 1] / 1e9);
         free(sb), free(rb), free(cnt), free(dsp), free(t);
