@@ -77,3 +77,5 @@ for kind in undirected directed; do
     printf "%-34s %s\n" "GraphBLAS $THREADS threads (FP64)" "$(echo ${res[gb]} | tr ' ' '\n' | stats)"
     unset res
 done
+echo
+echo "# load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine inflates wall times)"
