@@ -34,3 +34,17 @@ loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts
     }
     return st;
 }
+
+loom_status_t loom_output_format(loom_ctx_t *ctx, const char *path, const char *choice,
+                                 loom_format_t *fmt)
+{
+    *fmt = LOOM_FMT_AUTO;
+    if (loom_format_parse(choice, fmt) != 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "%s: cannot write format '%s'", path, choice);
+    if (*fmt == LOOM_FMT_AUTO && (*fmt = loom_format_from_path(path)) == LOOM_FMT_AUTO)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "%s: cannot tell the output format from the extension (use .h5, .el or "
+                          ".mtx, or --out-format)",
+                          path);
+    return LOOM_OK;
+}

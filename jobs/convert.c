@@ -3,10 +3,7 @@
 
 static const loom_option_t options[] = {
     LOOM_GRAPH_OPTION_ROWS,
-    {"out", LOOM_OPT_STRING, NULL, "output file: .h5 (Loom HDF5 CSR), .el/.txt (edge list), .mtx",
-     NULL, 0, 0, 0},
-    {"out-format", LOOM_OPT_CHOICE, "auto", "output format (auto: from the extension)",
-     "auto|edgelist|el|mtx|h5|hdf5", 0, 0, 0},
+    LOOM_GRAPH_OUTPUT_ROWS,
     {NULL, LOOM_OPT_END, NULL, NULL, NULL, 0, 0, 0},
 };
 
@@ -16,14 +13,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (!in || loom_opts_nargs(opts) != 1)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "convert needs one input graph");
     if (!out) return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "convert needs --out FILE");
-    loom_format_t fmt = LOOM_FMT_AUTO;
-    if (loom_format_parse(loom_opt_string(opts, "out-format"), &fmt) != 0)
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--out-format: cannot write that format");
-    if (fmt == LOOM_FMT_AUTO && (fmt = loom_format_from_path(out)) == LOOM_FMT_AUTO)
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "%s: cannot tell the output format from the extension (use .h5 or .el, "
-                          "or --out-format)",
-                          out);
+    loom_format_t fmt;
+    LOOM_TRY(loom_output_format(ctx, out, loom_opt_string(opts, "out-format"), &fmt));
     loom_graph_t *g = NULL;
     LOOM_TRY(loom_graph_load(ctx, in, opts, 0, &g));
     loom_timer_start(ctx, "write");

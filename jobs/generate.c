@@ -11,10 +11,7 @@ static const loom_option_t options[] = {
      0, 0},
     {"drop-self-loops", LOOM_OPT_FLAG, NULL, "drop arcs v->v", NULL, 0, 0, 0},
     {"drop-duplicates", LOOM_OPT_FLAG, NULL, "keep one arc per (u, v)", NULL, 0, 0, 0},
-    {"out", LOOM_OPT_STRING, NULL, "output file: .h5 (Loom HDF5 CSR), .el/.txt (edge list), .mtx",
-     NULL, 0, 0, 0},
-    {"out-format", LOOM_OPT_CHOICE, "auto", "output format (auto: from the extension)",
-     "auto|edgelist|el|mtx|h5|hdf5", 0, 0, 0},
+    LOOM_GRAPH_OUTPUT_ROWS,
     {NULL, LOOM_OPT_END, NULL, NULL, NULL, 0, 0, 0},
 };
 
@@ -35,14 +32,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (!loom_opt_is_set(opts, "scale"))
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "generate needs --scale");
     if (!out) return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "generate needs --out FILE");
-    loom_format_t fmt = LOOM_FMT_AUTO;
-    if (loom_format_parse(loom_opt_string(opts, "out-format"), &fmt) != 0)
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--out-format: cannot write that format");
-    if (fmt == LOOM_FMT_AUTO && (fmt = loom_format_from_path(out)) == LOOM_FMT_AUTO)
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "%s: cannot tell the output format from the extension (use .h5 or .el, "
-                          "or --out-format)",
-                          out);
+    loom_format_t fmt;
+    LOOM_TRY(loom_output_format(ctx, out, loom_opt_string(opts, "out-format"), &fmt));
 
     loom_edge_source_t *src = NULL;
     LOOM_TRY(loom_source_generator(ctx, &p, &src));

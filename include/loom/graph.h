@@ -165,6 +165,19 @@ static inline uint64_t loom_graph_local_arcs(const loom_graph_t *g)
         {"vertex-weight", LOOM_OPT_DOUBLE, "0",                                                    \
          "partition cost of a vertex in arcs (0: automatic)", NULL, 1, 0, 1e12}
 
+/* Option rows of the commands that write a graph (--out, --out-format). */
+#define LOOM_GRAPH_OUTPUT_ROWS                                                                     \
+    {"out", LOOM_OPT_STRING, NULL, "output file: .h5 (Loom HDF5 CSR), .el/.txt (edge list), .mtx", \
+     NULL, 0, 0, 0},                                                                               \
+        {"out-format", LOOM_OPT_CHOICE, "auto", "output format (auto: from the extension)",       \
+         "auto|edgelist|el|mtx|h5|hdf5", 0, 0, 0}
+
+/* The format to write `path` in: `choice` names one, or with "auto" (or NULL)
+ * the path's extension decides. Fails with LOOM_ERR_USAGE naming the file when
+ * neither does. Not collective. */
+loom_status_t loom_output_format(loom_ctx_t *ctx, const char *path, const char *choice,
+                                 loom_format_t *fmt);
+
 /* Open `spec` (a path or generator spec) and build its distributed CSR with
  * the options of LOOM_GRAPH_OPTION_ROWS; `want_in_edges` also builds the
  * in-CSR of a directed graph. Records the "read"/"build" phases and the graph's
