@@ -213,22 +213,19 @@ static loom_status_t count_degrees(build_t *b, uint64_t *outd, uint64_t *ind)
  * w/W of the total, so no range exceeds the mean by more than one vertex's
  * cost. The vertex term keeps ranges of many low-degree vertices from growing
  * without bound: their value arrays and per-vertex work scale with vertices. */
-static double partition(const build_t *b, const uint64_t *outd, const uint64_t *ind, uint64_t *part)
+double loom_graph_partition_ranges(const uint64_t *outd, const uint64_t *ind, uint64_t n,
+                                   int workers, double vertex_weight, uint64_t *bounds)
 {
-    uint64_t n = b->n;
     double arcs = 0;
     for (uint64_t v = 0; v < n; v++)
         arcs += (double)outd[v] + (double)(ind ? ind[v] : outd[v]);
     /* Auto: a vertex costs as much as its average arcs (out + in), so vertices
      * and arcs weigh half each; Gemini's fixed alpha = 8(p-1) would tie the
      * partition to the rank count, which we do not want. */
-    double vw = b->o.vertex_weight > 0 ? b->o.vertex_weight : (n ? arcs / (double)n : 1.0);
+    double vw = vertex_weight > 0 ? vertex_weight : (n ? arcs / (double)n : 1.0);
     if (vw <= 0) vw = 1.0;
     double total = arcs + vw * (double)n;
-    int workers = b->size == 1 ? 1 : b->size - 1;
-    int first = b->size == 1 ? 0 : 1;
-    part[0] = 0;
-    part[first] = 0;
+    bounds[0] = 0;
     uint64_t v = 0;
     double prefix = 0;
     for (int w = 1; w < workers; w++) {
@@ -237,10 +234,19 @@ static double partition(const build_t *b, const uint64_t *outd, const uint64_t *
             prefix += (double)outd[v] + (double)(ind ? ind[v] : outd[v]) + vw;
             v++;
         }
-        part[first + w] = v;
+        bounds[w] = v;
     }
-    part[b->size] = n;
+    bounds[workers] = n;
     return vw;
+}
+
+/* The job's part[] (size + 1 bounds): the master's range is empty when P >= 2. */
+static double partition(const build_t *b, const uint64_t *outd, const uint64_t *ind, uint64_t *part)
+{
+    int workers = b->size == 1 ? 1 : b->size - 1;
+    int first = b->size == 1 ? 0 : 1;
+    part[0] = 0;
+    return loom_graph_partition_ranges(outd, ind, b->n, workers, b->o.vertex_weight, part + first);
 }
 
 /* ------------------------------------------------------------------ pass 2: exchange */

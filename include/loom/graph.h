@@ -141,6 +141,15 @@ loom_status_t loom_graph_build(loom_ctx_t *ctx, loom_edge_source_t *src,
                                const loom_build_opts_t *opts, loom_graph_t **graph);
 void loom_graph_destroy(loom_graph_t **graph);
 
+/* The partition rule of loom_graph_build, for tools that model partitions
+ * without building them: `workers` contiguous ranges of [0, n) balanced by
+ * cost(v) = outd[v] + ind[v] + vw, where vw = vertex_weight, or the mean
+ * out + in degree when vertex_weight <= 0 (ind may be NULL: then outd counts
+ * twice, as for an undirected graph). Writes workers + 1 bounds; returns vw.
+ * Not collective; thread-safe. */
+double loom_graph_partition_ranges(const uint64_t *outd, const uint64_t *ind, uint64_t n,
+                                   int workers, double vertex_weight, uint64_t *bounds);
+
 /* The rank that owns vertex v (binary search over part). Thread-safe. */
 int loom_graph_owner(const loom_graph_t *g, uint64_t v);
 static inline uint64_t loom_graph_local_vertices(const loom_graph_t *g) { return g->hi - g->lo; }

@@ -26,37 +26,8 @@
  *           receives 8 (n - n_w) bytes and contributes its 8 n_w.
  *
  * At R >= 2 ranks it checks that the rule below gives exactly the ranges the
- * real build chose (g->part) for R - 1 workers, and exits 1 if not. io/csr.c
- * keeps its partition function static, so this file carries a copy of the rule;
- * the check is what keeps the copy honest. */
-
-/* The rule of io/csr.c partition(): contiguous ranges over W workers balanced
- * by cost(v) = out(v) + in(v) + vw, vw = (sum of out + in) / n unless given.
- * Same operations in the same order, so the same doubles and the same bounds.
- * part has W + 1 entries. */
-static double partition_rule(const uint64_t *outd, const uint64_t *ind, uint64_t n, int W,
-                             double vertex_weight, uint64_t *part)
-{
-    double arcs = 0;
-    for (uint64_t v = 0; v < n; v++)
-        arcs += (double)outd[v] + (double)ind[v];
-    double vw = vertex_weight > 0 ? vertex_weight : (n ? arcs / (double)n : 1.0);
-    if (vw <= 0) vw = 1.0;
-    double total = arcs + vw * (double)n;
-    part[0] = 0;
-    uint64_t v = 0;
-    double prefix = 0;
-    for (int w = 1; w < W; w++) {
-        double target = total * (double)w / (double)W;
-        while (v < n && prefix < target) {
-            prefix += (double)outd[v] + (double)ind[v] + vw;
-            v++;
-        }
-        part[w] = v;
-    }
-    part[W] = n;
-    return vw;
-}
+ * real build chose (g->part) for R - 1 workers, and exits 1 if not: the rule is
+ * loom_graph_partition_ranges, the one loom_graph_build calls. */
 
 /* Global out- and in-degree arrays on every rank (allgathered). */
 static loom_status_t global_degrees(loom_ctx_t *ctx, const loom_graph_t *g, uint64_t **outd,
@@ -121,7 +92,7 @@ static loom_status_t model_one(loom_ctx_t *ctx, const loom_graph_t *g, const uin
     uint32_t *stamp = malloc((size_t)nt * (n ? n : 1) * sizeof *stamp);
     if (!part || !owner || !sent || !cut || !recv || !stamp)
         return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory modelling %d parts", W);
-    double vw = partition_rule(outd, ind, n, W, vweight, part);
+    double vw = loom_graph_partition_ranges(outd, ind, n, W, vweight, part);
     for (int w = 0; w < W; w++)
         for (uint64_t v = part[w]; v < part[w + 1]; v++)
             owner[v] = (uint32_t)w;
@@ -221,7 +192,7 @@ static loom_status_t run(loom_ctx_t *ctx, int argc, char **argv)
             st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
             goto out;
         }
-        partition_rule(outd, ind, g->num_vertices, W, vweight, part);
+        loom_graph_partition_ranges(outd, ind, g->num_vertices, W, vweight, part);
         int same = 1;
         for (int w = 0; w <= W; w++)
             same &= part[w] == g->part[w + 1];
@@ -237,7 +208,7 @@ static loom_status_t run(loom_ctx_t *ctx, int argc, char **argv)
         free(part);
         if (!same)
             st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL,
-                            "the copied partition rule differs "
+                            "the partition rule differs "
                             "from io/csr.c's choice");
         goto out;
     }
