@@ -23,7 +23,8 @@ static const loom_option_t options[] = {
      "redistribute|ignore", 0, 0, 0},
     {"out", LOOM_OPT_STRING, NULL, "write scores: .h5 dataset /pagerank, else vertex<TAB>score",
      NULL, 0, 0, 0},
-    {"top", LOOM_OPT_INT, "0", "print the K highest-ranked vertices", NULL, 1, 0, 1e6},
+    {"top", LOOM_OPT_INT, "0", "print the N highest-ranked vertices (rank, vertex, score)", NULL, 1,
+     0, 1e6},
     LOOM_PREGEL_OPTIONS,
     {NULL, LOOM_OPT_END, NULL, NULL, NULL, 0, 0, 0},
 };
