@@ -53,7 +53,7 @@ for kind in undirected directed; do
     fi
     echo
     echo "## kron:$SCALE $kind ($g)"
-    printf "%-34s %s\n" "system" "s/iteration median  min-max   (arcs/s, peak RSS per rank)"
+    printf "%-34s %s\n" "system" "s/iteration median  min-max   (last repetition: arcs/s, peak RSS per rank)"
     declare -A res=()
     extra1="" extra3=""
     for rep in $(seq "$REPS"); do
