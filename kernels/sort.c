@@ -16,7 +16,8 @@ uint64_t loom_sort_prefix(const void *key, size_t klen)
 
 int loom_sort_cmp_bytes(const void *a, size_t alen, const void *b, size_t blen)
 {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0; /* empty keys may come with NULL pointers */
     if (c) return c;
     return (alen > blen) - (alen < blen);
 }

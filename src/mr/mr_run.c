@@ -273,7 +273,7 @@ int loom_mr_values_next(loom_mr_values_t *it, const void **val, size_t *len)
         if (it->st != LOOM_OK) return 0;
     }
     mr_reader_t *t = mr_merge_top(it->m);
-    if (!t || t->klen != it->klen || memcmp(t->key, it->key, it->klen) != 0) return 0;
+    if (!t || t->klen != it->klen || (it->klen && memcmp(t->key, it->key, it->klen) != 0)) return 0;
     *val = t->val;
     *len = t->vlen;
     it->need_pop = 1;

@@ -169,7 +169,7 @@ static loom_status_t new_entry(mr_store_t *st, uint32_t part, uint64_t hash, con
     e->part = part;
     e->klen = (uint32_t)klen;
     e->vlen = (uint32_t)vlen;
-    memcpy(e->ikey, k, klen < sizeof e->ikey ? klen : sizeof e->ikey);
+    if (klen) memcpy(e->ikey, k, klen < sizeof e->ikey ? klen : sizeof e->ikey);
     LOOM_TRY(arena_put(st, k, klen, &e->koff));
     if (vlen <= sizeof e->ival) {
         e->vcap = 0;
@@ -223,9 +223,9 @@ static loom_status_t combine_entry(mr_store_t *st, mr_entry_t *e, const void *v,
     size_t n = st->scratch.len;
     if (n > UINT32_MAX) return LOOM_ERROR(eng->ctx, LOOM_ERR_USAGE, "a value of 4 GiB or more");
     if (e->vcap == 0 && n <= sizeof e->ival) {
-        memcpy(&e->ival, st->scratch.data, n);
+        if (n) memcpy(&e->ival, st->scratch.data, n);
     } else if (e->vcap && n <= e->vcap) {
-        memcpy(st->arena + e->voff, st->scratch.data, n);
+        if (n) memcpy(st->arena + e->voff, st->scratch.data, n);
     } else {
         /* The old value's bytes stay in the arena until the next spill. */
         LOOM_TRY(arena_put(st, st->scratch.data, n, &e->voff));
@@ -709,7 +709,7 @@ loom_status_t mr_merge_next_combined(mr_engine_t *eng, mr_merge_t *m, mr_buf_t *
     LOOM_TRY(mr_merge_pop(ctx, m));
     if (eng->job->combine) {
         while ((t = mr_merge_top(m)) && t->klen == kb->len &&
-               memcmp(t->key, kb->data, kb->len) == 0) {
+               (kb->len == 0 || memcmp(t->key, kb->data, kb->len) == 0)) {
             LOOM_TRY(mr_combine_into(eng, kb->data, kb->len, vb, t->val, t->vlen));
             LOOM_TRY(mr_merge_pop(ctx, m));
         }
