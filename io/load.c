@@ -1,8 +1,8 @@
 /* Open a graph from a path or generator spec and build it, as graph commands do. */
 #include "loom/graph.h"
 
-loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts_t *opts,
-                              int want_in_edges, loom_graph_t **graph)
+loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts_t *opts, int flags,
+                              loom_graph_t **graph)
 {
     *graph = NULL;
     loom_format_t fmt = LOOM_FMT_AUTO;
@@ -16,10 +16,11 @@ loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts
     if (st != LOOM_OK) return st;
 
     loom_build_opts_t b = {
-        .undirected = loom_opt_flag(opts, "undirected") || !loom_source_directed(src),
-        .drop_self_loops = loom_opt_flag(opts, "drop-self-loops"),
-        .drop_duplicates = loom_opt_flag(opts, "drop-duplicates"),
-        .want_in_edges = want_in_edges,
+        .undirected = loom_opt_flag(opts, "undirected") || !loom_source_directed(src) ||
+                      (flags & LOOM_LOAD_UNDIRECTED),
+        .drop_self_loops = loom_opt_flag(opts, "drop-self-loops") || (flags & LOOM_LOAD_SIMPLE),
+        .drop_duplicates = loom_opt_flag(opts, "drop-duplicates") || (flags & LOOM_LOAD_SIMPLE),
+        .want_in_edges = (flags & LOOM_LOAD_IN_EDGES) != 0,
         .vertex_weight = loom_opt_double(opts, "vertex-weight"),
     };
     loom_timer_start(ctx, "build");

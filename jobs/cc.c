@@ -38,40 +38,6 @@ static void cc_compute(loom_vertex_t *v, const void *msgs, size_t nmsgs, void *u
     loom_vertex_vote_halt(v);
 }
 
-/* Like loom_graph_load, but always symmetric: weak components need both directions. */
-static loom_status_t load_undirected(loom_ctx_t *ctx, const char *spec, const loom_opts_t *opts,
-                                     loom_graph_t **g)
-{
-    loom_format_t fmt = LOOM_FMT_AUTO;
-    const char *fname = loom_opt_string(opts, "format");
-    if (fname && loom_format_parse(fname, &fmt) != 0)
-        return loom_agree(ctx, loom_comm(ctx),
-                          LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--format: unknown format '%s'", fname));
-    loom_edge_source_t *src = NULL;
-    loom_timer_start(ctx, "read");
-    loom_status_t st = loom_source_open(ctx, spec, fmt, &src);
-    loom_timer_stop(ctx, "read");
-    st = loom_agree(ctx, loom_comm(ctx), st);
-    if (st != LOOM_OK) return st;
-    loom_build_opts_t b = {
-        .undirected = 1,
-        .drop_self_loops = 1,
-        .drop_duplicates = 1,
-        .want_in_edges = 0,
-        .vertex_weight = loom_opt_double(opts, "vertex-weight"),
-    };
-    loom_timer_start(ctx, "build");
-    st = loom_graph_build(ctx, src, &b, g);
-    loom_timer_stop(ctx, "build");
-    loom_source_destroy(&src);
-    if (st == LOOM_OK) {
-        loom_summary_string(ctx, "graph", spec);
-        loom_summary_int(ctx, "vertices", (int64_t)(*g)->num_vertices);
-        loom_summary_int(ctx, "arcs", (int64_t)(*g)->num_arcs);
-    }
-    return st;
-}
-
 static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
 {
     const char *spec = loom_opts_arg(opts, 0);
@@ -79,7 +45,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                           "cc needs one graph (a file or a spec like kron:16)");
     loom_graph_t *g = NULL;
-    LOOM_TRY(load_undirected(ctx, spec, opts, &g));
+    /* Weak components need both directions; loops and duplicates change nothing. */
+    LOOM_TRY(loom_graph_load(ctx, spec, opts, LOOM_LOAD_UNDIRECTED | LOOM_LOAD_SIMPLE, &g));
     loom_pregel_program_t prog = {
         .name = "cc",
         .value_size = sizeof(uint64_t),

@@ -21,7 +21,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                           "info needs one graph (a file or a spec like kron:16)");
     loom_graph_t *g = NULL;
-    LOOM_TRY(loom_graph_load(ctx, spec, opts, 1, &g));
+    LOOM_TRY(loom_graph_load(ctx, spec, opts, LOOM_LOAD_IN_EDGES, &g));
 
     loom_timer_start(ctx, "stats");
     uint64_t nloc = loom_graph_local_vertices(g);

@@ -187,12 +187,17 @@ static inline uint64_t loom_graph_local_arcs(const loom_graph_t *g)
 loom_status_t loom_output_format(loom_ctx_t *ctx, const char *path, const char *choice,
                                  loom_format_t *fmt);
 
+/* What a command may require of the graph whatever the options say. */
+#define LOOM_LOAD_IN_EDGES 1   /* also build the in-CSR of a directed graph */
+#define LOOM_LOAD_UNDIRECTED 2 /* symmetrise (e.g. weakly connected components) */
+#define LOOM_LOAD_SIMPLE 4     /* drop self-loops and duplicate arcs */
+
 /* Open `spec` (a path or generator spec) and build its distributed CSR with
- * the options of LOOM_GRAPH_OPTION_ROWS; `want_in_edges` also builds the
- * in-CSR of a directed graph. Records the "read"/"build" phases and the graph's
- * size in the summary. Collective; agrees on failure. */
+ * the options of LOOM_GRAPH_OPTION_ROWS plus what `flags` (LOOM_LOAD_*)
+ * requires. Records the "read"/"build" phases and the graph's size in the
+ * summary. Collective; agrees on failure. */
 loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts_t *opts,
-                              int want_in_edges, loom_graph_t **graph);
+                              int flags, loom_graph_t **graph);
 
 /* ------------------------------------------------------------------ writers */
 

@@ -7,5 +7,7 @@
 #include "loom/runtime.h"
 #include "loom/graph.h"
 #include "loom/job.h"
+#include "loom/pregel.h"
+#include "loom/mr.h"
 
 #endif
