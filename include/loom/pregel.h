@@ -112,9 +112,11 @@ typedef struct loom_pregel loom_pregel_t;
 #define LOOM_PREGEL_OPTIONS \
     {"max-supersteps", LOOM_OPT_INT, "1000000", "stop after this many supersteps", NULL, 1, 1, \
      1e12}, \
-    {"checkpoint-every", LOOM_OPT_INT, "0", "write a checkpoint every K supersteps (0: never)", \
-     NULL, 1, 0, 1e12}, \
-    {"checkpoint-dir", LOOM_OPT_STRING, NULL, "directory for checkpoints", NULL, 0, 0, 0}, \
+    {"checkpoint-every", LOOM_OPT_INT, "0", \
+     "write a checkpoint every K supersteps (0: only on a signal)", NULL, 1, 0, 1e12}, \
+    {"checkpoint-dir", LOOM_OPT_STRING, NULL, \
+     "directory for checkpoints; SIGUSR1 or SIGTERM then checkpoints and stops (exit 75)", \
+     NULL, 0, 0, 0}, \
     {"restart", LOOM_OPT_STRING, NULL, "resume from the newest checkpoint in DIR", NULL, 0, 0, 0}, \
     {"inject-fault", LOOM_OPT_STRING, NULL, \
      "abort-worker:W@superstep:N makes worker W (mod workers) abort in superstep N (testing)", \
@@ -145,7 +147,18 @@ void loom_pregel_set_max_supersteps(loom_pregel_t *pg, int64_t n);
  * the master compute stops, or the superstep limit is reached. Prints one
  * progress line per superstep on rank 0 (unless --quiet), records the phase
  * timers "pregel-compute" and "pregel-exchange" and the summary fields "supersteps" and
- * "messages". Collective over the job communicator; agrees on failure. */
+ * "messages". Collective over the job communicator; agrees on failure.
+ *
+ * With a checkpoint directory configured, the run installs handlers for
+ * SIGUSR1 and SIGTERM (restoring the previous ones before it returns) that
+ * only note the signal. The note travels in the superstep's reduction, so one
+ * signalled rank is enough and all ranks stop at the same superstep: unless
+ * the run ends at that superstep anyway, it writes a checkpoint exactly as
+ * the periodic ones (atomically) and returns LOOM_ERR_INTERRUPTED with
+ * "checkpointed at superstep N on signal SIGUSR1; resume with --restart DIR".
+ * A signal that arrives before the run starts (while loading the graph) has
+ * its usual effect. Not for concurrent runs in one process (signals are
+ * per process). */
 loom_status_t loom_pregel_run(loom_pregel_t *pg);
 
 /* This rank's vertex values (loom_graph_local_vertices(g) of value_size

@@ -22,6 +22,11 @@ typedef enum loom_status {
     LOOM_ERR_MPI,      /* an MPI call failed */
     LOOM_ERR_FAULT,    /* an injected fault or a lost worker */
     LOOM_ERR_INTERNAL, /* a broken invariant: a bug in Loom */
+    /* Not a failure of the work: the run stopped on request (SIGUSR1 or
+     * SIGTERM, e.g. Slurm's preemption warning) after saving a complete
+     * checkpoint, and can be resumed from it. The `loom` command exits with
+     * 75 (EX_TEMPFAIL) so a batch script can tell it from a real error. */
+    LOOM_ERR_INTERRUPTED,
     LOOM_STATUS_COUNT
 } loom_status_t;
 

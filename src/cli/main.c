@@ -35,10 +35,11 @@ static const loom_job_t *find_job(const char *name)
     return NULL;
 }
 
-/* Exit codes: 0 success, 2 usage errors, 1 every other failure. */
+/* Exit codes: 0 success, 2 usage errors, 75 (EX_TEMPFAIL) a run that stopped
+ * on a signal after checkpointing (resumable), 1 every other failure. */
 static int exit_code(loom_status_t st)
 {
-    return st == LOOM_OK ? 0 : st == LOOM_ERR_USAGE ? 2 : 1;
+    return st == LOOM_OK ? 0 : st == LOOM_ERR_USAGE ? 2 : st == LOOM_ERR_INTERRUPTED ? 75 : 1;
 }
 
 int main(int argc, char **argv)

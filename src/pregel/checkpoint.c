@@ -158,6 +158,36 @@ static long long newest(const char *dir)
     return best;
 }
 
+/* Remove the checkpoints older than the newest one before `latest`: two
+ * complete ones stay, whether they were written periodically or on a signal
+ * (whose superstep need not be a multiple of --checkpoint-every). */
+static void prune(const char *dir, long long latest)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    long long prev = -1;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long long s;
+        int used = 0;
+        if (sscanf(de->d_name, "ckpt-%lld.h5%n", &s, &used) == 1 && de->d_name[used] == '\0' &&
+            s < latest && s > prev)
+            prev = s;
+    }
+    rewinddir(d);
+    while ((de = readdir(d))) {
+        long long s;
+        int used = 0;
+        if (sscanf(de->d_name, "ckpt-%lld.h5%n", &s, &used) == 1 && de->d_name[used] == '\0' &&
+            s < prev) {
+            char old[4096];
+            snprintf(old, sizeof old, "%s/%s", dir, de->d_name);
+            unlink(old);
+        }
+    }
+    closedir(d);
+}
+
 loom_status_t loom_pregel_checkpoint_write(loom_pregel_t *pg)
 {
     loom_ctx_t *ctx = pg->ctx;
@@ -223,12 +253,7 @@ loom_status_t loom_pregel_checkpoint_write(loom_pregel_t *pg)
         if (st == LOOM_OK && rename(tmp, path) != 0)
             st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot rename the checkpoint into place", path);
         if (st != LOOM_OK) unlink(tmp);
-        if (st == LOOM_OK && pg->superstep > 2 * pg->ckpt_every) {
-            char old[4096];
-            snprintf(old, sizeof old, "%s/" CKPT_FMT, pg->ckpt_dir,
-                     (long long)(pg->superstep - 2 * pg->ckpt_every));
-            unlink(old);
-        }
+        if (st == LOOM_OK) prune(pg->ckpt_dir, pg->superstep);
     }
     return loom_agree(ctx, pg->comm, st);
 }

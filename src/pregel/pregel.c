@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,7 +408,7 @@ loom_status_t loom_pregel_configure(loom_pregel_t *pg, const loom_opts_t *o)
     pg->restart_dir = dup_or_null(loom_opt_string(o, "restart"));
     if (pg->ckpt_every > 0 && !pg->ckpt_dir)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--checkpoint-every needs --checkpoint-dir");
-    if (pg->ckpt_dir && pg->ckpt_every == 0) pg->ckpt_every = 1;
+    /* A directory without --checkpoint-every: checkpoints only on a signal. */
     const char *ex = loom_opt_string(o, "pregel-exchange");
     pg->exchange_mode = !ex || !strcmp(ex, "auto") ? LOOM_EXCHANGE_AUTO
                         : !strcmp(ex, "dense")     ? LOOM_EXCHANGE_DENSE
@@ -834,7 +835,51 @@ static loom_status_t prepare_pull(loom_pregel_t *pg)
 
 /* ---------------------------------------------------------------- the superstep loop */
 
-enum { ST_ACTIVE = 0, ST_NPUB, ST_PUBARCS, ST_SPARSE, ST_FAILED, ST_FIXED };
+enum { ST_ACTIVE = 0, ST_NPUB, ST_PUBARCS, ST_SPARSE, ST_FAILED, ST_SIGUSR1, ST_SIGTERM, ST_FIXED };
+
+/* ---------------------------------------------------------------- stop on a signal */
+
+/* Set by the handler, read once per superstep. A handler may do nothing but
+ * store to a volatile sig_atomic_t, and signals are per process, so this is
+ * the one piece of file-scope mutable state in the engine. */
+static volatile sig_atomic_t stop_signal;
+
+static const int stop_signals[LOOM_PREGEL_NSIG] = {SIGUSR1, SIGTERM};
+
+static void on_stop_signal(int signo)
+{
+    stop_signal = signo;
+}
+
+/* With a checkpoint directory, catch SIGUSR1 and SIGTERM for the run so that
+ * a preempted job saves its state instead of dying. Without one there is
+ * nothing to save, and the signals keep their usual meaning. */
+static void arm_signals(loom_pregel_t *pg)
+{
+    if (!pg->ckpt_dir || pg->sig_armed) return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* MPI's and HDF5's system calls carry on */
+    stop_signal = 0;
+    for (int i = 0; i < LOOM_PREGEL_NSIG; i++)
+        if (sigaction(stop_signals[i], &sa, &pg->sig_old[i]) != 0) {
+            /* Cannot fail for these signals; if it did, keep the old ones. */
+            for (int j = 0; j < i; j++)
+                sigaction(stop_signals[j], &pg->sig_old[j], NULL);
+            return;
+        }
+    pg->sig_armed = 1;
+}
+
+static void disarm_signals(loom_pregel_t *pg)
+{
+    if (!pg->sig_armed) return;
+    for (int i = 0; i < LOOM_PREGEL_NSIG; i++)
+        sigaction(stop_signals[i], &pg->sig_old[i], NULL);
+    pg->sig_armed = 0;
+}
 
 /* Reduce the superstep's counters and aggregators over all ranks. The master
  * has nothing to add and waits without spinning. */
@@ -861,6 +906,11 @@ static loom_status_t reduce_step(loom_pregel_t *pg, int failed, double *sums)
         loc[ST_SPARSE] += (double)pg->tstat[t].sparse;
     }
     loc[ST_FAILED] = failed;
+    /* Read once: the same value goes to every rank through the reduction, so
+     * all of them stop at this superstep even if only one was signalled. */
+    int sig = pg->sig_armed ? stop_signal : 0;
+    loc[ST_SIGUSR1] = sig == SIGUSR1;
+    loc[ST_SIGTERM] = sig == SIGTERM;
     int nsum = ST_FIXED + p->naggs;
     MPI_Request req[2];
     int nreq = 0;
@@ -936,7 +986,7 @@ static void maybe_fault(loom_pregel_t *pg)
     abort();
 }
 
-loom_status_t loom_pregel_run(loom_pregel_t *pg)
+static loom_status_t run_supersteps(loom_pregel_t *pg)
 {
     loom_ctx_t *ctx = pg->ctx;
     loom_status_t st = LOOM_OK;
@@ -1013,13 +1063,25 @@ loom_status_t loom_pregel_run(loom_pregel_t *pg)
         step.seconds = loom_wtime() - t0;
         progress(pg, &step, stop ? "final" : mode);
         pg->superstep++;
+        /* A run that ends here anyway has lost nothing: finish it. */
         if (stop) break;
-        if (pg->ckpt_every > 0 && pg->superstep % pg->ckpt_every == 0) {
+        const char *signame = sums[ST_SIGUSR1] > 0   ? "SIGUSR1"
+                              : sums[ST_SIGTERM] > 0 ? "SIGTERM"
+                                                     : NULL;
+        if (signame || (pg->ckpt_every > 0 && pg->superstep % pg->ckpt_every == 0)) {
             loom_timer_start(ctx, "pregel-checkpoint");
             st = loom_agree(ctx, pg->comm, pending);
             if (st == LOOM_OK) st = loom_pregel_checkpoint_write(pg);
             loom_timer_stop(ctx, "pregel-checkpoint");
             if (st != LOOM_OK) return st;
+        }
+        if (signame) {
+            loom_summary_int(ctx, "supersteps", pg->superstep);
+            loom_summary_int(ctx, "messages", (int64_t)pg->total_messages);
+            return LOOM_ERROR(
+                ctx, LOOM_ERR_INTERRUPTED,
+                "checkpointed at superstep %lld on signal %s; resume with --restart %s",
+                (long long)pg->superstep, signame, pg->ckpt_dir);
         }
     }
     st = loom_agree(ctx, pg->comm, pending);
@@ -1027,4 +1089,12 @@ loom_status_t loom_pregel_run(loom_pregel_t *pg)
     loom_summary_int(ctx, "supersteps", pg->superstep);
     loom_summary_int(ctx, "messages", (int64_t)pg->total_messages);
     return LOOM_OK;
+}
+
+loom_status_t loom_pregel_run(loom_pregel_t *pg)
+{
+    arm_signals(pg);
+    loom_status_t st = run_supersteps(pg);
+    disarm_signals(pg);
+    return st;
 }

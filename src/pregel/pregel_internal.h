@@ -2,9 +2,15 @@
 #ifndef LOOM_PREGEL_INTERNAL_H
 #define LOOM_PREGEL_INTERNAL_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "loom/pregel.h"
+
+/* Signals that make a run with a checkpoint directory save its state and stop:
+ * SIGUSR1 (a user's or a batch script's request) and SIGTERM (what Slurm sends
+ * at a time limit or preemption, KillWait seconds before SIGKILL). */
+#define LOOM_PREGEL_NSIG 2
 
 /* A growable byte buffer of message records, one per (thread, destination worker). */
 typedef struct loom_msgbuf {
@@ -70,6 +76,10 @@ struct loom_pregel {
     char *ckpt_dir, *restart_dir;
     int fault_worker;
     int64_t fault_step;
+
+    /* The handlers loom_pregel_run replaced, restored when it returns. */
+    int sig_armed;
+    struct sigaction sig_old[LOOM_PREGEL_NSIG];
 };
 
 /* Deliver message records (dst, message) addressed to this rank's vertices:

@@ -14,6 +14,7 @@ static const char *const status_names[LOOM_STATUS_COUNT] = {
     [LOOM_ERR_MPI] = "MPI error",
     [LOOM_ERR_FAULT] = "fault",
     [LOOM_ERR_INTERNAL] = "internal error",
+    [LOOM_ERR_INTERRUPTED] = "interrupted",
 };
 
 const char *loom_status_name(loom_status_t st)

@@ -1,7 +1,7 @@
 #!/bin/bash
-# Pregel checkpoints: a run killed by an injected worker fault and restarted
-# (at the same and at another rank count) gives the same result as an
-# uninterrupted run.
+# Pregel checkpoints: a run killed by an injected worker fault, or stopped by
+# SIGUSR1/SIGTERM (checkpoint on signal), and restarted gives the same result
+# as an uninterrupted run.
 set -u
 : "${LOOM:?}" "${LOOM_TMP:?}"
 MPX=${LOOM_MPIEXEC:-}
@@ -52,6 +52,48 @@ for job in pagerank cc sssp; do
     $OTHER "$LOOM" $job "${args[@]}" --quiet --restart "$d" --out "$T/$job-other.txt" ||
         die "$job: restart at another rank count failed"
     same "$T/$job-ref.txt" "$T/$job-other.txt" || die "$job: restart at another rank count differs"
+done
+
+# Checkpoint on a signal, with --checkpoint-dir alone (no periodic ones):
+# SIGUSR1 to the launcher (mpiexec forwards it to every rank), then SIGTERM to
+# one rank only (the last one, a worker: the others learn of it in the
+# superstep's reduction). Either way the run checkpoints at a superstep, exits
+# 75 naming it, writes no result, and --restart finishes with the reference scores.
+sargs=(kron:16 --iters 1000)
+$MPX "$LOOM" pagerank "${sargs[@]}" --quiet --out "$T/sig-ref.txt" || die "signal: reference run"
+for how in usr1-launcher term-rank; do
+    d=$T/sig-$how
+    log=$T/sig-$how.log
+    $MPX "$LOOM" pagerank "${sargs[@]}" --checkpoint-dir "$d" --out "$T/sig-$how-never.txt" \
+        >"$log" 2>&1 &
+    pid=$!
+    # The handlers are in place on every rank once superstep 0 has been reduced.
+    for ((i = 0; i < 600; i++)); do
+        grep -q '^superstep 3:' "$log" && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.1
+    done
+    target=$pid
+    sig=USR1
+    if [ $how = term-rank ]; then
+        sig=TERM
+        # mpiexec forks the ranks itself; the newest child is the last rank.
+        [ -n "$MPX" ] && target=$(pgrep -n -P $pid)
+    fi
+    if [ -n "$target" ]; then kill -$sig $target; else die "signal: no rank to signal"; fi
+    wait $pid
+    rc=$?
+    [ $rc -eq 75 ] || die "signal $how: exit $rc, want 75: $(grep -v '^superstep' "$log" | tail -3)"
+    msg=$(grep -o 'checkpointed at superstep [0-9]* on signal SIG[A-Z0-9]*; resume with --restart .*' "$log")
+    echo "$msg" | grep -q "on signal SIG$sig; resume with --restart $d\$" ||
+        die "signal $how: message '$msg'"
+    n=$(echo "$msg" | sed -n 's/^checkpointed at superstep \([0-9]*\) .*/\1/p')
+    [ "$(ls "$d")" = "ckpt-$n.h5" ] || die "signal $how: checkpoint files '$(ls "$d")', want ckpt-$n.h5"
+    [ ! -e "$T/sig-$how-never.txt" ] || die "signal $how: an interrupted run wrote its output"
+    $MPX "$LOOM" pagerank "${sargs[@]}" --quiet --restart "$d" --out "$T/sig-$how-restart.txt" ||
+        die "signal $how: restart failed"
+    same "$T/sig-ref.txt" "$T/sig-$how-restart.txt" || die "signal $how: restart differs"
+    echo "signal $how: checkpointed at superstep $n, restart agrees"
 done
 
 # Restart without a checkpoint, and a checkpoint of another graph: clear errors.
