@@ -7,8 +7,9 @@
 # so a Slurm or munged already on the machine is left alone; cred_expire=5 so a
 # requeued job restarts after 5 s, not Slurm's default 120 s). Submits
 # pagerank.sbatch, wordcount.sbatch and preempt_pagerank.sbatch as users do,
-# sends the preemption warning with `scancel --signal=USR1 --batch`, polls
-# `scontrol show job`, and compares the results with networkx and
+# sends the preemption warning with `scancel --signal=USR1 --batch` (the
+# script forwards it to the ranks, which checkpoint and exit 75, and requeues),
+# polls `scontrol show job`, and compares the results with networkx and
 # collections.Counter. Every daemon it started is stopped on exit.
 set -uo pipefail
 
@@ -242,20 +243,26 @@ sys.exit(0 if got == dict(want) else 1)
 EOF
 echo "test_slurm: wordcount.sbatch job $j0 COMPLETED, counts agree ($(($(date +%s) - t_start)) s)"
 
-# 3. preempt_pagerank.sbatch: signal it once it has a checkpoint, expect a
-# requeue, a restart from the checkpoint and correct final scores.
+# 3. preempt_pagerank.sbatch (checkpoints only on the signal): signal it once
+# its ranks are computing, expect a checkpoint at the superstep the signal
+# reached them, a requeue, a restart from exactly that superstep and correct
+# final scores.
 ckpt=$base/jobs/ckpt
+out2=
 j2=$(sbatch --parsable --chdir="$base/jobs" --output="$base/jobs/preempt-%j.out" \
-    --export="$common_env,GRAPH=$graph,ITERS=${LOOM_SLURM_ITERS:-8000},CKPT_EVERY=200,CKPT_DIR=$ckpt,OUT=$base/jobs/pr2.txt,EXTRA=--quiet" \
+    --export="$common_env,GRAPH=$graph,ITERS=${LOOM_SLURM_ITERS:-8000},CKPT_DIR=$ckpt,OUT=$base/jobs/pr2.txt" \
     "$src/scripts/slurm/preempt_pagerank.sbatch") || fail "sbatch preempt_pagerank.sbatch"
+out2=$base/jobs/preempt-$j2.out
+# Progress lines go to the job's log: from superstep 3 on, every rank has its
+# signal handlers in place.
 for ((i = 0; i < 300; i++)); do
-    compgen -G "$ckpt/ckpt-*.h5" >/dev/null && break
+    grep -q '^superstep 3:' "$out2" 2>/dev/null && break
     [[ $(job_field "$j2" JobState) == @(PENDING|RUNNING|CONFIGURING) ]] ||
-        fail "preempt job $j2 ended before its first checkpoint"
+        fail "preempt job $j2 ended before computing"
     sleep 0.1
 done
-compgen -G "$ckpt/ckpt-*.h5" >/dev/null || fail "no checkpoint after 30 s"
-echo "test_slurm: preempt job $j2 checkpointed ($(ls "$ckpt")); sending USR1"
+grep -q '^superstep 3:' "$out2" || fail "preempt job $j2 not computing after 30 s"
+echo "test_slurm: preempt job $j2 is computing; sending USR1"
 scancel --signal=USR1 --batch "$j2" || fail "scancel --signal=USR1 --batch $j2"
 # A requeued job waits until the credentials of its first run expire (AuthInfo
 # cred_expire, 120 s by default, 5 s here) before it may start again.
@@ -263,10 +270,14 @@ st=$(wait_job "$j2" 90)
 restarts=$(job_field "$j2" Restarts)
 [[ $st == COMPLETED ]] || fail "preempt job $j2 ended $st (restarts $restarts)"
 ((restarts >= 1)) || fail "preempt job $j2 completed without being requeued (Restarts=$restarts)"
-out2=$base/jobs/preempt-$j2.out
 grep -q 'got SIGUSR1' "$out2" || fail "preempt job did not see the signal"
-grep -q 'resuming from' "$out2" || fail "requeued job did not resume from a checkpoint"
+at=$(sed -n 's/.*checkpointed at superstep \([0-9]*\) on signal SIGUSR1; resume with --restart.*/\1/p' "$out2" | head -1)
+[[ -n $at ]] || fail "loom did not report a checkpoint on SIGUSR1"
+grep -q "resuming from $ckpt/ckpt-$at.h5" "$out2" || fail "requeued job did not resume from ckpt-$at.h5"
+grep -q "restarting from .*ckpt-$at.h5 (superstep $at)" "$out2" ||
+    fail "loom did not restart from superstep $at"
 compare "$base/jobs/pr2.txt" converged || fail "preempted job's scores differ from networkx"
-echo "test_slurm: preempt_pagerank.sbatch job $j2 requeued $restarts time(s), resumed, scores agree"
+echo "test_slurm: preempt_pagerank.sbatch job $j2 checkpointed at superstep $at on SIGUSR1," \
+    "requeued $restarts time(s), resumed from it, scores agree"
 
 echo "test_slurm: PASS in $(($(date +%s) - t_start)) s"
