@@ -409,7 +409,7 @@ loom_status_t loom_pregel_configure(loom_pregel_t *pg, const loom_opts_t *o)
     if (pg->ckpt_every > 0 && !pg->ckpt_dir)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--checkpoint-every needs --checkpoint-dir");
     /* A directory without --checkpoint-every: checkpoints only on a signal. */
-    const char *ex = loom_opt_string(o, "pregel-exchange");
+    const char *ex = loom_opt_string(o, "exchange");
     pg->exchange_mode = !ex || !strcmp(ex, "auto") ? LOOM_EXCHANGE_AUTO
                         : !strcmp(ex, "dense")     ? LOOM_EXCHANGE_DENSE
                                                    : LOOM_EXCHANGE_SPARSE;
