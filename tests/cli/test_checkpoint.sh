@@ -59,7 +59,7 @@ done
 # one rank only (the last one, a worker: the others learn of it in the
 # superstep's reduction). Either way the run checkpoints at a superstep, exits
 # 75 naming it, writes no result, and --restart finishes with the reference scores.
-sargs=(kron:16 --iters 1000)
+sargs=(kron:16 --iters 300)
 $MPX "$LOOM" pagerank "${sargs[@]}" --quiet --out "$T/sig-ref.txt" || die "signal: reference run"
 for how in usr1-launcher term-rank; do
     d=$T/sig-$how
