@@ -23,6 +23,18 @@ extern "C" {
  * max_record bytes is refused with LOOM_ERR_FORMAT naming file and line.
  * Refusals happen before any output is created.
  *
+ * Element inputs. `FILE:/DATASET` (e.g. data.h5:/g/x; any input holding ":/"
+ * that is not itself an existing path) is a 1-D numeric HDF5
+ * dataset (any integer or float type); `gen:N` generates N records. Both are
+ * split into map tasks of element ranges (split_size / 8 elements each; HDF5
+ * hyperslabs read independently by the worker that runs the task) and hand map
+ * one record per element: data is the element as decimal text (signed or
+ * unsigned integers in full, floats with "%.17g", so the bits round-trip;
+ * gen:N gives the index 0 ... N-1), offset is the element index and line is
+ * index + 1 with job->line_numbers. Such records go through any text map
+ * function unchanged. A missing file or dataset, a dataset that is not 1-D or
+ * not integer/float is refused with one error naming file and dataset.
+ *
  * Keys and values are byte strings with size_t lengths. Within one reduce
  * partition keys are grouped and presented in byte order (memcmp, a shorter
  * prefix first), which is the order of `LC_ALL=C sort`. */
@@ -78,7 +90,8 @@ typedef struct loom_mr_job {
     const char *name;          /* for progress and the summary ("wordcount") */
     const char *const *inputs; /* files, directories, glob patterns */
     int ninputs;
-    const char *output; /* output directory: part-00000 ... and _SUCCESS */
+    const char *output; /* output directory: part-00000 ... and _SUCCESS; or a name
+                           ending in .h5/.hdf5: one HDF5 file (see loom_mr_run) */
 
     loom_mr_map_fn map;             /* required */
     loom_mr_combine_fn combine;     /* optional */
@@ -121,7 +134,14 @@ typedef struct loom_mr_result {
  * rank succeeded (with `_SUCCESS` written last). On any failure no output
  * directory is left and every rank returns the same status, with the message on
  * rank 0. Adds the job's counts and phase timers ("plan", "map", "shuffle",
- * "reduce") to the run summary. `result` may be NULL. */
+ * "reduce") to the run summary. `result` may be NULL.
+ * With an output named *.h5 or *.hdf5 the part files go to a scratch directory
+ * beside it and rank 0 then writes one HDF5 file (atomically, like a
+ * directory) holding two 1-D variable-length string datasets of equal length,
+ * /keys and /values: every output line split at its first TAB (LOOM_MR_OUT_KEY:
+ * values are ""; LOOM_MR_OUT_VALUE: keys are ""), in partition order and key
+ * order within a partition, i.e. the order of the part files concatenated.
+ * Strings end at a NUL byte. h5py reads them as bytes objects. */
 loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_result_t *result);
 
 /* ------------------------------------------------------------------ emitting */
@@ -181,7 +201,7 @@ loom_status_t loom_mr_emit_words(loom_mr_emit_t *out, const char *s, size_t len,
 
 /* The options every MapReduce command accepts, to be listed in a job's table
  * with LOOM_MR_OPTION_ROWS:
- *   --out DIR            output directory (required)
+ *   --out DIR            output directory (required), or FILE.h5 for HDF5
  *   --reducers R         reduce partitions (default: number of workers)
  *   --split-size SIZE    bytes per map task (K/M/G suffixes)
  *   --memory SIZE        buffer budget per rank; past it, sorted runs spill

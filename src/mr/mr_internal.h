@@ -244,6 +244,26 @@ loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_bu
                           int64_t *records);
 void mr_plan_free(mr_engine_t *eng);
 
+/* ------------------------------------------------------------------ element inputs (mr_input.c)
+ * An input spec FILE:/DATASET is a 1-D numeric HDF5 dataset, gen:N a generator
+ * of N records; their tasks count elements (off, len) instead of bytes. */
+
+enum { MR_IN_TEXT = 0, MR_IN_H5, MR_IN_GEN };
+int mr_input_kind(const char *spec);
+/* Number of elements; refuses a missing, non-1-D or non-numeric dataset. */
+loom_status_t mr_input_count(loom_ctx_t *ctx, const char *spec, uint64_t *n);
+/* Elements [first, first + count) as text records, one per line, into out. */
+loom_status_t mr_input_read(loom_ctx_t *ctx, const char *spec, uint64_t first, uint64_t count,
+                            mr_buf_t *out);
+
+/* HDF5 output (mr_h5out.c): is `path` an HDF5 output name (*.h5, *.hdf5)? */
+int mr_output_is_h5(const char *path);
+/* Rank 0: the text lines of dir/part-* (partition order) split at their first
+ * TAB into the string datasets /keys and /values of a new file h5path. */
+loom_status_t mr_h5_from_parts(mr_engine_t *eng, const char *dir, const char *h5path);
+/* Delete dir/part-00000 ... and dir itself. */
+void mr_parts_remove(const char *dir, int nparts);
+
 /* ------------------------------------------------------------------ phases */
 
 /* The map phase, collective over loom_comm in the sense that every rank takes

@@ -74,9 +74,11 @@ static loom_status_t run_task(mr_engine_t *eng, mapper_t *mp, int64_t t, int64_t
     const mr_task_t *tk = &eng->tasks[t];
     const char *d = (const char *)mp->in.data;
     int nt = mp->nx + 1;
-    if (nt == 1 || tk->len < ((size_t)1 << 18)) {
+    /* element inputs (HDF5, gen:) map on one thread: their offsets count elements */
+    if (nt == 1 || tk->len < ((size_t)1 << 18) ||
+        mr_input_kind(eng->files[tk->file]) != MR_IN_TEXT) {
         loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = &mp->stage};
-        loom_status_t st = mr_map_records(eng, t, d, tk->len, tk->off, tk->line0, &em, records);
+        loom_status_t st = mr_map_records(eng, t, d, mp->in.len, tk->off, tk->line0, &em, records);
         *pairs = em.count;
         return st;
     }

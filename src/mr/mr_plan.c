@@ -140,6 +140,8 @@ static loom_status_t expand_inputs(mr_engine_t *eng, strlist_t *files)
                 st = expand_path(ctx, g.gl_pathv[k], 1, files);
             globfree(&g);
             LOOM_TRY(st);
+        } else if (mr_input_kind(in) != MR_IN_TEXT) {
+            LOOM_TRY(strlist_add(ctx, files, in)); /* checked when planned */
         } else {
             LOOM_TRY(expand_path(ctx, in, 1, files));
         }
@@ -234,6 +236,18 @@ static loom_status_t plan_master(mr_engine_t *eng)
     size_t cap = 0;
     for (uint32_t f = 0; f < eng->nfiles; f++) {
         const char *path = eng->files[f];
+        if (mr_input_kind(path) != MR_IN_TEXT) {
+            /* element ranges of about split_size bytes at 8 bytes an element */
+            uint64_t n, per = eng->split_size / 8 ? eng->split_size / 8 : 1;
+            LOOM_TRY(mr_input_count(ctx, path, &n));
+            eng->file_size[f] = n * 8;
+            eng->total_bytes += n * 8;
+            for (uint64_t s = 0; s < n; s += per) {
+                LOOM_TRY(add_task(eng, &cap, f, s, n - s < per ? n - s : per));
+                if (eng->job->line_numbers) eng->tasks[eng->ntasks - 1].line0 = s + 1;
+            }
+            continue;
+        }
         int fd = open(path, O_RDONLY);
         struct stat sb;
         if (fd < 0 || fstat(fd, &sb) != 0) {
@@ -348,6 +362,7 @@ loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, mr_buf_t *inbuf)
     loom_ctx_t *ctx = eng->ctx;
     const mr_task_t *tk = &eng->tasks[t];
     const char *path = eng->files[tk->file];
+    if (mr_input_kind(path) != MR_IN_TEXT) return mr_input_read(ctx, path, tk->off, tk->len, inbuf);
     inbuf->len = 0;
     LOOM_TRY(mr_buf_reserve(ctx, inbuf, tk->len + 1));
     int fd = open(path, O_RDONLY);
@@ -376,12 +391,13 @@ loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size
     const char *p = data, *end = p + len;
     loom_mr_record_t rec = {.file_index = tk->file, .line = line0};
     int64_t n = 0;
+    int elems = mr_input_kind(path) != MR_IN_TEXT; /* offset is the element index */
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
         rec.data = p;
         rec.len = (size_t)(e - p);
-        rec.offset = off + (uint64_t)(p - data);
+        rec.offset = off + (elems ? (uint64_t)n : (uint64_t)(p - data));
         if (rec.len > eng->max_record) {
             if (rec.line)
                 return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
@@ -405,7 +421,7 @@ loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_bu
 {
     LOOM_TRY(mr_read_task(eng, t, inbuf));
     const mr_task_t *tk = &eng->tasks[t];
-    return mr_map_records(eng, t, (const char *)inbuf->data, tk->len, tk->off, tk->line0, em,
+    return mr_map_records(eng, t, (const char *)inbuf->data, inbuf->len, tk->off, tk->line0, em,
                           records);
 }
 
@@ -422,7 +438,9 @@ static loom_status_t sample_master(mr_engine_t *eng, mr_buf_t *out)
     for (int64_t i = 0; i < want && st == LOOM_OK; i++) {
         int64_t t = i * eng->ntasks / want;
         mr_task_t saved = eng->tasks[t];
-        if (eng->tasks[t].len > (1u << 20)) {
+        if (mr_input_kind(eng->files[saved.file]) != MR_IN_TEXT) {
+            if (eng->tasks[t].len > 65536) eng->tasks[t].len = 65536;
+        } else if (eng->tasks[t].len > (1u << 20)) {
             /* shorten to whole lines within the first MiB, or skip */
             int fd = open(eng->files[saved.file], O_RDONLY);
             if (fd < 0) continue;

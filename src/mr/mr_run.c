@@ -2,6 +2,7 @@
  * output. */
 #include <errno.h>
 #include <limits.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -549,6 +550,7 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     MPI_Comm live = MPI_COMM_NULL;
     int *alive = NULL;
     int acc_init = 0;
+    char *partdir = NULL;
     loom_status_t st = engine_init(&eng, ctx, job);
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) return st;
@@ -558,7 +560,21 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     if (st == LOOM_OK && job->range_partition) st = mr_sample_bounds(&eng);
     loom_timer_stop(ctx, "plan");
     if (st != LOOM_OK) goto done;
-    LOOM_TRY_GOTO(st, loom_output_begin(ctx, comm, job->output, 1, &out), done);
+    int h5out = mr_output_is_h5(job->output);
+    LOOM_TRY_GOTO(st, loom_output_begin(ctx, comm, job->output, !h5out, &out), done);
+    if (h5out) {
+        /* part files go to a directory beside the temporary file, then into it */
+        size_t n = strlen(loom_output_path(out)) + 8;
+        partdir = malloc(n);
+        if (partdir) snprintf(partdir, n, "%s.parts", loom_output_path(out));
+        if (!partdir)
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        else if (rank == 0 && mkdir(partdir, 0777) != 0)
+            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", partdir, strerror(errno));
+        st = loom_agree(ctx, comm, st);
+        if (st != LOOM_OK) goto finish;
+    }
+    const char *dir = h5out ? partdir : loom_output_path(out);
 
     alive = calloc((size_t)size, sizeof *alive);
     if (!alive) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
@@ -580,7 +596,7 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
         goto finish;
     }
     if (live != MPI_COMM_NULL) {
-        st = shuffle_reduce(&eng, live, &acc, loom_output_path(out));
+        st = shuffle_reduce(&eng, live, &acc, dir);
     } else {
         loom_timer_start(ctx, "shuffle");
         loom_timer_stop(ctx, "shuffle");
@@ -588,8 +604,12 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
         loom_timer_stop(ctx, "reduce");
     }
     st = loom_agree(ctx, comm, st);
-    if (st == LOOM_OK && rank == 0) st = write_success(ctx, loom_output_path(out));
+    if (st == LOOM_OK && rank == 0)
+        st = h5out ? mr_h5_from_parts(&eng, partdir, loom_output_path(out))
+                   : write_success(ctx, loom_output_path(out));
 finish:
+    if (partdir && rank == 0) mr_parts_remove(partdir, eng.nparts);
+    free(partdir);
     if (acc_init) mr_store_free(&acc);
     st = loom_output_end(ctx, &out, st);
 done:
