@@ -212,7 +212,11 @@ loom_status_t loom_mr_emit_words(loom_mr_emit_t *out, const char *s, size_t len,
  *                        slow-worker:W:SECONDS (every map task on rank W takes
  *                        SECONDS longer; backup tasks near the end) */
 #define LOOM_MR_OPTION_ROWS                                                                        \
-    {"out", LOOM_OPT_STRING, NULL, "output directory (part files and _SUCCESS)", NULL, 0, 0, 0},   \
+    {                                                                                              \
+        "out", LOOM_OPT_STRING,                                                                    \
+        NULL,  "output directory (part files, _SUCCESS) or FILE.h5",                               \
+        NULL,  0,                                                                                  \
+        0,     0},                                                                                 \
         {"reducers", LOOM_OPT_INT, "0", "reduce partitions (0 = number of workers)", NULL, 1,      \
          0,          1e6},                                                                         \
         {"split-size",                                                                             \
