@@ -93,7 +93,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
 const loom_job_t loom_job_grep = {
     .name = "grep",
     .summary = "lines matching a POSIX extended regex, as file:line:text, in input order",
-    .usage = "loom grep REGEX INPUT... --out DIR [options]",
+    .usage = "loom grep REGEX INPUT... --out DIR|FILE.h5 [options]   (INPUT: file, dir, glob, "
+             "FILE.h5:/DATASET, gen:N)",
     .options = options,
     .run = run,
 };

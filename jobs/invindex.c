@@ -82,7 +82,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
 const loom_job_t loom_job_invindex = {
     .name = "invindex",
     .summary = "inverted index: each word with its sorted file:line places",
-    .usage = "loom invindex INPUT... --out DIR [options]",
+    .usage = "loom invindex INPUT... --out DIR|FILE.h5 [options]   (INPUT: file, dir, glob, "
+             "FILE.h5:/DATASET, gen:N)",
     .options = options,
     .run = run,
 };

@@ -35,7 +35,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
 const loom_job_t loom_job_sort = {
     .name = "sort",
     .summary = "sort lines in byte order (LC_ALL=C) with sampled range partitions",
-    .usage = "loom sort INPUT... --out DIR [options]",
+    .usage = "loom sort INPUT... --out DIR|FILE.h5 [options]   (INPUT: file, dir, glob, "
+             "FILE.h5:/DATASET, gen:N)",
     .options = options,
     .run = run,
 };

@@ -48,7 +48,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
 const loom_job_t loom_job_wordcount = {
     .name = "wordcount",
     .summary = "count words (maximal runs of ASCII letters/digits, lowercased) with MapReduce",
-    .usage = "loom wordcount INPUT... --out DIR [options]",
+    .usage = "loom wordcount INPUT... --out DIR|FILE.h5 [options]   (INPUT: file, dir, glob, "
+             "FILE.h5:/DATASET, gen:N)",
     .options = options,
     .run = run,
 };
