@@ -80,11 +80,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
                          .range_partition = 1,
                          .line_numbers = 1,
                          .output_mode = LOOM_MR_OUT_VALUE};
-    loom_status_t st = loom_mr_job_from_opts(ctx, opts, 1, &job);
-    loom_mr_result_t res;
-    if (st == LOOM_OK) st = loom_mr_run(ctx, &job, &res);
-    if (st == LOOM_OK) loom_mr_report(ctx, &job, &res);
-    free((void *)job.inputs);
+    loom_status_t st = loom_mr_run_command(ctx, opts, 1, &job);
     free(g.line);
     regfree(&g.re);
     return st;

@@ -71,12 +71,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
                          .reduce = reduce,
                          .sort_values = 1,
                          .line_numbers = 1};
-    LOOM_TRY(loom_mr_job_from_opts(ctx, opts, 0, &job));
-    loom_mr_result_t res;
-    loom_status_t st = loom_mr_run(ctx, &job, &res);
-    if (st == LOOM_OK) loom_mr_report(ctx, &job, &res);
-    free((void *)job.inputs);
-    return st;
+    return loom_mr_run_command(ctx, opts, 0, &job);
 }
 
 const loom_job_t loom_job_invindex = {

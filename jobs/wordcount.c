@@ -37,12 +37,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
                          .combine = loom_mr_combine_sum_u64,
                          .reduce = reduce,
                          .output_mode = LOOM_MR_OUT_KV};
-    LOOM_TRY(loom_mr_job_from_opts(ctx, opts, 0, &job));
-    loom_mr_result_t res;
-    loom_status_t st = loom_mr_run(ctx, &job, &res);
-    if (st == LOOM_OK) loom_mr_report(ctx, &job, &res);
-    free((void *)job.inputs);
-    return st;
+    return loom_mr_run_command(ctx, opts, 0, &job);
 }
 
 const loom_job_t loom_job_wordcount = {

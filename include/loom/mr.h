@@ -254,6 +254,13 @@ loom_status_t loom_mr_job_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts, in
  * add them to the summary. Not collective. */
 void loom_mr_report(loom_ctx_t *ctx, const loom_mr_job_t *job, const loom_mr_result_t *res);
 
+/* What a `loom` command does with a job: loom_mr_job_from_opts (inputs from
+ * positional argument `first_input` on), loom_mr_run, loom_mr_report, and
+ * freeing the input list. `job` carries the job's own fields (map, reduce,
+ * modes); its generic fields are overwritten. Collective; agrees on failure. */
+loom_status_t loom_mr_run_command(loom_ctx_t *ctx, const loom_opts_t *opts, int first_input,
+                                  loom_mr_job_t *job);
+
 #ifdef __cplusplus
 }
 #endif

@@ -197,3 +197,15 @@ void loom_mr_report(loom_ctx_t *ctx, const loom_mr_job_t *job, const loom_mr_res
     double map_s = loom_timer_get(ctx, "map");
     if (map_s > 0) loom_summary_double(ctx, "map_MBps", (double)r->input_bytes / 1e6 / map_s);
 }
+
+loom_status_t loom_mr_run_command(loom_ctx_t *ctx, const loom_opts_t *opts, int first_input,
+                                  loom_mr_job_t *job)
+{
+    loom_status_t st = loom_mr_job_from_opts(ctx, opts, first_input, job);
+    loom_mr_result_t res;
+    if (st == LOOM_OK) st = loom_mr_run(ctx, job, &res);
+    if (st == LOOM_OK) loom_mr_report(ctx, job, &res);
+    free((void *)job->inputs);
+    job->inputs = NULL;
+    return st;
+}
