@@ -139,30 +139,6 @@ static loom_status_t read_header(loom_ctx_t *ctx, const char *path, mtx_header_t
     return st;
 }
 
-static loom_status_t mtx_push(loom_ctx_t *ctx, loom_edges_t *e, uint64_t s, uint64_t d, double w)
-{
-    if (e->count == e->capacity) {
-        size_t cap = e->capacity ? e->capacity * 2 : 1024;
-        uint64_t *ns = realloc(e->src, cap * sizeof *ns);
-        if (ns) e->src = ns;
-        uint64_t *nd = ns ? realloc(e->dst, cap * sizeof *nd) : NULL;
-        if (nd) e->dst = nd;
-        double *nw = e->weight;
-        if (nd && e->weight) {
-            nw = realloc(e->weight, cap * sizeof *nw);
-            if (nw) e->weight = nw;
-        }
-        if (!ns || !nd || (!nw && e->weight))
-            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory reading %zu entries", cap);
-        e->capacity = cap;
-    }
-    e->src[e->count] = s;
-    e->dst[e->count] = d;
-    if (e->weight) e->weight[e->count] = w;
-    e->count++;
-    return LOOM_OK;
-}
-
 static loom_status_t bad_index(loom_ctx_t *ctx, const char *path, uint64_t ln,
                                const mtx_header_t *h, const char *ti, size_t li, const char *tj,
                                size_t lj)
@@ -216,7 +192,7 @@ static loom_status_t mtx_parse(loom_ctx_t *ctx, const char *path, const mtx_head
             return LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s:%llu: malformed value '%s'", path, ln,
                               loom_text_quote(t[2], tl[2], q, sizeof q));
         }
-        LOOM_TRY(mtx_push(ctx, e, i - 1, j - 1, w));
+        LOOM_TRY(loom_edges_push(ctx, e, i - 1, j - 1, w));
     }
     return LOOM_OK;
 }
