@@ -34,6 +34,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     loom_mr_job_t job = {.name = "wordcount",
                          .map = map,
                          .map_thread_safe = 1,
+                         .map_blocks = 1,
                          .combine = loom_mr_combine_sum_u64,
                          .reduce = reduce,
                          .output_mode = LOOM_MR_OUT_KV};

@@ -49,4 +49,28 @@ static inline uint64_t loom_hash_inline(const void *data, size_t len, uint64_t s
     return loom_hash_mix64(h);
 }
 
+/* loom_hash_inline's value, for keys followed by at least 8 readable bytes
+ * (the tokeniser's padded blocks): the tail is one masked load, not a loop. */
+static inline uint64_t loom_hash_padded(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data;
+    const uint64_t k1 = 0x9e3779b97f4a7c15ULL, k2 = 0xbf58476d1ce4e5b9ULL;
+    uint64_t h = seed ^ (len * k1);
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = loom_hash_rotl64(h ^ (w * k2), 31) * k1;
+        p += 8;
+        len -= 8;
+    }
+    uint64_t t; /* the tail's bytes in little-endian order, as loom_hash_inline builds it */
+    memcpy(&t, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    t = __builtin_bswap64(t);
+#endif
+    t &= len ? ~0ULL >> (64 - 8 * len) : 0;
+    h = loom_hash_rotl64(h ^ (t * k2), 27) * k1;
+    return loom_hash_mix64(h);
+}
+
 #endif

@@ -1,5 +1,7 @@
-/* Word tokenising: maximal runs of ASCII letters and digits, lowercased, by table lookup. */
+/* Word tokenising: maximal runs of ASCII letters and digits, lowercased. */
 #include "kernels/tokenize.h"
+
+#include <string.h>
 
 #define W1(c) [c] = 1
 #define LETTERS(m)                                                                                 \
@@ -31,4 +33,62 @@ size_t loom_tok_next_word(const char *s, size_t len, size_t *pos, char *buf)
     }
     *pos = i;
     return n;
+}
+
+/* 64 bytes at a time: lowercase them into low[0, 64) and return their word-byte
+ * mask (bit j for byte j). GCC vector extensions: the comparisons compile to
+ * SIMD on every target, and the byte-to-bit gather below to a movemask where
+ * the compiler finds one. */
+typedef unsigned char loom_v64u8 __attribute__((vector_size(64)));
+
+static inline uint64_t classify64(const unsigned char *in, unsigned char *low)
+{
+    loom_v64u8 v;
+    memcpy(&v, in, sizeof v);
+    loom_v64u8 up = (loom_v64u8)((loom_v64u8)(v - 'A') < 26);
+    loom_v64u8 lo = (loom_v64u8)((loom_v64u8)(v - 'a') < 26);
+    loom_v64u8 dg = (loom_v64u8)((loom_v64u8)(v - '0') < 10);
+    loom_v64u8 w = up | lo | dg;
+    v += up & 32;
+    memcpy(low, &v, sizeof v);
+#if defined(__AVX512BW__)
+    typedef char v64c __attribute__((vector_size(64)));
+    return (uint64_t)__builtin_ia32_cvtb2mask512((v64c)w);
+#elif defined(__AVX2__)
+    typedef char v32c __attribute__((vector_size(32)));
+    v32c a, b;
+    memcpy(&a, (const char *)&w, 32);
+    memcpy(&b, (const char *)&w + 32, 32);
+    return (uint64_t)(uint32_t)__builtin_ia32_pmovmskb256(a) |
+           (uint64_t)(uint32_t)__builtin_ia32_pmovmskb256(b) << 32;
+#else
+    uint64_t m = 0;
+    for (int j = 0; j < 64; j++)
+        m |= (uint64_t)(w[j] & 1) << j;
+    return m;
+#endif
+}
+
+size_t loom_tok_fill(loom_tok_block_t *b, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t k = len < LOOM_TOK_BLOCK ? len : LOOM_TOK_BLOCK;
+    if (k < len && loom_tok_is_word[u[k]]) {
+        /* a word runs past the block: end the block before it */
+        while (k > 0 && loom_tok_is_word[u[k - 1]])
+            k--;
+    }
+    b->n = k;
+    b->pos = 0;
+    size_t full = k & ~(size_t)63;
+    for (size_t j = 0; j < full; j += 64)
+        b->bits[j >> 6] = classify64(u + j, b->low + j);
+    if (k > full) {
+        /* the tail through a zero-padded copy: never read past s + len */
+        unsigned char tail[64] = {0};
+        memcpy(tail, u + full, k - full);
+        b->bits[full >> 6] = classify64(tail, b->low + full) & (~0ULL >> (64 - (k - full)));
+    }
+    b->bits[(k + 63) >> 6] = 0;
+    return k;
 }

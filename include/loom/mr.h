@@ -107,6 +107,11 @@ typedef struct loom_mr_job {
     int map_thread_safe; /* map may run on several OpenMP threads of a rank at once (it keeps
                             no mutable state in `user`); each thread maps a piece of the task
                             into its own buffers */
+    int map_blocks;      /* map takes blocks of whole lines of text input, not single lines:
+                            record.data holds one or more lines separated by '\n', record.line
+                            is the first one's number. For maps whose output does not depend
+                            on where lines end (word count); saves a call per line. Line
+                            counts and --max-record are still checked per line. */
     loom_mr_output_mode_t output_mode;
 
     size_t split_size;     /* bytes per map task; 0 = min(32 MiB, memory / 4) */

@@ -16,16 +16,21 @@ static loom_status_t write_out(loom_mr_emit_t *em, const void *d, size_t n)
 }
 
 /* The map side's hot path: hash once, for the partition and the table. */
-static inline loom_status_t emit_map(loom_mr_emit_t *em, const void *key, size_t klen,
-                                     const void *val, size_t vlen)
+static inline loom_status_t emit_map_hashed(loom_mr_emit_t *em, const void *key, size_t klen,
+                                            uint64_t h, const void *val, size_t vlen)
 {
     mr_engine_t *eng = em->eng;
-    uint64_t h = loom_hash_inline(key, klen, MR_HASH_SEED);
     uint32_t p = eng->job->partition || eng->job->range_partition
                      ? mr_partition_of(eng, key, klen, h)
                      : (uint32_t)(((h >> 32) * (uint64_t)eng->nparts) >> 32);
     em->count++;
     return mr_store_add(em->store, p, h, key, klen, val, vlen);
+}
+
+static inline loom_status_t emit_map(loom_mr_emit_t *em, const void *key, size_t klen,
+                                     const void *val, size_t vlen)
+{
+    return emit_map_hashed(em, key, klen, loom_hash_inline(key, klen, MR_HASH_SEED), val, vlen);
 }
 
 loom_status_t loom_mr_emit(loom_mr_emit_t *em, const void *key, size_t klen, const void *val,
@@ -132,27 +137,98 @@ size_t loom_mr_next_word(const char *s, size_t len, size_t *pos, char *buf)
     return loom_tok_next_word(s, len, pos, buf);
 }
 
+/* A word longer than a tokeniser block at s: emit it lowercased, return its length. */
+static loom_status_t emit_long_word(loom_mr_emit_t *em, const char *s, size_t len, const void *val,
+                                    size_t vlen, size_t *used)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = 0;
+    while (n < len && loom_tok_is_word[u[n]])
+        n++;
+    char *buf = malloc(n);
+    if (!buf) return LOOM_ERROR(em->eng->ctx, LOOM_ERR_NOMEM, "out of memory: a %zu-byte word", n);
+    size_t pos = 0;
+    loom_tok_next_word(s, n, &pos, buf);
+    loom_status_t st = em->kind == MR_EMIT_MAP ? emit_map(em, buf, n, val, vlen)
+                                               : loom_mr_emit(em, buf, n, val, vlen);
+    free(buf);
+    *used = n;
+    return st;
+}
+
+/* The low n bytes of a little-endian word (1 <= n <= 8). */
+static inline uint64_t byte_mask(uint32_t n)
+{
+    return n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
+}
+
+/* The words of a tokeniser block into the map store, in batches: hash a batch
+ * and prefetch its slots, then add it while prefetching entries a few words
+ * ahead. Rare words miss the cache in the table; batching overlaps those
+ * misses instead of taking them one after another. */
+static loom_status_t emit_block_words(loom_mr_emit_t *em, loom_tok_block_t *b, const void *val,
+                                      size_t vlen)
+{
+    enum { BATCH = 32, AHEAD = 8 };
+    uint32_t at[BATCH], len[BATCH];
+    uint64_t h[BATCH];
+    const mr_store_t *st = em->store;
+    /* counting into a summing table: the inline fold (a key found in the table
+     * already has its partition: partitioners are functions of the key) */
+    uint64_t one = 0;
+    int count = st->sum_u64 && vlen == 8;
+    if (count) memcpy(&one, val, 8);
+    for (;;) {
+        int m = 0;
+        size_t a, n;
+        while (m < BATCH && (n = loom_tok_next(b, &a))) {
+            at[m] = (uint32_t)a;
+            len[m] = (uint32_t)n;
+            h[m] = loom_hash_padded(b->low + a, n, MR_HASH_SEED);
+            mr_store_prefetch_slot(st, h[m]);
+            m++;
+        }
+        for (int i = 0; i < m; i++) {
+            if (i + AHEAD < m) mr_store_prefetch_entry(st, h[i + AHEAD]);
+            if (count && len[i] <= 16) {
+                /* the block is padded: load 16 bytes, keep the word's */
+                uint64_t w[2];
+                memcpy(w, b->low + at[i], 16);
+                w[0] &= byte_mask(len[i]);
+                w[1] &= len[i] > 8 ? byte_mask(len[i] - 8) : 0;
+                if (mr_store_fold_u64(em->store, h[i], w[0], w[1], len[i], one)) {
+                    em->count++;
+                    continue;
+                }
+            }
+            LOOM_TRY(emit_map_hashed(em, b->low + at[i], len[i], h[i], val, vlen));
+        }
+        if (m < BATCH) return LOOM_OK;
+    }
+}
+
 loom_status_t loom_mr_emit_words(loom_mr_emit_t *em, const char *s, size_t len, const void *val,
                                  size_t vlen)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned char stackbuf[256], *buf = stackbuf;
-    if (len > sizeof stackbuf && !(buf = malloc(len)))
-        return LOOM_ERROR(em->eng->ctx, LOOM_ERR_NOMEM, "out of memory: a %zu-byte line", len);
-    loom_status_t st = LOOM_OK;
+    loom_tok_block_t b;
     size_t i = 0;
-    while (st == LOOM_OK) {
-        while (i < len && !loom_tok_is_word[u[i]])
-            i++;
-        if (i == len) break;
-        size_t n = 0;
-        for (; i < len && loom_tok_is_word[u[i]]; i++)
-            buf[n++] = (u[i] >= 'A' && u[i] <= 'Z') ? (unsigned char)(u[i] + 32) : u[i];
-        st = em->kind == MR_EMIT_MAP ? emit_map(em, buf, n, val, vlen)
-                                     : loom_mr_emit(em, buf, n, val, vlen);
+    while (i < len) {
+        size_t k = loom_tok_fill(&b, s + i, len - i);
+        if (k == 0) {
+            LOOM_TRY(emit_long_word(em, s + i, len - i, val, vlen, &k));
+            i += k;
+            continue;
+        }
+        size_t at, n;
+        if (em->kind == MR_EMIT_MAP) {
+            LOOM_TRY(emit_block_words(em, &b, val, vlen));
+        } else {
+            while ((n = loom_tok_next(&b, &at)))
+                LOOM_TRY(loom_mr_emit(em, b.low + at, n, val, vlen));
+        }
+        i += k;
     }
-    if (buf != stackbuf) free(buf);
-    return st;
+    return LOOM_OK;
 }
 
 loom_status_t loom_mr_job_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts, int first_input,

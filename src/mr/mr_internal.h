@@ -93,6 +93,7 @@ typedef struct mr_store {
     mr_engine_t *eng;
     size_t budget;
     int use_table; /* combiner present */
+    int sum_u64;   /* the combiner is loom_mr_combine_sum_u64: fold counts in place */
     mr_entry_t *ent;
     size_t nent, entcap;
     uint64_t *slots; /* (hash >> 32) << 32 | (entry index + 1); 0 = empty; power-of-two count */
@@ -152,6 +153,46 @@ void mr_store_free(mr_store_t *st); /* also deletes its run files */
 size_t mr_store_mem(const mr_store_t *st);
 loom_status_t mr_store_add(mr_store_t *st, uint32_t part, uint64_t hash, const void *k, size_t klen,
                            const void *v, size_t vlen);
+/* The hot path of counting jobs, inline: if the key is in the table with an
+ * 8-byte count and the combiner sums counts, add v to it and return 1; else
+ * return 0 and change nothing (the caller then calls mr_store_add). The key is
+ * at most 16 bytes, given as two little-endian words zero-padded past klen. */
+static inline int mr_store_fold_u64(mr_store_t *st, uint64_t hash, uint64_t kw0, uint64_t kw1,
+                                    size_t klen, uint64_t v)
+{
+    if (!st->sum_u64 || !st->nslots || klen > 16) return 0;
+    size_t mask = st->nslots - 1, j = hash & mask;
+    uint64_t tag = hash >> 32 << 32;
+    for (;;) {
+        uint64_t s = st->slots[j];
+        if (!s) return 0;
+        if ((s & 0xffffffff00000000ULL) == tag) {
+            mr_entry_t *e = &st->ent[(s & 0xffffffffu) - 1];
+            uint64_t a0, a1;
+            memcpy(&a0, e->ikey, 8);
+            memcpy(&a1, e->ikey + 8, 8);
+            if (e->klen == klen && a0 == kw0 && a1 == kw1) {
+                if (e->vcap || e->vlen != 8) return 0;
+                e->ival += v;
+                return 1;
+            }
+        }
+        j = (j + 1) & mask;
+    }
+}
+
+/* Hints for batched adds: fetch the home slot of `hash` into cache, and, once
+ * it is there, the entry it points to. Never fault; any table state. */
+static inline void mr_store_prefetch_slot(const mr_store_t *st, uint64_t hash)
+{
+    if (st->nslots) __builtin_prefetch(&st->slots[hash & (st->nslots - 1)]);
+}
+static inline void mr_store_prefetch_entry(const mr_store_t *st, uint64_t hash)
+{
+    if (!st->nslots) return;
+    uint64_t s = st->slots[hash & (st->nslots - 1)];
+    if (s && (s & 0xffffffffu) <= st->nent) __builtin_prefetch(&st->ent[(s & 0xffffffffu) - 1]);
+}
 /* Move every pair and run of src into dst; src is left empty (capacity kept). */
 loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src);
 /* Forget everything in st, deleting its run files. */

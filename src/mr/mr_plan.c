@@ -382,6 +382,43 @@ loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, mr_buf_t *inbuf)
     return LOOM_OK;
 }
 
+static loom_status_t long_line(mr_engine_t *eng, const char *path, uint64_t line, uint64_t at)
+{
+    if (line)
+        return LOOM_ERROR(eng->ctx, LOOM_ERR_FORMAT,
+                          "%s:%llu: line longer than --max-record (%zu bytes)", path,
+                          (unsigned long long)line, eng->max_record);
+    return LOOM_ERROR(eng->ctx, LOOM_ERR_FORMAT,
+                      "%s: the line at byte %llu is longer than --max-record (%zu bytes)", path,
+                      (unsigned long long)at, eng->max_record);
+}
+
+/* Count the lines of a text block and check their lengths (block maps). */
+static loom_status_t check_lines(mr_engine_t *eng, const char *path, const char *data, size_t len,
+                                 uint64_t off, uint64_t line0, int64_t *records)
+{
+    const char *p = data, *end = data + len;
+    int64_t n = 0;
+    if (len <= eng->max_record) {
+        /* no line can be too long: only count them (a vectorised loop) */
+        for (size_t i = 0; i < len; i++)
+            n += data[i] == '\n';
+        *records = n + (len && data[len - 1] != '\n');
+        return LOOM_OK;
+    }
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        if ((size_t)(e - p) > eng->max_record)
+            return long_line(eng, path, line0 ? line0 + (uint64_t)n : 0,
+                             off + (uint64_t)(p - data));
+        n++;
+        p = e + 1;
+    }
+    *records = n;
+    return LOOM_OK;
+}
+
 loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size_t len,
                              uint64_t off, uint64_t line0, loom_mr_emit_t *em, int64_t *records)
 {
@@ -392,21 +429,21 @@ loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size
     loom_mr_record_t rec = {.file_index = tk->file, .line = line0};
     int64_t n = 0;
     int elems = mr_input_kind(path) != MR_IN_TEXT; /* offset is the element index */
+    if (eng->job->map_blocks && !elems) {
+        LOOM_TRY(check_lines(eng, path, data, len, off, line0, records));
+        if (!len) return LOOM_OK;
+        rec.data = data;
+        rec.len = len;
+        rec.offset = off;
+        return eng->job->map(ctx, &rec, em, eng->job->user);
+    }
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
         rec.data = p;
         rec.len = (size_t)(e - p);
         rec.offset = off + (elems ? (uint64_t)n : (uint64_t)(p - data));
-        if (rec.len > eng->max_record) {
-            if (rec.line)
-                return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
-                                  "%s:%llu: line longer than --max-record (%zu bytes)", path,
-                                  (unsigned long long)rec.line, eng->max_record);
-            return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
-                              "%s: the line at byte %llu is longer than --max-record (%zu bytes)",
-                              path, (unsigned long long)rec.offset, eng->max_record);
-        }
+        if (rec.len > eng->max_record) return long_line(eng, path, rec.line, rec.offset);
         LOOM_TRY(eng->job->map(ctx, &rec, em, eng->job->user));
         n++;
         if (rec.line) rec.line++;

@@ -71,6 +71,7 @@ void mr_store_init(mr_store_t *st, mr_engine_t *eng, size_t budget)
     st->eng = eng;
     st->budget = budget;
     st->use_table = eng->job->combine != NULL;
+    st->sum_u64 = eng->job->combine == loom_mr_combine_sum_u64;
 }
 
 size_t mr_store_mem(const mr_store_t *st)
@@ -169,6 +170,8 @@ static loom_status_t new_entry(mr_store_t *st, uint32_t part, uint64_t hash, con
     e->part = part;
     e->klen = (uint32_t)klen;
     e->vlen = (uint32_t)vlen;
+    /* zero-padded: mr_store_fold_u64 compares it as two words */
+    memset(e->ikey, 0, sizeof e->ikey);
     if (klen) memcpy(e->ikey, k, klen < sizeof e->ikey ? klen : sizeof e->ikey);
     LOOM_TRY(arena_put(st, k, klen, &e->koff));
     if (vlen <= sizeof e->ival) {
@@ -276,8 +279,7 @@ loom_status_t mr_store_add(mr_store_t *st, uint32_t part, uint64_t hash, const v
                 (klen <= sizeof e->ikey ? same_key(e->ikey, k, klen)
                                         : same_key(st->arena + e->koff, k, klen))) {
                 /* the common combiner, folded in place without a call */
-                if (st->eng->job->combine == loom_mr_combine_sum_u64 && e->vcap == 0 &&
-                    e->vlen == 8 && vlen == 8) {
+                if (st->sum_u64 && e->vcap == 0 && e->vlen == 8 && vlen == 8) {
                     uint64_t b;
                     memcpy(&b, v, 8);
                     e->ival += b;

@@ -82,6 +82,17 @@ def main():
     run(["wordcount", big, "--out", out, "--threads", "2", "--split-size", "1M", "--quiet"])
     check("2 threads per rank", out, reference([big]))
 
+    # Words longer than the tokeniser's 4 KiB blocks, in mixed case, and word
+    # runs that cross block and line ends; input records count lines.
+    odd = os.path.join(work, "odd.txt")
+    with open(odd, "wb") as f:
+        f.write(b"Alpha " + b"Ab9" * 3000 + b"\nbeta\n" + b"x" * 4095 + b" " + b"Q" * 4097 + b"\n")
+        f.write((b"w" * 61 + b" ") * 200 + b"end")
+    out = os.path.join(work, "odd")
+    p = run(["wordcount", odd, "--out", out, "--json", "--quiet"])
+    assert json.loads(p.stdout)["input_records"] == 4, p.stdout
+    check("long words", out, reference([odd]))
+
     # A budget far below the data: sorted runs spill and are merged.
     out = os.path.join(work, "spilled")
     p = run(["wordcount"] + files + ["--out", out, "--memory", "64K", "--split-size", "8K",

@@ -45,6 +45,64 @@ static void test_tokenize(void)
     }
 }
 
+/* The block tokeniser yields the same words as loom_tok_next_word, also across
+ * block ends and for words longer than a block (fill returns 0 there). */
+static void test_tokenize_blocks(void)
+{
+    enum { MAX = 3 * LOOM_TOK_BLOCK + 100 };
+    char *text = malloc(MAX), *buf = malloc(MAX), *ref = malloc(MAX);
+    loom_tok_block_t *b = malloc(sizeof *b);
+    CU_ASSERT_FATAL(text && buf && ref && b);
+    b->n = b->pos = 0;
+    int long_seen = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        size_t len = next_rand() % MAX;
+        /* mostly short words; now and then one longer than a block */
+        int long_words = trial % 3 == 0;
+        for (size_t i = 0; i < len; i++) {
+            int sep = long_words ? next_rand() % 3000 == 0 : next_rand() % 6 == 0;
+            text[i] = sep ? (char)(next_rand() % 2 ? ' ' : 0x80 + next_rand() % 128)
+                          : (char)"aZ09qQ\x7f"[next_rand() % 6];
+        }
+        size_t pos = 0, i = 0;
+        for (;;) {
+            size_t n = loom_tok_next_word(text, len, &pos, ref);
+            /* the same word from the blocks */
+            size_t got = 0, at = 0;
+            while (!got) {
+                if (b->pos == 0 && b->n == 0) {
+                    if (i == len) break;
+                    size_t k = loom_tok_fill(b, text + i, len - i);
+                    if (k == 0) {
+                        /* a word longer than a block: the scalar tokeniser takes it */
+                        size_t p2 = 0;
+                        got = loom_tok_next_word(text + i, len - i, &p2, buf);
+                        i += p2;
+                        CU_ASSERT(got > LOOM_TOK_BLOCK);
+                        long_seen++;
+                        break;
+                    }
+                    i += k;
+                }
+                got = loom_tok_next(b, &at);
+                if (got)
+                    memcpy(buf, b->low + at, got);
+                else
+                    b->n = b->pos = 0;
+            }
+            CU_ASSERT_EQUAL_FATAL(got, n);
+            if (!n) break;
+            CU_ASSERT_FATAL(memcmp(buf, ref, n) == 0);
+        }
+        b->n = b->pos = 0;
+    }
+    CU_ASSERT(long_seen > 0);
+    free(text);
+    free(buf);
+    free(ref);
+    free(b);
+}
+
 static void test_hash(void)
 {
     CU_ASSERT_EQUAL(loom_hash_bytes("word", 4, 1), loom_hash_bytes("word", 4, 1));
@@ -58,6 +116,14 @@ static void test_hash(void)
     }
     for (int b = 0; b < 8; b++)
         CU_ASSERT(count[b] > 9700 && count[b] < 10300);
+    /* the padded variant (one masked load for the tail) has the same value */
+    unsigned char key[48 + 8];
+    for (int t = 0; t < 2000; t++) {
+        size_t n = next_rand() % 48;
+        for (size_t i = 0; i < sizeof key; i++)
+            key[i] = (unsigned char)next_rand();
+        CU_ASSERT_EQUAL(loom_hash_padded(key, n, 9), loom_hash_inline(key, n, 9));
+    }
 }
 
 static int naive_less(const loom_kvref_t *a, const loom_kvref_t *b)
@@ -164,6 +230,7 @@ static void register_suites(void)
 {
     static const CU_TestInfo tests[] = {
         {"tokenize against a byte-by-byte reference", test_tokenize},
+        {"block tokeniser against the scalar one", test_tokenize_blocks},
         {"hash determinism and spread", test_hash},
         {"pair sort order", test_sort},
         {"store spills, compacts and merges exact totals", test_store_spill_merge},
