@@ -46,6 +46,7 @@ typedef struct recvrun {
 typedef struct dest {
     uint32_t next_part; /* next partition this destination owns */
     int open, done, have_pend;
+    size_t ri; /* with no spilled runs: next ref of next_part (open) */
     mr_reader_t *rd;
     mr_reader_t **prd;
     int nrd;
@@ -79,14 +80,70 @@ static void dest_close(dest_t *d)
     d->open = 0;
 }
 
-/* Fill b with the next records for destination di, at most `chunk` bytes
+/* Start a segment [u32 part][u64 len] for partition p at the end of b. */
+static loom_status_t segment_open(loom_ctx_t *ctx, mr_buf_t *b, uint32_t p, size_t *seg)
+{
+    unsigned char hdr[12] = {0};
+    memcpy(hdr, &p, 4);
+    *seg = b->len;
+    return mr_buf_append(ctx, b, hdr, 12);
+}
+
+static void segment_close(mr_buf_t *b, size_t seg)
+{
+    uint64_t seglen = b->len - seg - 12;
+    memcpy(b->data + seg + 4, &seglen, 8);
+}
+
+/* fill() when nothing was spilled: the sorted refs are each partition's
+ * records (keys already unique where a combiner ran), copied straight out. */
+static loom_status_t fill_refs(shuffle_t *sh, int di, mr_buf_t *b)
+{
+    loom_ctx_t *ctx = sh->eng->ctx;
+    dest_t *d = &sh->d[di];
+    size_t base = b->len;
+    while (!d->done) {
+        uint32_t p = d->next_part;
+        if (p >= (uint32_t)sh->eng->nparts) {
+            d->done = 1;
+            break;
+        }
+        if (!d->open) {
+            d->ri = sh->part_start[p];
+            d->open = 1;
+        }
+        size_t end = sh->part_start[p + 1], seg;
+        if (d->ri < end) {
+            const loom_kvref_t *r = &sh->refs[d->ri];
+            if (b->len > base && b->len - base + 32 + r->klen + r->vlen > sh->chunk) break;
+            LOOM_TRY(segment_open(ctx, b, p, &seg));
+            for (; d->ri < end; d->ri++) {
+                r = &sh->refs[d->ri];
+                if (b->len - base + 20 + r->klen + r->vlen > sh->chunk && b->len > seg + 12) break;
+                LOOM_TRY(mr_buf_put_record(ctx, b, r->key, r->klen, r->val, r->vlen));
+            }
+            segment_close(b, seg);
+            if (d->ri < end) break;
+        }
+        d->open = 0;
+        d->next_part += (uint32_t)sh->L;
+    }
+    if (b->len - base > INT_MAX)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "a shuffle record of %zu bytes is too large for one message",
+                          b->len - base);
+    return LOOM_OK;
+}
+
+/* Append to b the next records for destination di, at most `chunk` bytes
  * (unless one record is larger), as segments [u32 part][u64 len][records]. */
 static loom_status_t fill(shuffle_t *sh, int di, mr_buf_t *b)
 {
     mr_engine_t *eng = sh->eng;
     loom_ctx_t *ctx = eng->ctx;
     dest_t *d = &sh->d[di];
-    b->len = 0;
+    if (sh->acc->nruns == 0) return fill_refs(sh, di, b);
+    size_t base = b->len;
     size_t seg = SIZE_MAX;
     uint32_t seg_part = UINT32_MAX;
     while (!d->done) {
@@ -114,23 +171,19 @@ static loom_status_t fill(shuffle_t *sh, int di, mr_buf_t *b)
             d->have_pend = 1;
         }
         size_t need = 20 + d->k.len + d->v.len;
-        if (b->len > 0 && b->len + need + 12 > sh->chunk) break;
+        if (b->len > base && b->len - base + need + 12 > sh->chunk) break;
         if (seg_part != d->next_part) {
-            unsigned char hdr[12] = {0};
-            uint32_t p = d->next_part;
-            memcpy(hdr, &p, 4);
-            seg = b->len;
-            seg_part = p;
-            LOOM_TRY(mr_buf_append(ctx, b, hdr, 12));
+            seg_part = d->next_part;
+            LOOM_TRY(segment_open(ctx, b, seg_part, &seg));
         }
         LOOM_TRY(mr_buf_put_record(ctx, b, d->k.data, d->k.len, d->v.data, d->v.len));
-        uint64_t seglen = b->len - seg - 12;
-        memcpy(b->data + seg + 4, &seglen, 8);
+        segment_close(b, seg);
         d->have_pend = 0;
     }
-    if (b->len > INT_MAX)
+    if (b->len - base > INT_MAX)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "a shuffle record of %zu bytes is too large for one message", b->len);
+                          "a shuffle record of %zu bytes is too large for one message",
+                          b->len - base);
     return LOOM_OK;
 }
 
@@ -189,27 +242,27 @@ static loom_status_t shuffle_rounds(shuffle_t *sh)
     loom_ctx_t *ctx = eng->ctx;
     int L = sh->L;
     loom_status_t st = LOOM_OK;
-    mr_buf_t *sb = calloc((size_t)L, sizeof *sb);
     mr_buf_t sendall = {0}, recvall = {0};
     int *sc = calloc((size_t)L * 4, sizeof *sc);
-    if (!sb || !sc) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
+    if (!sc) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
     int *sd = sc + L, *rc = sc + 2 * L, *rd = sc + 3 * L;
     for (;;) {
         int more = 0;
         sendall.len = 0;
+        loom_timer_start(ctx, "shuffle_pack");
         for (int d = 0; d < L && st == LOOM_OK; d++) {
-            st = fill(sh, d, &sb[d]);
-            if (st == LOOM_OK && sendall.len + sb[d].len > INT_MAX)
+            size_t at = sendall.len;
+            st = fill(sh, d, &sendall);
+            if (st == LOOM_OK && sendall.len > INT_MAX)
                 st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "shuffle round larger than 2 GiB");
-            if (st == LOOM_OK) {
-                sd[d] = (int)sendall.len;
-                sc[d] = (int)sb[d].len;
-                st = mr_buf_append(ctx, &sendall, sb[d].data, sb[d].len);
-            }
+            sd[d] = (int)at;
+            sc[d] = (int)(sendall.len - at);
             if (!sh->d[d].done) more = 1;
         }
+        loom_timer_stop(ctx, "shuffle_pack");
         st = loom_agree(ctx, sh->comm, st);
         if (st != LOOM_OK) break;
+        loom_timer_start(ctx, "shuffle_exchange");
         if (MPI_Alltoall(sc, 1, MPI_INT, rc, 1, MPI_INT, sh->comm) != MPI_SUCCESS) {
             st = LOOM_ERROR(ctx, LOOM_ERR_MPI, "MPI_Alltoall failed in the shuffle");
             break;
@@ -229,13 +282,16 @@ static loom_status_t shuffle_rounds(shuffle_t *sh)
         if (st != LOOM_OK) break;
         int rc_mpi =
             MPI_Alltoallv(sendall.data, sc, sd, MPI_BYTE, recvall.data, rc, rd, MPI_BYTE, sh->comm);
+        loom_timer_stop(ctx, "shuffle_exchange");
         if (rc_mpi != MPI_SUCCESS) {
             st = loom_error_mpi(ctx, rc_mpi, "MPI_Alltoallv", __FILE__, __LINE__);
             break;
         }
         eng->counts.shuffle_bytes += (int64_t)sendall.len;
+        loom_timer_start(ctx, "shuffle_unpack");
         for (int s = 0; s < L && st == LOOM_OK; s++)
             st = absorb(sh, s, recvall.data + rd[s], (size_t)rc[s]);
+        loom_timer_stop(ctx, "shuffle_unpack");
         st = loom_agree(ctx, sh->comm, st);
         if (st != LOOM_OK) break;
         int any = 0;
@@ -245,9 +301,6 @@ static loom_status_t shuffle_rounds(shuffle_t *sh)
         }
         if (!any) break;
     }
-    for (int d = 0; sb && d < L; d++)
-        mr_buf_free(&sb[d]);
-    free(sb);
     free(sc);
     mr_buf_free(&sendall);
     mr_buf_free(&recvall);
@@ -393,7 +446,7 @@ static loom_status_t shuffle_reduce(mr_engine_t *eng, MPI_Comm live, mr_store_t 
     sh.nlocal = eng->nparts > sh.me ? (eng->nparts - sh.me + sh.L - 1) / sh.L : 0;
     sh.chunk = eng->budget / 8 / (size_t)sh.L;
     if (sh.chunk < 65536) sh.chunk = 65536;
-    if (sh.chunk > (64u << 20)) sh.chunk = 64u << 20;
+    if (sh.chunk > (8u << 20)) sh.chunk = 8u << 20;
     sh.recv_budget = eng->budget / 8;
     sh.d = calloc((size_t)sh.L, sizeof *sh.d);
     sh.runs = calloc((size_t)(sh.nlocal ? sh.nlocal : 1) * (size_t)sh.L, sizeof *sh.runs);
@@ -402,9 +455,12 @@ static loom_status_t shuffle_reduce(mr_engine_t *eng, MPI_Comm live, mr_store_t 
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
     for (int d = 0; sh.d && d < sh.L; d++)
         sh.d[d].next_part = (uint32_t)d;
+    loom_timer_start(ctx, "sort");
     if (st == LOOM_OK) st = mr_store_sorted(acc, &sh.refs, &sh.nrefs, sh.part_start);
-    loom_timer_start(ctx, "shuffle");
+    loom_timer_stop(ctx, "sort");
+    /* the slowest worker's sort shows in "sort"; the shuffle starts together */
     st = loom_agree(ctx, live, st);
+    loom_timer_start(ctx, "shuffle");
     if (st == LOOM_OK) st = shuffle_rounds(&sh);
     loom_timer_stop(ctx, "shuffle");
     /* the sorted refs point into acc; both can go before reducing */
@@ -598,10 +654,13 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     if (live != MPI_COMM_NULL) {
         st = shuffle_reduce(&eng, live, &acc, dir);
     } else {
-        loom_timer_start(ctx, "shuffle");
-        loom_timer_stop(ctx, "shuffle");
-        loom_timer_start(ctx, "reduce");
-        loom_timer_stop(ctx, "reduce");
+        /* every rank names the same phases */
+        static const char *const phases[] = {
+            "sort", "shuffle", "shuffle_pack", "shuffle_exchange", "shuffle_unpack", "reduce"};
+        for (size_t i = 0; i < sizeof phases / sizeof *phases; i++) {
+            loom_timer_start(ctx, phases[i]);
+            loom_timer_stop(ctx, phases[i]);
+        }
     }
     st = loom_agree(ctx, comm, st);
     if (st == LOOM_OK && rank == 0)
