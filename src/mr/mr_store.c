@@ -144,7 +144,7 @@ static loom_status_t grow_slots(mr_store_t *st)
         size_t j = st->ent[i].hash & (n - 1);
         while (s[j])
             j = (j + 1) & (n - 1);
-        s[j] = (uint32_t)(i + 1);
+        s[j] = st->ent[i].hash >> 32 << 32 | (uint64_t)(i + 1); /* keep the tag */
     }
     free(st->slots);
     st->slots = s;

@@ -155,6 +155,36 @@ static void test_sort(void)
 
 /* A store with the summing combiner under a tiny budget: spills, run
  * compaction and the merge must give every key's exact total. */
+/* A combining table holds each key once, across its own growth: every key
+ * added again after the table grew folds into its first entry. */
+static void test_store_unique_keys(void)
+{
+    loom_mr_job_t job = {.name = "t", .combine = loom_mr_combine_sum_u64};
+    mr_engine_t eng = {.ctx = loom_test_ctx, .job = &job, .nparts = 2};
+    mr_store_t st;
+    mr_store_init(&st, &eng, (size_t)1 << 30);
+    enum { K = 20000 };
+    char k[32];
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < K; i++) {
+            uint64_t one = 1;
+            int n = snprintf(k, sizeof k, "key-%d", i);
+            uint64_t h = loom_hash_bytes(k, (size_t)n, 5);
+            CU_ASSERT_EQUAL_FATAL(mr_store_add(&st, (uint32_t)(h & 1), h, k, (size_t)n, &one, 8),
+                                  LOOM_OK);
+            /* the inline fold finds a key whenever mr_store_add would */
+            uint64_t w[2] = {0};
+            memcpy(w, k, (size_t)n);
+            if (round > 0) CU_ASSERT_FATAL(mr_store_fold_u64(&st, h, w[0], w[1], (size_t)n, 1));
+        }
+    CU_ASSERT_EQUAL(st.nent, K);
+    uint64_t total = 0;
+    for (size_t i = 0; i < st.nent; i++)
+        total += st.ent[i].ival;
+    CU_ASSERT_EQUAL(total, 5 * (uint64_t)K);
+    mr_store_free(&st);
+}
+
 static void test_store_spill_merge(void)
 {
     loom_ctx_t *ctx = loom_test_ctx;
@@ -233,6 +263,7 @@ static void register_suites(void)
         {"block tokeniser against the scalar one", test_tokenize_blocks},
         {"hash determinism and spread", test_hash},
         {"pair sort order", test_sort},
+        {"combining table keeps keys unique as it grows", test_store_unique_keys},
         {"store spills, compacts and merges exact totals", test_store_spill_merge},
         {NULL, NULL},
     };
