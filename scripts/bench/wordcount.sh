@@ -2,7 +2,8 @@
 # Wordcount benchmark: `loom wordcount` at 3 ranks (master + 2 workers) over >= 1 GB of real
 # text (the Linux 6.1 source from Debian's linux-source-6.1), in memory and with a budget of
 # 1/10 of the input (spilling), against a plain single-threaded C word count (wc_baseline.c,
-# the COST baseline) and raw MPI_Alltoallv bandwidth (alltoallv_bw.c) in the same run.
+# the COST baseline) and raw MPI_Alltoallv bandwidth (alltoallv_bw.c) in the same run; and
+# `loom sort` over the same corpus, whose shuffle carries every input byte (no combiner).
 #
 #   scripts/bench/wordcount.sh [REPS]           (default 3)
 #
@@ -100,7 +101,7 @@ echo "# ranks $NP (master + $((NP - 1)) workers), OMP_NUM_THREADS=$OMP_NUM_THREA
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- runs
-declare -a b_s l_s l_map s_s s_map a2a o_s t_s
+declare -a b_s l_s l_job l_map s_s s_map a2a o_s t_s x_sh x_ex
 for rep in $(seq "$REPS"); do
     "$BASE" "${FILES[@]}" > "$WORK/base.json"
     b_s+=("$(field "$WORK/base.json" "d['seconds']")")
@@ -112,6 +113,7 @@ for rep in $(seq "$REPS"); do
     t1=$(date +%s.%N)
     l_s+=("$(echo "$t1 - $t0" | bc)")
     l_map+=("$(field "$WORK/loom.json" "d['phases']['map']['max_s']")")
+    l_job+=("$(field "$WORK/loom.json" "d['phases']['total']['max_s']")")
 
     rm -rf "$WORK/out" "$WORK/spill"
     mkdir -p "$WORK/spill"
@@ -140,6 +142,14 @@ for rep in $(seq "$REPS"); do
 
     mpiexec -n "$NP" "$A2A" $((16 << 20)) 10 > "$WORK/a2a.json"
     a2a+=("$(field "$WORK/a2a.json" "d['GBps_per_rank_median']")")
+
+    # the shuffle without a combiner: loom sort moves every input byte
+    rm -rf "$WORK/sorted"
+    mpiexec -n "$NP" "$LOOM" sort "${FILES[@]}" --out "$WORK/sorted" --memory 8G --json \
+        > "$WORK/sort.json" 2> "$WORK/sort.err"
+    x_sh+=("$(field "$WORK/sort.json" "d['phases']['shuffle']['max_s']")")
+    x_ex+=("$(field "$WORK/sort.json" "d['phases']['shuffle_exchange']['max_s']")")
+    rm -rf "$WORK/sorted"
 done
 
 # The last runs' counts must agree with the baseline's.
@@ -157,6 +167,7 @@ med() { printf "%s\n" "$@" | stats | cut -d' ' -f1; }
 row() { printf "%-40s %-22s %s\n" "$1" "$(printf "%s\n" "${@:2}" | stats)" "$(med "${@:2}" | mbps)"; }
 row "wc_baseline (1 thread)" "${b_s[@]}"
 row "loom wordcount, whole command" "${l_s[@]}"
+row "loom wordcount, job (MPI_Init..end)" "${l_job[@]}"
 row "loom wordcount, map phase" "${l_map[@]}"
 row "loom wordcount --memory $((BUDGET >> 20))M, whole" "${s_s[@]}"
 row "loom wordcount --memory $((BUDGET >> 20))M, map" "${s_map[@]}"
@@ -164,6 +175,7 @@ row "loom wordcount, 1 rank, whole command" "${o_s[@]}"
 row "loom wordcount, 1 rank x 2 threads, whole" "${t_s[@]}"
 echo
 echo "speed-up of $((NP - 1)) workers over one thread (whole command, medians): $(awk -v a="$(med "${b_s[@]}")" -v b="$(med "${l_s[@]}")" 'BEGIN{printf "%.2f", a/b}')"
+echo "speed-up of $((NP - 1)) workers over one thread (job time, medians): $(awk -v a="$(med "${b_s[@]}")" -v b="$(med "${l_job[@]}")" 'BEGIN{printf "%.2f", a/b}')"
 echo "spilling run / in-memory run (whole command, medians): $(awk -v a="$(med "${s_s[@]}")" -v b="$(med "${l_s[@]}")" 'BEGIN{printf "%.2f", a/b}')"
 echo "counts (distinct words, words) against the baseline: $check"
 echo
@@ -183,4 +195,22 @@ for name, path in (("in memory", sys.argv[1]), ("spilling", sys.argv[2])):
           ("", d["spill_runs"], d["spill_bytes"], " ".join("%.0f" % (r / 2**20) for r in d["peak_rss_bytes"])))
 EOF
 echo "raw MPI_Alltoallv (16 MiB per destination) GB/s per rank, median min-max: $(printf "%s\n" "${a2a[@]}" | stats)"
+echo
+echo "## shuffle without a combiner: loom sort over the same corpus, --memory 8G (last run's phases)"
+python3 - "$WORK/sort.json" "$(med "${a2a[@]}")" "$(printf "%s\n" "${x_ex[@]}" | stats)" "$(printf "%s\n" "${x_sh[@]}" | stats)" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+ph = d["phases"]
+print("phases (max over ranks, s): " + "  ".join("%s %.2f" % (k, v["max_s"]) for k, v in ph.items()))
+L = max(1, d["ranks"] - 1)
+leave = d["shuffle_bytes"] * (L - 1) / L / L if L > 1 else d["shuffle_bytes"]  # bytes each worker sends to others
+raw = float(sys.argv[2])
+ex_med = float(sys.argv[3].split()[0]); sh_med = float(sys.argv[4].split()[0])
+print("shuffle bytes %.1f MB in all; %.1f MB leave each worker for the other workers" % (d["shuffle_bytes"] / 1e6, leave / 1e6))
+print("exchange rounds (Alltoall + Alltoallv), s median min-max: %s -> %.2f GB/s per worker = %.0f%% of raw %.2f GB/s"
+      % (sys.argv[3], leave / ex_med / 1e9, 100 * leave / ex_med / 1e9 / raw, raw))
+print("whole shuffle (pack + exchange + unpack), s median min-max: %s -> %.2f GB/s per worker = %.0f%% of raw"
+      % (sys.argv[4], leave / sh_med / 1e9, 100 * leave / sh_med / 1e9 / raw))
+print("peak RSS per rank (MiB): %s" % " ".join("%.0f" % (r / 2**20) for r in d["peak_rss_bytes"]))
+EOF
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
