@@ -118,6 +118,8 @@ static loom_status_t fill_refs(shuffle_t *sh, int di, mr_buf_t *b)
             if (b->len > base && b->len - base + 32 + r->klen + r->vlen > sh->chunk) break;
             LOOM_TRY(segment_open(ctx, b, p, &seg));
             for (; d->ri < end; d->ri++) {
+                /* sorted refs point all over the arena: fetch keys ahead */
+                if (d->ri + 8 < end) __builtin_prefetch(sh->refs[d->ri + 8].key);
                 r = &sh->refs[d->ri];
                 if (b->len - base + 20 + r->klen + r->vlen > sh->chunk && b->len > seg + 12) break;
                 LOOM_TRY(mr_buf_put_record(ctx, b, r->key, r->klen, r->val, r->vlen));

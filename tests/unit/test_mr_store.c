@@ -153,8 +153,55 @@ static void test_sort(void)
     free(r);
 }
 
-/* A store with the summing combiner under a tiny budget: spills, run
- * compaction and the merge must give every key's exact total. */
+/* One partition (the radix sort): long keys sharing long prefixes, zero bytes,
+ * duplicates, lengths 0..40; by key, and by key then value. */
+static void test_sort_radix(void)
+{
+    enum { N = 20000, KL = 41 };
+    unsigned char(*keys)[KL] = malloc(N * sizeof *keys);
+    unsigned char(*vals)[4] = malloc(N * sizeof *vals);
+    loom_kvref_t *r = malloc(N * sizeof *r), *copy = malloc(N * sizeof *r);
+    CU_ASSERT_FATAL(keys && vals && r && copy);
+    for (int i = 0; i < N; i++) {
+        size_t kl = next_rand() % KL;
+        size_t common = next_rand() % 2 ? kl : kl / 2; /* a long shared prefix */
+        for (size_t j = 0; j < kl; j++)
+            keys[i][j] = j < common && j < 30 ? (unsigned char)" \t"[j % 2]
+                                              : (unsigned char)("ab\0\xff"[next_rand() % 4]);
+        for (int j = 0; j < 4; j++)
+            vals[i][j] = (unsigned char)(next_rand() % 3);
+        r[i] = (loom_kvref_t){.key = keys[i],
+                              .klen = kl,
+                              .val = vals[i],
+                              .vlen = next_rand() % 5,
+                              .part = 7,
+                              .prefix = loom_sort_prefix(keys[i], kl)};
+        if (i % 10 == 0 && i) r[i] = r[i - 1 - next_rand() % (size_t)i]; /* duplicates */
+    }
+    memcpy(copy, r, N * sizeof *r);
+    for (int by_value = 0; by_value < 2; by_value++) {
+        memcpy(r, copy, N * sizeof *r);
+        loom_sort_kvrefs(r, N, by_value);
+        for (int i = 1; i < N; i++) {
+            int c = loom_sort_cmp_bytes(r[i - 1].key, r[i - 1].klen, r[i].key, r[i].klen);
+            if (c == 0 && by_value)
+                c = loom_sort_cmp_bytes(r[i - 1].val, r[i - 1].vlen, r[i].val, r[i].vlen);
+            CU_ASSERT_FATAL(c <= 0);
+        }
+        /* a permutation: every key kept (sum of lengths and of first bytes) */
+        uint64_t a = 0, b = 0;
+        for (int i = 0; i < N; i++) {
+            a += r[i].klen * 1000003u + (r[i].klen ? r[i].key[0] : 0) + r[i].vlen;
+            b += copy[i].klen * 1000003u + (copy[i].klen ? copy[i].key[0] : 0) + copy[i].vlen;
+        }
+        CU_ASSERT_EQUAL(a, b);
+    }
+    free(keys);
+    free(vals);
+    free(r);
+    free(copy);
+}
+
 /* A combining table holds each key once, across its own growth: every key
  * added again after the table grew folds into its first entry. */
 static void test_store_unique_keys(void)
@@ -185,6 +232,8 @@ static void test_store_unique_keys(void)
     mr_store_free(&st);
 }
 
+/* A store with the summing combiner under a tiny budget: spills, run
+ * compaction and the merge must give every key's exact total. */
 static void test_store_spill_merge(void)
 {
     loom_ctx_t *ctx = loom_test_ctx;
@@ -263,6 +312,7 @@ static void register_suites(void)
         {"block tokeniser against the scalar one", test_tokenize_blocks},
         {"hash determinism and spread", test_hash},
         {"pair sort order", test_sort},
+        {"radix sort of one partition, by key and by value", test_sort_radix},
         {"combining table keeps keys unique as it grows", test_store_unique_keys},
         {"store spills, compacts and merges exact totals", test_store_spill_merge},
         {NULL, NULL},
