@@ -14,6 +14,10 @@ typedef struct loom_kvref {
     uint32_t part;
 } loom_kvref_t;
 
+/* Scratch bytes loom_sort_kvrefs allocates per ref while it sorts, on top of
+ * the refs themselves (memory budgets count it). */
+#define LOOM_SORT_SCRATCH_PER_REF (2 * 16 + sizeof(loom_kvref_t))
+
 /* The prefix of a key as stored in loom_kvref_t. */
 uint64_t loom_sort_prefix(const void *key, size_t klen);
 

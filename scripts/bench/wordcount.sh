@@ -145,7 +145,7 @@ for rep in $(seq "$REPS"); do
 
     # the shuffle without a combiner: loom sort moves every input byte
     rm -rf "$WORK/sorted"
-    mpiexec -n "$NP" "$LOOM" sort "${FILES[@]}" --out "$WORK/sorted" --memory 8G --json \
+    mpiexec -n "$NP" "$LOOM" sort "${FILES[@]}" --out "$WORK/sorted" --memory 16G --json \
         > "$WORK/sort.json" 2> "$WORK/sort.err"
     x_sh+=("$(field "$WORK/sort.json" "d['phases']['shuffle']['max_s']")")
     x_ex+=("$(field "$WORK/sort.json" "d['phases']['shuffle_exchange']['max_s']")")
@@ -196,7 +196,7 @@ for name, path in (("in memory", sys.argv[1]), ("spilling", sys.argv[2])):
 EOF
 echo "raw MPI_Alltoallv (16 MiB per destination) GB/s per rank, median min-max: $(printf "%s\n" "${a2a[@]}" | stats)"
 echo
-echo "## shuffle without a combiner: loom sort over the same corpus, --memory 8G (last run's phases)"
+echo "## shuffle without a combiner: loom sort over the same corpus, --memory 16G (last run's phases)"
 python3 - "$WORK/sort.json" "$(med "${a2a[@]}")" "$(printf "%s\n" "${x_ex[@]}" | stats)" "$(printf "%s\n" "${x_sh[@]}" | stats)" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))

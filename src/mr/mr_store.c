@@ -239,11 +239,14 @@ static loom_status_t combine_entry(mr_store_t *st, mr_entry_t *e, const void *v,
 }
 
 /* Spill on used bytes, not capacity: with doubling growth, capacity stays
- * within twice the use, so spilling at half the budget keeps the store in it. */
+ * within twice the use. Sorting the pairs (to spill them, or to shuffle them)
+ * takes a ref and sort scratch per pair on top; the store spills before
+ * capacity plus that would pass its budget. */
 static loom_status_t maybe_spill(mr_store_t *st)
 {
     size_t used = st->nent * sizeof(mr_entry_t) + st->nent * 2 * sizeof(uint64_t) + st->alen;
-    if (used * 2 <= st->budget || st->nent == 0) return LOOM_OK;
+    size_t sorting = st->nent * (sizeof(loom_kvref_t) + LOOM_SORT_SCRATCH_PER_REF);
+    if (used * 2 + sorting <= st->budget || st->nent == 0) return LOOM_OK;
     return mr_store_spill(st);
 }
 
@@ -302,6 +305,8 @@ loom_status_t mr_store_add(mr_store_t *st, uint32_t part, uint64_t hash, const v
     return maybe_spill(st);
 }
 
+static loom_status_t compact_runs(mr_store_t *st);
+
 loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
 {
     for (size_t i = 0; i < src->nent; i++) {
@@ -321,7 +326,7 @@ loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
         dst->runs[dst->nruns++] = src->runs[i];
     }
     src->nruns = 0;
-    return LOOM_OK;
+    return compact_runs(dst);
 }
 
 loom_status_t mr_store_sorted(mr_store_t *st, loom_kvref_t **refs, size_t *nrefs,
@@ -484,6 +489,17 @@ out:
 /* More runs than this are merged into one, so a merge never opens too many files. */
 #define MR_MAX_RUNS 16
 
+/* Past MR_MAX_RUNS runs, merge them all into one. */
+static loom_status_t compact_runs(mr_store_t *st)
+{
+    if (st->nruns <= MR_MAX_RUNS) return LOOM_OK;
+    size_t *ps = calloc((size_t)st->eng->nparts + 1, sizeof *ps);
+    if (!ps) return LOOM_ERROR(st->eng->ctx, LOOM_ERR_NOMEM, "out of memory: spill");
+    loom_status_t s = write_merged_run(st, NULL, ps, 1);
+    free(ps);
+    return s;
+}
+
 loom_status_t mr_store_spill(mr_store_t *st)
 {
     loom_kvref_t *refs = NULL;
@@ -494,13 +510,8 @@ loom_status_t mr_store_spill(mr_store_t *st)
     if (s == LOOM_OK) s = write_merged_run(st, refs, ps, 0);
     free(refs);
     if (s == LOOM_OK) store_clear_table(st);
-    if (s == LOOM_OK && st->nruns > MR_MAX_RUNS) {
-        ps[0] = 0;
-        for (int p = 1; p <= st->eng->nparts; p++)
-            ps[p] = 0;
-        s = write_merged_run(st, NULL, ps, 1);
-    }
     free(ps);
+    if (s == LOOM_OK) s = compact_runs(st);
     return s;
 }
 
