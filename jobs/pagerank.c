@@ -46,26 +46,39 @@ static void pr_init(loom_vertex_t *v, void *user)
 }
 
 /* Superstep s > 0 finishes iteration s from the contributions sent in s - 1;
- * every superstep then sends this vertex's share along its out-arcs. */
-static void pr_compute(loom_vertex_t *v, const void *msgs, size_t nmsgs, void *user)
+ * every superstep then sends each vertex's share along its out-arcs. A block
+ * of vertices per call: the loop below is the whole per-vertex cost. */
+static void pr_block(loom_vertex_block_t *b, void *user)
 {
     const pr_t *p = user;
-    double *x = v->value;
-    if (v->superstep > 0) {
-        double sum = 0.0;
-        if (nmsgs) memcpy(&sum, msgs, sizeof sum);
-        double dang = p->redistribute ? loom_vertex_aggregated(v, AGG_DANGLING) : 0.0;
-        double nx = (1.0 - p->d) * p->inv_n + p->d * (sum + dang * p->inv_n);
-        loom_vertex_aggregate(v, AGG_RESIDUAL, fabs(nx - *x));
-        *x = nx;
+    double *x = b->values, *out = b->out;
+    const double *sum = b->msgs;
+    const uint8_t *has = b->has;
+    const uint64_t *off = b->out_off;
+    uint8_t *sent = b->sent;
+    const size_t n = b->count;
+    /* the update, as (1 - d)/n + d (sum + dangling/n), in branch-free loops
+     * the compiler vectorises (the sums may be reassociated: simd reductions) */
+    const double base = (1.0 - p->d) * p->inv_n, d = p->d;
+    const double dang_in = (p->redistribute ? b->aggregated[AGG_DANGLING] : 0.0) * p->inv_n;
+    double residual = 0.0, dangling = 0.0;
+    if (b->superstep > 0) {
+#pragma omp simd reduction(+ : residual)
+        for (size_t i = 0; i < n; i++) {
+            double nx = base + d * ((has[i] ? sum[i] : 0.0) + dang_in);
+            residual += fabs(nx - x[i]);
+            x[i] = nx;
+        }
     }
-    uint64_t deg = loom_vertex_out_degree(v);
-    if (deg) {
-        double share = *x / (double)deg;
-        loom_vertex_send_all(v, &share);
-    } else {
-        loom_vertex_aggregate(v, AGG_DANGLING, *x);
+#pragma omp simd reduction(+ : dangling)
+    for (size_t i = 0; i < n; i++) {
+        double deg = (double)(off[i + 1] - off[i]);
+        out[i] = x[i] / (deg > 0 ? deg : 1.0);
+        sent[i] = deg > 0;
+        dangling += deg > 0 ? 0.0 : x[i];
     }
+    b->aggs[AGG_RESIDUAL] += residual;
+    b->aggs[AGG_DANGLING] += dangling;
 }
 
 static int pr_master(const loom_pregel_step_t *s, double *aggs, void *user)
@@ -191,7 +204,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         .aggs = {LOOM_AGG_SUM, LOOM_AGG_SUM},
         .agg_names = {"dangling", "residual"},
         .init = pr_init,
-        .compute = pr_compute,
+        .compute_block = pr_block,
         .master = pr_master,
         .user = &p,
     };

@@ -57,6 +57,25 @@ typedef struct loom_pregel_step {
 
 /* A vertex program. Every callback may run on several OpenMP threads at once
  * (different vertices); `user` is shared, so callbacks must only read it. */
+/* A block of consecutive local vertices for compute_block: the array form of
+ * compute, one call for up to 256 vertices instead of one call each. */
+typedef struct loom_vertex_block {
+    int64_t superstep;
+    uint64_t first_id; /* global id of the block's first vertex */
+    size_t count;      /* vertices in the block */
+    void *values;      /* their values, value_size bytes each */
+    const void *msgs;  /* their combined messages, msg_size bytes each; msgs[i] is
+                          meaningful only where has[i] (no message arrived otherwise) */
+    const uint8_t *has;
+    const uint64_t *out_off;  /* vertex i's out-degree is out_off[i + 1] - out_off[i] */
+    void *out;                /* count slots of msg_size bytes: to send along every out-arc
+                                 of vertex i (send_all), write out[i] and set sent[i] = 1 */
+    uint8_t *sent;            /* zeroed by the engine before the call */
+    const double *aggregated; /* aggregators of the previous superstep */
+    double *aggs;             /* this thread's partials: fold each vertex's contribution with the
+                                 aggregator's op, in vertex order (as loom_vertex_aggregate does) */
+} loom_vertex_block_t;
+
 typedef struct loom_pregel_program {
     const char *name;
     size_t value_size; /* bytes of a vertex value (> 0) */
@@ -72,6 +91,12 @@ typedef struct loom_pregel_program {
     /* One superstep of one active vertex. `msgs` holds `nmsgs` messages
      * (at most one with a combiner), borrowed for the call. */
     void (*compute)(loom_vertex_t *v, const void *msgs, size_t nmsgs, void *user);
+    /* Optional, instead of compute: the same superstep for a block of vertices.
+     * Only with a built-in or user combiner (one message per vertex), and for
+     * programs whose vertices never vote to halt (PageRank-like). Blocks go to
+     * threads by a static schedule, so results are reproducible as with compute.
+     * Called concurrently on disjoint blocks. */
+    void (*compute_block)(loom_vertex_block_t *b, void *user);
     /* Optional, runs on rank 0 only after each superstep's reduction: may read
      * and overwrite `aggs` (what vertices see next) and returns nonzero to end
      * the run after this superstep (its pending messages are dropped). */

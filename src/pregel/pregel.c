@@ -219,9 +219,11 @@ static loom_status_t alloc_huge(loom_ctx_t *ctx, void **p, size_t bytes, const c
 
 static loom_status_t check_program(loom_ctx_t *ctx, const loom_pregel_program_t *p)
 {
-    if (!p->compute || p->value_size == 0 || p->msg_size == 0)
+    if ((!p->compute && !p->compute_block) || p->value_size == 0 || p->msg_size == 0)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                           "pregel: a program needs compute, value_size and msg_size");
+    if (p->compute_block && p->combiner == LOOM_COMBINE_NONE)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "pregel: compute_block needs a combiner");
     if (builtin(p->combiner) && p->msg_size != 8)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                           "pregel: built-in combiners need 8-byte messages (got %zu)", p->msg_size);
@@ -246,6 +248,12 @@ static loom_status_t create_local(loom_pregel_t *pg)
                         "thread counters"));
     LOOM_TRY(alloc_zero(ctx, (void **)&pg->tbuf,
                         (size_t)pg->nthreads * pg->nworkers * sizeof *pg->tbuf, "send buffers"));
+    if (pg->prog.compute_block) {
+        LOOM_TRY(alloc_zero(ctx, (void **)&pg->bout,
+                            (size_t)pg->nthreads * LOOM_PREGEL_CHUNK * pg->msz, "block messages"));
+        LOOM_TRY(alloc_zero(ctx, (void **)&pg->bsent, (size_t)pg->nthreads * LOOM_PREGEL_CHUNK,
+                            "block flags"));
+    }
     if (pg->prog.combiner != LOOM_COMBINE_NONE) {
         LOOM_TRY(alloc_zero(ctx, (void **)&pg->inbox, pg->nloc * pg->msz, "inbox"));
         LOOM_TRY(alloc_zero(ctx, (void **)&pg->has, pg->nloc, "inbox flags"));
@@ -369,6 +377,8 @@ void loom_pregel_destroy(loom_pregel_t **pgp)
             free(pg->tbuf[i].data);
     free(pg->tbuf);
     free(pg->tstat);
+    free(pg->bout);
+    free(pg->bsent);
     free(pg->ckpt_dir);
     free(pg->restart_dir);
     free(pg);
@@ -434,6 +444,81 @@ loom_status_t loom_pregel_configure(loom_pregel_t *pg, const loom_opts_t *o)
 
 /* Run compute on every active local vertex; publish identities for those that
  * did not send_all so that a dense pull sees a neutral element. */
+/* compute_phase for a program with compute_block: blocks of LOOM_PREGEL_CHUNK
+ * vertices, handed to threads as compute's vertices are (chunk k to thread
+ * k mod threads), then their send_all messages published. */
+static void compute_blocks(loom_pregel_t *pg)
+{
+    const loom_pregel_program_t *p = &pg->prog;
+    const uint64_t *out_off = pg->g->out_off;
+    const size_t msz = pg->msz;
+    const uint64_t nblocks = (pg->nloc + LOOM_PREGEL_CHUNK - 1) / LOOM_PREGEL_CHUNK;
+#pragma omp parallel num_threads(pg->nthreads)
+    {
+        int tid = omp_get_thread_num();
+        loom_tstat_t *ts = &pg->tstat[tid];
+        uint8_t *out = pg->bout + (size_t)tid * LOOM_PREGEL_CHUNK * msz;
+        uint8_t *sent = pg->bsent + (size_t)tid * LOOM_PREGEL_CHUNK;
+        loom_vertex_t v = {.pg = pg, .tid = tid, .superstep = pg->superstep};
+        uint64_t active = 0, npub = 0, pub_arcs = 0;
+#pragma omp for schedule(static, 1)
+        for (uint64_t k = 0; k < nblocks; k++) {
+            uint64_t a = k * LOOM_PREGEL_CHUNK;
+            size_t n =
+                pg->nloc - a < LOOM_PREGEL_CHUNK ? (size_t)(pg->nloc - a) : LOOM_PREGEL_CHUNK;
+            memset(sent, 0, n);
+            loom_vertex_block_t b = {.superstep = pg->superstep,
+                                     .first_id = pg->lo + a,
+                                     .count = n,
+                                     .values = pg->values + a * pg->vsz,
+                                     .msgs = pg->inbox + a * msz,
+                                     .has = pg->has + a,
+                                     .out_off = out_off + a,
+                                     .out = out,
+                                     .sent = sent,
+                                     .aggregated = pg->aggs,
+                                     .aggs = ts->aggs};
+            p->compute_block(&b, p->user);
+            active += n;
+            if (pg->publish && msz == 8) {
+                /* the common case (built-in combiners): one 8-byte store per vertex */
+                uint64_t ident, *gp = (uint64_t *)(void *)pg->gpub;
+                const uint64_t *o = (const uint64_t *)(void *)out;
+                memcpy(&ident, pg->identity, 8);
+                for (size_t i = 0; i < n; i++) {
+                    uint64_t li = a + i;
+                    gp[pub_slot(pg, li)] = sent[i] ? o[i] : ident;
+                    pg->sent[li] = sent[i];
+                    npub += sent[i];
+                    pub_arcs += sent[i] ? out_off[li + 1] - out_off[li] : 0;
+                }
+                continue;
+            }
+            for (size_t i = 0; i < n; i++) {
+                uint64_t li = a + i;
+                if (pg->publish) {
+                    pg->sent[li] = sent[i];
+                    memcpy(pg->gpub + pub_slot(pg, li) * msz,
+                           sent[i] ? out + i * msz : pg->identity, msz);
+                    if (sent[i]) {
+                        npub++;
+                        pub_arcs += out_off[li + 1] - out_off[li];
+                    }
+                } else if (sent[i]) {
+                    v.local = li;
+                    v.id = pg->lo + li;
+                    v.value = pg->values + li * pg->vsz;
+                    v.out_degree = out_off[li + 1] - out_off[li];
+                    loom_vertex_send_all(&v, out + i * msz);
+                }
+            }
+        }
+        ts->active = active;
+        ts->npub += npub;
+        ts->pub_arcs += pub_arcs;
+    }
+}
+
 static void compute_phase(loom_pregel_t *pg)
 {
     const loom_pregel_program_t *p = &pg->prog;
@@ -444,6 +529,10 @@ static void compute_phase(loom_pregel_t *pg)
             ts->aggs[i] = agg_identity(p->aggs[i]);
         for (int w = 0; w < pg->nworkers; w++)
             pg->tbuf[(size_t)t * pg->nworkers + w].len = 0;
+    }
+    if (p->compute_block) {
+        compute_blocks(pg);
+        return;
     }
     const int combined = p->combiner != LOOM_COMBINE_NONE;
     const uint64_t *out_off = pg->g->out_off;

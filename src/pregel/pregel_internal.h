@@ -66,6 +66,7 @@ struct loom_pregel {
     int nthreads;
     loom_msgbuf_t *tbuf;               /* nthreads * nworkers */
     loom_tstat_t *tstat;               /* nthreads */
+    uint8_t *bout, *bsent;             /* compute_block: nthreads blocks of out slots, flags */
     double aggs[LOOM_PREGEL_MAX_AGGS]; /* visible this superstep */
 
     int64_t superstep, max_supersteps;
