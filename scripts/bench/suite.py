@@ -526,7 +526,10 @@ def cmd_report(args):
         "",
         f"- Taken {min(r['date'] for r in recs)} – {max(r['date'] for r in recs)} on {c['host']}:"
         f" {c['cpus']} × {c['cpu']}, {c.get('mem_gib')} GiB; topology {c.get('topology')}.",
-        f"- Commit `{c['commit']}`{' (dirty tree)' if c['dirty'] else ''}; {b.get('compiler_version')},"
+        "- Commits (the `commit` column says which record comes from which): " +
+        ", ".join(f"`{k}`{' (dirty tree)' if d else ''}" for k, d in
+                  sorted({(r['commit'], r['dirty']) for r in recs})) +
+        f"; {b.get('compiler_version')},"
         f" `{b.get('effective_flags')}` ({b.get('CMAKE_BUILD_TYPE')}); {c.get('mpi_version')};"
         f" HDF5 {c.get('hdf5_version')}; GraphBLAS {c.get('graphblas_version')}.",
         f"- Load average (1 min) during the runs: {min(loads):.2f}–{max(loads):.2f} on "
@@ -549,12 +552,13 @@ def cmd_report(args):
                   "iterations; milliseconds per iteration of the kernel loop (Loom: the superstep "
                   "loop; GraphBLAS: its iteration loop; Spark: median iteration of its run).", "",
                   "| graph | vertices | arcs | system | ranks × threads | ms/iteration | arcs/s "
-                  "(median) | reps | load |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "(median) | reps | load | commit |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in pr:
             lines.append(f"| {r['dataset']} | {r['vertices']:,} | {r['arcs']:,} | {r['system']} | "
                          f"{r['config']} | {cell(r, 1e3)} | {r.get('throughput_median', 0):.3g} | "
-                         f"{r['repetitions']} | {r['load_before'][0]:.1f}→{r['load_after'][0]:.1f} |")
+                         f"{r['repetitions']} | {r['load_before'][0]:.1f}→{r['load_after'][0]:.1f} | "
+                         f"{r['commit']} |")
         lines.append("")
     mr = sorted([r for r in recs if r["workload"] != "pagerank"],
                 key=lambda r: (r["workload"], r["dataset"], r["config"]))
@@ -566,14 +570,14 @@ def cmd_report(args):
                   f"({r0['corpus_origin']}); wall seconds of the whole command (MPI start-up "
                   "included).", "",
                   "| job | ranks × threads | seconds | MB/s (median) | map phase s (median) | reps "
-                  "| load |", "|---|---|---|---|---|---|---|"]
+                  "| load | commit |", "|---|---|---|---|---|---|---|---|"]
         for r in mr:
             ms = [x for x in r.get("map_s_values", []) if x is not None]
             lines.append(f"| {r['workload']} | {r['config']} | {cell(r)} | "
                          f"{r.get('throughput_median', 0):.3g} | "
                          f"{statistics.median(ms) if ms else float('nan'):.3g} | "
                          f"{r['repetitions']} | "
-                         f"{r['load_before'][0]:.1f}→{r['load_after'][0]:.1f} |")
+                         f"{r['load_before'][0]:.1f}→{r['load_after'][0]:.1f} | {r['commit']} |")
         lines.append("")
     lines += ["Plots (not committed; regenerate with `suite.py report`): " +
               ", ".join(f"`{os.path.relpath(p, ROOT)}`" for p in made) + "."]
