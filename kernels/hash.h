@@ -27,50 +27,57 @@ static inline uint64_t loom_hash_rotl64(uint64_t x, int r)
     return (x << r) | (x >> (64 - r));
 }
 
+#define LOOM_HASH_K1 0x9e3779b97f4a7c15ULL
+#define LOOM_HASH_K2 0xbf58476d1ce4e5b9ULL
+
+/* The part every variant shares: the length and the whole 8-byte words of
+ * data[0, len) folded into a state; *tail is left at the last 0..7 bytes. */
+static inline uint64_t loom_hash_words(const void *data, size_t len, uint64_t seed,
+                                       const unsigned char **tail)
+{
+    const unsigned char *p = data;
+    uint64_t h = seed ^ (len * LOOM_HASH_K1);
+    for (; len >= 8; len -= 8, p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = loom_hash_rotl64(h ^ (w * LOOM_HASH_K2), 31) * LOOM_HASH_K1;
+    }
+    *tail = p;
+    return h;
+}
+
+/* Fold the tail word (the last len % 8 bytes, little-endian, zero-extended)
+ * and finish; the length is already in h, so "a" and "a\0" differ. */
+static inline uint64_t loom_hash_finish(uint64_t h, uint64_t t)
+{
+    return loom_hash_mix64(loom_hash_rotl64(h ^ (t * LOOM_HASH_K2), 27) * LOOM_HASH_K1);
+}
+
 /* The same function inline, for hot loops that hash short keys. */
 static inline uint64_t loom_hash_inline(const void *data, size_t len, uint64_t seed)
 {
-    const unsigned char *p = data;
-    const uint64_t k1 = 0x9e3779b97f4a7c15ULL, k2 = 0xbf58476d1ce4e5b9ULL;
-    uint64_t h = seed ^ (len * k1);
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = loom_hash_rotl64(h ^ (w * k2), 31) * k1;
-        p += 8;
-        len -= 8;
-    }
-    /* Tail: load the remaining 0..7 bytes into one word; the length is already
-     * in h, so "a" and "a\0" differ. */
+    const unsigned char *p;
+    uint64_t h = loom_hash_words(data, len, seed, &p);
     uint64_t t = 0;
-    for (size_t i = 0; i < len; i++)
+    for (size_t i = 0; i < len % 8; i++)
         t |= (uint64_t)p[i] << (8 * i);
-    h = loom_hash_rotl64(h ^ (t * k2), 27) * k1;
-    return loom_hash_mix64(h);
+    return loom_hash_finish(h, t);
 }
 
 /* loom_hash_inline's value, for keys followed by at least 8 readable bytes
  * (the tokeniser's padded blocks): the tail is one masked load, not a loop. */
 static inline uint64_t loom_hash_padded(const void *data, size_t len, uint64_t seed)
 {
-    const unsigned char *p = data;
-    const uint64_t k1 = 0x9e3779b97f4a7c15ULL, k2 = 0xbf58476d1ce4e5b9ULL;
-    uint64_t h = seed ^ (len * k1);
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = loom_hash_rotl64(h ^ (w * k2), 31) * k1;
-        p += 8;
-        len -= 8;
-    }
-    uint64_t t; /* the tail's bytes in little-endian order, as loom_hash_inline builds it */
+    const unsigned char *p;
+    uint64_t h = loom_hash_words(data, len, seed, &p);
+    uint64_t t;
     memcpy(&t, p, 8);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     t = __builtin_bswap64(t);
 #endif
-    t &= len ? ~0ULL >> (64 - 8 * len) : 0;
-    h = loom_hash_rotl64(h ^ (t * k2), 27) * k1;
-    return loom_hash_mix64(h);
+    size_t rest = len % 8;
+    t &= rest ? ~0ULL >> (64 - 8 * rest) : 0;
+    return loom_hash_finish(h, t);
 }
 
 #endif

@@ -160,43 +160,28 @@ void loom_sort_kvrefs(loom_kvref_t *refs, size_t n, int by_value)
     int one_part = 1;
     for (size_t i = 1; i < n && one_part; i++)
         one_part = refs[i].part == refs[0].part;
-    sort_item_t *a = one_part && n >= 64 ? malloc(2 * n * sizeof *a) : NULL;
-    if (!a) {
+    sort_item_t *a = NULL;
+    loom_kvref_t *out = NULL;
+    if (one_part && n >= 64) {
+        a = malloc(2 * n * sizeof *a);
+        out = malloc(n * sizeof *out);
+    }
+    if (!a || !out) {
         /* mixed partitions, few refs, or no memory for the radix sort */
+        free(a);
+        free(out);
         qsort_r(refs, n, sizeof *refs, cmp_refs, &by_value);
         return;
     }
     for (size_t i = 0; i < n; i++)
         a[i].idx = i;
     sort_items(refs, a, a + n, n, 0, by_value);
-    loom_kvref_t *out = malloc(n * sizeof *out);
-    if (out) {
-        /* gather in order, prefetching: the reads are random, the writes not */
-        for (size_t i = 0; i < n; i++) {
-            if (i + 16 < n) __builtin_prefetch(&refs[a[i + 16].idx]);
-            out[i] = refs[a[i].idx];
-        }
-        memcpy(refs, out, n * sizeof *out);
-        free(out);
-        free(a);
-        return;
-    }
-    /* short of memory: permute in place along cycles (position j takes the
-     * ref at a[j].idx) */
+    /* gather in order, prefetching: the reads are random, the writes not */
     for (size_t i = 0; i < n; i++) {
-        if (a[i].idx == i) continue;
-        loom_kvref_t t = refs[i];
-        size_t j = i;
-        for (;;) {
-            size_t k = a[j].idx;
-            a[j].idx = j;
-            if (k == i) {
-                refs[j] = t;
-                break;
-            }
-            refs[j] = refs[k];
-            j = k;
-        }
+        if (i + 16 < n) __builtin_prefetch(&refs[a[i + 16].idx]);
+        out[i] = refs[a[i].idx];
     }
+    memcpy(refs, out, n * sizeof *out);
+    free(out);
     free(a);
 }

@@ -27,8 +27,8 @@ int loom_sort_cmp_bytes(const void *a, size_t alen, const void *b, size_t blen);
 
 /* Sort refs by partition, then key, then (when `by_value`) value, all in byte
  * order. Not stable. Refs of one partition take an MSD radix sort on 8-byte
- * key chunks (2 x 16 bytes of scratch per ref, then 48 for the final gather;
- * slower paths when that cannot be allocated). Thread-safe on disjoint arrays. */
+ * key chunks (LOOM_SORT_SCRATCH_PER_REF bytes of scratch per ref; a comparison
+ * sort when that cannot be allocated). Thread-safe on disjoint arrays. */
 void loom_sort_kvrefs(loom_kvref_t *refs, size_t n, int by_value);
 
 #endif

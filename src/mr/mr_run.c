@@ -95,6 +95,16 @@ static void segment_close(mr_buf_t *b, size_t seg)
     memcpy(b->data + seg + 4, &seglen, 8);
 }
 
+/* One destination's share of a round is one MPI message (int count): only a
+ * single record over 2 GiB can pass that, rounds being at most 8 MiB. */
+static loom_status_t fits_message(loom_ctx_t *ctx, size_t n)
+{
+    if (n > INT_MAX)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "a shuffle record of %zu bytes is too large for one message", n);
+    return LOOM_OK;
+}
+
 /* fill() when nothing was spilled: the sorted refs are each partition's
  * records (keys already unique where a combiner ran), copied straight out. */
 static loom_status_t fill_refs(shuffle_t *sh, int di, mr_buf_t *b)
@@ -130,11 +140,7 @@ static loom_status_t fill_refs(shuffle_t *sh, int di, mr_buf_t *b)
         d->open = 0;
         d->next_part += (uint32_t)sh->L;
     }
-    if (b->len - base > INT_MAX)
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "a shuffle record of %zu bytes is too large for one message",
-                          b->len - base);
-    return LOOM_OK;
+    return fits_message(ctx, b->len - base);
 }
 
 /* Append to b the next records for destination di, at most `chunk` bytes
@@ -182,11 +188,7 @@ static loom_status_t fill(shuffle_t *sh, int di, mr_buf_t *b)
         segment_close(b, seg);
         d->have_pend = 0;
     }
-    if (b->len - base > INT_MAX)
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "a shuffle record of %zu bytes is too large for one message",
-                          b->len - base);
-    return LOOM_OK;
+    return fits_message(ctx, b->len - base);
 }
 
 static loom_status_t flush_runs(shuffle_t *sh)

@@ -305,6 +305,7 @@ loom_status_t mr_store_add(mr_store_t *st, uint32_t part, uint64_t hash, const v
     return maybe_spill(st);
 }
 
+static loom_status_t add_run(mr_store_t *st, mr_run_t run);
 static loom_status_t compact_runs(mr_store_t *st);
 
 loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
@@ -316,14 +317,9 @@ loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
     }
     store_clear_table(src);
     for (int i = 0; i < src->nruns; i++) {
-        if (dst->nruns == dst->runcap) {
-            int cap = dst->runcap ? dst->runcap * 2 : 8;
-            mr_run_t *r = realloc(dst->runs, (size_t)cap * sizeof *r);
-            if (!r) return LOOM_ERROR(dst->eng->ctx, LOOM_ERR_NOMEM, "out of memory: run list");
-            dst->runs = r;
-            dst->runcap = cap;
-        }
-        dst->runs[dst->nruns++] = src->runs[i];
+        LOOM_TRY(add_run(dst, src->runs[i]));
+        /* dst owns it now: a failure on a later run must not free it twice */
+        src->runs[i] = (mr_run_t){0};
     }
     src->nruns = 0;
     return compact_runs(dst);

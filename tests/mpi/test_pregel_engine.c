@@ -126,14 +126,15 @@ static void pr_block(loom_vertex_block_t *b, void *u)
     }
 }
 
-static const loom_pregel_program_t pr_block_prog = {.name = "pr-block",
-                                                    .value_size = 8,
-                                                    .msg_size = 8,
-                                                    .combiner = LOOM_COMBINE_SUM_F64,
-                                                    .naggs = 1,
-                                                    .aggs = {LOOM_AGG_SUM},
-                                                    .init = pr_init,
-                                                    .compute_block = pr_block};
+/* pr_prog with compute_block in place of compute. */
+static loom_pregel_program_t block_prog(void)
+{
+    loom_pregel_program_t p = pr_prog;
+    p.name = "pr-block";
+    p.compute = NULL;
+    p.compute_block = pr_block;
+    return p;
+}
 
 static double *run_prog(const loom_pregel_program_t *prog, loom_opts_t *o)
 {
@@ -150,7 +151,7 @@ static double *run_prog(const loom_pregel_program_t *prog, loom_opts_t *o)
 /* compute_block without a combiner has no single message per vertex: refused. */
 static void test_block_needs_combiner(void)
 {
-    loom_pregel_program_t p = pr_block_prog;
+    loom_pregel_program_t p = block_prog();
     p.combiner = LOOM_COMBINE_NONE;
     loom_pregel_t *pg = NULL;
     CU_ASSERT_EQUAL(loom_pregel_create(loom_test_ctx, G, &p, &pg), LOOM_ERR_USAGE);
@@ -171,7 +172,8 @@ static void test_pagerank_exchanges(void)
     loom_opts_t *os = parse("--max-supersteps", "15", "--exchange", "sparse");
     loom_opts_t *on = parse("--max-supersteps", "15", "--pull-order", "natural");
     double *xd = run_pr(od), *xs = run_pr(os), *xn = run_pr(on);
-    double *bd = run_prog(&pr_block_prog, od), *bs = run_prog(&pr_block_prog, os);
+    const loom_pregel_program_t bp = block_prog();
+    double *bd = run_prog(&bp, od), *bs = run_prog(&bp, os);
     double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
     uint64_t *deg = calloc(n, sizeof *deg);
     for (uint64_t e = 0; e < M; e++)
