@@ -186,6 +186,15 @@ def measure(loom, graph, directed, reps, iters):
 # ---------------------------------------------------------------- plots
 
 
+def save_png(fig, path):
+    """Lay out, write and close a figure; its path."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plots(out_dir, strong, weak, args, c_arc, side):
     import matplotlib
 
@@ -223,11 +232,7 @@ def plots(out_dir, strong, weak, args, c_arc, side):
     ax[2].set_ylabel("bytes per worker per superstep")
     ax[2].set_title("exchange volume")
     ax[2].legend(fontsize=8)
-    fig.tight_layout()
-    f = os.path.join(out_dir, "model_partition.png")
-    fig.savefig(f, dpi=110)
-    files.append(f)
-    plt.close(fig)
+    files.append(save_png(fig, os.path.join(out_dir, "model_partition.png")))
 
     # 2. strong and weak scaling predictions
     fig, ax = plt.subplots(1, 2, figsize=(13, 4.8))
@@ -255,11 +260,7 @@ def plots(out_dir, strong, weak, args, c_arc, side):
         if base:
             ax[1].axhline(base, color="grey", lw=0.5)
         ax[1].legend(fontsize=8)
-    fig.tight_layout()
-    f = os.path.join(out_dir, "model_scaling.png")
-    fig.savefig(f, dpi=110)
-    files.append(f)
-    plt.close(fig)
+    files.append(save_png(fig, os.path.join(out_dir, "model_scaling.png")))
 
     # 3. model and measurement on this machine
     if side:
@@ -277,11 +278,7 @@ def plots(out_dir, strong, weak, args, c_arc, side):
         ax.set_ylabel("seconds per iteration")
         ax.set_title(f"{args.measure_graph} on this machine: model vs measurement")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        f = os.path.join(out_dir, "model_vs_measured.png")
-        fig.savefig(f, dpi=110)
-        files.append(f)
-        plt.close(fig)
+        files.append(save_png(fig, os.path.join(out_dir, "model_vs_measured.png")))
     return files
 
 

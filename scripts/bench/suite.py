@@ -422,6 +422,15 @@ def cell(r, scale=1.0):
         f"cv {r['cv']:.0%}"
 
 
+def save_png(fig, path):
+    """Lay out, write and close a figure; its path."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plots(recs, outdir):
     import matplotlib
     matplotlib.use("Agg")
@@ -453,11 +462,7 @@ def plots(recs, outdir):
         ax.set_ylabel("milliseconds per iteration (median; bars min–max)")
         ax.set_title("PageRank: seconds per iteration by system")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = os.path.join(outdir, "suite_pagerank_seconds.png")
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        made.append(save_png(fig, os.path.join(outdir, "suite_pagerank_seconds.png")))
     loom = [r for r in recs if r["system"] == "loom"]
     if loom:
         groups = sorted({(r["workload"], r["dataset"]) for r in loom})
@@ -485,11 +490,7 @@ def plots(recs, outdir):
             ax.set_ylabel(f"{unit} (median; bars min–max)")
             ax.set_title(f"Loom throughput by ranks x threads ({unit})")
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = os.path.join(outdir, "suite_throughput.png")
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        made.append(save_png(fig, os.path.join(outdir, "suite_throughput.png")))
     if recs:
         srt = sorted(recs, key=lambda r: (r["workload"], r["dataset"], r["system"], r["config"]))
         fig, ax = plt.subplots(figsize=(8, max(4, 0.32 * len(srt) + 1)))
@@ -501,11 +502,7 @@ def plots(recs, outdir):
         ax.axvline(1.0, color="grey", lw=0.8)
         ax.set_xlabel("repetition / median (whiskers: min and max)")
         ax.set_title("Spread across repetitions")
-        fig.tight_layout()
-        p = os.path.join(outdir, "suite_spread.png")
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        made.append(save_png(fig, os.path.join(outdir, "suite_spread.png")))
     return made
 
 

@@ -41,29 +41,13 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from sparkcommon import find_loom, mpi_env  # noqa: E402
 failures = []
 
 
 def log(msg):
     print(f"check: {msg}", flush=True)
-
-
-def find_loom(given):
-    cands = [given, os.environ.get("LOOM")] + [os.path.join(ROOT, p, "loom") for p in
-                                               ("build/release", "build", "build-release")]
-    cands += sorted(glob.glob(os.path.join(ROOT, "build*", "loom")))
-    for c in cands:
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    return None
-
-
-def mpi_env():
-    env = dict(os.environ)
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_btl_vader_single_copy_mechanism="none",
-               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
-    return env
 
 
 def run(cmd, **kw):

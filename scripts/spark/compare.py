@@ -25,7 +25,6 @@ One JSON line per run goes to OUT_DIR/records.jsonl; tables are printed.
 """
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -37,35 +36,21 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from sparkcommon import find_loom, mpi_env  # noqa: E402
 
 
 def log(msg):
     print(f"compare: {msg}", file=sys.stderr, flush=True)
 
 
-def env():
-    e = dict(os.environ)
-    e.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-             OMPI_MCA_btl_vader_single_copy_mechanism="none",
-             OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
-    return e
-
-
 def timed(cmd):
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env())
+    r = subprocess.run(cmd, capture_output=True, text=True, env=mpi_env())
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         sys.exit(f"compare: failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1]), wall
-
-
-def find_loom(given):
-    for c in [given, os.environ.get("LOOM"), os.path.join(ROOT, "build/release/loom")] + \
-            sorted(glob.glob(os.path.join(ROOT, "build*", "loom"))):
-        if c and os.access(c, os.X_OK):
-            return c
-    sys.exit("compare: no loom binary (pass --loom)")
 
 
 def context(loom):
@@ -119,7 +104,7 @@ def main():
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench-out", "spark"))
     args = ap.parse_args()
 
-    loom = find_loom(args.loom)
+    loom = find_loom(args.loom) or sys.exit("compare: no loom binary (pass --loom)")
     spark_py = subprocess.run([os.path.join(HERE, "setup.sh")], capture_output=True, text=True,
                               check=True).stdout.strip()
     os.makedirs(args.out_dir, exist_ok=True)
@@ -136,7 +121,7 @@ def main():
         el = os.path.join(args.out_dir, f"kron{scale}-undirected.el")
         if not os.path.exists(el):
             subprocess.run([loom, "generate", "kron", "--scale", str(scale), "--undirected",
-                            "--quiet", "--out", el], check=True, env=env())
+                            "--quiet", "--out", el], check=True, env=mpi_env())
         graph = f"kron:{scale} undirected ({os.path.basename(el)})"
         res = {}
         # Loom at 3 ranks

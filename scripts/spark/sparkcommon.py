@@ -8,6 +8,32 @@ import sys
 import threading
 import time
 
+# ---------------------------------------------------------------- running loom
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def find_loom(given=None):
+    """The loom binary: `given`, $LOOM, then the usual build directories; None if none."""
+    import glob
+    cands = [given, os.environ.get("LOOM")] + [os.path.join(ROOT, p, "loom") for p in
+                                               ("build/release", "build", "build-release")]
+    cands += sorted(glob.glob(os.path.join(ROOT, "build*", "loom")))
+    for c in cands:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def mpi_env():
+    """The environment for mpiexec here: root allowed, oversubscription, one thread per rank."""
+    env = dict(os.environ)
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_btl_vader_single_copy_mechanism="none",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
+    return env
+
+
 # ---------------------------------------------------------------- memory
 
 
