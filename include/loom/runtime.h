@@ -25,6 +25,11 @@ extern "C" {
  * allocation failure leaves *ctx NULL). Collective over MPI_COMM_WORLD. */
 loom_status_t loom_ctx_create(int *argc, char ***argv, loom_ctx_t **ctx);
 
+/* The status the process will exit with, told before loom_ctx_destroy: after
+ * a recovery from a dead worker, MPI_Finalize is given 5 s and the process
+ * then ends with this status (Open MPI 5's ULFM can hang finalising). */
+void loom_set_exit_status(loom_ctx_t *ctx, int status);
+
 /* Free the context, finalising MPI if loom_ctx_create initialised it.
  * Accepts NULL and *ctx == NULL; sets *ctx to NULL. Collective. */
 void loom_ctx_destroy(loom_ctx_t **ctx);
@@ -62,6 +67,153 @@ double loom_wtime(void);
 /* Peak resident set size of this process in bytes (getrusage). */
 size_t loom_peak_rss(void);
 
+/* ------------------------------------------------------------------ membership and failures
+ *
+ * The job's members are the ranks alive now. With an MPI that has ULFM and a
+ * launch that enables it (Open MPI 5: `mpirun --with-ft ulfm`), the death of a
+ * worker reaches every survivor as LOOM_ERR_LOST (loom_error_mpi revokes the
+ * job's communicators, so nobody waits for the dead), and an engine can go on:
+ * the survivors agree that a failure happened (loom_members_agree), shrink the
+ * job to themselves (loom_members_recover) and redo the lost work. Without
+ * ULFM a dead rank ends the job: the launcher stops the others, and the
+ * `loom` command's signal handlers name the dead rank and remove temporaries. */
+
+/* Whether this job can survive the death of a worker (ULFM built in and
+ * enabled at launch). Local. */
+int loom_ft_enabled(const loom_ctx_t *ctx);
+
+/* The MPI library and flavour in one line, for --version:
+ * "Open MPI v5.0.11; ULFM: yes, enabled (workers may die)". ctx may be NULL. */
+void loom_mpi_describe(const loom_ctx_t *ctx, char *buf, size_t len);
+
+/* A rank's number when the job started (ranks are renumbered by a recovery;
+ * messages name ranks by this number), and the host a start rank ran on. */
+int loom_start_rank(const loom_ctx_t *ctx, int rank);
+const char *loom_host_of(const loom_ctx_t *ctx, int start_rank);
+
+/* True once this process saw a rank failure that was not recovered from. */
+int loom_members_failed(const loom_ctx_t *ctx);
+/* Note a failure the caller handled itself (a master that found a dead
+ * worker through its own receive), so that loom_members_failed says so. */
+void loom_members_note_failure(loom_ctx_t *ctx);
+/* Is this MPI error code a process failure or a revoked communicator? */
+int loom_mpi_is_failure(int mpierr);
+/* Acknowledge the failures MPI knows of on the job communicator and write
+ * the ranks (current numbering) of the dead into ranks[0..max); returns how
+ * many. Local; 0 without ULFM. Notes the failure when there is one. */
+int loom_members_dead_ranks(loom_ctx_t *ctx, int *ranks, int max);
+
+/* Fault-tolerant agreement over the job communicator: every survivor passes
+ * *ok and gets back the logical AND over the survivors, the same on all of
+ * them even while ranks die (MPIX_Comm_agree; MPI_Allreduce without ULFM). A
+ * rank that saw a failure should pass 0. Collective over the survivors;
+ * returns LOOM_OK unless the plain reduction fails. */
+loom_status_t loom_members_agree(loom_ctx_t *ctx, int *ok);
+
+/* What a recovery changed. Ranks before the recovery are "old". */
+typedef struct loom_recovery {
+    int nlost;     /* ranks lost */
+    int *lost;     /* their start ranks */
+    int old_size;  /* ranks before */
+    int *old_rank; /* [rank now] -> old rank */
+    int *new_rank; /* [old rank] -> rank now, -1 for the dead */
+} loom_recovery_t;
+
+/* Collective over the survivors, after loom_members_agree gave 0: shrink the
+ * job to the ranks alive (MPIX_Comm_shrink; again if one dies meanwhile),
+ * renumber them in the same order (the master stays rank 0, workers are
+ * 1..P'-1), rebuild the workers communicator, clear the recorded error, warn
+ * on rank 0 for each lost rank (start rank, pid, host) and count them in the
+ * summary ("lost_ranks", "failure_detected_at"). Free *rec with
+ * loom_recovery_free. Fails with LOOM_ERR_LOST when the master died or no
+ * worker is left (the job cannot go on; the message says what can be resumed
+ * and the new rank 0 reports it), LOOM_ERR_USAGE without ULFM. */
+loom_status_t loom_members_recover(loom_ctx_t *ctx, loom_recovery_t *rec);
+void loom_recovery_free(loom_recovery_t *rec);
+
+/* The engine is running again after a recovery: records "recovery_s", the
+ * time from the failure's detection on this rank until now. */
+void loom_members_resumed(loom_ctx_t *ctx);
+
+/* ------------------------------------------------------------------ fault injection
+ *
+ * One grammar for every engine (--inject-fault SPEC):
+ *   kill:RANK@PHASE:N   rank RANK (its number at start; 0 is the master) kills
+ *                       itself with SIGKILL at point N of PHASE: map (after
+ *                       mapping N tasks, before reporting the N-th), shuffle
+ *                       (after N of its exchange rounds), reduce (after
+ *                       writing N reduce partitions), superstep (at the start
+ *                       of superstep N); N = 0 is the start of the phase
+ *   slow:RANK:SECONDS   every map task on RANK takes SECONDS longer
+ * Older spellings stay: lose-worker:RANK@map:N, slow-worker:RANK:SECONDS, and
+ * abort-worker:W@superstep:N (W a worker index, taken modulo the workers).
+ * The death is real: the same recovery runs as for `kill -9` from outside. */
+enum { LOOM_PHASE_MAP = 1, LOOM_PHASE_SHUFFLE, LOOM_PHASE_REDUCE, LOOM_PHASE_SUPERSTEP };
+enum { LOOM_FAULT_NONE = 0, LOOM_FAULT_KILL, LOOM_FAULT_SLOW };
+
+typedef struct loom_fault {
+    int kind, rank, phase;
+    int64_t n;
+    double seconds;
+} loom_fault_t;
+
+/* Parse `spec` (NULL or "" for none) allowing the phases in the bit set
+ * `phases` (1u << LOOM_PHASE_MAP | ...). LOOM_ERR_USAGE naming the spec when
+ * it is malformed, names a phase the command has not, or a rank outside the
+ * job. Not collective (every rank parses the same spec). */
+loom_status_t loom_fault_parse(loom_ctx_t *ctx, const char *spec, unsigned phases, loom_fault_t *f);
+/* Is this process the fault's rank, in `phase`? */
+int loom_fault_here(const loom_ctx_t *ctx, const loom_fault_t *f, int phase);
+/* At point n of `phase`: if the fault is a kill meant for this rank here,
+ * print "loom: injected fault: rank R (pid P on H) kills itself in PHASE N at
+ * <epoch seconds>" on stderr and die of SIGKILL. */
+void loom_fault_point(loom_ctx_t *ctx, const loom_fault_t *f, int phase, int64_t n);
+
+/* ------------------------------------------------------------------ signals and temporaries
+ *
+ * The `loom` command installs handlers for SIGTERM and SIGINT (library users
+ * may). A process that gets one removes the temporaries registered below and
+ * dies of the signal; the lowest live rank on the host says why on stderr
+ * (naming a rank on this host that died: Open MPI 4's launcher sends SIGTERM
+ * to every survivor when a rank dies) and adds the resume hint. While a stop
+ * is armed (a run that can checkpoint), SIGTERM, SIGINT and SIGUSR1 only note
+ * the signal and the engine stops at its next safe point, unless a rank on
+ * this host died (the job is broken: the process ends at once). Signal state
+ * is per process: one context per process. */
+
+/* Install the handlers (once; later calls do nothing). Not collective. */
+loom_status_t loom_signals_install(loom_ctx_t *ctx);
+/* Put back the handlers that were there before. */
+void loom_signals_restore(void);
+
+/* Arm (1) or disarm (0) the stop request; disarming drops a noted signal.
+ * Without installed handlers this does nothing. */
+void loom_stop_arm(loom_ctx_t *ctx, int on);
+int loom_stop_armed(const loom_ctx_t *ctx);
+/* The signal noted while armed (SIGUSR1, SIGTERM, SIGINT), 0 when none.
+ * Async-signal state read once per safe point; engines agree on it. */
+int loom_stop_signal(const loom_ctx_t *ctx);
+
+/* Register a temporary file or directory tree that this process removes if it
+ * ends on a signal; returns a handle for loom_temp_forget (-1 when the table
+ * of 64 is full: the path is then left for the next run's sweep). Call
+ * loom_temp_forget once the path is renamed into place or removed. Not
+ * thread-safe. */
+int loom_temp_register(loom_ctx_t *ctx, const char *path, int is_dir);
+void loom_temp_forget(loom_ctx_t *ctx, int handle);
+
+/* What the message of an early end says can be resumed, e.g. "resume with
+ * --restart ck (checkpoint of superstep 12)". Copied; the default says that
+ * nothing was written. */
+void loom_set_resume_hint(loom_ctx_t *ctx, const char *hint);
+const char *loom_resume_hint(const loom_ctx_t *ctx);
+
+/* Whether process `pid` of host `host` is alive: 1 alive, 0 gone, -1 cannot
+ * tell (another host). For sweeping temporaries of jobs that are gone. */
+int loom_pid_alive_here(const loom_ctx_t *ctx, const char *host, long long pid);
+/* This host's name as the peer table has it. */
+const char *loom_hostname(const loom_ctx_t *ctx);
+
 /* ------------------------------------------------------------------ options */
 
 typedef enum loom_opt_type {
@@ -70,8 +222,8 @@ typedef enum loom_opt_type {
     LOOM_OPT_INT,     /* int64 */
     LOOM_OPT_DOUBLE,
     LOOM_OPT_STRING,
-    LOOM_OPT_SIZE,    /* bytes; accepts K, M, G, T suffixes (powers of 1024) */
-    LOOM_OPT_CHOICE,  /* one of `choices`, e.g. "core|none" */
+    LOOM_OPT_SIZE,   /* bytes; accepts K, M, G, T suffixes (powers of 1024) */
+    LOOM_OPT_CHOICE, /* one of `choices`, e.g. "core|none" */
 } loom_opt_type_t;
 
 /* One row of an options table. A table is an array ended by a row whose type is
@@ -79,7 +231,7 @@ typedef enum loom_opt_type {
  * environment overrides: option "checkpoint-every" is read from
  * LOOM_CHECKPOINT_EVERY when not on the command line. */
 typedef struct loom_option {
-    const char *name;    /* long name without dashes */
+    const char *name; /* long name without dashes */
     loom_opt_type_t type;
     const char *def;     /* default as text, NULL for none */
     const char *help;    /* one line */
@@ -117,7 +269,8 @@ int loom_opt_flag(const loom_opts_t *o, const char *name);
 int64_t loom_opt_int(const loom_opts_t *o, const char *name);
 double loom_opt_double(const loom_opts_t *o, const char *name);
 size_t loom_opt_size(const loom_opts_t *o, const char *name);
-const char *loom_opt_string(const loom_opts_t *o, const char *name); /* NULL when unset, no default */
+const char *loom_opt_string(const loom_opts_t *o,
+                            const char *name); /* NULL when unset, no default */
 int loom_opts_nargs(const loom_opts_t *o);
 const char *loom_opts_arg(const loom_opts_t *o, int i);
 
@@ -129,8 +282,8 @@ int loom_parse_size(const char *text, size_t *out);
 typedef enum loom_level {
     LOOM_LOG_ERROR = 0,
     LOOM_LOG_WARN,
-    LOOM_LOG_INFO,     /* progress and results; silenced by --quiet */
-    LOOM_LOG_VERBOSE,  /* shown with --verbose */
+    LOOM_LOG_INFO,    /* progress and results; silenced by --quiet */
+    LOOM_LOG_VERBOSE, /* shown with --verbose */
 } loom_level_t;
 
 /* Print on stderr from rank 0 only, when `level` is enabled. Not collective. */
@@ -138,7 +291,8 @@ void loom_log(const loom_ctx_t *ctx, loom_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Print on stderr from every rank, prefixed "[rN] ", when --verbose. */
-void loom_log_all(const loom_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void loom_log_all(const loom_ctx_t *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 int loom_log_enabled(const loom_ctx_t *ctx, loom_level_t level);
 /* True when --json was given: the summary goes to stdout as one JSON object and

@@ -27,6 +27,10 @@ typedef enum loom_status {
      * checkpoint, and can be resumed from it. The `loom` command exits with
      * 75 (EX_TEMPFAIL) so a batch script can tell it from a real error. */
     LOOM_ERR_INTERRUPTED,
+    /* A rank of the job died (process failure reported by an MPI with ULFM).
+     * Engines that can recover (loom_members_recover) catch it; anywhere else
+     * it ends the job, with the dead rank's host named in the message. */
+    LOOM_ERR_LOST,
     LOOM_STATUS_COUNT
 } loom_status_t;
 
@@ -38,12 +42,14 @@ const char *loom_status_name(loom_status_t st);
  * vertex id". The source location (srcfile:srcline) is kept for --verbose.
  * The first error recorded wins until loom_error_clear; later ones are ignored,
  * so the root cause survives the unwinding. Not collective. Thread-safe. */
-loom_status_t loom_error_at(loom_ctx_t *ctx, loom_status_t code, const char *srcfile,
-                            int srcline, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+loom_status_t loom_error_at(loom_ctx_t *ctx, loom_status_t code, const char *srcfile, int srcline,
+                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Record a failed MPI call: the message is MPI_Error_string of `mpierr` plus
- * the call's text. Returns LOOM_ERR_MPI. */
+ * the call's text. Returns LOOM_ERR_MPI, or LOOM_ERR_LOST when the error says
+ * that a rank died or that a peer revoked the communicator (ULFM): the job's
+ * communicators are then revoked too, so that no survivor waits forever in a
+ * collective the dead rank will never enter. */
 loom_status_t loom_error_mpi(loom_ctx_t *ctx, int mpierr, const char *call, const char *srcfile,
                              int srcline);
 
@@ -78,12 +84,31 @@ loom_status_t loom_agree(loom_ctx_t *ctx, MPI_Comm comm, loom_status_t st);
         if ((st) != LOOM_OK) goto label;                                                           \
     } while (0)
 
-/* Wrap an MPI call: on failure record it and return LOOM_ERR_MPI. */
+/* Wrap an MPI call: on failure record it (loom_error_mpi) and return its status. */
 #define LOOM_MPI(ctx, call)                                                                        \
     do {                                                                                           \
         int loom_mpi_e_ = (call);                                                                  \
         if (loom_mpi_e_ != MPI_SUCCESS)                                                            \
             return loom_error_mpi((ctx), loom_mpi_e_, #call, __FILE__, __LINE__);                  \
+    } while (0)
+
+/* The same, keeping the status in `st` and jumping to a cleanup label. */
+#define LOOM_MPI_GOTO(ctx, st, call, label)                                                        \
+    do {                                                                                           \
+        int loom_mpi_e_ = (call);                                                                  \
+        if (loom_mpi_e_ != MPI_SUCCESS) {                                                          \
+            (st) = loom_error_mpi((ctx), loom_mpi_e_, #call, __FILE__, __LINE__);                  \
+            goto label;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+/* The same for a sequence of steps that keep going on failure (each later one
+ * checks `st`): record the failure in `st` unless it already holds one. */
+#define LOOM_MPI_KEEP(ctx, st, call)                                                               \
+    do {                                                                                           \
+        int loom_mpi_e_ = (call);                                                                  \
+        if (loom_mpi_e_ != MPI_SUCCESS && (st) == LOOM_OK)                                         \
+            (st) = loom_error_mpi((ctx), loom_mpi_e_, #call, __FILE__, __LINE__);                  \
     } while (0)
 
 /* Allocation that records LOOM_ERR_NOMEM with the purpose in the message. */

@@ -16,15 +16,10 @@ static void print_commands(FILE *out)
             "\n'loom COMMAND --help' lists a command's options; 'loom --version' the version.\n");
 }
 
-static void print_version(void)
+static void print_version(const loom_ctx_t *ctx)
 {
-    char mpi[MPI_MAX_LIBRARY_VERSION_STRING];
-    int len = 0;
-    MPI_Get_library_version(mpi, &len);
-    char *nl = strchr(mpi, '\n');
-    if (nl) *nl = '\0';
-    char *comma = strchr(mpi, ',');
-    if (comma) *comma = '\0';
+    char mpi[MPI_MAX_LIBRARY_VERSION_STRING + 128];
+    loom_mpi_describe(ctx, mpi, sizeof mpi);
     printf("loom %s (%s)\n", LOOM_VERSION_STRING, mpi);
 }
 
@@ -58,7 +53,7 @@ int main(int argc, char **argv)
         return cmd ? 0 : 2;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-        if (master) print_version();
+        if (master) print_version(ctx);
         loom_ctx_destroy(&ctx);
         return 0;
     }
@@ -75,8 +70,13 @@ int main(int argc, char **argv)
     if (st == LOOM_OK && loom_opt_flag(opts, "help")) {
         loom_opts_help(ctx, stdout, job->usage, job->options);
     } else if (st == LOOM_OK && loom_opt_flag(opts, "version")) {
-        if (master) print_version();
+        if (master) print_version(ctx);
     } else if (st == LOOM_OK) {
+        /* SIGTERM/SIGINT end the job cleanly (temporaries removed, a dead
+         * rank named); a command that checkpoints (--checkpoint-dir) is armed
+         * from the start, so a signal during loading stops it cleanly too. */
+        st = loom_signals_install(ctx);
+        if (st == LOOM_OK && loom_opt_string(opts, "checkpoint-dir")) loom_stop_arm(ctx, 1);
         loom_timer_start(ctx, "total");
         st = job->run(ctx, opts);
         loom_timer_stop(ctx, "total");
@@ -87,6 +87,8 @@ int main(int argc, char **argv)
         loom_error_report(ctx);
     }
     loom_opts_destroy(&opts);
+    loom_signals_restore();
+    loom_set_exit_status(ctx, exit_code(st));
     loom_ctx_destroy(&ctx);
     return exit_code(st);
 }

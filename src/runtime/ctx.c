@@ -2,7 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <omp.h>
 
@@ -41,6 +43,8 @@ loom_status_t loom_ctx_create(int *argc, char ***argv, loom_ctx_t **out)
     if (ctx->wcomm != MPI_COMM_NULL)
         LOOM_MPI(ctx, MPI_Comm_set_errhandler(ctx->wcomm, MPI_ERRORS_RETURN));
 
+    LOOM_TRY(loom_members_init(ctx));
+
     if (hwloc_topology_init(&ctx->topo) == 0) {
         if (hwloc_topology_load(ctx->topo) == 0)
             ctx->have_topo = 1;
@@ -50,6 +54,24 @@ loom_status_t loom_ctx_create(int *argc, char ***argv, loom_ctx_t **out)
     /* Until options are applied: the thread count OpenMP would use. */
     ctx->threads = omp_get_max_threads();
     return LOOM_OK;
+}
+
+/* MPI_Finalize after a recovery can hang in Open MPI 5's ULFM (it drains
+ * failures on MPI_COMM_WORLD; open-mpi/ompi#11404 and kin). Everything the
+ * job had to do is done by then, so a watchdog ends the process with the
+ * status it was going to have; with ULFM on, the launcher takes that as a
+ * normal end. */
+static volatile sig_atomic_t finalize_status;
+
+static void finalize_timeout(int sig)
+{
+    (void)sig;
+    _exit(finalize_status);
+}
+
+void loom_set_exit_status(loom_ctx_t *ctx, int status)
+{
+    if (ctx) ctx->exit_status = status;
 }
 
 void loom_ctx_destroy(loom_ctx_t **pctx)
@@ -65,12 +87,21 @@ void loom_ctx_destroy(loom_ctx_t **pctx)
     }
     free(ctx->fields);
     if (ctx->have_topo) hwloc_topology_destroy(ctx->topo);
+    loom_members_free(ctx);
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) {
         if (ctx->wcomm != MPI_COMM_NULL) MPI_Comm_free(&ctx->wcomm);
         if (ctx->comm != MPI_COMM_NULL) MPI_Comm_free(&ctx->comm);
-        if (ctx->owns_mpi) MPI_Finalize();
+        if (ctx->owns_mpi) {
+            if (ctx->ft && ctx->lost > 0) {
+                finalize_status = ctx->exit_status;
+                signal(SIGALRM, finalize_timeout);
+                alarm(5);
+            }
+            MPI_Finalize();
+            alarm(0);
+        }
     }
     free(ctx);
     *pctx = NULL;

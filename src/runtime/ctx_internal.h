@@ -15,6 +15,15 @@ typedef struct loom_timer {
     int running;
 } loom_timer_t;
 
+#define LOOM_HOST_MAX 64
+
+/* Where a rank ran: gathered at start, so that a death can be reported by
+ * host and pid after the rank is gone. */
+typedef struct loom_peer {
+    char host[LOOM_HOST_MAX];
+    int64_t pid;
+} loom_peer_t;
+
 typedef enum { LOOM_FIELD_INT, LOOM_FIELD_DOUBLE, LOOM_FIELD_STRING } loom_field_type_t;
 
 typedef struct loom_field {
@@ -41,7 +50,32 @@ struct loom_ctx {
     int ntimers, cap_timers;
     loom_field_t *fields;
     int nfields, cap_fields;
+
+    /* Membership (members.c). Ranks are renumbered by a recovery; a rank's
+     * number at start is its stable name in messages. */
+    int ft;             /* ULFM built in and enabled by the launcher */
+    int start_size;     /* ranks when the job started */
+    int *start_rank;    /* [current rank] -> rank at start */
+    loom_peer_t *peers; /* [rank at start] */
+    int lost;           /* ranks lost so far */
+    int failing;        /* a failure was seen and not yet recovered from */
+    int exit_status;    /* what the process will exit with (loom_set_exit_status) */
+    double failure_at;  /* wall clock (epoch s) of the first detected failure, 0 if none */
+    double recovery_s;  /* time spent recovering */
 };
+
+/* Gather the peer table and find out whether ULFM is on. Collective. */
+loom_status_t loom_members_init(loom_ctx_t *ctx);
+void loom_members_free(loom_ctx_t *ctx);
+/* Revoke the job's communicators (ULFM), so that every survivor's pending and
+ * future operations on them fail instead of waiting. Idempotent; no-op
+ * without ULFM. Not collective. */
+void loom_members_revoke(loom_ctx_t *ctx);
+/* "worker rank 2 (pid 4242 on node7) died" for the failures MPI knows of, or
+ * "a rank of the job died" when it names none yet. */
+void loom_members_describe_failed(loom_ctx_t *ctx, char *buf, size_t len);
+/* Wall-clock seconds since the epoch. */
+double loom_epoch(void);
 
 /* Apply the runtime options (verbosity, threads, binding). */
 loom_status_t loom_ctx_configure(loom_ctx_t *ctx, const loom_opts_t *opts);

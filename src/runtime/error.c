@@ -1,6 +1,7 @@
 /* Error recording, MPI error text and collective agreement on failure. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/ctx_internal.h"
@@ -15,6 +16,7 @@ static const char *const status_names[LOOM_STATUS_COUNT] = {
     [LOOM_ERR_FAULT] = "fault",
     [LOOM_ERR_INTERNAL] = "internal error",
     [LOOM_ERR_INTERRUPTED] = "interrupted",
+    [LOOM_ERR_LOST] = "rank lost",
 };
 
 const char *loom_status_name(loom_status_t st)
@@ -54,6 +56,14 @@ loom_status_t loom_error_mpi(loom_ctx_t *ctx, int mpierr, const char *call, cons
     int len = 0;
     if (MPI_Error_string(mpierr, text, &len) != MPI_SUCCESS)
         snprintf(text, sizeof text, "code %d", mpierr);
+    if (ctx && loom_mpi_is_failure(mpierr)) {
+        loom_members_note_failure(ctx);
+        loom_members_revoke(ctx);
+        char who[256];
+        loom_members_describe_failed(ctx, who, sizeof who);
+        return loom_error_at(ctx, LOOM_ERR_LOST, srcfile, srcline, "%s (MPI: %s in %s)", who, text,
+                             call);
+    }
     return loom_error_at(ctx, LOOM_ERR_MPI, srcfile, srcline, "MPI call failed: %s (%s)", text,
                          call);
 }
