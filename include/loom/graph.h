@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "loom/output.h"
 #include "loom/runtime.h"
 
 #ifdef __cplusplus
@@ -62,10 +63,10 @@ loom_status_t loom_source_generator(loom_ctx_t *ctx, const loom_gen_params_t *p,
                                     loom_edge_source_t **src);
 
 typedef enum loom_format {
-    LOOM_FMT_AUTO = 0,   /* from the extension */
-    LOOM_FMT_EDGELIST,   /* .el .txt .tsv .edges: "src dst [weight]" lines, # or % comments */
-    LOOM_FMT_MTX,        /* .mtx: Matrix Market coordinate, 1-based */
-    LOOM_FMT_HDF5,       /* .h5 .hdf5: Loom's HDF5 CSR (docs/FORMATS.md) */
+    LOOM_FMT_AUTO = 0, /* from the extension */
+    LOOM_FMT_EDGELIST, /* .el .txt .tsv .edges: "src dst [weight]" lines, # or % comments */
+    LOOM_FMT_MTX,      /* .mtx: Matrix Market coordinate, 1-based */
+    LOOM_FMT_HDF5,     /* .h5 .hdf5: Loom's HDF5 CSR (docs/FORMATS.md) */
 } loom_format_t;
 
 /* Parse "edgelist", "el", "mtx", "h5", "hdf5" (or NULL/"auto"). Returns 0 on success. */
@@ -104,7 +105,7 @@ void loom_source_destroy(loom_edge_source_t **src);
 /* ------------------------------------------------------------------ distributed CSR */
 
 typedef struct loom_build_opts {
-    int undirected;       /* symmetrise: every edge u-v gives arcs u->v and v->u */
+    int undirected; /* symmetrise: every edge u-v gives arcs u->v and v->u */
     int drop_self_loops;
     int drop_duplicates;  /* keep one arc per (u, v); weighted: the smallest weight */
     int want_in_edges;    /* build the in-CSR for directed graphs */
@@ -121,15 +122,16 @@ typedef struct loom_graph {
     uint64_t num_arcs;     /* global arcs in the out-CSR (undirected: 2 per edge) */
     int directed;          /* 0: arcs are symmetric and in_* alias out_* */
     int weighted;
-    int nparts;            /* size of the job communicator */
-    uint64_t *part;        /* nparts + 1 range bounds */
-    uint64_t lo, hi;       /* this rank's range */
-    uint64_t *out_off;     /* (hi - lo) + 1 offsets into out_dst */
-    uint64_t *out_dst;     /* global ids of out-neighbours */
-    double *out_w;         /* NULL when unweighted */
-    uint64_t *in_off;      /* NULL unless built; == out_off when undirected */
+    int nparts;        /* size of the job communicator */
+    uint64_t *part;    /* nparts + 1 range bounds */
+    uint64_t lo, hi;   /* this rank's range */
+    uint64_t *out_off; /* (hi - lo) + 1 offsets into out_dst */
+    uint64_t *out_dst; /* global ids of out-neighbours */
+    double *out_w;     /* NULL when unweighted */
+    uint64_t *in_off;  /* NULL unless built; == out_off when undirected */
     uint64_t *in_src;
     double *in_w;
+    struct loom_graph_origin *origin; /* private: how loom_graph_load built it */
 } loom_graph_t;
 
 /* Build the distributed CSR from a source: count degrees (pass 1), choose the
@@ -152,7 +154,10 @@ double loom_graph_partition_ranges(const uint64_t *outd, const uint64_t *ind, ui
 
 /* The rank that owns vertex v (binary search over part). Thread-safe. */
 int loom_graph_owner(const loom_graph_t *g, uint64_t v);
-static inline uint64_t loom_graph_local_vertices(const loom_graph_t *g) { return g->hi - g->lo; }
+static inline uint64_t loom_graph_local_vertices(const loom_graph_t *g)
+{
+    return g->hi - g->lo;
+}
 static inline uint64_t loom_graph_local_arcs(const loom_graph_t *g)
 {
     return g->out_off ? g->out_off[g->hi - g->lo] : 0;
@@ -164,22 +169,46 @@ static inline uint64_t loom_graph_local_arcs(const loom_graph_t *g)
  * table (e.g. `static const loom_option_t opts[] = { LOOM_GRAPH_OPTION_ROWS, ...,
  * {0} };`) and hand the parsed options to loom_graph_load. */
 #define LOOM_GRAPH_OPTION_ROWS                                                                     \
-    {"format", LOOM_OPT_CHOICE, "auto", "input format (auto: from the file extension)",           \
-     "auto|edgelist|el|mtx|h5|hdf5", 0, 0, 0},                                                     \
-        {"undirected", LOOM_OPT_FLAG, NULL, "treat edges as undirected (add both directions)",    \
-         NULL, 0, 0, 0},                                                                           \
+    {"format",                                                                                     \
+     LOOM_OPT_CHOICE,                                                                              \
+     "auto",                                                                                       \
+     "input format (auto: from the file extension)",                                               \
+     "auto|edgelist|el|mtx|h5|hdf5",                                                               \
+     0,                                                                                            \
+     0,                                                                                            \
+     0},                                                                                           \
+        {"undirected",                                                                             \
+         LOOM_OPT_FLAG,                                                                            \
+         NULL,                                                                                     \
+         "treat edges as undirected (add both directions)",                                        \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0},                                                                                       \
         {"drop-self-loops", LOOM_OPT_FLAG, NULL, "drop arcs v->v", NULL, 0, 0, 0},                 \
-        {"drop-duplicates", LOOM_OPT_FLAG, NULL, "keep one arc per (u, v) (smallest weight)",     \
-         NULL, 0, 0, 0},                                                                           \
-        {"vertex-weight", LOOM_OPT_DOUBLE, "0",                                                    \
-         "partition cost of a vertex in arcs (0: automatic)", NULL, 1, 0, 1e12}
+        {"drop-duplicates",                                                                        \
+         LOOM_OPT_FLAG,                                                                            \
+         NULL,                                                                                     \
+         "keep one arc per (u, v) (smallest weight)",                                              \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0},                                                                                       \
+    {                                                                                              \
+        "vertex-weight", LOOM_OPT_DOUBLE, "0",                                                     \
+            "partition cost of a vertex in arcs (0: automatic)", NULL, 1, 0, 1e12                  \
+    }
 
 /* Option rows of the commands that write a graph (--out, --out-format). */
 #define LOOM_GRAPH_OUTPUT_ROWS                                                                     \
-    {"out", LOOM_OPT_STRING, NULL, "output file: .h5 (Loom HDF5 CSR), .el/.txt (edge list), .mtx", \
-     NULL, 0, 0, 0},                                                                               \
-        {"out-format", LOOM_OPT_CHOICE, "auto", "output format (auto: from the extension)",       \
-         "auto|edgelist|el|mtx|h5|hdf5", 0, 0, 0}
+    {"out", LOOM_OPT_STRING,                                                                       \
+     NULL,  "output file: .h5 (Loom HDF5 CSR), .el/.txt (edge list), .mtx",                        \
+     NULL,  0,                                                                                     \
+     0,     0},                                                                                    \
+    {                                                                                              \
+        "out-format", LOOM_OPT_CHOICE, "auto", "output format (auto: from the extension)",         \
+            "auto|edgelist|el|mtx|h5|hdf5", 0, 0, 0                                                \
+    }
 
 /* The format to write `path` in: `choice` names one, or with "auto" (or NULL)
  * the path's extension decides. Fails with LOOM_ERR_USAGE naming the file when
@@ -196,8 +225,14 @@ loom_status_t loom_output_format(loom_ctx_t *ctx, const char *path, const char *
  * the options of LOOM_GRAPH_OPTION_ROWS plus what `flags` (LOOM_LOAD_*)
  * requires. Records the "read"/"build" phases and the graph's size in the
  * summary. Collective; agrees on failure. */
-loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts_t *opts,
-                              int flags, loom_graph_t **graph);
+loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts_t *opts, int flags,
+                              loom_graph_t **graph);
+
+/* Build `g` again, in place, over the job's members as they are now (after a
+ * recovery shrank the job, say): the same source, format and options, a new
+ * partition. Only for graphs made by loom_graph_load (LOOM_ERR_USAGE
+ * otherwise). Collective; agrees on failure, leaving g as it was. */
+loom_status_t loom_graph_rebuild(loom_ctx_t *ctx, loom_graph_t *g);
 
 /* ------------------------------------------------------------------ writers */
 
@@ -213,24 +248,6 @@ loom_status_t loom_graph_write(loom_ctx_t *ctx, const loom_graph_t *g, const cha
  * Collective. */
 loom_status_t loom_write_vertex_values(loom_ctx_t *ctx, const loom_graph_t *g, const char *path,
                                        const char *name, const double *local_values);
-
-/* ------------------------------------------------------------------ atomic output */
-
-/* An output file or directory written under a temporary name beside the final
- * path and renamed into place only when every rank succeeded. */
-typedef struct loom_output loom_output_t;
-
-/* Collective over `comm`: rank 0 picks a temporary name in the target's
- * directory (creating the directory when `is_dir`) and broadcasts it. Fails
- * with LOOM_ERR_IO when the directory is not writable. */
-loom_status_t loom_output_begin(loom_ctx_t *ctx, MPI_Comm comm, const char *path, int is_dir,
-                                loom_output_t **out);
-/* The temporary path to write to (same on every rank). Borrowed. */
-const char *loom_output_path(const loom_output_t *out);
-/* Collective: agree on `st`; on success rank 0 renames the temporary into place
- * (replacing an existing file), otherwise it removes the temporary. Returns the
- * agreed status. Frees *out and sets it to NULL. */
-loom_status_t loom_output_end(loom_ctx_t *ctx, loom_output_t **out, loom_status_t st);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 #include "loom/version.h"
 #include "loom/status.h"
 #include "loom/runtime.h"
+#include "loom/output.h"
 #include "loom/graph.h"
 #include "loom/job.h"
 #include "loom/pregel.h"

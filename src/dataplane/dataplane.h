@@ -1,0 +1,298 @@
+/* The data plane: what every engine shares to move and keep records. Partitioners, a record
+ * exchange in bounded rounds over the job's live members, sorted runs with spill files and a
+ * k-way merge, and (in loom/output.h) atomic output. Engines include this; jobs never do. */
+#ifndef LOOM_DATAPLANE_H
+#define LOOM_DATAPLANE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/hash.h"
+#include "kernels/sort.h"
+#include "loom/output.h"
+#include "loom/runtime.h"
+
+/* ------------------------------------------------------------------ byte buffers
+ * A growable byte buffer. Zero-initialise, then append; free with loom_buf_free. */
+
+typedef struct loom_buf {
+    unsigned char *data;
+    size_t len, cap;
+} loom_buf_t;
+
+/* Make room for `extra` more bytes (geometric growth). LOOM_ERR_NOMEM on failure. */
+loom_status_t loom_buf_reserve(loom_ctx_t *ctx, loom_buf_t *b, size_t extra);
+loom_status_t loom_buf_append(loom_ctx_t *ctx, loom_buf_t *b, const void *data, size_t len);
+void loom_buf_free(loom_buf_t *b);
+
+/* ------------------------------------------------------------------ records
+ * A record in a buffer, a run file or an exchange is varint(klen) varint(vlen)
+ * key value (LEB128 varints). */
+
+#define LOOM_RECORD_OVERHEAD 20 /* the two varints take at most this many bytes */
+
+static inline unsigned char *loom_put_varint(unsigned char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+/* Decode a varint from [p, end); NULL when truncated or overlong. */
+static inline const unsigned char *loom_get_varint(const unsigned char *p, const unsigned char *end,
+                                                   uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; p < end && shift < 64; shift += 7) {
+        unsigned char c = *p++;
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = x;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Append one record. */
+loom_status_t loom_buf_put_record(loom_ctx_t *ctx, loom_buf_t *b, const void *k, size_t klen,
+                                  const void *v, size_t vlen);
+
+/* ------------------------------------------------------------------ partitioners */
+
+/* Hash partitioning of byte keys. A key's hash is loom_key_hash (the kernels'
+ * 64-bit hash with Loom's key seed, the same on every rank and run); its
+ * partition takes the hash's high 32 bits times nparts, so any nparts splits
+ * evenly and the low bits stay free for tables that index by them. Pure;
+ * thread-safe. */
+#define LOOM_KEY_HASH_SEED 0x4c6f6f6d4d52ULL
+static inline uint64_t loom_key_hash(const void *key, size_t klen)
+{
+    return loom_hash_inline(key, klen, LOOM_KEY_HASH_SEED);
+}
+static inline uint32_t loom_part_of_hash(uint64_t h, uint32_t nparts)
+{
+    return (uint32_t)(((h >> 32) * (uint64_t)nparts) >> 32);
+}
+static inline uint32_t loom_part_hash(const void *key, size_t klen, uint32_t nparts)
+{
+    return loom_part_of_hash(loom_key_hash(key, klen), nparts);
+}
+
+/* Ordered ranges cut from a sample: nparts - 1 boundary keys in byte order
+ * (fewer when the sample had fewer distinct keys: the last partitions stay
+ * empty). A key goes to the number of boundaries <= key, so equal keys land
+ * together and the partitions concatenate in key order. */
+typedef struct loom_ranges {
+    loom_buf_t keys; /* the boundaries as records (values empty) */
+    const unsigned char **key;
+    size_t *len;
+    size_t n;
+} loom_ranges_t;
+
+/* Cut boundaries from `sample`, records whose keys need not be sorted or
+ * distinct: after sorting, the key at each i * count / nparts. Local. */
+loom_status_t loom_ranges_from_sample(loom_ctx_t *ctx, const loom_buf_t *sample, uint32_t nparts,
+                                      loom_ranges_t *r);
+/* Collective over `comm`: `root`'s boundaries reach every rank (r is filled
+ * on all). Agrees on failure. */
+loom_status_t loom_ranges_bcast(loom_ctx_t *ctx, MPI_Comm comm, int root, loom_ranges_t *r);
+uint32_t loom_ranges_part(const loom_ranges_t *r, const void *key, size_t klen);
+void loom_ranges_free(loom_ranges_t *r);
+
+/* Contiguous vertex ranges: `parts` ranges of [0, n) balanced by
+ * cost(v) = outd[v] + ind[v] + vw (vw = vertex_weight, or the mean out + in
+ * degree when vertex_weight <= 0; ind may be NULL: outd counts twice). Writes
+ * parts + 1 bounds; returns vw. Pure; thread-safe. */
+double loom_vertex_ranges(const uint64_t *outd, const uint64_t *ind, uint64_t n, int parts,
+                          double vertex_weight, uint64_t *bounds);
+/* The range holding v: the last i with bounds[i] <= v (empty ranges, whose
+ * bound equals the next one, are skipped). Binary search; thread-safe. */
+static inline int loom_vertex_owner(const uint64_t *bounds, int parts, uint64_t v)
+{
+    int lo = 0, hi = parts;
+    while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2;
+        if (bounds[mid] <= v)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ------------------------------------------------------------------ record exchange
+ *
+ * An all-to-all exchange in bounded rounds over the job's live members (the
+ * job communicator or the workers', as the context has them now). Each round,
+ * every rank packs at most `room` bytes per destination (one record larger
+ * than that may travel alone), then one vote (failures, who has more, whether
+ * a segment is oversized), MPI_Alltoall of the counts and MPI_Alltoallv of
+ * the data, with counts in elements of `elem` bytes so that no int overflows;
+ * each source's segment is then unpacked in rank order, this rank's own
+ * straight from its send buffer. Rounds go on until no rank has more. The
+ * buffers stay within the budget given at creation: send and receive take at
+ * most budget/2 each (plus an oversized record). A failure anywhere (a pack or
+ * unpack callback, memory, MPI) is agreed, so every rank returns the same
+ * status; a dead member (ULFM) returns LOOM_ERR_LOST on every survivor. */
+
+typedef struct loom_exchange loom_exchange_t;
+
+enum { LOOM_AMONG_JOB = 0, LOOM_AMONG_WORKERS = 1 };
+
+typedef struct loom_exchange_opts {
+    int among;         /* LOOM_AMONG_JOB or LOOM_AMONG_WORKERS */
+    size_t elem;       /* bytes per element: segments are whole elements (>= 1) */
+    size_t budget;     /* bytes for send + receive buffers (0: 64 MiB) */
+    size_t max_room;   /* cap on bytes per destination per round (0: 8 MiB) */
+    const char *timer; /* phase timer prefix: "<timer>_pack", "_exchange", "_unpack"; NULL: none */
+} loom_exchange_opts_t;
+
+/* pack: append this round's data, destination by destination in rank order,
+ * with loom_exchange_put (or loom_exchange_claim); set *more when this rank
+ * has more to send after this round. */
+typedef loom_status_t (*loom_exchange_pack_fn)(loom_exchange_t *x, void *user, int *more);
+/* unpack: the segment from `src` (whole elements), valid during the call. */
+typedef loom_status_t (*loom_exchange_unpack_fn)(loom_exchange_t *x, void *user, int src,
+                                                 const unsigned char *data, size_t bytes);
+
+/* Create an exchange over the members `opts->among` names, as they are now.
+ * Collective only in the sense that every member must create one to run. */
+loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *opts,
+                                   loom_exchange_t **x);
+void loom_exchange_destroy(loom_exchange_t **x);
+
+/* Run rounds until no member has more. Collective over the members. */
+loom_status_t loom_exchange_run(loom_exchange_t *x, loom_exchange_pack_fn pack,
+                                loom_exchange_unpack_fn unpack, void *user);
+
+/* In pack: the members, this rank's place among them, the bytes a
+ * destination may take this round, what was put for it so far. */
+int loom_exchange_size(const loom_exchange_t *x);
+int loom_exchange_rank(const loom_exchange_t *x);
+MPI_Comm loom_exchange_comm(const loom_exchange_t *x);
+size_t loom_exchange_room(const loom_exchange_t *x);
+size_t loom_exchange_pending(const loom_exchange_t *x, int dest);
+/* Append bytes for `dest` (destinations in nondecreasing order within a round). */
+loom_status_t loom_exchange_put(loom_exchange_t *x, int dest, const void *data, size_t bytes);
+/* Append one record (varint lengths, key, value) for `dest`. */
+loom_status_t loom_exchange_put_record(loom_exchange_t *x, int dest, const void *k, size_t klen,
+                                       const void *v, size_t vlen);
+/* Bytes in this round's send buffer so far, and a way to fill in a header
+ * written before its length was known (e.g. a segment's length). */
+size_t loom_exchange_mark(const loom_exchange_t *x);
+void loom_exchange_patch(loom_exchange_t *x, size_t at, const void *data, size_t bytes);
+/* Lay out the whole round at once: bytes[d] for every destination; returns
+ * the start of the round's buffer and, in displ[d], where d's segment
+ * begins. For packers that bucket a batch by destination (a counting sort). */
+loom_status_t loom_exchange_claim(loom_exchange_t *x, const size_t *bytes, unsigned char **base,
+                                  size_t *displ);
+
+/* Bytes this rank sent so far (its own share included), rounds run. */
+uint64_t loom_exchange_bytes_sent(const loom_exchange_t *x);
+uint64_t loom_exchange_rounds(const loom_exchange_t *x);
+
+/* ------------------------------------------------------------------ sorted runs
+ *
+ * A run is a file of records in `nparts` sections, each sorted by key (then
+ * value, when asked); off[p] is where section p starts, off[nparts] the size. */
+
+typedef struct loom_run {
+    char *path;
+    int nparts;
+    uint64_t *off;
+} loom_run_t;
+
+typedef struct loom_run_writer {
+    loom_ctx_t *ctx;
+    FILE *f;
+    loom_run_t run;
+    int section;
+    uint64_t bytes;
+} loom_run_writer_t;
+
+/* A job's private spill directory, `<base>/loom-<host>-<pid>-<tag>-<seq>`:
+ * every run and spill file of the job goes inside, the directory is removed
+ * when the job ends (or on a signal: it is registered with loom_temp_register),
+ * and its name lets a later job on this host remove it if this one died
+ * (loom_spill_sweep). */
+typedef struct loom_spill_dir {
+    char *path;
+    int temp;
+} loom_spill_dir_t;
+
+loom_status_t loom_spill_dir_create(loom_ctx_t *ctx, const char *base, const char *tag,
+                                    loom_spill_dir_t *sd);
+/* Remove the directory and everything in it. Accepts one never created. */
+void loom_spill_dir_remove(loom_ctx_t *ctx, loom_spill_dir_t *sd);
+
+/* Start a run file `<dir>/<tag>-<seq>` (dir: a spill directory). Sections are
+ * written in order, starting with section 0. */
+loom_status_t loom_run_create(loom_ctx_t *ctx, const char *dir, const char *tag, int nparts,
+                              loom_run_writer_t *w);
+loom_status_t loom_run_put(loom_run_writer_t *w, const void *k, size_t klen, const void *v,
+                           size_t vlen);
+/* Close the current section; the next records go to section `p` (>= current). */
+void loom_run_section(loom_run_writer_t *w, int p);
+/* Finish the file: *run takes it over. On failure the file is removed. */
+loom_status_t loom_run_finish(loom_run_writer_t *w, loom_run_t *run);
+void loom_run_abort(loom_run_writer_t *w);
+/* Delete the file and free the struct's contents. */
+void loom_run_free(loom_run_t *r);
+
+/* Remove spill directories and files in `base` of jobs on this host that are
+ * gone (`loom-<host>-<pid>-*` with a dead pid); rank 0 says how many.
+ * Collective over the job communicator (each rank sweeps its own base). */
+void loom_spill_sweep(loom_ctx_t *ctx, const char *base);
+
+/* ------------------------------------------------------------------ readers and merging */
+
+enum { LOOM_RD_MEM = 1, LOOM_RD_FILE, LOOM_RD_REFS };
+
+/* A sorted stream of records: in memory, a section of a run file, or an
+ * array of references (kernels/sort.h). */
+typedef struct loom_reader {
+    int kind, valid;
+    const unsigned char *key, *val;
+    size_t klen, vlen;
+    const unsigned char *p, *end; /* MEM */
+    FILE *f;                      /* FILE */
+    const char *path;
+    uint64_t remaining;
+    loom_buf_t rec;
+    const loom_kvref_t *r, *rend; /* REFS */
+} loom_reader_t;
+
+void loom_reader_mem(loom_reader_t *rd, const void *data, size_t len);
+void loom_reader_refs(loom_reader_t *rd, const loom_kvref_t *r, size_t n);
+/* Open the section [off, off + len) of a run file. */
+loom_status_t loom_reader_file(loom_ctx_t *ctx, loom_reader_t *rd, const char *path, uint64_t off,
+                               uint64_t len);
+/* Advance (valid = 0 at the end); the first call loads the first record. */
+loom_status_t loom_reader_next(loom_ctx_t *ctx, loom_reader_t *rd);
+void loom_reader_close(loom_reader_t *rd);
+
+/* A k-way merge of sorted readers: a binary heap of reader indices. */
+typedef struct loom_merge {
+    loom_reader_t **rd;
+    int n, hn;
+    int *heap;
+    int by_value;
+} loom_merge_t;
+
+/* Readers must already hold their first record (loom_reader_next once). */
+loom_status_t loom_merge_init(loom_ctx_t *ctx, loom_merge_t *m, loom_reader_t **rd, int n,
+                              int by_value);
+static inline loom_reader_t *loom_merge_top(loom_merge_t *m)
+{
+    return m->hn ? m->rd[m->heap[0]] : NULL;
+}
+loom_status_t loom_merge_pop(loom_ctx_t *ctx, loom_merge_t *m);
+void loom_merge_free(loom_merge_t *m);
+
+#endif
