@@ -6,13 +6,17 @@
 
 #include <omp.h>
 
+#include "dataplane/dataplane.h"
 #include "io/gen.h"
+#include "io/io_internal.h"
 #include "loom/graph.h"
 
 /* Edges per batch and per exchange round: large enough that the per-round
  * collectives cost nothing, small enough that batch plus send and receive
  * buffers (about 40 bytes per edge) stay far below the CSR itself. */
 #define BATCH_EDGES ((size_t)1 << 19)
+/* Memory for the exchange's send and receive buffers in pass 2. */
+#define BUILD_BUDGET ((size_t)256 << 20)
 /* Ids stay below 2^63, so the top bit of an arc's key marks an in-CSR arc. */
 #define IN_FLAG (UINT64_C(1) << 63)
 /* Elements per MPI call, below INT_MAX. */
@@ -42,17 +46,8 @@ typedef struct build {
 
 static inline int part_owner(const uint64_t *part, int nparts, uint64_t v)
 {
-    /* The last range starting at or below v; empty ranges (the master's) are
-     * skipped because a later range starts at the same bound. */
-    int lo = 0, hi = nparts;
-    while (hi - lo > 1) {
-        int mid = lo + (hi - lo) / 2;
-        if (part[mid] <= v)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
+    /* empty ranges (the master's) are skipped: a later range starts at the same bound */
+    return loom_vertex_owner(part, nparts, v);
 }
 
 int loom_graph_owner(const loom_graph_t *g, uint64_t v)
@@ -72,6 +67,7 @@ void loom_graph_destroy(loom_graph_t **graph)
     free(g->out_dst);
     free(g->out_w);
     free(g->part);
+    loom_graph_origin_free(g->origin);
     free(g);
     *graph = NULL;
 }
@@ -216,28 +212,7 @@ static loom_status_t count_degrees(build_t *b, uint64_t *outd, uint64_t *ind)
 double loom_graph_partition_ranges(const uint64_t *outd, const uint64_t *ind, uint64_t n,
                                    int workers, double vertex_weight, uint64_t *bounds)
 {
-    double arcs = 0;
-    for (uint64_t v = 0; v < n; v++)
-        arcs += (double)outd[v] + (double)(ind ? ind[v] : outd[v]);
-    /* Auto: a vertex costs as much as its average arcs (out + in), so vertices
-     * and arcs weigh half each; Gemini's fixed alpha = 8(p-1) would tie the
-     * partition to the rank count, which we do not want. */
-    double vw = vertex_weight > 0 ? vertex_weight : (n ? arcs / (double)n : 1.0);
-    if (vw <= 0) vw = 1.0;
-    double total = arcs + vw * (double)n;
-    bounds[0] = 0;
-    uint64_t v = 0;
-    double prefix = 0;
-    for (int w = 1; w < workers; w++) {
-        double target = total * (double)w / (double)workers;
-        while (v < n && prefix < target) {
-            prefix += (double)outd[v] + (double)(ind ? ind[v] : outd[v]) + vw;
-            v++;
-        }
-        bounds[w] = v;
-    }
-    bounds[workers] = n;
-    return vw;
+    return loom_vertex_ranges(outd, ind, n, workers, vertex_weight, bounds);
 }
 
 /* The job's part[] (size + 1 bounds): the master's range is empty when P >= 2. */
@@ -251,55 +226,46 @@ static double partition(const build_t *b, const uint64_t *outd, const uint64_t *
 
 /* ------------------------------------------------------------------ pass 2: exchange */
 
-typedef struct xbuf {
-    uint64_t *send, *recv;
-    size_t send_cap, recv_cap; /* in arcs */
-    int *tcounts;              /* threads x ranks */
-    int *scount, *sdispl, *rcount, *rdispl;
-    size_t *tpos;
-} xbuf_t;
+/* The packer's state: the pass over this rank's share, and the counting
+ * sort's per-thread counts and positions. */
+typedef struct xpack {
+    build_t *b;
+    uint64_t *out_cur, *in_cur;
+    int *tcounts; /* threads x ranks */
+    size_t *tpos; /* threads x ranks, in arcs */
+    size_t *bytes, *displ;
+    uint64_t consumed, local;
+    size_t batch; /* edges per round: a batch's arcs fit one destination's room */
+} xpack_t;
 
-static void xbuf_free(xbuf_t *x)
+/* Read the next batch and bucket its arcs by owner straight into the round's
+ * send buffer (counting sort in per-thread slices, so the order within a
+ * bucket is deterministic). */
+static loom_status_t pack_round(loom_exchange_t *x, void *user, int *more)
 {
-    free(x->send);
-    free(x->recv);
-    free(x->tcounts);
-    free(x->scount);
-    free(x->sdispl);
-    free(x->rcount);
-    free(x->rdispl);
-    free(x->tpos);
-    memset(x, 0, sizeof *x);
-}
-
-static loom_status_t grow_words(loom_ctx_t *ctx, uint64_t **p, size_t *cap, size_t arcs, int words)
-{
-    if (arcs <= *cap) return LOOM_OK;
-    size_t want = arcs + arcs / 4;
-    uint64_t *q = realloc(*p, (want ? want : 1) * (size_t)words * sizeof *q);
-    if (!q)
-        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for an exchange buffer of %zu arcs",
-                          want);
-    *p = q;
-    *cap = want;
-    return LOOM_OK;
-}
-
-/* Bucket this round's arcs by owner into x->send (counting sort, per-thread
- * slices so that the order within a bucket is deterministic). */
-static loom_status_t pack_round(build_t *b, xbuf_t *x)
-{
+    xpack_t *xp = user;
+    build_t *b = xp->b;
+    *more = 0;
+    if (xp->consumed >= xp->local) return LOOM_OK;
+    loom_timer_stop(b->ctx, "exchange");
+    loom_timer_start(b->ctx, b->src_phase);
+    loom_status_t st = loom_source_next(b->ctx, b->src, &b->batch, xp->batch);
+    loom_timer_stop(b->ctx, b->src_phase);
+    loom_timer_start(b->ctx, "exchange");
+    LOOM_TRY(st);
     const loom_edges_t *e = &b->batch;
     size_t cnt = e->count;
+    xp->consumed += cnt;
+    *more = cnt > 0 && xp->consumed < xp->local;
     int P = b->size, W = b->words;
     int T = cnt < 65536 ? 1 : b->threads;
     const uint64_t *part = b->g->part;
-    memset(x->tcounts, 0, (size_t)b->threads * (size_t)P * sizeof *x->tcounts);
+    memset(xp->tcounts, 0, (size_t)b->threads * (size_t)P * sizeof *xp->tcounts);
 #pragma omp parallel num_threads(T)
     {
         int t = omp_get_thread_num();
         size_t lo = cnt * (size_t)t / (size_t)T, hi = cnt * (size_t)(t + 1) / (size_t)T;
-        int *c = x->tcounts + (size_t)t * (size_t)P;
+        int *c = xp->tcounts + (size_t)t * (size_t)P;
         for (size_t i = lo; i < hi; i++) {
             uint64_t key[2], nbr[2];
             int na = edge_arcs(b, e->src[i], e->dst[i], key, nbr);
@@ -311,27 +277,26 @@ static loom_status_t pack_round(build_t *b, xbuf_t *x)
     for (int r = 0; r < P; r++) {
         size_t sum = 0;
         for (int t = 0; t < T; t++) {
-            x->tpos[(size_t)t * (size_t)P + (size_t)r] = total + sum;
-            sum += (size_t)x->tcounts[(size_t)t * (size_t)P + (size_t)r];
+            xp->tpos[(size_t)t * (size_t)P + (size_t)r] = total + sum;
+            sum += (size_t)xp->tcounts[(size_t)t * (size_t)P + (size_t)r];
         }
-        if (sum > INT_MAX || total > INT_MAX)
-            return LOOM_ERROR(b->ctx, LOOM_ERR_INTERNAL, "exchange round too large");
-        x->scount[r] = (int)sum;
-        x->sdispl[r] = (int)total;
+        xp->bytes[r] = sum * (size_t)W * sizeof(uint64_t);
         total += sum;
     }
-    LOOM_TRY(grow_words(b->ctx, &x->send, &x->send_cap, total, W));
+    unsigned char *base = NULL;
+    LOOM_TRY(loom_exchange_claim(x, xp->bytes, &base, xp->displ));
+    uint64_t *send = (uint64_t *)(void *)base;
 #pragma omp parallel num_threads(T)
     {
         int t = omp_get_thread_num();
         size_t lo = cnt * (size_t)t / (size_t)T, hi = cnt * (size_t)(t + 1) / (size_t)T;
-        size_t *pos = x->tpos + (size_t)t * (size_t)P;
+        size_t *pos = xp->tpos + (size_t)t * (size_t)P;
         for (size_t i = lo; i < hi; i++) {
             uint64_t key[2], nbr[2];
             int na = edge_arcs(b, e->src[i], e->dst[i], key, nbr);
             for (int a = 0; a < na; a++) {
                 int r = part_owner(part, P, key[a] & ~IN_FLAG);
-                uint64_t *rec = x->send + pos[r]++ * (size_t)W;
+                uint64_t *rec = send + pos[r]++ * (size_t)W;
                 rec[0] = key[a];
                 rec[1] = nbr[a];
                 if (W == 3) memcpy(&rec[2], &e->weight[i], sizeof(double));
@@ -384,81 +349,57 @@ static int scatter_round(build_t *b, const uint64_t *recv, size_t nrecv, uint64_
     return bad;
 }
 
-static loom_status_t exchange(build_t *b, MPI_Datatype arc_type, uint64_t *out_cur,
-                              uint64_t *in_cur)
+static loom_status_t unpack_round(loom_exchange_t *x, void *user, int src,
+                                  const unsigned char *data, size_t bytes)
+{
+    xpack_t *xp = user;
+    build_t *b = xp->b;
+    (void)x;
+    (void)src;
+    size_t arcs = bytes / ((size_t)b->words * sizeof(uint64_t));
+    if (scatter_round(b, (const uint64_t *)(const void *)data, arcs, xp->out_cur, xp->in_cur))
+        return LOOM_ERROR(b->ctx, LOOM_ERR_INTERNAL,
+                          "%s: the second pass over the edges differs from the first",
+                          loom_source_name(b->src));
+    return LOOM_OK;
+}
+
+/* Pass 2: every arc to its owner, in bounded rounds on the data plane's
+ * exchange (arcs a rank owns itself never go through MPI). */
+static loom_status_t exchange(build_t *b, uint64_t *out_cur, uint64_t *in_cur)
 {
     loom_ctx_t *ctx = b->ctx;
     int P = b->size;
-    xbuf_t x;
-    memset(&x, 0, sizeof x);
-    loom_status_t st = LOOM_OK;
-    x.tcounts = calloc((size_t)b->threads * (size_t)P, sizeof *x.tcounts);
-    x.tpos = calloc((size_t)b->threads * (size_t)P, sizeof *x.tpos);
-    x.scount = calloc((size_t)P, sizeof(int));
-    x.sdispl = calloc((size_t)P, sizeof(int));
-    x.rcount = calloc((size_t)P, sizeof(int));
-    x.rdispl = calloc((size_t)P, sizeof(int));
-    if (!x.tcounts || !x.tpos || !x.scount || !x.sdispl || !x.rcount || !x.rdispl)
+    xpack_t xp = {.b = b, .out_cur = out_cur, .in_cur = in_cur};
+    loom_exchange_t *x = NULL;
+    size_t arc_bytes = (size_t)b->words * sizeof(uint64_t);
+    loom_exchange_opts_t xo = {.among = LOOM_AMONG_JOB,
+                               .elem = arc_bytes,
+                               .budget = BUILD_BUDGET,
+                               .max_room = BATCH_EDGES * 2 * arc_bytes};
+    loom_status_t st = loom_exchange_create(ctx, &xo, &x);
+    xp.tcounts = calloc((size_t)b->threads * (size_t)P, sizeof *xp.tcounts);
+    xp.tpos = calloc((size_t)b->threads * (size_t)P, sizeof *xp.tpos);
+    xp.bytes = calloc((size_t)P * 2, sizeof *xp.bytes);
+    if (st == LOOM_OK && (!xp.tcounts || !xp.tpos || !xp.bytes))
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for exchange counts");
-    if (st == LOOM_OK) st = loom_source_rewind(ctx, b->src);
-    /* Every rank takes part in every round, with an empty batch once its share
-     * is done, so the rounds must be agreed on up front. */
-    uint64_t local = loom_source_local_count(b->src);
-    uint64_t rounds = (local + BATCH_EDGES - 1) / BATCH_EDGES;
-    st = loom_agree(ctx, b->comm, st);
-    if (st != LOOM_OK) goto out;
-    {
-        int e = MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_UINT64_T, MPI_MAX, b->comm);
-        if (e != MPI_SUCCESS) {
-            st = loom_error_mpi(ctx, e, "MPI_Allreduce", __FILE__, __LINE__);
-            goto out;
-        }
+    if (st == LOOM_OK) {
+        xp.displ = xp.bytes + P;
+        /* a batch's arcs (two per edge at most) fit one destination's room */
+        xp.batch = loom_exchange_room(x) / (2 * arc_bytes);
+        if (xp.batch > BATCH_EDGES) xp.batch = BATCH_EDGES;
+        if (xp.batch < 1) xp.batch = 1;
+        xp.local = loom_source_local_count(b->src);
+        st = loom_source_rewind(ctx, b->src);
     }
-    for (uint64_t round = 0; round < rounds; round++) {
-        if (st == LOOM_OK) st = next_batch(b);
-        loom_timer_start(ctx, "exchange");
-        if (st == LOOM_OK) st = pack_round(b, &x);
-        st = agree_polite(b, st);
-        if (st != LOOM_OK) break;
-        /* Arcs this rank owns skip MPI: they are scattered straight from the
-         * send buffer, which saves a copy of everything at P = 1. */
-        int self = x.scount[b->rank];
-        x.scount[b->rank] = 0;
-        int e = MPI_Alltoall(x.scount, 1, MPI_INT, x.rcount, 1, MPI_INT, b->comm);
-        if (e != MPI_SUCCESS) {
-            st = loom_error_mpi(ctx, e, "MPI_Alltoall", __FILE__, __LINE__);
-            break;
-        }
-        size_t nrecv = 0;
-        for (int r = 0; r < P; r++) {
-            /* At most P * 2 * BATCH_EDGES arcs arrive per round; the int
-             * displacements of MPI_Alltoallv hold that up to ~1000 ranks. */
-            if (nrecv > INT_MAX)
-                st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "exchange round too large");
-            x.rdispl[r] = (int)nrecv;
-            nrecv += (size_t)x.rcount[r];
-        }
-        if (st == LOOM_OK) st = grow_words(ctx, &x.recv, &x.recv_cap, nrecv, b->words);
-        st = loom_agree(ctx, b->comm, st);
-        if (st != LOOM_OK) break;
-        e = MPI_Alltoallv(x.send, x.scount, x.sdispl, arc_type, x.recv, x.rcount, x.rdispl,
-                          arc_type, b->comm);
-        if (e != MPI_SUCCESS) {
-            st = loom_error_mpi(ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
-            break;
-        }
-        const uint64_t *mine = x.send + (size_t)x.sdispl[b->rank] * (size_t)b->words;
-        if (scatter_round(b, x.recv, nrecv, out_cur, in_cur) ||
-            scatter_round(b, mine, (size_t)self, out_cur, in_cur))
-            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL,
-                            "%s: the second pass over the edges differs from the first",
-                            loom_source_name(b->src));
-        loom_timer_stop(ctx, "exchange");
-    }
+    st = agree_polite(b, st);
+    loom_timer_start(ctx, "exchange");
+    if (st == LOOM_OK) st = loom_exchange_run(x, pack_round, unpack_round, &xp);
     loom_timer_stop(ctx, "exchange");
-    st = loom_agree(ctx, b->comm, st);
-out:
-    xbuf_free(&x);
+    loom_exchange_destroy(&x);
+    free(xp.tcounts);
+    free(xp.tpos);
+    free(xp.bytes);
     return st;
 }
 
@@ -728,7 +669,6 @@ loom_status_t loom_graph_build(loom_ctx_t *ctx, loom_edge_source_t *src,
     b.in_edges = !undirected && b.o.want_in_edges;
 
     uint64_t *out_cur = NULL, *in_cur = NULL;
-    MPI_Datatype arc_type = MPI_DATATYPE_NULL;
     loom_status_t st = LOOM_OK;
     loom_graph_t *g = calloc(1, sizeof *g);
     if (g) g->part = calloc((size_t)b.size + 1, sizeof *g->part);
@@ -744,14 +684,7 @@ loom_status_t loom_graph_build(loom_ctx_t *ctx, loom_edge_source_t *src,
     st = loom_agree(ctx, b.comm, st);
     if (st != LOOM_OK) goto out;
 
-    {
-        int e = MPI_Type_contiguous(b.words, MPI_UINT64_T, &arc_type);
-        if (e == MPI_SUCCESS) e = MPI_Type_commit(&arc_type);
-        if (e != MPI_SUCCESS) st = loom_error_mpi(ctx, e, "MPI_Type_commit", __FILE__, __LINE__);
-    }
-    st = loom_agree(ctx, b.comm, st);
-    if (st != LOOM_OK) goto out;
-    st = exchange(&b, arc_type, out_cur, in_cur);
+    st = exchange(&b, out_cur, in_cur);
     loom_edges_free(&b.batch);
     if (st != LOOM_OK) goto out;
 
@@ -774,7 +707,6 @@ loom_status_t loom_graph_build(loom_ctx_t *ctx, loom_edge_source_t *src,
     }
     st = loom_agree(ctx, b.comm, st);
 out:
-    if (arc_type != MPI_DATATYPE_NULL) MPI_Type_free(&arc_type);
     loom_edges_free(&b.batch);
     free(out_cur);
     free(in_cur);

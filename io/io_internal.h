@@ -26,6 +26,9 @@ loom_status_t loom_read_h5(loom_ctx_t *ctx, const char *path, loom_read_result_t
 loom_status_t loom_source_from_memory(loom_ctx_t *ctx, loom_read_result_t *r,
                                       loom_edge_source_t **src);
 
+/* Free what loom_graph_load recorded about how it built a graph (load.c). */
+void loom_graph_origin_free(struct loom_graph_origin *o);
+
 /* Fail on every rank unless `path` names a readable regular, non-empty file. Collective. */
 loom_status_t loom_check_input_file(loom_ctx_t *ctx, const char *path);
 

@@ -44,6 +44,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (!spec || loom_opts_nargs(opts) != 1)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                           "cc needs one graph (a file or a spec like kron:16)");
+    LOOM_TRY(loom_pregel_check_options(ctx, opts, spec));
     loom_graph_t *g = NULL;
     /* Weak components need both directions; loops and duplicates change nothing. */
     LOOM_TRY(loom_graph_load(ctx, spec, opts, LOOM_LOAD_UNDIRECTED | LOOM_LOAD_SIMPLE, &g));

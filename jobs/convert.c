@@ -15,6 +15,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (!out) return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "convert needs --out FILE");
     loom_format_t fmt;
     LOOM_TRY(loom_output_format(ctx, out, loom_opt_string(opts, "out-format"), &fmt));
+    LOOM_TRY(loom_output_check(ctx, loom_comm(ctx), out, 0, &in, 1));
     loom_graph_t *g = NULL;
     LOOM_TRY(loom_graph_load(ctx, in, opts, 0, &g));
     loom_timer_start(ctx, "write");

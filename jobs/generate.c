@@ -34,6 +34,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (!out) return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "generate needs --out FILE");
     loom_format_t fmt;
     LOOM_TRY(loom_output_format(ctx, out, loom_opt_string(opts, "out-format"), &fmt));
+    LOOM_TRY(loom_output_check(ctx, loom_comm(ctx), out, 0, NULL, 0));
 
     loom_edge_source_t *src = NULL;
     LOOM_TRY(loom_source_generator(ctx, &p, &src));

@@ -184,6 +184,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (!spec || loom_opts_nargs(opts) != 1)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                           "pagerank needs one graph (a file or a spec like kron:16)");
+    LOOM_TRY(loom_pregel_check_options(ctx, opts, spec));
     loom_graph_t *g = NULL;
     LOOM_TRY(loom_graph_load(ctx, spec, opts, LOOM_LOAD_IN_EDGES, &g));
 
@@ -195,6 +196,10 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         .iters = loom_opt_int(opts, "iters"),
         .max_iters = loom_opt_int(opts, "max-iters"),
     };
+    /* what shapes the scores (not when to stop: a restart may run longer) */
+    char params[128];
+    snprintf(params, sizeof params, "damping=%.17g dangling=%s", p.d,
+             p.redistribute ? "redistribute" : "ignore");
     loom_pregel_program_t prog = {
         .name = "pagerank",
         .value_size = sizeof(double),
@@ -207,6 +212,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         .compute_block = pr_block,
         .master = pr_master,
         .user = &p,
+        .params = params,
     };
     loom_pregel_t *pg = NULL;
     loom_status_t st = loom_pregel_create(ctx, g, &prog, &pg);

@@ -212,9 +212,10 @@ static loom_status_t write_initial(loom_ctx_t *ctx, const loom_graph_t *g, const
     return LOOM_OK;
 }
 
+/* Remove an iteration's directory once the next one exists: only the files
+ * Loom wrote there (the MapReduce output: part files and _SUCCESS). */
 static void remove_dir(const char *dir)
 {
-    /* only our own state directories: the part files we know, then the directory */
     char path[4400];
     for (int r = 0; r < 1 << 20; r++) {
         snprintf(path, sizeof path, "%s/part-r%05d", dir, r);
@@ -299,6 +300,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                           "pagerank-mr needs one graph (a file or a spec like kron:16)");
     MPI_Comm comm = loom_comm(ctx);
+    const char *out = loom_opt_string(opts, "out");
+    if (out) LOOM_TRY(loom_output_check(ctx, comm, out, 0, &spec, 1));
     loom_graph_t *g = NULL;
     LOOM_TRY(loom_graph_load(ctx, spec, opts, 0, &g));
     prmr_t p = {
@@ -311,15 +314,18 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     const char *sd = loom_opt_string(opts, "spill-dir");
     if (!sd || !*sd) sd = getenv("TMPDIR");
     if (!sd || !*sd) sd = "/tmp";
-    /* rank 0 names the state directory; everyone uses its name */
-    char base[4096] = {0};
-    if (loom_is_master(ctx))
-        snprintf(base, sizeof base, "%s/loom-prmr-%d-%ld", sd, (int)getpid(), (long)time(NULL));
-    LOOM_MPI(ctx, MPI_Bcast(base, sizeof base, MPI_CHAR, 0, comm));
+    /* the iterations' state lives in one scratch directory of the job's,
+     * removed at the end, on a signal, or by a later job if this one dies */
+    loom_scratch_t *scratch = NULL;
+    loom_status_t st = loom_scratch_begin(ctx, comm, sd, "prmr", &scratch);
+    if (st != LOOM_OK) {
+        loom_graph_destroy(&g);
+        return st;
+    }
     char cur[4200], next[4200];
-    snprintf(cur, sizeof cur, "%s.0", base);
+    snprintf(cur, sizeof cur, "%s/iter-0", loom_scratch_path(scratch));
     loom_timer_start(ctx, "setup");
-    loom_status_t st = write_initial(ctx, g, cur, &p);
+    st = write_initial(ctx, g, cur, &p);
     loom_timer_stop(ctx, "setup");
     loom_mr_job_t job = {.name = "pagerank-mr",
                          .map = map,
@@ -338,7 +344,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     int64_t shuffled = 0;
     while (st == LOOM_OK) {
         const char *in[1] = {cur};
-        snprintf(next, sizeof next, "%s.%lld", base, (long long)done + 1);
+        snprintf(next, sizeof next, "%s/iter-%lld", loom_scratch_path(scratch),
+                 (long long)done + 1);
         job.inputs = in;
         job.ninputs = 1;
         job.output = next;
@@ -357,7 +364,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         sum = glob[2];
         done++;
         if (loom_is_master(ctx)) remove_dir(cur);
-        MPI_Barrier(comm);
+        LOOM_MPI(ctx, MPI_Barrier(comm));
         memcpy(cur, next, sizeof cur);
         loom_log(ctx, LOOM_LOG_INFO, "pagerank-mr: iteration %lld, residual %.3g", (long long)done,
                  residual);
@@ -379,7 +386,6 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
                  "pagerank-mr: %lld iterations, residual %.3g, sum %.12g, %.3f s", (long long)done,
                  residual, sum, secs);
     }
-    const char *out = loom_opt_string(opts, "out");
     if (st == LOOM_OK && out) {
         double *x = calloc(loom_graph_local_vertices(g) + 1, sizeof *x);
         st = x ? LOOM_OK : LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
@@ -392,8 +398,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     }
     int64_t k = loom_opt_int(opts, "top");
     if (st == LOOM_OK && k > 0) st = print_top(ctx, cur, nparts, g->num_vertices, (size_t)k);
-    MPI_Barrier(comm);
-    if (loom_is_master(ctx)) remove_dir(cur);
+    loom_scratch_end(ctx, &scratch);
     free(p.line);
     loom_graph_destroy(&g);
     return st;

@@ -59,6 +59,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (!spec || loom_opts_nargs(opts) != 1)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                           "sssp needs one graph (a file or a spec like kron:16)");
+    LOOM_TRY(loom_pregel_check_options(ctx, opts, spec));
     loom_graph_t *g = NULL;
     LOOM_TRY(loom_graph_load(ctx, spec, opts, 0, &g));
     uint64_t source = (uint64_t)loom_opt_int(opts, "source");
@@ -66,6 +67,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (source >= g->num_vertices)
         st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--source %llu: the graph has %llu vertices",
                         (unsigned long long)source, (unsigned long long)g->num_vertices);
+    char params[64];
+    snprintf(params, sizeof params, "source=%llu", (unsigned long long)source);
     loom_pregel_program_t prog = {
         .name = "sssp",
         .value_size = sizeof(double),
@@ -74,6 +77,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         .init = sssp_init,
         .compute = sssp_compute,
         .user = &source,
+        .params = params,
     };
     loom_pregel_t *pg = NULL;
     if (st == LOOM_OK) st = loom_pregel_create(ctx, g, &prog, &pg);

@@ -118,7 +118,9 @@ typedef struct loom_mr_job {
     size_t memory;         /* budget per rank for buffers; 0 = 1 GiB */
     size_t max_record;     /* longest line accepted; 0 = 64 MiB */
     const char *spill_dir; /* NULL = $TMPDIR or /tmp */
-    const char *fault;     /* --inject-fault spec or NULL (see loom_mr_options) */
+    const char *fault;     /* --inject-fault spec or NULL (see LOOM_MR_OPTION_ROWS) */
+    int overwrite;         /* an existing output that an earlier Loom job wrote (it holds
+                              _SUCCESS) may be replaced; without it the job refuses to start */
 } loom_mr_job_t;
 
 /* Global counts of a finished job (the same on every rank). */
@@ -207,44 +209,32 @@ loom_status_t loom_mr_emit_words(loom_mr_emit_t *out, const char *s, size_t len,
 /* The options every MapReduce command accepts, to be listed in a job's table
  * with LOOM_MR_OPTION_ROWS:
  *   --out DIR            output directory (required), or FILE.h5 for HDF5
+ *   --overwrite          replace an earlier Loom output at --out
  *   --reducers R         reduce partitions (default: number of workers)
  *   --split-size SIZE    bytes per map task (K/M/G suffixes)
  *   --memory SIZE        buffer budget per rank; past it, sorted runs spill
  *   --spill-dir DIR      where spills go (default $TMPDIR or /tmp)
  *   --max-record SIZE    longest line accepted (default 64M)
- *   --inject-fault SPEC  lose-worker:W@map:N (worker rank W stops after its N-th
- *                        map task and its map output is lost) or
- *                        slow-worker:W:SECONDS (every map task on rank W takes
- *                        SECONDS longer; backup tasks near the end) */
-#define LOOM_MR_OPTION_ROWS                                                                        \
-    {                                                                                              \
-        "out", LOOM_OPT_STRING,                                                                    \
-        NULL,  "output directory (part files, _SUCCESS) or FILE.h5",                               \
-        NULL,  0,                                                                                  \
-        0,     0},                                                                                 \
-        {"reducers", LOOM_OPT_INT, "0", "reduce partitions (0 = number of workers)", NULL, 1,      \
-         0,          1e6},                                                                         \
-        {"split-size",                                                                             \
-         LOOM_OPT_SIZE,                                                                            \
-         "0",                                                                                      \
-         "bytes per map task (0 = min(32M, memory/4))",                                            \
-         NULL,                                                                                     \
-         0,                                                                                        \
-         0,                                                                                        \
-         0},                                                                                       \
-        {"memory", LOOM_OPT_SIZE,                                                                  \
-         "1G",     "buffer budget per rank; sorted runs spill past it",                            \
-         NULL,     0,                                                                              \
-         0,        0},                                                                             \
-        {"spill-dir", LOOM_OPT_STRING,                                                             \
-         NULL,        "directory for spill files (default $TMPDIR, /tmp)",                         \
-         NULL,        0,                                                                           \
-         0,           0},                                                                          \
-        {"max-record", LOOM_OPT_SIZE, "64M", "longest input line accepted", NULL, 0, 0, 0},        \
-    {                                                                                              \
-        "inject-fault", LOOM_OPT_STRING, NULL,                                                     \
-            "lose-worker:W@map:N or slow-worker:W:SECONDS (W is a worker's rank)", NULL, 0, 0, 0   \
-    }
+ *   --inject-fault SPEC  kill:RANK@PHASE:N with PHASE map, shuffle or reduce (a
+ *                        real death; see include/loom/runtime.h), or
+ *                        slow:RANK:SECONDS (backup tasks near the end) */
+// clang-format off
+#define LOOM_MR_OPTION_ROWS \
+    {"out", LOOM_OPT_STRING, NULL, "output directory (part files, _SUCCESS) or FILE.h5", NULL, \
+     0, 0, 0}, \
+    {"overwrite", LOOM_OPT_FLAG, NULL, "replace an earlier Loom output at --out", NULL, 0, 0, 0}, \
+    {"reducers", LOOM_OPT_INT, "0", "reduce partitions (0 = number of workers)", NULL, 1, 0, 1e6}, \
+    {"split-size", LOOM_OPT_SIZE, "0", "bytes per map task (0 = min(32M, memory/4))", NULL, 0, \
+     0, 0}, \
+    {"memory", LOOM_OPT_SIZE, "1G", "buffer budget per rank; sorted runs spill past it", NULL, 0, \
+     0, 0}, \
+    {"spill-dir", LOOM_OPT_STRING, NULL, "directory for spill files (default $TMPDIR, /tmp)", \
+     NULL, 0, 0, 0}, \
+    {"max-record", LOOM_OPT_SIZE, "64M", "longest input line accepted", NULL, 0, 0, 0}, \
+    {"inject-fault", LOOM_OPT_STRING, NULL, \
+     "kill:RANK@map|shuffle|reduce:N (a real death) or slow:RANK:SECONDS (testing)", NULL, 0, \
+     0, 0}
+// clang-format on
 
 /* Fill the generic fields of `job` (output, reducers, split_size, memory,
  * max_record, spill_dir, fault) from options parsed with LOOM_MR_OPTION_ROWS,

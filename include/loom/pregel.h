@@ -102,6 +102,10 @@ typedef struct loom_pregel_program {
      * the run after this superstep (its pending messages are dropped). */
     int (*master)(const loom_pregel_step_t *step, double *aggs, void *user);
     void *user;
+    /* The parameters that shape the vertex values, as text ("damping=0.85
+     * dangling=ignore"): a checkpoint records it with `name`, and a restart
+     * refuses a checkpoint whose program or parameters differ. NULL: none. */
+    const char *params;
 } loom_pregel_program_t;
 
 /* ---------------------------------------------------------------- in compute
@@ -159,6 +163,15 @@ typedef struct loom_pregel loom_pregel_t;
  * communicator; agrees on failure. The program struct is copied. */
 loom_status_t loom_pregel_create(loom_ctx_t *ctx, const loom_graph_t *g,
                                  const loom_pregel_program_t *prog, loom_pregel_t **pg);
+
+/* Check, before any work, what the options name outside the engine: that
+ * --checkpoint-dir can be created and written, that --restart names a
+ * readable directory holding a complete checkpoint, that --inject-fault
+ * parses, and (when the command has --out) that the output may be written
+ * (loom_output_check, with `input` the graph the job reads; may be NULL).
+ * Collective; agrees on failure (LOOM_ERR_USAGE or LOOM_ERR_IO). */
+loom_status_t loom_pregel_check_options(loom_ctx_t *ctx, const loom_opts_t *opts,
+                                        const char *input);
 
 /* Read LOOM_PREGEL_OPTIONS from `opts` (checkpoints, restart, fault injection,
  * superstep limit, exchange mode). Validates them; fails with LOOM_ERR_USAGE.

@@ -6,8 +6,6 @@
 #include "kernels/tokenize.h"
 #include "mr/mr_internal.h"
 
-#define MR_HASH_SEED 0x4c6f6f6d4d52ULL
-
 static loom_status_t write_out(loom_mr_emit_t *em, const void *d, size_t n)
 {
     if (n && fwrite(d, 1, n, em->out) != n)
@@ -22,7 +20,7 @@ static inline loom_status_t emit_map_hashed(loom_mr_emit_t *em, const void *key,
     mr_engine_t *eng = em->eng;
     uint32_t p = eng->job->partition || eng->job->range_partition
                      ? mr_partition_of(eng, key, klen, h)
-                     : (uint32_t)(((h >> 32) * (uint64_t)eng->nparts) >> 32);
+                     : loom_part_of_hash(h, (uint32_t)eng->nparts);
     em->count++;
     return mr_store_add(em->store, p, h, key, klen, val, vlen);
 }
@@ -30,7 +28,7 @@ static inline loom_status_t emit_map_hashed(loom_mr_emit_t *em, const void *key,
 static inline loom_status_t emit_map(loom_mr_emit_t *em, const void *key, size_t klen,
                                      const void *val, size_t vlen)
 {
-    return emit_map_hashed(em, key, klen, loom_hash_inline(key, klen, MR_HASH_SEED), val, vlen);
+    return emit_map_hashed(em, key, klen, loom_key_hash(key, klen), val, vlen);
 }
 
 loom_status_t loom_mr_emit(loom_mr_emit_t *em, const void *key, size_t klen, const void *val,
@@ -43,7 +41,7 @@ loom_status_t loom_mr_emit(loom_mr_emit_t *em, const void *key, size_t klen, con
     case MR_EMIT_SAMPLE:
         if (em->count >= em->sample_max) return LOOM_OK;
         em->count++;
-        return mr_buf_put_record(eng->ctx, em->sample, key, klen, NULL, 0);
+        return loom_buf_put_record(eng->ctx, em->sample, key, klen, NULL, 0);
     case MR_EMIT_REDUCE: {
         const loom_mr_output_mode_t mode = eng->job->output_mode;
         if (mode != LOOM_MR_OUT_VALUE) LOOM_TRY(write_out(em, key, klen));
@@ -85,7 +83,7 @@ loom_status_t loom_mr_set_value(loom_mr_emit_t *em, const void *val, size_t vlen
     if (em->kind != MR_EMIT_COMBINE)
         return LOOM_ERROR(em->eng->ctx, LOOM_ERR_USAGE, "loom_mr_set_value outside a combiner");
     em->value->len = 0;
-    LOOM_TRY(mr_buf_append(em->eng->ctx, em->value, val, vlen));
+    LOOM_TRY(loom_buf_append(em->eng->ctx, em->value, val, vlen));
     em->value_set = 1;
     return LOOM_OK;
 }
@@ -184,7 +182,7 @@ static loom_status_t emit_block_words(loom_mr_emit_t *em, loom_tok_block_t *b, c
         while (m < BATCH && (n = loom_tok_next(b, &a))) {
             at[m] = (uint32_t)a;
             len[m] = (uint32_t)n;
-            h[m] = loom_hash_padded(b->low + a, n, MR_HASH_SEED);
+            h[m] = loom_hash_padded(b->low + a, n, LOOM_KEY_HASH_SEED);
             mr_store_prefetch_slot(st, h[m]);
             m++;
         }
@@ -251,6 +249,7 @@ loom_status_t loom_mr_job_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts, in
     job->max_record = loom_opt_size(opts, "max-record");
     job->spill_dir = loom_opt_string(opts, "spill-dir");
     job->fault = loom_opt_string(opts, "inject-fault");
+    job->overwrite = loom_opt_flag(opts, "overwrite");
     return LOOM_OK;
 }
 

@@ -51,7 +51,7 @@ loom_status_t mr_h5_from_parts(mr_engine_t *eng, const char *dir, const char *h5
 {
     loom_ctx_t *ctx = eng->ctx;
     loom_mr_output_mode_t mode = eng->job->output_mode;
-    mr_buf_t all = {0};
+    loom_buf_t all = {0};
     loom_status_t st = LOOM_OK;
     size_t plen = strlen(dir) + 32;
     char *p = malloc(plen);
@@ -64,7 +64,7 @@ loom_status_t mr_h5_from_parts(mr_engine_t *eng, const char *dir, const char *h5
         char buf[1 << 16];
         size_t n;
         while (st == LOOM_OK && (n = fread(buf, 1, sizeof buf, f)) > 0)
-            st = mr_buf_append(ctx, &all, buf, n);
+            st = loom_buf_append(ctx, &all, buf, n);
         if (st == LOOM_OK && ferror(f))
             st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot read: %s", p, strerror(errno));
         fclose(f);
@@ -75,7 +75,7 @@ loom_status_t mr_h5_from_parts(mr_engine_t *eng, const char *dir, const char *h5
         lines += all.data[i] == '\n';
     if (all.len && all.data[all.len - 1] != '\n') lines++;
     char **keys = calloc(lines + 1, sizeof *keys), **vals = calloc(lines + 1, sizeof *vals);
-    if (st == LOOM_OK && (!keys || !vals || mr_buf_reserve(ctx, &all, 1) != LOOM_OK))
+    if (st == LOOM_OK && (!keys || !vals || loom_buf_reserve(ctx, &all, 1) != LOOM_OK))
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: HDF5 output");
     size_t n = 0;
     if (st == LOOM_OK) {
@@ -106,6 +106,6 @@ loom_status_t mr_h5_from_parts(mr_engine_t *eng, const char *dir, const char *h5
     }
     free(keys);
     free(vals);
-    mr_buf_free(&all);
+    loom_buf_free(&all);
     return st;
 }

@@ -104,11 +104,11 @@ loom_status_t mr_input_count(loom_ctx_t *ctx, const char *spec, uint64_t *n)
 }
 
 loom_status_t mr_input_read(loom_ctx_t *ctx, const char *spec, uint64_t first, uint64_t count,
-                            mr_buf_t *out)
+                            loom_buf_t *out)
 {
     out->len = 0;
     /* 24 bytes hold any int64, uint64 or %.17g double and its '\n' */
-    LOOM_TRY(mr_buf_reserve(ctx, out, count * 25 + 1));
+    LOOM_TRY(loom_buf_reserve(ctx, out, count * 25 + 1));
     char *p = (char *)out->data;
     if (mr_input_kind(spec) == MR_IN_GEN) {
         for (uint64_t i = first; i < first + count; i++)

@@ -5,48 +5,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dataplane/dataplane.h"
 #include "kernels/sort.h"
 #include "loom/mr.h"
-
-/* ------------------------------------------------------------------ byte buffers and records
- * A record in a buffer or file is varint(klen) varint(vlen) key value. */
-
-typedef struct mr_buf {
-    unsigned char *data;
-    size_t len, cap;
-} mr_buf_t;
-
-loom_status_t mr_buf_reserve(loom_ctx_t *ctx, mr_buf_t *b, size_t extra);
-loom_status_t mr_buf_append(loom_ctx_t *ctx, mr_buf_t *b, const void *data, size_t len);
-loom_status_t mr_buf_put_record(loom_ctx_t *ctx, mr_buf_t *b, const void *k, size_t klen,
-                                const void *v, size_t vlen);
-void mr_buf_free(mr_buf_t *b);
-
-static inline unsigned char *mr_put_varint(unsigned char *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (unsigned char)v;
-    return p;
-}
-
-/* Decode a varint from [p, end); NULL when truncated or overlong. */
-static inline const unsigned char *mr_get_varint(const unsigned char *p, const unsigned char *end,
-                                                 uint64_t *v)
-{
-    uint64_t x = 0;
-    for (int shift = 0; p < end && shift < 64; shift += 7) {
-        unsigned char c = *p++;
-        x |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *v = x;
-            return p;
-        }
-    }
-    return NULL;
-}
 
 /* ------------------------------------------------------------------ engine state */
 
@@ -58,20 +19,14 @@ struct loom_mr_emit {
     int kind;
     mr_engine_t *eng;
     struct mr_store *store; /* MAP: where pairs go */
-    mr_buf_t *value;        /* COMBINE: the folded value */
+    loom_buf_t *value;      /* COMBINE: the folded value */
     int value_set;
     FILE *out; /* REDUCE: the part file */
     const char *out_path;
-    int64_t count;    /* pairs emitted / lines written */
-    mr_buf_t *sample; /* SAMPLE: keys as records */
+    int64_t count;      /* pairs emitted / lines written */
+    loom_buf_t *sample; /* SAMPLE: keys as records */
     int64_t sample_max;
 };
-
-/* A spill run: one file holding a sorted section per partition. */
-typedef struct mr_run {
-    char *path;
-    uint64_t *off; /* nparts + 1 section bounds */
-} mr_run_t;
 
 /* One distinct pair in a store: 64 bytes, so a probe that hits touches one line
  * for the key check (short keys are copied into ikey) and, for values of at
@@ -100,15 +55,25 @@ typedef struct mr_store {
     size_t nslots;
     unsigned char *arena;
     size_t alen, acap;
-    mr_run_t *runs;
+    loom_run_t *runs;
     int nruns, runcap;
-    mr_buf_t scratch; /* combiner output */
+    loom_buf_t scratch; /* combiner output */
 } mr_store_t;
 
 typedef struct mr_task {
     uint32_t file;
     uint64_t off, len, line0;
 } mr_task_t;
+
+/* The master's record of one map task. */
+typedef struct mr_taskstate {
+    int state;        /* 0 idle, 1 running, 2 done */
+    int done_by;      /* start rank of the worker holding its output */
+    int ncopies;      /* running copies (a backup makes two) */
+    int copy_rank[2]; /* their ranks now */
+    int copy_backup[2];
+    double start;
+} mr_taskstate_t;
 
 typedef struct mr_counts {
     int64_t input_records, map_pairs, shuffle_bytes, output_records;
@@ -120,12 +85,10 @@ struct mr_engine {
     const loom_mr_job_t *job;
     int nparts;
     size_t budget, split_size, max_record;
-    char spill_dir[4096];
-    int spill_seq;
-    /* fault injection */
-    int lose_rank, lose_after; /* -1 when none */
-    int slow_rank;
-    double slow_seconds;
+    loom_spill_dir_t spill; /* this job's private spill directory */
+    char spill_dir[4096];   /* its path (runs go there) */
+    char spill_base[4096];  /* --spill-dir, $TMPDIR or /tmp */
+    loom_fault_t fault;     /* --inject-fault */
     /* the plan (same on every rank after broadcast) */
     char **files;
     uint32_t nfiles;
@@ -133,14 +96,18 @@ struct mr_engine {
     mr_task_t *tasks;
     int64_t ntasks;
     uint64_t total_bytes;
-    /* range partitioning: nparts - 1 sorted boundary keys */
-    mr_buf_t bounds_buf;
-    const unsigned char **bound_key;
-    size_t *bound_len;
-    size_t nbounds;
+    loom_ranges_t ranges; /* range partitioning: nparts - 1 sorted boundary keys */
     mr_counts_t counts;
+    /* the master's view of the map tasks, kept across recoveries */
+    mr_taskstate_t *ts;
+    /* reduce partitions: owner (worker index now), whether all their data is
+     * at the owner, whether the owner has written their part file; the same
+     * on every rank (reduced: known to the owner) */
+    int *owner;
+    uint8_t *complete, *reduced;
     /* master's fault-tolerance counters */
     int64_t reexecuted, lost_workers, backups_run, backups_won;
+    int64_t map_done; /* map tasks this rank completed (for kill:R@map:N) */
 };
 
 /* Partition of a key whose hash is `h`. */
@@ -206,66 +173,20 @@ loom_status_t mr_store_sorted(mr_store_t *st, loom_kvref_t **refs, size_t *nrefs
 
 /* ------------------------------------------------------------------ sorted streams */
 
-enum { MR_RD_MEM = 1, MR_RD_FILE, MR_RD_REFS };
-
-typedef struct mr_reader {
-    int kind, valid;
-    const unsigned char *key, *val;
-    size_t klen, vlen;
-    /* MEM */
-    const unsigned char *p, *end;
-    /* FILE */
-    FILE *f;
-    const char *path;
-    uint64_t remaining;
-    mr_buf_t rec;
-    /* REFS */
-    const loom_kvref_t *r, *rend;
-} mr_reader_t;
-
-void mr_reader_mem(mr_reader_t *rd, const void *data, size_t len);
-void mr_reader_refs(mr_reader_t *rd, const loom_kvref_t *r, size_t n);
-/* Open a section [off, off + len) of a run file. */
-loom_status_t mr_reader_file(loom_ctx_t *ctx, mr_reader_t *rd, const char *path, uint64_t off,
-                             uint64_t len);
-/* Advance to the next record (sets valid = 0 at the end). The first call
- * after opening loads the first record. */
-loom_status_t mr_reader_next(loom_ctx_t *ctx, mr_reader_t *rd);
-void mr_reader_close(mr_reader_t *rd);
-
-/* A k-way merge of sorted readers (a binary heap of reader indices). */
-typedef struct mr_merge {
-    mr_reader_t **rd;
-    int n, hn;
-    int *heap;
-    int by_value;
-} mr_merge_t;
-
-/* Readers must already hold their first record (mr_reader_next called once). */
-loom_status_t mr_merge_init(loom_ctx_t *ctx, mr_merge_t *m, mr_reader_t **rd, int n, int by_value);
-static inline mr_reader_t *mr_merge_top(mr_merge_t *m)
-{
-    return m->hn ? m->rd[m->heap[0]] : NULL;
-}
-loom_status_t mr_merge_pop(loom_ctx_t *ctx, mr_merge_t *m);
-void mr_merge_free(mr_merge_t *m);
-
 /* Next record of the merge with equal keys folded by the job's combiner (when
  * it has one); key and value are copied into kb and vb. Returns 0 at the end. */
-loom_status_t mr_merge_next_combined(mr_engine_t *eng, mr_merge_t *m, mr_buf_t *kb, mr_buf_t *vb,
-                                     int *have);
+loom_status_t mr_merge_next_combined(mr_engine_t *eng, loom_merge_t *m, loom_buf_t *kb,
+                                     loom_buf_t *vb, int *have);
 
 /* Open readers over the in-memory refs of partition p and every run's section
  * for p; *rd (an array of *n readers) is the caller's to close and free. */
 loom_status_t mr_store_part_readers(mr_store_t *st, const loom_kvref_t *refs,
-                                    const size_t *part_start, uint32_t p, mr_reader_t **rd, int *n);
+                                    const size_t *part_start, uint32_t p, loom_reader_t **rd,
+                                    int *n);
 
 /* Fold b into a with the job's combiner; a receives the result. */
-loom_status_t mr_combine_into(mr_engine_t *eng, const void *k, size_t klen, mr_buf_t *a,
+loom_status_t mr_combine_into(mr_engine_t *eng, const void *k, size_t klen, loom_buf_t *a,
                               const void *b, size_t blen);
-
-/* A fresh spill file path under the spill directory (caller frees). */
-char *mr_spill_path(mr_engine_t *eng, const char *what);
 
 /* ------------------------------------------------------------------ plan (mr_plan.c) */
 
@@ -275,13 +196,13 @@ loom_status_t mr_plan(mr_engine_t *eng);
 /* Collective: rank 0 samples keys and broadcasts nparts - 1 range bounds. */
 loom_status_t mr_sample_bounds(mr_engine_t *eng);
 /* Read a task's bytes into inbuf (inbuf->len = the task's length). */
-loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, mr_buf_t *inbuf);
+loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, loom_buf_t *inbuf);
 /* Call map on each record of data[0, len), a line-aligned piece of task t that
  * starts at byte `off` of the file with line number line0 (0: not counted). */
 loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size_t len,
                              uint64_t off, uint64_t line0, loom_mr_emit_t *em, int64_t *records);
 /* Read a task's bytes and call map on each record, emitting into `em`. */
-loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_buf_t *inbuf,
+loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, loom_buf_t *inbuf,
                           int64_t *records);
 void mr_plan_free(mr_engine_t *eng);
 
@@ -295,7 +216,7 @@ int mr_input_kind(const char *spec);
 loom_status_t mr_input_count(loom_ctx_t *ctx, const char *spec, uint64_t *n);
 /* Elements [first, first + count) as text records, one per line, into out. */
 loom_status_t mr_input_read(loom_ctx_t *ctx, const char *spec, uint64_t first, uint64_t count,
-                            mr_buf_t *out);
+                            loom_buf_t *out);
 
 /* HDF5 output (mr_h5out.c): is `path` an HDF5 output name (*.h5, *.hdf5)? */
 int mr_output_is_h5(const char *path);
@@ -307,10 +228,14 @@ void mr_parts_remove(const char *dir, int nparts);
 
 /* ------------------------------------------------------------------ phases */
 
-/* The map phase, collective over loom_comm in the sense that every rank takes
- * part in the protocol. Committed map output ends up in acc on the workers.
- * On rank 0, alive[r] tells which ranks are live workers afterwards (with one
- * rank, alive[0] = 1). */
-loom_status_t mr_map_phase(mr_engine_t *eng, mr_store_t *acc, int *alive);
+/* The map phase: every rank takes part in the protocol; the master hands out
+ * the tasks that are idle in eng->ts, the workers map and commit their output
+ * into acc. A worker that dies meanwhile (ULFM) is handled by the master: its
+ * tasks, done ones included, go to the others; the phase ends when every task
+ * is done by a live worker. */
+loom_status_t mr_map_phase(mr_engine_t *eng, mr_store_t *acc);
+/* Master: tasks done by any of the `n` start ranks in `dead` become idle
+ * again (their output died with them). Returns how many. */
+int64_t mr_map_requeue(mr_engine_t *eng, const int *dead, int n);
 
 #endif

@@ -10,7 +10,7 @@
 
 enum { TAG_REQ = 7301, TAG_CTRL = 7302 };
 /* worker -> master */
-enum { W_READY = 1, W_DONE, W_DONE_LOST, W_LOST, W_ABORTED, W_FAILED };
+enum { W_READY = 1, W_DONE, W_ABORTED, W_FAILED };
 /* master -> worker */
 enum { M_TASK = 1, M_END, M_CANCEL };
 #define MSG_LEN 8
@@ -27,7 +27,7 @@ typedef struct mapper {
     mr_store_t stage;
     mr_store_t *xs;
     int nx;
-    mr_buf_t in;
+    loom_buf_t in;
 } mapper_t;
 
 static loom_status_t mapper_init(mr_engine_t *eng, mapper_t *mp)
@@ -52,7 +52,7 @@ static void mapper_free(mapper_t *mp)
         mr_store_free(&mp->xs[i]);
     free(mp->xs);
     mr_store_free(&mp->stage);
-    mr_buf_free(&mp->in);
+    loom_buf_free(&mp->in);
 }
 
 /* The start of the line holding byte `at` or the next one: pieces of a task
@@ -140,19 +140,22 @@ static void progress(mr_engine_t *eng, int64_t done, double t0, int final)
 static loom_status_t map_local(mr_engine_t *eng, mr_store_t *acc)
 {
     loom_ctx_t *ctx = eng->ctx;
-    if (eng->lose_rank == 0)
-        return LOOM_ERROR(ctx, LOOM_ERR_FAULT,
-                          "lose-worker:0: rank 0 is the only worker; no worker is left to "
-                          "re-execute its tasks");
     mapper_t mp;
     LOOM_TRY(mapper_init(eng, &mp));
     loom_status_t st = LOOM_OK;
     double t0 = loom_wtime(), last = t0;
+    loom_fault_point(ctx, &eng->fault, LOOM_PHASE_MAP, 0);
     for (int64_t t = 0; t < eng->ntasks && st == LOOM_OK; t++) {
+        if (eng->ts[t].state == 2) continue;
         int64_t recs = 0, pairs = 0;
         st = run_task(eng, &mp, t, &recs, &pairs);
-        if (st == LOOM_OK && eng->slow_rank == 0) sleep_s(eng->slow_seconds);
+        if (st == LOOM_OK && eng->fault.kind == LOOM_FAULT_SLOW) sleep_s(eng->fault.seconds);
         if (st == LOOM_OK) st = mr_store_merge(acc, &mp.stage);
+        if (st == LOOM_OK) {
+            eng->ts[t].state = 2;
+            eng->ts[t].done_by = 0;
+        }
+        loom_fault_point(ctx, &eng->fault, LOOM_PHASE_MAP, ++eng->map_done);
         eng->counts.input_records += recs;
         eng->counts.map_pairs += pairs;
         if (loom_wtime() - last >= 1.0) {
@@ -196,7 +199,7 @@ static loom_status_t wait_end(mr_engine_t *eng)
 /* The slow-worker fault: sleep, but give up as soon as the master cancels task t. */
 static loom_status_t slow_sleep(mr_engine_t *eng, int64_t t, int *cancelled)
 {
-    double until = loom_wtime() + eng->slow_seconds;
+    double until = loom_wtime() + eng->fault.seconds;
     *cancelled = 0;
     while (loom_wtime() < until) {
         int flag;
@@ -217,22 +220,18 @@ static loom_status_t slow_sleep(mr_engine_t *eng, int64_t t, int *cancelled)
     return LOOM_OK;
 }
 
-static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc, int *lost)
+static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc)
 {
-    int me = loom_rank(eng->ctx);
+    loom_ctx_t *ctx = eng->ctx;
     mapper_t mp;
     LOOM_TRY(mapper_init(eng, &mp));
     mr_store_t *stage = &mp.stage;
     loom_status_t st = LOOM_OK;
-    int64_t completed = 0, recs = 0, pairs = 0;
+    int64_t recs = 0, pairs = 0;
     int64_t pending_recs = 0, pending_pairs = 0;
-    *lost = 0;
-    if (eng->lose_rank == me && eng->lose_after == 0) {
-        *lost = 1;
-        st = send_req(eng, W_LOST, -1, 0, 0);
-        if (st == LOOM_OK) st = wait_end(eng);
-        goto out;
-    }
+    int slow =
+        loom_fault_here(ctx, &eng->fault, LOOM_PHASE_MAP) && eng->fault.kind == LOOM_FAULT_SLOW;
+    loom_fault_point(ctx, &eng->fault, LOOM_PHASE_MAP, 0);
     LOOM_TRY_GOTO(st, send_req(eng, W_READY, -1, 0, 0), out);
     for (;;) {
         int64_t msg[MSG_LEN];
@@ -256,7 +255,7 @@ static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc, int *lost)
             if (s2 == LOOM_OK) s2 = wait_end(eng);
             goto out;
         }
-        if (eng->slow_rank == me) {
+        if (slow) {
             int cancelled;
             LOOM_TRY_GOTO(st, slow_sleep(eng, t, &cancelled), out);
             if (cancelled) {
@@ -265,17 +264,8 @@ static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc, int *lost)
                 continue;
             }
         }
-        completed++;
-        if (eng->lose_rank == me && completed == eng->lose_after) {
-            /* The simulated crash: all map output on this rank is gone. */
-            *lost = 1;
-            mr_store_discard(stage);
-            mr_store_discard(acc);
-            eng->counts.input_records = eng->counts.map_pairs = 0;
-            LOOM_TRY_GOTO(st, send_req(eng, W_DONE_LOST, t, recs, pairs), out);
-            LOOM_TRY_GOTO(st, wait_end(eng), out);
-            break;
-        }
+        /* kill:R@map:N dies here, its N-th task mapped but not reported */
+        loom_fault_point(ctx, &eng->fault, LOOM_PHASE_MAP, ++eng->map_done);
         pending_recs = recs;
         pending_pairs = pairs;
         LOOM_TRY_GOTO(st, send_req(eng, W_DONE, t, recs, pairs), out);
@@ -287,15 +277,6 @@ out:
 
 /* ------------------------------------------------------------------ master */
 
-typedef struct mtask {
-    int state; /* 0 idle, 1 running, 2 done */
-    int done_by;
-    int ncopies;
-    int copy_rank[2];
-    int copy_backup[2];
-    double start;
-} mtask_t;
-
 typedef struct mworker {
     int alive, parked, ended;
     int pending_commit; /* -1: nothing to say; 0/1 for the worker's last DONE */
@@ -303,7 +284,7 @@ typedef struct mworker {
 
 typedef struct master {
     mr_engine_t *eng;
-    mtask_t *t;
+    mr_taskstate_t *t;
     mworker_t *w;
     int64_t *requeue;
     int64_t nrequeue, cursor, ndone;
@@ -313,9 +294,14 @@ typedef struct master {
     int64_t ntimed;
 } master_t;
 
+static void lose_worker(master_t *m, int rank);
+
+/* A control message to a worker. A worker found dead here (ULFM) is lost:
+ * that is handled, not an error. */
 static loom_status_t send_ctrl(master_t *m, int rank, int64_t kind, int64_t task)
 {
     mr_engine_t *eng = m->eng;
+    if (!m->w[rank].alive) return LOOM_OK;
     int64_t msg[MSG_LEN] = {kind, -1, task, 0, 0, 0, 0, 0};
     if (kind != M_CANCEL) {
         msg[1] = m->w[rank].pending_commit;
@@ -327,14 +313,20 @@ static loom_status_t send_ctrl(master_t *m, int rank, int64_t kind, int64_t task
         msg[4] = (int64_t)tk->off;
         msg[5] = (int64_t)tk->len;
     }
-    LOOM_MPI(eng->ctx, MPI_Send(msg, MSG_LEN, MPI_INT64_T, rank, TAG_CTRL, loom_comm(eng->ctx)));
+    int e = MPI_Send(msg, MSG_LEN, MPI_INT64_T, rank, TAG_CTRL, loom_comm(eng->ctx));
+    if (e != MPI_SUCCESS && loom_mpi_is_failure(e)) {
+        loom_members_note_failure(eng->ctx);
+        lose_worker(m, rank);
+        return LOOM_OK;
+    }
+    if (e != MPI_SUCCESS) return loom_error_mpi(eng->ctx, e, "MPI_Send", __FILE__, __LINE__);
     if (kind == M_END) m->w[rank].ended = 1;
     return LOOM_OK;
 }
 
 static void add_copy(master_t *m, int64_t t, int rank, int backup)
 {
-    mtask_t *tk = &m->t[t];
+    mr_taskstate_t *tk = &m->t[t];
     tk->copy_rank[tk->ncopies] = rank;
     tk->copy_backup[tk->ncopies] = backup;
     tk->ncopies++;
@@ -347,7 +339,7 @@ static void add_copy(master_t *m, int64_t t, int rank, int backup)
 /* Remove rank's copy of t; returns whether it was a backup. */
 static int drop_copy(master_t *m, int64_t t, int rank)
 {
-    mtask_t *tk = &m->t[t];
+    mr_taskstate_t *tk = &m->t[t];
     int backup = 0;
     for (int i = 0; i < tk->ncopies; i++)
         if (tk->copy_rank[i] == rank) {
@@ -387,7 +379,7 @@ static int64_t backup_candidate(master_t *m, int rank)
     int64_t best = -1;
     double best_el = 0;
     for (int64_t t = 0; t < m->eng->ntasks; t++) {
-        mtask_t *tk = &m->t[t];
+        mr_taskstate_t *tk = &m->t[t];
         if (tk->state != 1 || tk->ncopies != 1 || tk->copy_rank[0] == rank) continue;
         double el = now - tk->start;
         if (el >= threshold && el > best_el) {
@@ -401,7 +393,7 @@ static int64_t backup_candidate(master_t *m, int rank)
 static loom_status_t try_assign(master_t *m, int rank)
 {
     mworker_t *w = &m->w[rank];
-    if (!w->parked) return LOOM_OK;
+    if (!w->parked || !w->alive) return LOOM_OK;
     if (m->failed || m->ndone == m->eng->ntasks) {
         w->parked = 0;
         return send_ctrl(m, rank, M_END, -1);
@@ -426,38 +418,60 @@ static loom_status_t assign_all(master_t *m)
     return LOOM_OK;
 }
 
-static loom_status_t lose_worker(master_t *m, int rank)
+/* A worker died: its map output is gone with it, so every task it did or was
+ * doing runs again on the others, as in the MapReduce paper. */
+static void lose_worker(master_t *m, int rank)
 {
     mr_engine_t *eng = m->eng;
+    loom_ctx_t *ctx = eng->ctx;
+    if (!m->w[rank].alive) return;
     m->w[rank].alive = 0;
+    m->w[rank].ended = 1;
     m->live--;
     eng->lost_workers++;
-    /* Its completed tasks' output lived only on that rank: run them again. */
+    int start = loom_start_rank(ctx, rank);
+    int64_t again = 0;
     for (int64_t t = 0; t < eng->ntasks; t++) {
-        if (m->t[t].state == 2 && m->t[t].done_by == rank) {
-            m->t[t].state = 0;
+        mr_taskstate_t *tk = &m->t[t];
+        if (tk->state == 2 && tk->done_by == start) {
+            tk->state = 0;
             m->ndone--;
             m->requeue[m->nrequeue++] = t;
-            eng->reexecuted++;
-        } else if (m->t[t].state == 1) {
-            for (int i = 0; i < m->t[t].ncopies; i++)
-                if (m->t[t].copy_rank[i] == rank) {
+            again++;
+        } else if (tk->state == 1) {
+            for (int i = 0; i < tk->ncopies; i++)
+                if (tk->copy_rank[i] == rank) {
                     drop_copy(m, t, rank);
-                    if (m->t[t].state == 0) eng->reexecuted++;
+                    if (tk->state == 0) again++;
                     break;
                 }
         }
     }
-    loom_log(eng->ctx, LOOM_LOG_WARN, "%s: worker rank %d lost; re-executing its map tasks",
-             eng->job->name ? eng->job->name : "mr", rank);
-    m->w[rank].pending_commit = 0;
-    LOOM_TRY(send_ctrl(m, rank, M_END, -1));
+    eng->reexecuted += again;
+    loom_log(ctx, LOOM_LOG_WARN,
+             "%s: worker rank %d (%s) died in the map phase; re-executing its %lld map task%s",
+             eng->job->name ? eng->job->name : "mr", start, loom_host_of(ctx, start),
+             (long long)again, again == 1 ? "" : "s");
     if (m->live == 0 && !m->failed) {
         m->failed = 1;
-        return LOOM_ERROR(eng->ctx, LOOM_ERR_FAULT,
-                          "every worker was lost; no rank is left to run the map tasks");
+        LOOM_ERROR(ctx, LOOM_ERR_LOST, "every worker died; no rank is left to run the map tasks");
     }
-    return LOOM_OK;
+}
+
+int64_t mr_map_requeue(mr_engine_t *eng, const int *dead, int n)
+{
+    int64_t again = 0;
+    for (int64_t t = 0; t < eng->ntasks; t++) {
+        mr_taskstate_t *tk = &eng->ts[t];
+        for (int i = 0; i < n; i++)
+            if (tk->state == 2 && tk->done_by == dead[i]) {
+                tk->state = 0;
+                again++;
+            }
+        tk->ncopies = 0;
+    }
+    eng->reexecuted += again;
+    return again;
 }
 
 static loom_status_t handle(master_t *m, int rank, const int64_t *msg)
@@ -465,18 +479,18 @@ static loom_status_t handle(master_t *m, int rank, const int64_t *msg)
     mr_engine_t *eng = m->eng;
     mworker_t *w = &m->w[rank];
     int64_t t = msg[1];
+    if (!w->alive) return LOOM_OK; /* a message sent just before it died */
     switch (msg[0]) {
     case W_READY:
         w->parked = 1;
         return try_assign(m, rank);
-    case W_DONE:
-    case W_DONE_LOST: {
-        mtask_t *tk = &m->t[t];
+    case W_DONE: {
+        mr_taskstate_t *tk = &m->t[t];
         double el = loom_wtime() - tk->start;
         int backup = drop_copy(m, t, rank);
         if (tk->state != 2) {
             tk->state = 2;
-            tk->done_by = rank;
+            tk->done_by = loom_start_rank(eng->ctx, rank);
             m->ndone++;
             m->sum_task_s += el;
             m->ntimed++;
@@ -487,14 +501,10 @@ static loom_status_t handle(master_t *m, int rank, const int64_t *msg)
         } else {
             w->pending_commit = 0;
         }
-        if (msg[0] == W_DONE_LOST) return lose_worker(m, rank);
         w->parked = 1;
         if (m->ndone == eng->ntasks) return assign_all(m);
         return try_assign(m, rank);
     }
-    case W_LOST:
-        if (t >= 0) drop_copy(m, t, rank);
-        return lose_worker(m, rank);
     case W_ABORTED:
         drop_copy(m, t, rank);
         w->parked = 1;
@@ -517,23 +527,42 @@ static int all_ended(const master_t *m, int size)
     return 1;
 }
 
-static loom_status_t map_master(mr_engine_t *eng, int *alive)
+/* Workers MPI reports dead (ULFM): lose each. */
+static void find_dead(master_t *m)
+{
+    loom_ctx_t *ctx = m->eng->ctx;
+    int size = loom_size(ctx);
+    int *dead = malloc((size_t)size * sizeof *dead);
+    if (!dead) return;
+    int n = loom_members_dead_ranks(ctx, dead, size);
+    for (int i = 0; i < n; i++)
+        if (dead[i] > 0 && dead[i] < size) lose_worker(m, dead[i]);
+    free(dead);
+}
+
+static loom_status_t map_master(mr_engine_t *eng)
 {
     loom_ctx_t *ctx = eng->ctx;
     int size = loom_size(ctx);
-    master_t m = {.eng = eng, .live = size - 1};
+    master_t m = {.eng = eng, .t = eng->ts, .live = size - 1};
     loom_status_t st = LOOM_OK;
-    m.t = calloc((size_t)(eng->ntasks ? eng->ntasks : 1), sizeof *m.t);
     m.w = calloc((size_t)size, sizeof *m.w);
     /* every task can be requeued once per loss, and losses are bounded by ranks */
-    m.requeue = malloc((size_t)(eng->ntasks + 1) * (size_t)size * sizeof *m.requeue);
-    if (!m.t || !m.w || !m.requeue) {
+    m.requeue = malloc((size_t)(eng->ntasks + 1) * (size_t)(size + 1) * sizeof *m.requeue);
+    if (!m.w || !m.requeue) {
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: task table");
         goto out;
     }
     for (int r = 1; r < size; r++)
         m.w[r] = (mworker_t){.alive = 1, .pending_commit = -1};
+    for (int64_t t = 0; t < eng->ntasks; t++) {
+        eng->ts[t].ncopies = 0;
+        if (eng->ts[t].state == 1) eng->ts[t].state = 0;
+        if (eng->ts[t].state == 2) m.ndone++;
+    }
     double t0 = loom_wtime(), last = t0, last_shown = t0;
+    /* the master's map:N is the moment N tasks are done */
+    loom_fault_point(ctx, &eng->fault, LOOM_PHASE_MAP, m.ndone);
     while (!all_ended(&m, size)) {
         int64_t msg[MSG_LEN];
         MPI_Request req;
@@ -541,10 +570,17 @@ static loom_status_t map_master(mr_engine_t *eng, int *alive)
         LOOM_MPI(ctx, MPI_Irecv(msg, MSG_LEN, MPI_INT64_T, MPI_ANY_SOURCE, TAG_REQ, loom_comm(ctx),
                                 &req));
         /* Poll with backoff (never spin): wake every 100 ms to consider backups. */
-        int flag = 0;
+        int flag = 0, dead = 0;
         long ns = 1000;
         for (;;) {
-            LOOM_MPI(ctx, MPI_Test(&req, &flag, &s));
+            int e = MPI_Test(&req, &flag, &s);
+            if (e != MPI_SUCCESS) {
+                if (!loom_mpi_is_failure(e))
+                    return loom_error_mpi(ctx, e, "MPI_Test", __FILE__, __LINE__);
+                dead = 1;
+                flag = 0;
+                break;
+            }
             if (flag) break;
             double now = loom_wtime();
             if (now - last >= 0.1) break;
@@ -553,21 +589,27 @@ static loom_status_t map_master(mr_engine_t *eng, int *alive)
             if (ns < 1000000) ns *= 2;
         }
         if (!flag) {
-            LOOM_MPI(ctx, MPI_Cancel(&req));
-            LOOM_MPI(ctx, MPI_Wait(&req, &s));
+            /* a receive from any source is still pending after a failure:
+             * take it back and post it again once the dead are handled */
+            MPI_Cancel(&req);
+            MPI_Wait(&req, &s);
             int cancelled = 0;
             MPI_Test_cancelled(&s, &cancelled);
-            flag = !cancelled;
+            flag = !cancelled && !dead;
         }
+        if (dead) find_dead(&m);
         if (flag) {
+            int64_t before = m.ndone;
             loom_status_t hs = handle(&m, s.MPI_SOURCE, msg);
+            if (m.ndone != before) loom_fault_point(ctx, &eng->fault, LOOM_PHASE_MAP, m.ndone);
             if (hs != LOOM_OK && st == LOOM_OK) st = hs;
             if (hs != LOOM_OK && !m.failed) {
                 m.failed = 1;
                 assign_all(&m);
             }
         }
-        if (loom_wtime() - last >= 0.1) {
+        if (m.failed && st == LOOM_OK && loom_error_code(ctx) != LOOM_OK) st = loom_error_code(ctx);
+        if (loom_wtime() - last >= 0.1 || dead) {
             assign_all(&m);
             last = loom_wtime();
         }
@@ -577,25 +619,16 @@ static loom_status_t map_master(mr_engine_t *eng, int *alive)
         }
     }
     if (!m.failed) progress(eng, m.ndone, t0, 1);
-    for (int r = 1; r < size; r++)
-        alive[r] = m.w[r].alive;
-    alive[0] = 0;
 out:
-    free(m.t);
     free(m.w);
     free(m.requeue);
     return st;
 }
 
-loom_status_t mr_map_phase(mr_engine_t *eng, mr_store_t *acc, int *alive)
+loom_status_t mr_map_phase(mr_engine_t *eng, mr_store_t *acc)
 {
     loom_ctx_t *ctx = eng->ctx;
-    int size = loom_size(ctx);
-    if (size == 1) {
-        alive[0] = 1;
-        return map_local(eng, acc);
-    }
-    if (loom_is_master(ctx)) return map_master(eng, alive);
-    int lost = 0;
-    return map_worker(eng, acc, &lost);
+    if (loom_size(ctx) == 1) return map_local(eng, acc);
+    if (loom_is_master(ctx)) return map_master(eng);
+    return map_worker(eng, acc);
 }

@@ -277,32 +277,32 @@ static loom_status_t bcast_plan(mr_engine_t *eng)
 {
     loom_ctx_t *ctx = eng->ctx;
     MPI_Comm comm = loom_comm(ctx);
-    mr_buf_t b = {0};
+    loom_buf_t b = {0};
     loom_status_t st = LOOM_OK;
     uint64_t hdr[2] = {eng->nfiles, (uint64_t)eng->ntasks};
     if (loom_is_master(ctx)) {
         for (uint32_t f = 0; f < eng->nfiles && st == LOOM_OK; f++) {
-            st = mr_buf_append(ctx, &b, eng->files[f], strlen(eng->files[f]) + 1);
-            if (st == LOOM_OK) st = mr_buf_append(ctx, &b, &eng->file_size[f], 8);
+            st = loom_buf_append(ctx, &b, eng->files[f], strlen(eng->files[f]) + 1);
+            if (st == LOOM_OK) st = loom_buf_append(ctx, &b, &eng->file_size[f], 8);
         }
         if (st == LOOM_OK)
-            st = mr_buf_append(ctx, &b, eng->tasks, (size_t)eng->ntasks * sizeof(mr_task_t));
+            st = loom_buf_append(ctx, &b, eng->tasks, (size_t)eng->ntasks * sizeof(mr_task_t));
     }
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) {
-        mr_buf_free(&b);
+        loom_buf_free(&b);
         return st;
     }
     uint64_t len = b.len;
     uint64_t msg[3] = {hdr[0], hdr[1], len};
     LOOM_MPI(ctx, MPI_Bcast(msg, 3, MPI_UINT64_T, 0, comm));
     if (!loom_is_master(ctx)) {
-        st = mr_buf_reserve(ctx, &b, msg[2]);
+        st = loom_buf_reserve(ctx, &b, msg[2]);
         b.len = msg[2];
     }
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) {
-        mr_buf_free(&b);
+        loom_buf_free(&b);
         return st;
     }
     for (uint64_t off = 0; off < msg[2];) {
@@ -328,7 +328,7 @@ static loom_status_t bcast_plan(mr_engine_t *eng)
         }
         if (st == LOOM_OK) memcpy(eng->tasks, p, (size_t)eng->ntasks * sizeof(mr_task_t));
     }
-    mr_buf_free(&b);
+    loom_buf_free(&b);
     return loom_agree(ctx, comm, st);
 }
 
@@ -348,23 +348,21 @@ void mr_plan_free(mr_engine_t *eng)
     free(eng->files);
     free(eng->file_size);
     free(eng->tasks);
-    mr_buf_free(&eng->bounds_buf);
-    free(eng->bound_key);
-    free(eng->bound_len);
+    loom_ranges_free(&eng->ranges);
     eng->files = NULL;
     eng->tasks = NULL;
 }
 
 /* ------------------------------------------------------------------ running a map task */
 
-loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, mr_buf_t *inbuf)
+loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, loom_buf_t *inbuf)
 {
     loom_ctx_t *ctx = eng->ctx;
     const mr_task_t *tk = &eng->tasks[t];
     const char *path = eng->files[tk->file];
     if (mr_input_kind(path) != MR_IN_TEXT) return mr_input_read(ctx, path, tk->off, tk->len, inbuf);
     inbuf->len = 0;
-    LOOM_TRY(mr_buf_reserve(ctx, inbuf, tk->len + 1));
+    LOOM_TRY(loom_buf_reserve(ctx, inbuf, tk->len + 1));
     int fd = open(path, O_RDONLY);
     if (fd < 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     for (uint64_t got = 0; got < tk->len;) {
@@ -453,7 +451,7 @@ loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size
     return LOOM_OK;
 }
 
-loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_buf_t *inbuf,
+loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, loom_buf_t *inbuf,
                           int64_t *records)
 {
     LOOM_TRY(mr_read_task(eng, t, inbuf));
@@ -464,10 +462,10 @@ loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, mr_bu
 
 /* ------------------------------------------------------------------ range bounds */
 
-static loom_status_t sample_master(mr_engine_t *eng, mr_buf_t *out)
+static loom_status_t sample_master(mr_engine_t *eng, loom_ranges_t *out)
 {
     loom_ctx_t *ctx = eng->ctx;
-    mr_buf_t keys = {0}, in = {0};
+    loom_buf_t keys = {0}, in = {0};
     loom_status_t st = LOOM_OK;
     int64_t want = eng->ntasks < 64 ? eng->ntasks : 64;
     loom_mr_emit_t em = {.kind = MR_EMIT_SAMPLE, .eng = eng, .sample = &keys};
@@ -496,36 +494,10 @@ static loom_status_t sample_master(mr_engine_t *eng, mr_buf_t *out)
         st = mr_map_task(eng, t, &em, &in, &recs);
         eng->tasks[t] = saved;
     }
-    mr_buf_free(&in);
-    /* Sort the sampled keys and cut nparts - 1 bounds at even ranks. */
-    size_t n = 0;
-    for (const unsigned char *p = keys.data, *e = p + keys.len; st == LOOM_OK && p < e;) {
-        uint64_t kl = 0, vl = 0;
-        p = mr_get_varint(p, e, &kl);
-        p = mr_get_varint(p, e, &vl);
-        p += kl + vl;
-        n++;
-    }
-    loom_kvref_t *refs = malloc((n ? n : 1) * sizeof *refs);
-    if (!refs && st == LOOM_OK) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: sampling");
-    size_t i = 0;
-    for (const unsigned char *p = keys.data, *e = p + keys.len; st == LOOM_OK && p < e; i++) {
-        uint64_t kl = 0, vl = 0;
-        p = mr_get_varint(p, e, &kl);
-        p = mr_get_varint(p, e, &vl);
-        refs[i] = (loom_kvref_t){.prefix = loom_sort_prefix(p, kl), .key = p, .klen = kl};
-        p += kl + vl;
-    }
-    if (st == LOOM_OK) {
-        loom_sort_kvrefs(refs, n, 0);
-        for (int b = 1; b < eng->nparts && n > 0; b++) {
-            const loom_kvref_t *r = &refs[(size_t)b * n / (size_t)eng->nparts];
-            st = mr_buf_put_record(ctx, out, r->key, r->klen, NULL, 0);
-            if (st != LOOM_OK) break;
-        }
-    }
-    free(refs);
-    mr_buf_free(&keys);
+    loom_buf_free(&in);
+    /* Cut nparts - 1 bounds at even ranks of the sorted sample. */
+    if (st == LOOM_OK) st = loom_ranges_from_sample(ctx, &keys, (uint32_t)eng->nparts, out);
+    loom_buf_free(&keys);
     return st;
 }
 
@@ -534,31 +506,9 @@ loom_status_t mr_sample_bounds(mr_engine_t *eng)
     loom_ctx_t *ctx = eng->ctx;
     MPI_Comm comm = loom_comm(ctx);
     loom_status_t st = LOOM_OK;
-    if (loom_is_master(ctx)) st = sample_master(eng, &eng->bounds_buf);
+    if (loom_is_master(ctx)) st = sample_master(eng, &eng->ranges);
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) return st;
-    uint64_t len = eng->bounds_buf.len;
-    LOOM_MPI(ctx, MPI_Bcast(&len, 1, MPI_UINT64_T, 0, comm));
-    if (!loom_is_master(ctx)) {
-        st = mr_buf_reserve(ctx, &eng->bounds_buf, len);
-        eng->bounds_buf.len = len;
-    }
-    st = loom_agree(ctx, comm, st);
-    if (st != LOOM_OK) return st;
-    if (len) LOOM_MPI(ctx, MPI_Bcast(eng->bounds_buf.data, (int)len, MPI_BYTE, 0, comm));
-    size_t n = 0;
-    const unsigned char *p = eng->bounds_buf.data, *e = p + len;
-    LOOM_ALLOC(ctx, eng->bound_key, eng->nparts, "range bounds");
-    LOOM_ALLOC(ctx, eng->bound_len, eng->nparts, "range bounds");
-    while (p && p < e) {
-        uint64_t kl = 0, vl = 0;
-        p = mr_get_varint(p, e, &kl);
-        p = mr_get_varint(p, e, &vl);
-        eng->bound_key[n] = p;
-        eng->bound_len[n++] = kl;
-        p += kl + vl;
-    }
     /* With fewer samples than partitions the last partitions stay empty. */
-    eng->nbounds = n;
-    return LOOM_OK;
+    return loom_ranges_bcast(ctx, comm, 0, &eng->ranges);
 }

@@ -1,77 +1,132 @@
-/* Running a MapReduce job: plan, map, shuffle over the live workers in Alltoallv rounds, reduce,
- * output. */
+/* Running a MapReduce job: plan, map, shuffle over the live workers on the data plane's
+ * exchange, reduce, output; and, where ULFM lets workers die, the recovery loop. */
 #include <errno.h>
 #include <limits.h>
-#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "kernels/hash.h"
-#include "loom/graph.h"
 #include "mr/mr_internal.h"
 
 uint32_t mr_partition_of(mr_engine_t *eng, const void *key, size_t klen, uint64_t h)
 {
-    if (eng->job->range_partition) {
-        /* the number of bounds <= key: equal keys always land together */
-        size_t lo = 0, hi = eng->nbounds;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (loom_sort_cmp_bytes(eng->bound_key[mid], eng->bound_len[mid], key, klen) <= 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        return (uint32_t)lo;
-    }
+    if (eng->job->range_partition) return loom_ranges_part(&eng->ranges, key, klen);
     if (eng->job->partition) {
         int p = eng->job->partition(key, klen, eng->nparts, eng->job->user);
         if (p < 0 || p >= eng->nparts) p = (int)((unsigned)p % (unsigned)eng->nparts);
         return (uint32_t)p;
     }
-    return (uint32_t)(((h >> 32) * (uint64_t)eng->nparts) >> 32);
+    return loom_part_of_hash(h, (uint32_t)eng->nparts);
+}
+
+/* ------------------------------------------------------------------ what a worker received */
+
+/* One source's records of one reduce partition, in key order: a file part
+ * (written when memory ran short) followed by a memory part. */
+typedef struct stream {
+    loom_buf_t mem;
+    char *path;
+    uint64_t fbytes;
+} stream_t;
+
+/* A partition's streams, one per source of the shuffle that filled it. */
+typedef struct pstreams {
+    int n;
+    stream_t *s;
+} pstreams_t;
+
+typedef struct recvside {
+    pstreams_t *ps; /* [nparts]; only the owner's are filled */
+    size_t mem, budget;
+    int epoch; /* names spill files apart across shuffles */
+} recvside_t;
+
+static void streams_clear(pstreams_t *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        loom_buf_free(&p->s[i].mem);
+        if (p->s[i].path) unlink(p->s[i].path);
+        free(p->s[i].path);
+    }
+    free(p->s);
+    p->s = NULL;
+    p->n = 0;
+}
+
+static void recvside_free(recvside_t *rs, int nparts)
+{
+    for (int p = 0; rs->ps && p < nparts; p++)
+        streams_clear(&rs->ps[p]);
+    free(rs->ps);
+    rs->ps = NULL;
+}
+
+/* Write every memory part to its stream's file: what the shuffle does when
+ * the received data passes its budget. */
+static loom_status_t flush_streams(mr_engine_t *eng, recvside_t *rs)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    for (int p = 0; p < eng->nparts; p++) {
+        pstreams_t *ps = &rs->ps[p];
+        for (int i = 0; i < ps->n; i++) {
+            stream_t *r = &ps->s[i];
+            if (!r->mem.len) continue;
+            if (!r->path) {
+                size_t n = strlen(eng->spill_dir) + 64;
+                r->path = malloc(n);
+                if (!r->path) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+                snprintf(r->path, n, "%s/recv-%d-p%d-s%d", eng->spill_dir, rs->epoch, p, i);
+            }
+            FILE *f = fopen(r->path, "ab");
+            if (!f)
+                return LOOM_ERROR(ctx, LOOM_ERR_IO,
+                                  "%s: cannot create spill file: %s (see --spill-dir)", r->path,
+                                  strerror(errno));
+            size_t w = fwrite(r->mem.data, 1, r->mem.len, f);
+            int bad = w != r->mem.len;
+            if (fclose(f) != 0) bad = 1;
+            if (bad) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write spill file", r->path);
+            r->fbytes += r->mem.len;
+            eng->counts.spill_bytes += (int64_t)r->mem.len;
+            eng->counts.spill_runs++;
+            r->mem.len = 0;
+        }
+    }
+    rs->mem = 0;
+    return LOOM_OK;
 }
 
 /* ------------------------------------------------------------------ shuffle */
 
-/* What one worker holds of one reduce partition from one source: a file part
- * (written when memory ran short) followed by a memory part. */
-typedef struct recvrun {
-    mr_buf_t mem;
-    char *path;
-    uint64_t fbytes;
-} recvrun_t;
-
 typedef struct dest {
-    uint32_t next_part; /* next partition this destination owns */
+    int *parts; /* the partitions this destination owns that are shipped now */
+    int nparts, pi;
     int open, done, have_pend;
-    size_t ri; /* with no spilled runs: next ref of next_part (open) */
-    mr_reader_t *rd;
-    mr_reader_t **prd;
+    size_t ri; /* with no spilled runs: next ref of the open partition */
+    loom_reader_t *rd;
+    loom_reader_t **prd;
     int nrd;
-    mr_merge_t m;
-    mr_buf_t k, v;
+    loom_merge_t m;
+    loom_buf_t k, v;
 } dest_t;
 
 typedef struct shuffle {
     mr_engine_t *eng;
-    MPI_Comm comm;
-    int L, me;
     mr_store_t *acc;
+    recvside_t *rs;
+    int L, me;
     loom_kvref_t *refs;
     size_t nrefs, *part_start;
     dest_t *d;
-    recvrun_t *runs; /* [local partition j][source s] */
-    int nlocal;
-    size_t chunk, recv_mem, recv_budget;
+    int64_t rounds;
 } shuffle_t;
 
 static void dest_close(dest_t *d)
 {
-    mr_merge_free(&d->m);
+    loom_merge_free(&d->m);
     for (int i = 0; i < d->nrd; i++)
-        mr_reader_close(&d->rd[i]);
+        loom_reader_close(&d->rd[i]);
     free(d->rd);
     free(d->prd);
     d->rd = NULL;
@@ -80,44 +135,33 @@ static void dest_close(dest_t *d)
     d->open = 0;
 }
 
-/* Start a segment [u32 part][u64 len] for partition p at the end of b. */
-static loom_status_t segment_open(loom_ctx_t *ctx, mr_buf_t *b, uint32_t p, size_t *seg)
+/* Start a segment [u32 part][u64 len] for partition p. */
+static loom_status_t segment_open(loom_exchange_t *x, int d, uint32_t p, size_t *seg)
 {
     unsigned char hdr[12] = {0};
     memcpy(hdr, &p, 4);
-    *seg = b->len;
-    return mr_buf_append(ctx, b, hdr, 12);
+    *seg = loom_exchange_mark(x);
+    return loom_exchange_put(x, d, hdr, 12);
 }
 
-static void segment_close(mr_buf_t *b, size_t seg)
+static void segment_close(loom_exchange_t *x, size_t seg)
 {
-    uint64_t seglen = b->len - seg - 12;
-    memcpy(b->data + seg + 4, &seglen, 8);
-}
-
-/* One destination's share of a round is one MPI message (int count): only a
- * single record over 2 GiB can pass that, rounds being at most 8 MiB. */
-static loom_status_t fits_message(loom_ctx_t *ctx, size_t n)
-{
-    if (n > INT_MAX)
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "a shuffle record of %zu bytes is too large for one message", n);
-    return LOOM_OK;
+    uint64_t seglen = loom_exchange_mark(x) - seg - 12;
+    loom_exchange_patch(x, seg + 4, &seglen, 8);
 }
 
 /* fill() when nothing was spilled: the sorted refs are each partition's
  * records (keys already unique where a combiner ran), copied straight out. */
-static loom_status_t fill_refs(shuffle_t *sh, int di, mr_buf_t *b)
+static loom_status_t fill_refs(shuffle_t *sh, loom_exchange_t *x, int di)
 {
-    loom_ctx_t *ctx = sh->eng->ctx;
     dest_t *d = &sh->d[di];
-    size_t base = b->len;
+    size_t room = loom_exchange_room(x), base = loom_exchange_mark(x);
     while (!d->done) {
-        uint32_t p = d->next_part;
-        if (p >= (uint32_t)sh->eng->nparts) {
+        if (d->pi >= d->nparts) {
             d->done = 1;
             break;
         }
+        uint32_t p = (uint32_t)d->parts[d->pi];
         if (!d->open) {
             d->ri = sh->part_start[p];
             d->open = 1;
@@ -125,47 +169,49 @@ static loom_status_t fill_refs(shuffle_t *sh, int di, mr_buf_t *b)
         size_t end = sh->part_start[p + 1], seg;
         if (d->ri < end) {
             const loom_kvref_t *r = &sh->refs[d->ri];
-            if (b->len > base && b->len - base + 32 + r->klen + r->vlen > sh->chunk) break;
-            LOOM_TRY(segment_open(ctx, b, p, &seg));
+            size_t used = loom_exchange_mark(x) - base;
+            if (used > 0 && used + 32 + r->klen + r->vlen > room) break;
+            LOOM_TRY(segment_open(x, di, p, &seg));
             for (; d->ri < end; d->ri++) {
                 /* sorted refs point all over the arena: fetch keys ahead */
                 if (d->ri + 8 < end) __builtin_prefetch(sh->refs[d->ri + 8].key);
                 r = &sh->refs[d->ri];
-                if (b->len - base + 20 + r->klen + r->vlen > sh->chunk && b->len > seg + 12) break;
-                LOOM_TRY(mr_buf_put_record(ctx, b, r->key, r->klen, r->val, r->vlen));
+                size_t at = loom_exchange_mark(x);
+                if (at - base + 20 + r->klen + r->vlen > room && at > seg + 12) break;
+                LOOM_TRY(loom_exchange_put_record(x, di, r->key, r->klen, r->val, r->vlen));
             }
-            segment_close(b, seg);
+            segment_close(x, seg);
             if (d->ri < end) break;
         }
         d->open = 0;
-        d->next_part += (uint32_t)sh->L;
+        d->pi++;
     }
-    return fits_message(ctx, b->len - base);
+    return LOOM_OK;
 }
 
-/* Append to b the next records for destination di, at most `chunk` bytes
- * (unless one record is larger), as segments [u32 part][u64 len][records]. */
-static loom_status_t fill(shuffle_t *sh, int di, mr_buf_t *b)
+/* Append the next records for destination di, at most a round's room (one
+ * record larger than that travels alone), as segments [u32 part][u64 len][records]. */
+static loom_status_t fill(shuffle_t *sh, loom_exchange_t *x, int di)
 {
     mr_engine_t *eng = sh->eng;
     loom_ctx_t *ctx = eng->ctx;
     dest_t *d = &sh->d[di];
-    if (sh->acc->nruns == 0) return fill_refs(sh, di, b);
-    size_t base = b->len;
+    if (sh->acc->nruns == 0) return fill_refs(sh, x, di);
+    size_t room = loom_exchange_room(x), base = loom_exchange_mark(x);
     size_t seg = SIZE_MAX;
-    uint32_t seg_part = UINT32_MAX;
+    int seg_part = -1;
     while (!d->done) {
         if (!d->open) {
-            if (d->next_part >= (uint32_t)eng->nparts) {
+            if (d->pi >= d->nparts) {
                 d->done = 1;
                 break;
             }
-            LOOM_TRY(mr_store_part_readers(sh->acc, sh->refs, sh->part_start, d->next_part, &d->rd,
-                                           &d->nrd));
+            uint32_t p = (uint32_t)d->parts[d->pi];
+            LOOM_TRY(mr_store_part_readers(sh->acc, sh->refs, sh->part_start, p, &d->rd, &d->nrd));
             LOOM_ALLOC(ctx, d->prd, d->nrd, "merge");
             for (int i = 0; i < d->nrd; i++)
                 d->prd[i] = &d->rd[i];
-            LOOM_TRY(mr_merge_init(ctx, &d->m, d->prd, d->nrd, eng->job->sort_values));
+            LOOM_TRY(loom_merge_init(ctx, &d->m, d->prd, d->nrd, eng->job->sort_values));
             d->open = 1;
         }
         if (!d->have_pend) {
@@ -173,54 +219,45 @@ static loom_status_t fill(shuffle_t *sh, int di, mr_buf_t *b)
             LOOM_TRY(mr_merge_next_combined(eng, &d->m, &d->k, &d->v, &have));
             if (!have) {
                 dest_close(d);
-                d->next_part += (uint32_t)sh->L;
+                d->pi++;
                 continue;
             }
             d->have_pend = 1;
         }
-        size_t need = 20 + d->k.len + d->v.len;
-        if (b->len > base && b->len - base + need + 12 > sh->chunk) break;
-        if (seg_part != d->next_part) {
-            seg_part = d->next_part;
-            LOOM_TRY(segment_open(ctx, b, seg_part, &seg));
+        size_t used = loom_exchange_mark(x) - base;
+        if (used > 0 && used + 32 + d->k.len + d->v.len > room) break;
+        if (seg_part != d->parts[d->pi]) {
+            if (seg != SIZE_MAX) segment_close(x, seg);
+            seg_part = d->parts[d->pi];
+            LOOM_TRY(segment_open(x, di, (uint32_t)seg_part, &seg));
         }
-        LOOM_TRY(mr_buf_put_record(ctx, b, d->k.data, d->k.len, d->v.data, d->v.len));
-        segment_close(b, seg);
+        LOOM_TRY(loom_exchange_put_record(x, di, d->k.data, d->k.len, d->v.data, d->v.len));
         d->have_pend = 0;
     }
-    return fits_message(ctx, b->len - base);
-}
-
-static loom_status_t flush_runs(shuffle_t *sh)
-{
-    loom_ctx_t *ctx = sh->eng->ctx;
-    for (int i = 0; i < sh->nlocal * sh->L; i++) {
-        recvrun_t *r = &sh->runs[i];
-        if (!r->mem.len) continue;
-        if (!r->path && !(r->path = mr_spill_path(sh->eng, "recv")))
-            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-        FILE *f = fopen(r->path, "ab");
-        if (!f)
-            return LOOM_ERROR(ctx, LOOM_ERR_IO,
-                              "%s: cannot create spill file: %s (see --spill-dir)", r->path,
-                              strerror(errno));
-        size_t n = fwrite(r->mem.data, 1, r->mem.len, f);
-        int bad = n != r->mem.len;
-        if (fclose(f) != 0) bad = 1;
-        if (bad) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write spill file", r->path);
-        r->fbytes += r->mem.len;
-        sh->eng->counts.spill_bytes += (int64_t)r->mem.len;
-        sh->eng->counts.spill_runs++;
-        r->mem.len = 0;
-    }
-    sh->recv_mem = 0;
+    if (seg != SIZE_MAX) segment_close(x, seg);
     return LOOM_OK;
 }
 
-static loom_status_t absorb(shuffle_t *sh, int src, const unsigned char *p, size_t len)
+static loom_status_t pack(loom_exchange_t *x, void *user, int *more)
 {
-    loom_ctx_t *ctx = sh->eng->ctx;
+    shuffle_t *sh = user;
+    loom_fault_point(sh->eng->ctx, &sh->eng->fault, LOOM_PHASE_SHUFFLE, sh->rounds++);
+    *more = 0;
+    for (int d = 0; d < sh->L; d++) {
+        LOOM_TRY(fill(sh, x, d));
+        if (!sh->d[d].done) *more = 1;
+    }
+    return LOOM_OK;
+}
+
+static loom_status_t unpack(loom_exchange_t *x, void *user, int src, const unsigned char *p,
+                            size_t len)
+{
+    shuffle_t *sh = user;
+    mr_engine_t *eng = sh->eng;
+    loom_ctx_t *ctx = eng->ctx;
     const unsigned char *e = p + len;
+    (void)x;
     while (p < e) {
         uint32_t part;
         uint64_t sl;
@@ -228,86 +265,84 @@ static loom_status_t absorb(shuffle_t *sh, int src, const unsigned char *p, size
         memcpy(&part, p, 4);
         memcpy(&sl, p + 4, 8);
         p += 12;
-        int j = (int)(part / (uint32_t)sh->L);
-        if (part % (uint32_t)sh->L != (uint32_t)sh->me || j >= sh->nlocal || sl > (uint64_t)(e - p))
+        if (part >= (uint32_t)eng->nparts || eng->owner[part] != sh->me || sl > (uint64_t)(e - p))
             return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment for partition %u", part);
-        recvrun_t *r = &sh->runs[j * sh->L + src];
-        LOOM_TRY(mr_buf_append(ctx, &r->mem, p, sl));
-        sh->recv_mem += sl;
+        pstreams_t *ps = &sh->rs->ps[part];
+        if (ps->n != sh->L)
+            return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "partition %u is not being received", part);
+        LOOM_TRY(loom_buf_append(ctx, &ps->s[src].mem, p, sl));
+        sh->rs->mem += sl;
         p += sl;
     }
-    if (sh->recv_mem > sh->recv_budget) LOOM_TRY(flush_runs(sh));
+    if (sh->rs->mem > sh->rs->budget) LOOM_TRY(flush_streams(eng, sh->rs));
     return LOOM_OK;
 }
 
-static loom_status_t shuffle_rounds(shuffle_t *sh)
+static void shuffle_free(shuffle_t *sh)
 {
-    mr_engine_t *eng = sh->eng;
-    loom_ctx_t *ctx = eng->ctx;
-    int L = sh->L;
-    loom_status_t st = LOOM_OK;
-    mr_buf_t sendall = {0}, recvall = {0};
-    int *sc = calloc((size_t)L * 4, sizeof *sc);
-    if (!sc) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
-    int *sd = sc + L, *rc = sc + 2 * L, *rd = sc + 3 * L;
-    for (;;) {
-        int more = 0;
-        sendall.len = 0;
-        loom_timer_start(ctx, "shuffle_pack");
-        for (int d = 0; d < L && st == LOOM_OK; d++) {
-            size_t at = sendall.len;
-            st = fill(sh, d, &sendall);
-            if (st == LOOM_OK && sendall.len > INT_MAX)
-                st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "shuffle round larger than 2 GiB");
-            sd[d] = (int)at;
-            sc[d] = (int)(sendall.len - at);
-            if (!sh->d[d].done) more = 1;
-        }
-        loom_timer_stop(ctx, "shuffle_pack");
-        st = loom_agree(ctx, sh->comm, st);
-        if (st != LOOM_OK) break;
-        loom_timer_start(ctx, "shuffle_exchange");
-        if (MPI_Alltoall(sc, 1, MPI_INT, rc, 1, MPI_INT, sh->comm) != MPI_SUCCESS) {
-            st = LOOM_ERROR(ctx, LOOM_ERR_MPI, "MPI_Alltoall failed in the shuffle");
-            break;
-        }
-        size_t total = 0;
-        for (int s = 0; s < L; s++) {
-            rd[s] = (int)total;
-            total += (size_t)rc[s];
-        }
-        if (total > INT_MAX)
-            st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "shuffle round larger than 2 GiB");
-        if (st == LOOM_OK) {
-            recvall.len = 0;
-            st = mr_buf_reserve(ctx, &recvall, total + 1);
-        }
-        st = loom_agree(ctx, sh->comm, st);
-        if (st != LOOM_OK) break;
-        int rc_mpi =
-            MPI_Alltoallv(sendall.data, sc, sd, MPI_BYTE, recvall.data, rc, rd, MPI_BYTE, sh->comm);
-        loom_timer_stop(ctx, "shuffle_exchange");
-        if (rc_mpi != MPI_SUCCESS) {
-            st = loom_error_mpi(ctx, rc_mpi, "MPI_Alltoallv", __FILE__, __LINE__);
-            break;
-        }
-        eng->counts.shuffle_bytes += (int64_t)sendall.len;
-        loom_timer_start(ctx, "shuffle_unpack");
-        for (int s = 0; s < L && st == LOOM_OK; s++)
-            st = absorb(sh, s, recvall.data + rd[s], (size_t)rc[s]);
-        loom_timer_stop(ctx, "shuffle_unpack");
-        st = loom_agree(ctx, sh->comm, st);
-        if (st != LOOM_OK) break;
-        int any = 0;
-        if (MPI_Allreduce(&more, &any, 1, MPI_INT, MPI_MAX, sh->comm) != MPI_SUCCESS) {
-            st = LOOM_ERROR(ctx, LOOM_ERR_MPI, "MPI_Allreduce failed in the shuffle");
-            break;
-        }
-        if (!any) break;
+    for (int d = 0; sh->d && d < sh->L; d++) {
+        dest_close(&sh->d[d]);
+        loom_buf_free(&sh->d[d].k);
+        loom_buf_free(&sh->d[d].v);
+        free(sh->d[d].parts);
     }
-    free(sc);
-    mr_buf_free(&sendall);
-    mr_buf_free(&recvall);
+    free(sh->d);
+    free(sh->refs);
+    free(sh->part_start);
+}
+
+/* Collective over the live workers: ship the records of the partitions marked
+ * in `redo` from acc to their owners; what an owner held of them before is
+ * dropped first. */
+static loom_status_t shuffle(mr_engine_t *eng, mr_store_t *acc, recvside_t *rs, const uint8_t *redo)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    MPI_Comm wc = loom_worker_comm(ctx);
+    shuffle_t sh = {.eng = eng, .acc = acc, .rs = rs};
+    loom_status_t st = LOOM_OK;
+    MPI_Comm_size(wc, &sh.L);
+    MPI_Comm_rank(wc, &sh.me);
+    rs->epoch++;
+    rs->budget = eng->budget / 8;
+    for (int p = 0; p < eng->nparts && st == LOOM_OK; p++) {
+        if (!redo[p]) continue;
+        streams_clear(&rs->ps[p]);
+        if (eng->owner[p] != sh.me) continue;
+        rs->ps[p].s = calloc((size_t)sh.L, sizeof *rs->ps[p].s);
+        if (!rs->ps[p].s) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
+        rs->ps[p].n = sh.L;
+    }
+    rs->mem = 0;
+    for (int p = 0; p < eng->nparts; p++)
+        for (int i = 0; i < rs->ps[p].n; i++)
+            rs->mem += rs->ps[p].s[i].mem.len;
+    sh.d = calloc((size_t)sh.L, sizeof *sh.d);
+    sh.part_start = calloc((size_t)eng->nparts + 1, sizeof *sh.part_start);
+    if (!sh.d || !sh.part_start) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
+    for (int d = 0; st == LOOM_OK && d < sh.L; d++) {
+        sh.d[d].parts = malloc((size_t)eng->nparts * sizeof *sh.d[d].parts);
+        if (!sh.d[d].parts) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
+    }
+    for (int p = 0; st == LOOM_OK && p < eng->nparts; p++)
+        if (redo[p]) {
+            dest_t *d = &sh.d[eng->owner[p]];
+            d->parts[d->nparts++] = p;
+        }
+    loom_timer_start(ctx, "sort");
+    if (st == LOOM_OK) st = mr_store_sorted(acc, &sh.refs, &sh.nrefs, sh.part_start);
+    loom_timer_stop(ctx, "sort");
+    /* the slowest worker's sort shows in "sort"; the shuffle starts together */
+    st = loom_agree(ctx, wc, st);
+    loom_exchange_t *x = NULL;
+    loom_exchange_opts_t xo = {
+        .among = LOOM_AMONG_WORKERS, .elem = 1, .budget = eng->budget / 4, .timer = "shuffle"};
+    loom_timer_start(ctx, "shuffle");
+    if (st == LOOM_OK) st = loom_exchange_create(ctx, &xo, &x);
+    if (st == LOOM_OK) st = loom_exchange_run(x, pack, unpack, &sh);
+    loom_timer_stop(ctx, "shuffle");
+    if (x) eng->counts.shuffle_bytes += (int64_t)loom_exchange_bytes_sent(x);
+    loom_exchange_destroy(&x);
+    shuffle_free(&sh);
     return st;
 }
 
@@ -315,7 +350,7 @@ static loom_status_t shuffle_rounds(shuffle_t *sh)
 
 struct loom_mr_values {
     mr_engine_t *eng;
-    mr_merge_t *m;
+    loom_merge_t *m;
     const unsigned char *key;
     size_t klen;
     int need_pop;
@@ -327,10 +362,10 @@ int loom_mr_values_next(loom_mr_values_t *it, const void **val, size_t *len)
     if (it->st != LOOM_OK) return 0;
     if (it->need_pop) {
         it->need_pop = 0;
-        it->st = mr_merge_pop(it->eng->ctx, it->m);
+        it->st = loom_merge_pop(it->eng->ctx, it->m);
         if (it->st != LOOM_OK) return 0;
     }
-    mr_reader_t *t = mr_merge_top(it->m);
+    loom_reader_t *t = loom_merge_top(it->m);
     if (!t || t->klen != it->klen || (it->klen && memcmp(t->key, it->key, it->klen) != 0)) return 0;
     *val = t->val;
     *len = t->vlen;
@@ -338,52 +373,50 @@ int loom_mr_values_next(loom_mr_values_t *it, const void **val, size_t *len)
     return 1;
 }
 
-static loom_status_t reduce_partition(shuffle_t *sh, int j, const char *dir)
+static loom_status_t reduce_partition(mr_engine_t *eng, recvside_t *rs, int p, const char *dir)
 {
-    mr_engine_t *eng = sh->eng;
     loom_ctx_t *ctx = eng->ctx;
-    int L = sh->L;
-    uint32_t p = (uint32_t)(sh->me + j * L);
+    pstreams_t *ps = &rs->ps[p];
     loom_status_t st = LOOM_OK;
     size_t plen = strlen(dir) + 32;
     char *path = malloc(plen);
-    mr_reader_t *rd = calloc((size_t)L * 2, sizeof *rd);
-    mr_reader_t **prd = calloc((size_t)L * 2, sizeof *prd);
-    mr_buf_t kb = {0};
-    mr_merge_t m = {0};
+    loom_reader_t *rd = calloc((size_t)ps->n * 2 + 1, sizeof *rd);
+    loom_reader_t **prd = calloc((size_t)ps->n * 2 + 1, sizeof *prd);
+    loom_buf_t kb = {0};
+    loom_merge_t m = {0};
     FILE *f = NULL;
     int n = 0;
     if (!path || !rd || !prd) {
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: reduce");
         goto out;
     }
-    snprintf(path, plen, "%s/part-%05u", dir, p);
+    snprintf(path, plen, "%s/part-%05d", dir, p);
     f = fopen(path, "wb");
     if (!f) {
         st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
         goto out;
     }
     setvbuf(f, NULL, _IOFBF, 1 << 20);
-    for (int s = 0; s < L && st == LOOM_OK; s++) {
-        recvrun_t *r = &sh->runs[j * L + s];
+    for (int s = 0; s < ps->n && st == LOOM_OK; s++) {
+        stream_t *r = &ps->s[s];
         if (r->fbytes) {
-            st = mr_reader_file(ctx, &rd[n], r->path, 0, r->fbytes);
+            st = loom_reader_file(ctx, &rd[n], r->path, 0, r->fbytes);
             n++;
-            if (st == LOOM_OK) st = mr_reader_next(ctx, &rd[n - 1]);
+            if (st == LOOM_OK) st = loom_reader_next(ctx, &rd[n - 1]);
         }
         if (st == LOOM_OK && r->mem.len) {
-            mr_reader_mem(&rd[n], r->mem.data, r->mem.len);
-            st = mr_reader_next(ctx, &rd[n++]);
+            loom_reader_mem(&rd[n], r->mem.data, r->mem.len);
+            st = loom_reader_next(ctx, &rd[n++]);
         }
     }
     for (int i = 0; i < n; i++)
         prd[i] = &rd[i];
-    if (st == LOOM_OK) st = mr_merge_init(ctx, &m, prd, n, eng->job->sort_values);
+    if (st == LOOM_OK) st = loom_merge_init(ctx, &m, prd, n, eng->job->sort_values);
     loom_mr_emit_t em = {.kind = MR_EMIT_REDUCE, .eng = eng, .out = f, .out_path = path};
-    mr_reader_t *t;
-    while (st == LOOM_OK && (t = mr_merge_top(&m))) {
+    loom_reader_t *t;
+    while (st == LOOM_OK && (t = loom_merge_top(&m))) {
         kb.len = 0;
-        st = mr_buf_append(ctx, &kb, t->key, t->klen);
+        st = loom_buf_append(ctx, &kb, t->key, t->klen);
         if (st != LOOM_OK) break;
         loom_mr_values_t it = {.eng = eng, .m = &m, .key = kb.data, .klen = kb.len};
         if (eng->job->reduce) {
@@ -399,7 +432,7 @@ static loom_status_t reduce_partition(shuffle_t *sh, int j, const char *dir)
         while (st == LOOM_OK && loom_mr_values_next(&it, &v, &vl)) {
         }
         if (st == LOOM_OK) st = it.st;
-        if (st == LOOM_OK && it.need_pop) st = mr_merge_pop(ctx, &m);
+        if (st == LOOM_OK && it.need_pop) st = loom_merge_pop(ctx, &m);
     }
     eng->counts.output_records += em.count;
 out:
@@ -409,118 +442,115 @@ out:
         if (bad && st == LOOM_OK)
             st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     }
-    mr_merge_free(&m);
+    loom_merge_free(&m);
     for (int i = 0; i < n; i++)
-        mr_reader_close(&rd[i]);
+        loom_reader_close(&rd[i]);
     free(rd);
     free(prd);
     free(path);
-    mr_buf_free(&kb);
+    loom_buf_free(&kb);
     return st;
 }
 
-static void shuffle_free(shuffle_t *sh)
+/* Reduce the partitions this worker owns that have no part file yet; each
+ * one's received data is dropped once its file is written. */
+static loom_status_t reduce_owned(mr_engine_t *eng, recvside_t *rs, const char *dir)
 {
-    for (int d = 0; sh->d && d < sh->L; d++) {
-        dest_close(&sh->d[d]);
-        mr_buf_free(&sh->d[d].k);
-        mr_buf_free(&sh->d[d].v);
+    int me = loom_worker_index(eng->ctx);
+    int64_t done = 0;
+    loom_fault_point(eng->ctx, &eng->fault, LOOM_PHASE_REDUCE, 0);
+    for (int p = 0; p < eng->nparts; p++) {
+        if (eng->owner[p] != me || eng->reduced[p]) continue;
+        LOOM_TRY(reduce_partition(eng, rs, p, dir));
+        eng->reduced[p] = 1;
+        streams_clear(&rs->ps[p]);
+        loom_fault_point(eng->ctx, &eng->fault, LOOM_PHASE_REDUCE, ++done);
     }
-    free(sh->d);
-    for (int i = 0; sh->runs && i < sh->nlocal * sh->L; i++) {
-        mr_buf_free(&sh->runs[i].mem);
-        if (sh->runs[i].path) unlink(sh->runs[i].path);
-        free(sh->runs[i].path);
-    }
-    free(sh->runs);
-    free(sh->refs);
-    free(sh->part_start);
+    return LOOM_OK;
 }
 
-/* Collective over `live` (the live workers): shuffle acc to the partition
- * owners, then reduce every local partition into dir/part-NNNNN. */
-static loom_status_t shuffle_reduce(mr_engine_t *eng, MPI_Comm live, mr_store_t *acc,
-                                    const char *dir)
+/* ------------------------------------------------------------------ membership */
+
+/* The end of a phase on every rank: the master (which waits for the workers
+ * through the shuffle and reduce) waits without spinning; the message of the
+ * first failure reaches everyone. */
+static loom_status_t phase_end(mr_engine_t *eng, loom_status_t st)
 {
     loom_ctx_t *ctx = eng->ctx;
-    shuffle_t sh = {.eng = eng, .comm = live, .acc = acc};
-    loom_status_t st = LOOM_OK;
-    MPI_Comm_size(live, &sh.L);
-    MPI_Comm_rank(live, &sh.me);
-    sh.nlocal = eng->nparts > sh.me ? (eng->nparts - sh.me + sh.L - 1) / sh.L : 0;
-    sh.chunk = eng->budget / 8 / (size_t)sh.L;
-    if (sh.chunk < 65536) sh.chunk = 65536;
-    if (sh.chunk > (8u << 20)) sh.chunk = 8u << 20;
-    sh.recv_budget = eng->budget / 8;
-    sh.d = calloc((size_t)sh.L, sizeof *sh.d);
-    sh.runs = calloc((size_t)(sh.nlocal ? sh.nlocal : 1) * (size_t)sh.L, sizeof *sh.runs);
-    sh.part_start = calloc((size_t)eng->nparts + 1, sizeof *sh.part_start);
-    if (!sh.d || !sh.runs || !sh.part_start)
-        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
-    for (int d = 0; sh.d && d < sh.L; d++)
-        sh.d[d].next_part = (uint32_t)d;
-    loom_timer_start(ctx, "sort");
-    if (st == LOOM_OK) st = mr_store_sorted(acc, &sh.refs, &sh.nrefs, sh.part_start);
-    loom_timer_stop(ctx, "sort");
-    /* the slowest worker's sort shows in "sort"; the shuffle starts together */
-    st = loom_agree(ctx, live, st);
-    loom_timer_start(ctx, "shuffle");
-    if (st == LOOM_OK) st = shuffle_rounds(&sh);
-    loom_timer_stop(ctx, "shuffle");
-    /* the sorted refs point into acc; both can go before reducing */
-    free(sh.refs);
-    sh.refs = NULL;
-    for (int d = 0; d < sh.L && sh.d; d++)
-        dest_close(&sh.d[d]);
-    if (st == LOOM_OK) mr_store_free(acc);
-    loom_timer_start(ctx, "reduce");
-    for (int j = 0; j < sh.nlocal && st == LOOM_OK; j++)
-        st = reduce_partition(&sh, j, dir);
-    loom_timer_stop(ctx, "reduce");
-    shuffle_free(&sh);
+    int failed = st != LOOM_OK, any = 1;
+    MPI_Request req;
+    int e = MPI_Iallreduce(&failed, &any, 1, MPI_INT, MPI_MAX, loom_comm(ctx), &req);
+    if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Iallreduce", __FILE__, __LINE__);
+    LOOM_TRY(loom_wait(ctx, &req, MPI_STATUS_IGNORE));
+    return any ? loom_agree(ctx, loom_comm(ctx), st) : LOOM_OK;
+}
+
+/* After a phase, where ranks may die (ULFM): do all survivors agree that
+ * nobody died? If not, shrink to the survivors and repair the plan: the dead
+ * workers' map tasks become idle (their output died with them), their reduce
+ * partitions go to the survivors, and `pending` (the partitions a shuffle was
+ * shipping when the death came) stay incomplete unless every survivor had
+ * finished that shuffle. *again tells the caller to go back to the map phase. */
+static loom_status_t members_sync(mr_engine_t *eng, const uint8_t *pending, int shuffled,
+                                  int *again)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    *again = 0;
+    if (!loom_ft_enabled(ctx)) return LOOM_OK;
+    int ok = !loom_members_failed(ctx);
+    LOOM_TRY(loom_members_agree(ctx, &ok));
+    if (ok) return LOOM_OK;
+    int old_workers = loom_num_workers(ctx), old_size = loom_size(ctx);
+    loom_recovery_t rec;
+    loom_status_t st = loom_members_recover(ctx, &rec);
+    if (st != LOOM_OK) {
+        loom_recovery_free(&rec);
+        return st;
+    }
+    /* every survivor finished the interrupted shuffle: its data is whole */
+    int whole = shuffled;
+    int e = MPI_Allreduce(MPI_IN_PLACE, &whole, 1, MPI_INT, MPI_LAND, loom_comm(ctx));
+    if (e != MPI_SUCCESS) st = loom_error_mpi(ctx, e, "MPI_Allreduce", __FILE__, __LINE__);
+    int L = loom_num_workers(ctx), next = 0;
+    for (int p = 0; st == LOOM_OK && p < eng->nparts; p++) {
+        int o = eng->owner[p];
+        int old_rank = old_size == 1 ? 0 : o + 1;
+        int now = o >= 0 && o < old_workers ? rec.new_rank[old_rank] : -1;
+        if (pending && pending[p] && whole) eng->complete[p] = 1;
+        if (now < 0) {
+            /* the owner died with the partition's data and part file */
+            eng->owner[p] = next++ % L;
+            eng->complete[p] = 0;
+            eng->reduced[p] = 0;
+        } else {
+            eng->owner[p] = L == 1 && loom_size(ctx) == 1 ? 0 : now - 1;
+        }
+    }
+    if (st == LOOM_OK && loom_is_master(ctx)) {
+        int64_t n = mr_map_requeue(eng, rec.lost, rec.nlost);
+        eng->lost_workers += rec.nlost;
+        if (n > 0)
+            loom_log(ctx, LOOM_LOG_WARN, "%s: re-executing %lld map task%s of the dead",
+                     eng->job->name ? eng->job->name : "mr", (long long)n, n == 1 ? "" : "s");
+    }
+    loom_recovery_free(&rec);
+    /* the dead ranks' spill directories on this host go now */
+    if (st == LOOM_OK) loom_spill_sweep(ctx, eng->spill_base);
+    *again = 1;
     return st;
 }
 
 /* ------------------------------------------------------------------ the job */
-
-static loom_status_t parse_fault(mr_engine_t *eng, const char *spec)
-{
-    loom_ctx_t *ctx = eng->ctx;
-    eng->lose_rank = eng->slow_rank = -1;
-    if (!spec || !*spec) return LOOM_OK;
-    int w, n, used = 0;
-    double s;
-    int size = loom_size(ctx);
-    if (sscanf(spec, "lose-worker:%d@map:%d%n", &w, &n, &used) == 2 && spec[used] == 0) {
-        if (n < 0)
-            return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--inject-fault %s: N must be >= 0", spec);
-        eng->lose_rank = w;
-        eng->lose_after = n;
-    } else if (sscanf(spec, "slow-worker:%d:%lf%n", &w, &s, &used) == 2 && spec[used] == 0) {
-        if (!(s >= 0 && s < 1e6))
-            return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--inject-fault %s: bad SECONDS", spec);
-        eng->slow_rank = w;
-        eng->slow_seconds = s;
-    } else {
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "--inject-fault %s: expected lose-worker:W@map:N or "
-                          "slow-worker:W:SECONDS",
-                          spec);
-    }
-    int first = size == 1 ? 0 : 1;
-    if (w < first || w >= size)
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "--inject-fault %s: W must be a worker's rank (%d..%d at %d ranks)", spec,
-                          first, size - 1, size);
-    return LOOM_OK;
-}
 
 static loom_status_t engine_init(mr_engine_t *eng, loom_ctx_t *ctx, const loom_mr_job_t *job)
 {
     memset(eng, 0, sizeof *eng);
     eng->ctx = ctx;
     eng->job = job;
-    LOOM_TRY(parse_fault(eng, job->fault));
+    eng->spill.temp = -1;
+    LOOM_TRY(loom_fault_parse(
+        ctx, job->fault, 1u << LOOM_PHASE_MAP | 1u << LOOM_PHASE_SHUFFLE | 1u << LOOM_PHASE_REDUCE,
+        &eng->fault));
     if (!job->map) return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "MapReduce job without a map function");
     if (!job->output || !*job->output)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "%s: no output directory (--out DIR)",
@@ -539,30 +569,38 @@ static loom_status_t engine_init(mr_engine_t *eng, loom_ctx_t *ctx, const loom_m
     }
     if (eng->split_size < 1) eng->split_size = 1;
     eng->max_record = job->max_record ? job->max_record : (64u << 20);
+    eng->owner = malloc((size_t)eng->nparts * sizeof *eng->owner);
+    eng->complete = calloc((size_t)eng->nparts, 1);
+    eng->reduced = calloc((size_t)eng->nparts, 1);
+    if (!eng->owner || !eng->complete || !eng->reduced)
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: partitions");
+    int L = loom_num_workers(ctx);
+    for (int p = 0; p < eng->nparts; p++)
+        eng->owner[p] = p % L;
     const char *sd = job->spill_dir;
     if (!sd || !*sd) sd = getenv("TMPDIR");
     if (!sd || !*sd) sd = "/tmp";
-    if (strlen(sd) >= sizeof eng->spill_dir - 1)
+    if (strlen(sd) >= sizeof eng->spill_dir - 128)
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--spill-dir: path too long");
-    strcpy(eng->spill_dir, sd);
+    snprintf(eng->spill_base, sizeof eng->spill_base, "%s", sd);
     if (access(sd, W_OK | X_OK) != 0)
         return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: spill directory is not writable: %s", sd,
                           strerror(errno));
+    if (loom_is_worker(ctx)) {
+        LOOM_TRY(loom_spill_dir_create(ctx, sd, "mr", &eng->spill));
+        snprintf(eng->spill_dir, sizeof eng->spill_dir, "%s", eng->spill.path);
+    }
     return LOOM_OK;
 }
 
-static loom_status_t write_success(loom_ctx_t *ctx, const char *dir)
+static void engine_free(mr_engine_t *eng)
 {
-    size_t n = strlen(dir) + 16;
-    char *p = malloc(n);
-    if (!p) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-    snprintf(p, n, "%s/_SUCCESS", dir);
-    FILE *f = fopen(p, "wb");
-    loom_status_t st = LOOM_OK;
-    if (!f || fclose(f) != 0)
-        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
-    free(p);
-    return st;
+    loom_spill_dir_remove(eng->ctx, &eng->spill);
+    free(eng->owner);
+    free(eng->complete);
+    free(eng->reduced);
+    free(eng->ts);
+    mr_plan_free(eng);
 }
 
 /* Sum the per-rank counts and take the master's fault counters. */
@@ -600,20 +638,84 @@ static loom_status_t gather_result(mr_engine_t *eng, loom_mr_result_t *res)
     return LOOM_OK;
 }
 
+/* The output may not be, hold or sit inside what the job reads. */
+static loom_status_t check_output(mr_engine_t *eng, unsigned flags)
+{
+    const loom_mr_job_t *job = eng->job;
+    int n = job->ninputs + (int)eng->nfiles;
+    const char **in = malloc((size_t)(n ? n : 1) * sizeof *in);
+    if (!in) return LOOM_ERROR(eng->ctx, LOOM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < job->ninputs; i++)
+        in[i] = job->inputs[i];
+    for (uint32_t f = 0; f < eng->nfiles; f++)
+        in[job->ninputs + (int)f] = eng->files[f];
+    loom_status_t st = loom_output_check(eng->ctx, loom_comm(eng->ctx), job->output, flags, in, n);
+    free(in);
+    return st;
+}
+
+/* Map, shuffle and reduce into `dir`, going round again after each recovery. */
+static loom_status_t run_phases(mr_engine_t *eng, mr_store_t *acc, recvside_t *rs, const char *dir)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    int ft = loom_ft_enabled(ctx);
+    uint8_t *redo = malloc((size_t)eng->nparts);
+    if (!redo) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    loom_status_t st = LOOM_OK, ss = LOOM_OK;
+    for (int attempt = 0;; attempt++) {
+        int again = 0;
+        loom_timer_start(ctx, "map");
+        st = mr_map_phase(eng, acc);
+        loom_timer_stop(ctx, "map");
+        LOOM_TRY_GOTO(ss, members_sync(eng, NULL, 0, &again), out);
+        if (again) continue;
+        st = phase_end(eng, st);
+        if (st != LOOM_OK) break;
+        if (attempt) loom_members_resumed(ctx);
+
+        int any = 0;
+        for (int p = 0; p < eng->nparts; p++)
+            any |= redo[p] = !eng->complete[p];
+        int shuffled = 1;
+        if (any && loom_is_worker(ctx)) {
+            st = shuffle(eng, acc, rs, redo);
+            shuffled = st == LOOM_OK;
+            /* without recovery the map output is not needed again */
+            if (st == LOOM_OK && !ft) mr_store_free(acc);
+        }
+        LOOM_TRY_GOTO(ss, members_sync(eng, redo, shuffled, &again), out);
+        if (again) continue;
+        st = phase_end(eng, st);
+        if (st != LOOM_OK) break;
+        for (int p = 0; p < eng->nparts; p++)
+            if (redo[p]) eng->complete[p] = 1;
+
+        loom_timer_start(ctx, "reduce");
+        if (loom_is_worker(ctx)) st = reduce_owned(eng, rs, dir);
+        loom_timer_stop(ctx, "reduce");
+        LOOM_TRY_GOTO(ss, members_sync(eng, NULL, 0, &again), out);
+        if (again) continue;
+        st = phase_end(eng, st);
+        break;
+    }
+out:
+    free(redo);
+    return ss != LOOM_OK ? ss : st;
+}
+
 loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_result_t *result)
 {
     MPI_Comm comm = loom_comm(ctx);
-    int size = loom_size(ctx), rank = loom_rank(ctx);
     mr_engine_t eng;
     loom_output_t *out = NULL;
     mr_store_t acc;
-    MPI_Comm live = MPI_COMM_NULL;
-    int *alive = NULL;
+    recvside_t rs = {0};
     int acc_init = 0;
     char *partdir = NULL;
     loom_status_t st = engine_init(&eng, ctx, job);
     st = loom_agree(ctx, comm, st);
-    if (st != LOOM_OK) return st;
+    if (st != LOOM_OK) goto done;
+    loom_spill_sweep(ctx, eng.spill_base);
 
     loom_timer_start(ctx, "plan");
     st = mr_plan(&eng);
@@ -621,7 +723,9 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     loom_timer_stop(ctx, "plan");
     if (st != LOOM_OK) goto done;
     int h5out = mr_output_is_h5(job->output);
-    LOOM_TRY_GOTO(st, loom_output_begin(ctx, comm, job->output, !h5out, &out), done);
+    unsigned flags = (h5out ? 0 : LOOM_OUTPUT_DIR) | (job->overwrite ? LOOM_OUTPUT_OVERWRITE : 0);
+    LOOM_TRY_GOTO(st, check_output(&eng, flags), done);
+    LOOM_TRY_GOTO(st, loom_output_begin(ctx, comm, job->output, flags, &out), done);
     if (h5out) {
         /* part files go to a directory beside the temporary file, then into it */
         size_t n = strlen(loom_output_path(out)) + 8;
@@ -629,60 +733,36 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
         if (partdir) snprintf(partdir, n, "%s.parts", loom_output_path(out));
         if (!partdir)
             st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-        else if (rank == 0 && mkdir(partdir, 0777) != 0)
+        else if (loom_rank(ctx) == 0 && mkdir(partdir, 0777) != 0)
             st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", partdir, strerror(errno));
         st = loom_agree(ctx, comm, st);
         if (st != LOOM_OK) goto finish;
     }
     const char *dir = h5out ? partdir : loom_output_path(out);
 
-    alive = calloc((size_t)size, sizeof *alive);
-    if (!alive) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-    mr_store_init(&acc, &eng, eng.budget / 2);
-    acc_init = 1;
-    loom_timer_start(ctx, "map");
-    if (st == LOOM_OK) st = mr_map_phase(&eng, &acc, alive);
-    loom_timer_stop(ctx, "map");
+    eng.ts = calloc((size_t)(eng.ntasks ? eng.ntasks : 1), sizeof *eng.ts);
+    rs.ps = calloc((size_t)eng.nparts, sizeof *rs.ps);
+    if (!eng.ts || !rs.ps) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) goto finish;
-
-    if (MPI_Bcast(alive, size, MPI_INT, 0, comm) != MPI_SUCCESS) {
-        st = LOOM_ERROR(ctx, LOOM_ERR_MPI, "MPI_Bcast of the live workers failed");
-        goto finish;
-    }
-    /* The reduce side runs over the workers still alive: a lost one drops out here. */
-    if (MPI_Comm_split(comm, alive[rank] ? 0 : MPI_UNDEFINED, rank, &live) != MPI_SUCCESS) {
-        st = LOOM_ERROR(ctx, LOOM_ERR_MPI, "MPI_Comm_split of the live workers failed");
-        goto finish;
-    }
-    if (live != MPI_COMM_NULL) {
-        st = shuffle_reduce(&eng, live, &acc, dir);
-    } else {
-        /* every rank names the same phases */
-        static const char *const phases[] = {
-            "sort", "shuffle", "shuffle_pack", "shuffle_exchange", "shuffle_unpack", "reduce"};
-        for (size_t i = 0; i < sizeof phases / sizeof *phases; i++) {
-            loom_timer_start(ctx, phases[i]);
-            loom_timer_stop(ctx, phases[i]);
-        }
-    }
-    st = loom_agree(ctx, comm, st);
-    if (st == LOOM_OK && rank == 0)
-        st = h5out ? mr_h5_from_parts(&eng, partdir, loom_output_path(out))
-                   : write_success(ctx, loom_output_path(out));
+    mr_store_init(&acc, &eng, eng.budget / 2);
+    acc_init = 1;
+    st = run_phases(&eng, &acc, &rs, dir);
+    comm = loom_comm(ctx); /* a recovery replaces it */
+    if (st == LOOM_OK && loom_rank(ctx) == 0 && h5out)
+        st = mr_h5_from_parts(&eng, partdir, loom_output_path(out));
 finish:
-    if (partdir && rank == 0) mr_parts_remove(partdir, eng.nparts);
+    if (partdir && loom_rank(ctx) == 0) mr_parts_remove(partdir, eng.nparts);
     free(partdir);
     if (acc_init) mr_store_free(&acc);
+    recvside_free(&rs, eng.nparts);
     st = loom_output_end(ctx, &out, st);
 done:
-    if (live != MPI_COMM_NULL) MPI_Comm_free(&live);
-    free(alive);
     if (st == LOOM_OK) {
         loom_mr_result_t r;
         st = gather_result(&eng, &r);
         if (result) *result = r;
     }
-    mr_plan_free(&eng);
+    engine_free(&eng);
     return st;
 }

@@ -7,62 +7,6 @@
 #include "kernels/hash.h"
 #include "mr/mr_internal.h"
 
-/* ------------------------------------------------------------------ buffers */
-
-loom_status_t mr_buf_reserve(loom_ctx_t *ctx, mr_buf_t *b, size_t extra)
-{
-    if (b->cap - b->len >= extra) return LOOM_OK;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < extra)
-        cap *= 2;
-    unsigned char *d = realloc(b->data, cap);
-    if (!d)
-        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", cap);
-    b->data = d;
-    b->cap = cap;
-    return LOOM_OK;
-}
-
-loom_status_t mr_buf_append(loom_ctx_t *ctx, mr_buf_t *b, const void *data, size_t len)
-{
-    LOOM_TRY(mr_buf_reserve(ctx, b, len));
-    if (len) memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return LOOM_OK;
-}
-
-loom_status_t mr_buf_put_record(loom_ctx_t *ctx, mr_buf_t *b, const void *k, size_t klen,
-                                const void *v, size_t vlen)
-{
-    LOOM_TRY(mr_buf_reserve(ctx, b, 20 + klen + vlen));
-    unsigned char *p = mr_put_varint(b->data + b->len, klen);
-    p = mr_put_varint(p, vlen);
-    if (klen) memcpy(p, k, klen);
-    p += klen;
-    if (vlen) memcpy(p, v, vlen);
-    p += vlen;
-    b->len = (size_t)(p - b->data);
-    return LOOM_OK;
-}
-
-void mr_buf_free(mr_buf_t *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-char *mr_spill_path(mr_engine_t *eng, const char *what)
-{
-    size_t n = strlen(eng->spill_dir) + 96;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/loom-mr-%d-r%d-%s-%d", eng->spill_dir, (int)getpid(),
-                 loom_rank(eng->ctx), what,
-                 __atomic_fetch_add(&eng->spill_seq, 1, __ATOMIC_RELAXED));
-    return p;
-}
-
 /* ------------------------------------------------------------------ stores */
 
 void mr_store_init(mr_store_t *st, mr_engine_t *eng, size_t budget)
@@ -79,15 +23,6 @@ size_t mr_store_mem(const mr_store_t *st)
     return st->entcap * sizeof(mr_entry_t) + st->nslots * sizeof(uint64_t) + st->acap;
 }
 
-static void run_free(mr_run_t *r)
-{
-    if (r->path) unlink(r->path);
-    free(r->path);
-    free(r->off);
-    r->path = NULL;
-    r->off = NULL;
-}
-
 static void store_clear_table(mr_store_t *st)
 {
     st->nent = 0;
@@ -99,7 +34,7 @@ void mr_store_discard(mr_store_t *st)
 {
     store_clear_table(st);
     for (int i = 0; i < st->nruns; i++)
-        run_free(&st->runs[i]);
+        loom_run_free(&st->runs[i]);
     st->nruns = 0;
 }
 
@@ -110,7 +45,7 @@ void mr_store_free(mr_store_t *st)
     free(st->slots);
     free(st->arena);
     free(st->runs);
-    mr_buf_free(&st->scratch);
+    loom_buf_free(&st->scratch);
     memset(st, 0, sizeof *st);
 }
 
@@ -186,10 +121,10 @@ static loom_status_t new_entry(mr_store_t *st, uint32_t part, uint64_t hash, con
     return LOOM_OK;
 }
 
-loom_status_t mr_combine_into(mr_engine_t *eng, const void *k, size_t klen, mr_buf_t *a,
+loom_status_t mr_combine_into(mr_engine_t *eng, const void *k, size_t klen, loom_buf_t *a,
                               const void *b, size_t blen)
 {
-    mr_buf_t out = {0};
+    loom_buf_t out = {0};
     loom_mr_emit_t em = {.kind = MR_EMIT_COMBINE, .eng = eng, .value = &out};
     loom_status_t st =
         eng->job->combine(eng->ctx, k, klen, a->data, a->len, b, blen, &em, eng->job->user);
@@ -197,12 +132,12 @@ loom_status_t mr_combine_into(mr_engine_t *eng, const void *k, size_t klen, mr_b
         st = LOOM_ERROR(eng->ctx, LOOM_ERR_USAGE, "%s: the combiner set no value",
                         eng->job->name ? eng->job->name : "job");
     if (st != LOOM_OK) {
-        mr_buf_free(&out);
+        loom_buf_free(&out);
         return st;
     }
     a->len = 0;
-    st = mr_buf_append(eng->ctx, a, out.data, out.len);
-    mr_buf_free(&out);
+    st = loom_buf_append(eng->ctx, a, out.data, out.len);
+    loom_buf_free(&out);
     return st;
 }
 
@@ -305,7 +240,7 @@ loom_status_t mr_store_add(mr_store_t *st, uint32_t part, uint64_t hash, const v
     return maybe_spill(st);
 }
 
-static loom_status_t add_run(mr_store_t *st, mr_run_t run);
+static loom_status_t add_run(mr_store_t *st, loom_run_t run);
 static loom_status_t compact_runs(mr_store_t *st);
 
 loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
@@ -319,7 +254,7 @@ loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
     for (int i = 0; i < src->nruns; i++) {
         LOOM_TRY(add_run(dst, src->runs[i]));
         /* dst owns it now: a failure on a later run must not free it twice */
-        src->runs[i] = (mr_run_t){0};
+        src->runs[i] = (loom_run_t){0};
     }
     src->nruns = 0;
     return compact_runs(dst);
@@ -364,33 +299,11 @@ loom_status_t mr_store_sorted(mr_store_t *st, loom_kvref_t **refs, size_t *nrefs
     return LOOM_OK;
 }
 
-static loom_status_t write_bytes(loom_ctx_t *ctx, FILE *f, const char *path, const void *d,
-                                 size_t n)
-{
-    if (n && fwrite(d, 1, n, f) != n)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write spill file: %s", path,
-                          strerror(errno));
-    return LOOM_OK;
-}
-
-static loom_status_t write_record(loom_ctx_t *ctx, FILE *f, const char *path, const void *k,
-                                  size_t klen, const void *v, size_t vlen, uint64_t *bytes)
-{
-    unsigned char hdr[20];
-    unsigned char *p = mr_put_varint(hdr, klen);
-    p = mr_put_varint(p, vlen);
-    LOOM_TRY(write_bytes(ctx, f, path, hdr, (size_t)(p - hdr)));
-    LOOM_TRY(write_bytes(ctx, f, path, k, klen));
-    LOOM_TRY(write_bytes(ctx, f, path, v, vlen));
-    *bytes += (size_t)(p - hdr) + klen + vlen;
-    return LOOM_OK;
-}
-
-static loom_status_t add_run(mr_store_t *st, mr_run_t run)
+static loom_status_t add_run(mr_store_t *st, loom_run_t run)
 {
     if (st->nruns == st->runcap) {
         int cap = st->runcap ? st->runcap * 2 : 8;
-        mr_run_t *r = realloc(st->runs, (size_t)cap * sizeof *r);
+        loom_run_t *r = realloc(st->runs, (size_t)cap * sizeof *r);
         if (!r) return LOOM_ERROR(st->eng->ctx, LOOM_ERR_NOMEM, "out of memory: run list");
         st->runs = r;
         st->runcap = cap;
@@ -408,77 +321,60 @@ static loom_status_t write_merged_run(mr_store_t *st, const loom_kvref_t *refs,
     mr_engine_t *eng = st->eng;
     loom_ctx_t *ctx = eng->ctx;
     int np = eng->nparts;
-    mr_run_t run = {0};
-    loom_status_t s = LOOM_OK;
-    FILE *f = NULL;
-    mr_buf_t kb = {0}, vb = {0};
-    run.path = mr_spill_path(eng, "run");
-    run.off = calloc((size_t)np + 1, sizeof *run.off);
-    if (!run.path || !run.off) {
-        s = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: spill run");
-        goto out;
-    }
-    f = fopen(run.path, "wb");
-    if (!f) {
-        s = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create spill file: %s (see --spill-dir)",
-                       run.path, strerror(errno));
-        goto out;
-    }
-    uint64_t bytes = 0;
+    loom_run_writer_t w;
+    loom_run_t run = {0};
+    loom_buf_t kb = {0}, vb = {0};
+    loom_status_t s = loom_run_create(ctx, eng->spill_dir, "run", np, &w);
+    if (s != LOOM_OK) return s;
     for (int p = 0; p < np && s == LOOM_OK; p++) {
-        run.off[p] = bytes;
+        loom_run_section(&w, p);
         if (!with_runs) {
             for (size_t i = part_start[p]; i < part_start[p + 1] && s == LOOM_OK; i++)
-                s = write_record(ctx, f, run.path, refs[i].key, refs[i].klen, refs[i].val,
-                                 refs[i].vlen, &bytes);
+                s = loom_run_put(&w, refs[i].key, refs[i].klen, refs[i].val, refs[i].vlen);
             continue;
         }
-        mr_reader_t *rd = NULL;
+        loom_reader_t *rd = NULL;
         int n = 0;
-        mr_merge_t m = {0};
+        loom_merge_t m = {0};
         s = mr_store_part_readers(st, refs, part_start, (uint32_t)p, &rd, &n);
         if (s == LOOM_OK) {
-            mr_reader_t **pr = malloc((size_t)(n ? n : 1) * sizeof *pr);
+            loom_reader_t **pr = malloc((size_t)(n ? n : 1) * sizeof *pr);
             if (!pr) s = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: merge");
             for (int i = 0; pr && i < n; i++)
                 pr[i] = &rd[i];
-            if (s == LOOM_OK) s = mr_merge_init(ctx, &m, pr, n, eng->job->sort_values);
+            if (s == LOOM_OK) s = loom_merge_init(ctx, &m, pr, n, eng->job->sort_values);
             int have = 1;
             while (s == LOOM_OK) {
                 s = mr_merge_next_combined(eng, &m, &kb, &vb, &have);
                 if (s != LOOM_OK || !have) break;
-                s = write_record(ctx, f, run.path, kb.data, kb.len, vb.data, vb.len, &bytes);
+                s = loom_run_put(&w, kb.data, kb.len, vb.data, vb.len);
             }
-            mr_merge_free(&m);
+            loom_merge_free(&m);
             free(pr);
         }
         for (int i = 0; i < n; i++)
-            mr_reader_close(&rd[i]);
+            loom_reader_close(&rd[i]);
         free(rd);
     }
-    run.off[np] = bytes;
-    if (s == LOOM_OK && fclose(f) != 0)
-        s = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write spill file: %s", run.path,
-                       strerror(errno));
-    else if (s != LOOM_OK)
-        fclose(f);
-    f = NULL;
-    if (s != LOOM_OK) goto out;
-    /* map threads may spill at the same time */
-    __atomic_fetch_add(&eng->counts.spill_runs, 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&eng->counts.spill_bytes, (int64_t)bytes, __ATOMIC_RELAXED);
-    if (with_runs) {
-        for (int i = 0; i < st->nruns; i++)
-            run_free(&st->runs[i]);
-        st->nruns = 0;
+    uint64_t bytes = w.bytes;
+    if (s == LOOM_OK)
+        s = loom_run_finish(&w, &run);
+    else
+        loom_run_abort(&w);
+    if (s == LOOM_OK) {
+        /* map threads may spill at the same time */
+        __atomic_fetch_add(&eng->counts.spill_runs, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&eng->counts.spill_bytes, (int64_t)bytes, __ATOMIC_RELAXED);
+        if (with_runs) {
+            for (int i = 0; i < st->nruns; i++)
+                loom_run_free(&st->runs[i]);
+            st->nruns = 0;
+        }
+        s = add_run(st, run);
+        if (s != LOOM_OK) loom_run_free(&run);
     }
-    s = add_run(st, run);
-    if (s == LOOM_OK) run.path = NULL, run.off = NULL;
-out:
-    if (f) fclose(f);
-    run_free(&run);
-    mr_buf_free(&kb);
-    mr_buf_free(&vb);
+    loom_buf_free(&kb);
+    loom_buf_free(&vb);
     return s;
 }
 
@@ -512,27 +408,28 @@ loom_status_t mr_store_spill(mr_store_t *st)
 }
 
 loom_status_t mr_store_part_readers(mr_store_t *st, const loom_kvref_t *refs,
-                                    const size_t *part_start, uint32_t p, mr_reader_t **rdp, int *n)
+                                    const size_t *part_start, uint32_t p, loom_reader_t **rdp,
+                                    int *n)
 {
     loom_ctx_t *ctx = st->eng->ctx;
-    mr_reader_t *rd = calloc((size_t)st->nruns + 1, sizeof *rd);
+    loom_reader_t *rd = calloc((size_t)st->nruns + 1, sizeof *rd);
     if (!rd) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: readers");
     int k = 0;
     loom_status_t s = LOOM_OK;
     if (refs && part_start[p + 1] > part_start[p]) {
-        mr_reader_refs(&rd[k], refs + part_start[p], part_start[p + 1] - part_start[p]);
-        s = mr_reader_next(ctx, &rd[k++]);
+        loom_reader_refs(&rd[k], refs + part_start[p], part_start[p + 1] - part_start[p]);
+        s = loom_reader_next(ctx, &rd[k++]);
     }
     for (int i = 0; i < st->nruns && s == LOOM_OK; i++) {
-        const mr_run_t *r = &st->runs[i];
+        const loom_run_t *r = &st->runs[i];
         if (r->off[p + 1] == r->off[p]) continue;
-        s = mr_reader_file(ctx, &rd[k], r->path, r->off[p], r->off[p + 1] - r->off[p]);
+        s = loom_reader_file(ctx, &rd[k], r->path, r->off[p], r->off[p + 1] - r->off[p]);
         k++;
-        if (s == LOOM_OK) s = mr_reader_next(ctx, &rd[k - 1]);
+        if (s == LOOM_OK) s = loom_reader_next(ctx, &rd[k - 1]);
     }
     if (s != LOOM_OK) {
         for (int i = 0; i < k; i++)
-            mr_reader_close(&rd[i]);
+            loom_reader_close(&rd[i]);
         free(rd);
         return s;
     }
@@ -541,186 +438,24 @@ loom_status_t mr_store_part_readers(mr_store_t *st, const loom_kvref_t *refs,
     return LOOM_OK;
 }
 
-/* ------------------------------------------------------------------ readers */
+/* ------------------------------------------------------------------ merging with the combiner */
 
-void mr_reader_mem(mr_reader_t *rd, const void *data, size_t len)
-{
-    memset(rd, 0, sizeof *rd);
-    rd->kind = MR_RD_MEM;
-    rd->p = data;
-    rd->end = rd->p + len;
-}
-
-void mr_reader_refs(mr_reader_t *rd, const loom_kvref_t *r, size_t n)
-{
-    memset(rd, 0, sizeof *rd);
-    rd->kind = MR_RD_REFS;
-    rd->r = r;
-    rd->rend = r + n;
-}
-
-loom_status_t mr_reader_file(loom_ctx_t *ctx, mr_reader_t *rd, const char *path, uint64_t off,
-                             uint64_t len)
-{
-    memset(rd, 0, sizeof *rd);
-    rd->kind = MR_RD_FILE;
-    rd->path = path;
-    rd->remaining = len;
-    rd->f = fopen(path, "rb");
-    if (!rd->f)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open spill file: %s", path,
-                          strerror(errno));
-    setvbuf(rd->f, NULL, _IOFBF, 1 << 16);
-    if (fseeko(rd->f, (off_t)off, SEEK_SET) != 0)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
-    return LOOM_OK;
-}
-
-static loom_status_t file_varint(loom_ctx_t *ctx, mr_reader_t *rd, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        int c = rd->remaining ? getc(rd->f) : EOF;
-        if (c == EOF) break;
-        rd->remaining--;
-        x |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *v = x;
-            return LOOM_OK;
-        }
-    }
-    return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: spill file is truncated", rd->path);
-}
-
-loom_status_t mr_reader_next(loom_ctx_t *ctx, mr_reader_t *rd)
-{
-    rd->valid = 0;
-    switch (rd->kind) {
-    case MR_RD_MEM: {
-        if (rd->p >= rd->end) return LOOM_OK;
-        uint64_t kl = 0, vl = 0;
-        const unsigned char *p = mr_get_varint(rd->p, rd->end, &kl);
-        if (p) p = mr_get_varint(p, rd->end, &vl);
-        if (!p || (uint64_t)(rd->end - p) < kl || (uint64_t)(rd->end - p) - kl < vl)
-            return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "corrupt record in a shuffle buffer");
-        rd->key = p;
-        rd->klen = kl;
-        rd->val = p + kl;
-        rd->vlen = vl;
-        rd->p = p + kl + vl;
-        rd->valid = 1;
-        return LOOM_OK;
-    }
-    case MR_RD_REFS:
-        if (rd->r >= rd->rend) return LOOM_OK;
-        rd->key = rd->r->key;
-        rd->klen = rd->r->klen;
-        rd->val = rd->r->val;
-        rd->vlen = rd->r->vlen;
-        rd->r++;
-        rd->valid = 1;
-        return LOOM_OK;
-    case MR_RD_FILE: {
-        if (!rd->remaining) return LOOM_OK;
-        uint64_t kl = 0, vl = 0;
-        LOOM_TRY(file_varint(ctx, rd, &kl));
-        LOOM_TRY(file_varint(ctx, rd, &vl));
-        if (kl + vl > rd->remaining)
-            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: spill file is truncated", rd->path);
-        rd->rec.len = 0;
-        LOOM_TRY(mr_buf_reserve(ctx, &rd->rec, kl + vl));
-        if (kl + vl && fread(rd->rec.data, 1, kl + vl, rd->f) != kl + vl)
-            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot read spill file", rd->path);
-        rd->remaining -= kl + vl;
-        rd->key = rd->rec.data;
-        rd->klen = kl;
-        rd->val = rd->rec.data + kl;
-        rd->vlen = vl;
-        rd->valid = 1;
-        return LOOM_OK;
-    }
-    }
-    return LOOM_OK;
-}
-
-void mr_reader_close(mr_reader_t *rd)
-{
-    if (rd->f) fclose(rd->f);
-    rd->f = NULL;
-    mr_buf_free(&rd->rec);
-    rd->valid = 0;
-}
-
-/* ------------------------------------------------------------------ merge */
-
-static int reader_less(const mr_merge_t *m, const mr_reader_t *a, const mr_reader_t *b)
-{
-    int c = loom_sort_cmp_bytes(a->key, a->klen, b->key, b->klen);
-    if (c == 0 && m->by_value) c = loom_sort_cmp_bytes(a->val, a->vlen, b->val, b->vlen);
-    return c < 0;
-}
-
-static void sift_down(mr_merge_t *m, int i)
-{
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, s = i;
-        if (l < m->hn && reader_less(m, m->rd[m->heap[l]], m->rd[m->heap[s]])) s = l;
-        if (r < m->hn && reader_less(m, m->rd[m->heap[r]], m->rd[m->heap[s]])) s = r;
-        if (s == i) return;
-        int t = m->heap[i];
-        m->heap[i] = m->heap[s];
-        m->heap[s] = t;
-        i = s;
-    }
-}
-
-loom_status_t mr_merge_init(loom_ctx_t *ctx, mr_merge_t *m, mr_reader_t **rd, int n, int by_value)
-{
-    memset(m, 0, sizeof *m);
-    m->rd = rd;
-    m->n = n;
-    m->by_value = by_value;
-    LOOM_ALLOC(ctx, m->heap, n, "merge heap");
-    for (int i = 0; i < n; i++)
-        if (rd[i]->valid) m->heap[m->hn++] = i;
-    for (int i = m->hn / 2 - 1; i >= 0; i--)
-        sift_down(m, i);
-    return LOOM_OK;
-}
-
-loom_status_t mr_merge_pop(loom_ctx_t *ctx, mr_merge_t *m)
-{
-    if (!m->hn) return LOOM_OK;
-    mr_reader_t *top = m->rd[m->heap[0]];
-    LOOM_TRY(mr_reader_next(ctx, top));
-    if (!top->valid) m->heap[0] = m->heap[--m->hn];
-    if (m->hn) sift_down(m, 0);
-    return LOOM_OK;
-}
-
-void mr_merge_free(mr_merge_t *m)
-{
-    free(m->heap);
-    m->heap = NULL;
-    m->hn = m->n = 0;
-}
-
-loom_status_t mr_merge_next_combined(mr_engine_t *eng, mr_merge_t *m, mr_buf_t *kb, mr_buf_t *vb,
-                                     int *have)
+loom_status_t mr_merge_next_combined(mr_engine_t *eng, loom_merge_t *m, loom_buf_t *kb,
+                                     loom_buf_t *vb, int *have)
 {
     loom_ctx_t *ctx = eng->ctx;
-    mr_reader_t *t = mr_merge_top(m);
+    loom_reader_t *t = loom_merge_top(m);
     *have = 0;
     if (!t) return LOOM_OK;
     kb->len = vb->len = 0;
-    LOOM_TRY(mr_buf_append(ctx, kb, t->key, t->klen));
-    LOOM_TRY(mr_buf_append(ctx, vb, t->val, t->vlen));
-    LOOM_TRY(mr_merge_pop(ctx, m));
+    LOOM_TRY(loom_buf_append(ctx, kb, t->key, t->klen));
+    LOOM_TRY(loom_buf_append(ctx, vb, t->val, t->vlen));
+    LOOM_TRY(loom_merge_pop(ctx, m));
     if (eng->job->combine) {
-        while ((t = mr_merge_top(m)) && t->klen == kb->len &&
+        while ((t = loom_merge_top(m)) && t->klen == kb->len &&
                (kb->len == 0 || memcmp(t->key, kb->data, kb->len) == 0)) {
             LOOM_TRY(mr_combine_into(eng, kb->data, kb->len, vb, t->val, t->vlen));
-            LOOM_TRY(mr_merge_pop(ctx, m));
+            LOOM_TRY(loom_merge_pop(ctx, m));
         }
     }
     *have = 1;

@@ -9,23 +9,16 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "dataplane/dataplane.h"
 #include "kernels/pagerank_pull.h"
 
 #define LOOM_PREGEL_CHUNK 256
 
 /* ---------------------------------------------------------------- helpers */
 
-static int owner_rank(const loom_graph_t *g, uint64_t v)
+static inline int owner_rank(const loom_graph_t *g, uint64_t v)
 {
-    int lo = 0, hi = g->nparts; /* part[lo] <= v < part[hi] */
-    while (hi - lo > 1) {
-        int mid = (lo + hi) / 2;
-        if (g->part[mid] <= v)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
+    return loom_vertex_owner(g->part, g->nparts, v);
 }
 
 static double agg_identity(loom_agg_op_t op)
@@ -262,6 +255,8 @@ static loom_status_t create_local(loom_pregel_t *pg)
                             "message offsets"));
     }
     if (!pg->is_worker) return LOOM_OK;
+    loom_exchange_opts_t xo = {.among = LOOM_AMONG_WORKERS, .elem = pg->rsz};
+    LOOM_TRY(loom_exchange_create(ctx, &xo, &pg->xchg));
     if (pg->publish) {
         LOOM_TRY(alloc_huge(ctx, (void **)&pg->gpub, pg->n * pg->msz, "published messages"));
         LOOM_TRY(alloc_zero(ctx, (void **)&pg->pubflag, pg->n, "published flags"));
@@ -301,66 +296,34 @@ static void init_values(loom_pregel_t *pg)
     }
 }
 
-loom_status_t loom_pregel_create(loom_ctx_t *ctx, const loom_graph_t *g,
-                                 const loom_pregel_program_t *prog, loom_pregel_t **out)
+/* Take the job's members and this rank's part of the graph as they are now
+ * (again after a recovery). Dense exchange needs in-edges on every worker:
+ * decided once for all. Collective. */
+static loom_status_t bind_members(loom_pregel_t *pg)
 {
-    *out = NULL;
-    /* Dense exchange needs in-edges on every worker; decide it once for all. */
-    int dense_ok = prog->combiner != LOOM_COMBINE_NONE &&
+    loom_ctx_t *ctx = pg->ctx;
+    const loom_graph_t *g = pg->g;
+    int dense_ok = pg->prog.combiner != LOOM_COMBINE_NONE &&
                    (!loom_is_worker(ctx) || (g->in_off && (g->in_src || g->hi == g->lo)));
-    int e = MPI_Allreduce(MPI_IN_PLACE, &dense_ok, 1, MPI_INT, MPI_MIN, loom_comm(ctx));
-    if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Allreduce", __FILE__, __LINE__);
-    loom_status_t st = check_program(ctx, prog);
-    loom_pregel_t *pg = NULL;
-    if (st == LOOM_OK) {
-        pg = calloc(1, sizeof *pg);
-        if (!pg) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for the Pregel engine");
-    }
-    if (st == LOOM_OK) {
-        pg->ctx = ctx;
-        pg->g = g;
-        pg->prog = *prog;
-        pg->comm = loom_comm(ctx);
-        pg->wcomm = loom_worker_comm(ctx);
-        pg->rank = loom_rank(ctx);
-        pg->size = loom_size(ctx);
-        pg->is_worker = loom_is_worker(ctx);
-        pg->nworkers = loom_num_workers(ctx);
-        pg->wbase = pg->size > 1 ? 1 : 0;
-        pg->n = g->num_vertices;
-        pg->lo = g->lo;
-        pg->nloc = g->hi - g->lo;
-        pg->vsz = prog->value_size;
-        pg->msz = prog->msg_size;
-        pg->rsz = (8 + pg->msz + 7) / 8 * 8;
-        pg->nthreads = omp_get_max_threads();
-        pg->max_supersteps = 1000000;
-        pg->fault_worker = -1;
-        pg->reorder = 1;
-        pg->publish = prog->combiner != LOOM_COMBINE_NONE;
-        pg->dense_ok = dense_ok;
-        for (int i = 0; i < prog->naggs; i++)
-            pg->aggs[i] = agg_identity(prog->aggs[i]);
-        set_identity(pg);
-        if (pg->size > 1 && pg->nloc > 0 && !pg->is_worker)
-            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "pregel: the master owns vertices");
-        else
-            st = create_local(pg);
-    }
-    st = loom_agree(ctx, loom_comm(ctx), st);
-    if (st != LOOM_OK) {
-        loom_pregel_destroy(&pg);
-        return st;
-    }
-    init_values(pg);
-    *out = pg;
+    LOOM_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &dense_ok, 1, MPI_INT, MPI_MIN, loom_comm(ctx)));
+    pg->comm = loom_comm(ctx);
+    pg->wcomm = loom_worker_comm(ctx);
+    pg->rank = loom_rank(ctx);
+    pg->size = loom_size(ctx);
+    pg->is_worker = loom_is_worker(ctx);
+    pg->nworkers = loom_num_workers(ctx);
+    pg->wbase = pg->size > 1 ? 1 : 0;
+    pg->n = g->num_vertices;
+    pg->lo = g->lo;
+    pg->nloc = g->hi - g->lo;
+    pg->dense_ok = dense_ok;
+    if (pg->size > 1 && pg->nloc > 0 && !pg->is_worker)
+        return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "pregel: the master owns vertices");
     return LOOM_OK;
 }
 
-void loom_pregel_destroy(loom_pregel_t **pgp)
+static void free_local(loom_pregel_t *pg)
 {
-    if (!pgp || !*pgp) return;
-    loom_pregel_t *pg = *pgp;
     free(pg->values);
     free(pg->halted);
     free(pg->inbox);
@@ -379,6 +342,68 @@ void loom_pregel_destroy(loom_pregel_t **pgp)
     free(pg->tstat);
     free(pg->bout);
     free(pg->bsent);
+    loom_exchange_destroy(&pg->xchg);
+    pg->values = pg->halted = pg->inbox = pg->has = pg->mdata = pg->gpub = pg->pubflag = NULL;
+    pg->sent = pg->bout = pg->bsent = NULL;
+    pg->moff = NULL;
+    pg->in_idx_own = pg->slot = NULL;
+    pg->in_idx = NULL;
+    pg->in_idx32 = 0;
+    pg->tbuf = NULL;
+    pg->tstat = NULL;
+    pg->pull_ready = 0;
+}
+
+loom_status_t loom_pregel_create(loom_ctx_t *ctx, const loom_graph_t *g,
+                                 const loom_pregel_program_t *prog, loom_pregel_t **out)
+{
+    *out = NULL;
+    loom_status_t st = check_program(ctx, prog);
+    loom_pregel_t *pg = NULL;
+    if (st == LOOM_OK) {
+        pg = calloc(1, sizeof *pg);
+        if (!pg) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for the Pregel engine");
+    }
+    if (pg) {
+        pg->ctx = ctx;
+        pg->g = g;
+        pg->prog = *prog;
+        pg->vsz = prog->value_size;
+        pg->msz = prog->msg_size;
+        pg->rsz = (8 + pg->msz + 7) / 8 * 8;
+        pg->nthreads = omp_get_max_threads();
+        pg->max_supersteps = 1000000;
+        pg->fault.rank = -1;
+        pg->last_ckpt = -1;
+        pg->reorder = 1;
+        pg->publish = prog->combiner != LOOM_COMBINE_NONE;
+        for (int i = 0; i < prog->naggs; i++)
+            pg->aggs[i] = agg_identity(prog->aggs[i]);
+        set_identity(pg);
+    }
+    /* every rank takes part in the member binding's reduction */
+    loom_status_t bs = pg ? bind_members(pg) : LOOM_OK;
+    if (!pg) {
+        int dummy = 0;
+        MPI_Allreduce(MPI_IN_PLACE, &dummy, 1, MPI_INT, MPI_MIN, loom_comm(ctx));
+    }
+    if (st == LOOM_OK) st = bs;
+    if (st == LOOM_OK) st = create_local(pg);
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st != LOOM_OK) {
+        loom_pregel_destroy(&pg);
+        return st;
+    }
+    init_values(pg);
+    *out = pg;
+    return LOOM_OK;
+}
+
+void loom_pregel_destroy(loom_pregel_t **pgp)
+{
+    if (!pgp || !*pgp) return;
+    loom_pregel_t *pg = *pgp;
+    free_local(pg);
     free(pg->ckpt_dir);
     free(pg->restart_dir);
     free(pg);
@@ -425,19 +450,38 @@ loom_status_t loom_pregel_configure(loom_pregel_t *pg, const loom_opts_t *o)
                                                    : LOOM_EXCHANGE_SPARSE;
     const char *po = loom_opt_string(o, "pull-order");
     pg->reorder = !po || strcmp(po, "natural") != 0;
-    const char *f = loom_opt_string(o, "inject-fault");
-    if (f) {
-        int w = -1;
-        long long s = -1;
-        int used = 0;
-        if (sscanf(f, "abort-worker:%d@superstep:%lld%n", &w, &s, &used) != 2 || f[used] != '\0' ||
-            w < 0 || s < 0)
-            return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                              "--inject-fault: expected abort-worker:W@superstep:N, got '%s'", f);
-        pg->fault_worker = w % (pg->nworkers > 0 ? pg->nworkers : 1);
-        pg->fault_step = s;
-    }
+    LOOM_TRY(loom_fault_parse(ctx, loom_opt_string(o, "inject-fault"), 1u << LOOM_PHASE_SUPERSTEP,
+                              &pg->fault));
+    char hint[4200];
+    if (pg->ckpt_dir)
+        snprintf(hint, sizeof hint, "no checkpoint was written yet (they go to %s)", pg->ckpt_dir);
+    else if (pg->restart_dir)
+        snprintf(hint, sizeof hint, "resume with --restart %s, as this run did", pg->restart_dir);
+    else
+        snprintf(hint, sizeof hint,
+                 "nothing was written; run it again (--checkpoint-dir DIR "
+                 "--checkpoint-every K make a long run resumable)");
+    loom_set_resume_hint(ctx, hint);
     return LOOM_OK;
+}
+
+loom_status_t loom_pregel_check_options(loom_ctx_t *ctx, const loom_opts_t *o, const char *input)
+{
+    loom_status_t st = LOOM_OK;
+    const char *ck = loom_opt_string(o, "checkpoint-dir"), *rs = loom_opt_string(o, "restart");
+    loom_fault_t f;
+    st = loom_fault_parse(ctx, loom_opt_string(o, "inject-fault"), 1u << LOOM_PHASE_SUPERSTEP, &f);
+    if (st == LOOM_OK && loom_opt_int(o, "checkpoint-every") > 0 && !ck)
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--checkpoint-every needs --checkpoint-dir");
+    if (st == LOOM_OK && loom_is_master(ctx)) {
+        if (ck) st = loom_pregel_checkpoint_dir_check(ctx, ck);
+        if (st == LOOM_OK && rs) st = loom_pregel_restart_check(ctx, rs);
+    }
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    const char *out = loom_opt_string(o, "out");
+    if (st == LOOM_OK && out)
+        st = loom_output_check(ctx, loom_comm(ctx), out, 0, &input, input ? 1 : 0);
+    return st;
 }
 
 /* ---------------------------------------------------------------- compute */
@@ -681,74 +725,94 @@ loom_status_t loom_pregel_deliver(loom_pregel_t *pg, const uint8_t *recs, size_t
     return LOOM_OK;
 }
 
-/* Gather the thread buffers per destination, combine, exchange with
- * MPI_Alltoallv over the workers and deliver. */
+/* The sparse exchange's state: each destination's records (gathered from the
+ * thread buffers and combined) and how far they were sent. */
+typedef struct sparse {
+    loom_pregel_t *pg;
+    loom_status_t failed; /* gathering failed here: the first pack says so */
+    uint8_t *sbuf;
+    size_t *start, *len, *sent; /* per destination worker, bytes */
+    loom_buf_t all;             /* without a combiner: every record received */
+} sparse_t;
+
+static loom_status_t sparse_pack(loom_exchange_t *x, void *user, int *more)
+{
+    sparse_t *sp = user;
+    size_t room = loom_exchange_room(x);
+    *more = 0;
+    if (sp->failed != LOOM_OK) return sp->failed;
+    for (int w = 0; w < sp->pg->nworkers; w++) {
+        size_t n = sp->len[w] - sp->sent[w];
+        if (n > room) {
+            n = room;
+            *more = 1;
+        }
+        if (n) LOOM_TRY(loom_exchange_put(x, w, sp->sbuf + sp->start[w] + sp->sent[w], n));
+        sp->sent[w] += n;
+    }
+    return LOOM_OK;
+}
+
+static loom_status_t sparse_unpack(loom_exchange_t *x, void *user, int src,
+                                   const unsigned char *data, size_t bytes)
+{
+    sparse_t *sp = user;
+    loom_pregel_t *pg = sp->pg;
+    (void)x;
+    (void)src;
+    /* a combiner folds each round into the inbox; otherwise the messages are
+     * placed per vertex once all have arrived */
+    if (pg->prog.combiner != LOOM_COMBINE_NONE)
+        return loom_pregel_deliver(pg, data, bytes / pg->rsz, 1);
+    return loom_buf_append(pg->ctx, &sp->all, data, bytes);
+}
+
+/* Gather the thread buffers per destination, combine, and exchange over the
+ * workers on the data plane; `merge` keeps what a dense pull delivered. */
 static loom_status_t sparse_exchange(loom_pregel_t *pg, int merge)
 {
     loom_ctx_t *ctx = pg->ctx;
     int nw = pg->nworkers;
     loom_status_t st = LOOM_OK;
     size_t total = 0;
-    int *scnt = calloc((size_t)nw * 4, sizeof *scnt);
-    int *rcnt = scnt + nw, *sdis = scnt + 2 * nw, *rdis = scnt + 3 * nw;
-    uint8_t *sbuf = NULL, *rbuf = NULL;
-    MPI_Datatype rec = MPI_DATATYPE_NULL;
-    if (!scnt) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for exchange counts");
+    sparse_t sp = {.pg = pg};
+    sp.start = calloc((size_t)nw * 3, sizeof *sp.start);
+    if (!sp.start) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for exchange counts");
+    if (sp.start) {
+        sp.len = sp.start + nw;
+        sp.sent = sp.start + 2 * nw;
+    }
     for (size_t i = 0; st == LOOM_OK && i < (size_t)pg->nthreads * nw; i++) {
         if (pg->tbuf[i].failed)
             st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory buffering messages");
         total += pg->tbuf[i].len;
     }
-    if (st == LOOM_OK && !(sbuf = malloc(total ? total : 1)))
+    if (st == LOOM_OK && !(sp.sbuf = malloc(total ? total : 1)))
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for %zu bytes of messages", total);
     size_t pos = 0;
     for (int w = 0; st == LOOM_OK && w < nw; w++) {
         size_t start = pos;
         for (int t = 0; t < pg->nthreads; t++) {
             loom_msgbuf_t *b = &pg->tbuf[(size_t)t * nw + w];
-            if (b->len) memcpy(sbuf + pos, b->data, b->len);
+            if (b->len) memcpy(sp.sbuf + pos, b->data, b->len);
             pos += b->len;
         }
         size_t n = (pos - start) / pg->rsz;
-        if (pg->prog.combiner != LOOM_COMBINE_NONE) n = combine_records(pg, sbuf + start, n);
-        if (n > INT32_MAX)
-            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "pregel: over 2^31 messages to one rank");
-        scnt[w] = (int)n;
+        if (pg->prog.combiner != LOOM_COMBINE_NONE) n = combine_records(pg, sp.sbuf + start, n);
+        sp.start[w] = start;
+        sp.len[w] = n * pg->rsz;
         pos = start + n * pg->rsz;
     }
-    st = loom_agree(ctx, pg->wcomm, st);
-    if (st != LOOM_OK) goto out;
-    int e = MPI_Alltoall(scnt, 1, MPI_INT, rcnt, 1, MPI_INT, pg->wcomm);
-    if (e != MPI_SUCCESS) {
-        st = loom_error_mpi(ctx, e, "MPI_Alltoall", __FILE__, __LINE__);
-        goto out;
-    }
-    size_t rtotal = 0;
-    int sd = 0;
-    for (int w = 0; w < nw; w++) {
-        sdis[w] = sd;
-        sd += scnt[w];
-        rdis[w] = (int)rtotal;
-        rtotal += (size_t)rcnt[w];
-    }
-    if (rtotal > INT32_MAX) st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "pregel: over 2^31 messages");
-    if (st == LOOM_OK && !(rbuf = malloc(rtotal ? rtotal * pg->rsz : 1)))
-        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory receiving %zu messages", rtotal);
-    st = loom_agree(ctx, pg->wcomm, st);
-    if (st != LOOM_OK) goto out;
-    MPI_Type_contiguous((int)pg->rsz, MPI_BYTE, &rec);
-    MPI_Type_commit(&rec);
-    e = MPI_Alltoallv(sbuf, scnt, sdis, rec, rbuf, rcnt, rdis, rec, pg->wcomm);
-    if (e != MPI_SUCCESS) {
-        st = loom_error_mpi(ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
-        goto out;
-    }
-    st = loom_pregel_deliver(pg, rbuf, rtotal, merge);
-out:
-    if (rec != MPI_DATATYPE_NULL) MPI_Type_free(&rec);
-    free(sbuf);
-    free(rbuf);
-    free(scnt);
+    if (st == LOOM_OK && pg->prog.combiner != LOOM_COMBINE_NONE && !merge)
+        memset(pg->has, 0, pg->nloc);
+    /* a failure so far travels in the exchange's own vote */
+    sp.failed = st;
+    st = loom_exchange_run(pg->xchg, sparse_pack, sparse_unpack, &sp);
+    if (st == LOOM_OK && pg->prog.combiner == LOOM_COMBINE_NONE)
+        st = loom_pregel_deliver(pg, sp.all.data, sp.all.len / pg->rsz, 0);
+    loom_buf_free(&sp.all);
+    free(sp.start);
+    free(sp.sbuf);
     return st;
 }
 
@@ -924,49 +988,35 @@ static loom_status_t prepare_pull(loom_pregel_t *pg)
 
 /* ---------------------------------------------------------------- the superstep loop */
 
-enum { ST_ACTIVE = 0, ST_NPUB, ST_PUBARCS, ST_SPARSE, ST_FAILED, ST_SIGUSR1, ST_SIGTERM, ST_FIXED };
+enum {
+    ST_ACTIVE = 0,
+    ST_NPUB,
+    ST_PUBARCS,
+    ST_SPARSE,
+    ST_FAILED,
+    ST_SIGUSR1,
+    ST_SIGTERM,
+    ST_SIGINT,
+    ST_FIXED
+};
 
 /* ---------------------------------------------------------------- stop on a signal */
 
-/* Set by the handler, read once per superstep. A handler may do nothing but
- * store to a volatile sig_atomic_t, and signals are per process, so this is
- * the one piece of file-scope mutable state in the engine. */
-static volatile sig_atomic_t stop_signal;
-
-static const int stop_signals[LOOM_PREGEL_NSIG] = {SIGUSR1, SIGTERM};
-
-static void on_stop_signal(int signo)
-{
-    stop_signal = signo;
-}
-
-/* With a checkpoint directory, catch SIGUSR1 and SIGTERM for the run so that
- * a preempted job saves its state instead of dying. Without one there is
- * nothing to save, and the signals keep their usual meaning. */
+/* With a checkpoint directory, SIGUSR1, SIGTERM and SIGINT only note a stop
+ * request (the runtime's handlers), so that a preempted job saves its state
+ * instead of dying; the `loom` command arms this from the start. Without
+ * one there is nothing to save, and the signals keep their usual meaning. */
 static void arm_signals(loom_pregel_t *pg)
 {
-    if (!pg->ckpt_dir || pg->sig_armed) return;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART; /* MPI's and HDF5's system calls carry on */
-    stop_signal = 0;
-    for (int i = 0; i < LOOM_PREGEL_NSIG; i++)
-        if (sigaction(stop_signals[i], &sa, &pg->sig_old[i]) != 0) {
-            /* Cannot fail for these signals; if it did, keep the old ones. */
-            for (int j = 0; j < i; j++)
-                sigaction(stop_signals[j], &pg->sig_old[j], NULL);
-            return;
-        }
+    if (!pg->ckpt_dir || loom_stop_armed(pg->ctx)) return;
+    loom_stop_arm(pg->ctx, 1);
     pg->sig_armed = 1;
 }
 
 static void disarm_signals(loom_pregel_t *pg)
 {
     if (!pg->sig_armed) return;
-    for (int i = 0; i < LOOM_PREGEL_NSIG; i++)
-        sigaction(stop_signals[i], &pg->sig_old[i], NULL);
+    loom_stop_arm(pg->ctx, 0);
     pg->sig_armed = 0;
 }
 
@@ -997,9 +1047,10 @@ static loom_status_t reduce_step(loom_pregel_t *pg, int failed, double *sums)
     loc[ST_FAILED] = failed;
     /* Read once: the same value goes to every rank through the reduction, so
      * all of them stop at this superstep even if only one was signalled. */
-    int sig = pg->sig_armed ? stop_signal : 0;
+    int sig = pg->ckpt_dir ? loom_stop_signal(pg->ctx) : 0;
     loc[ST_SIGUSR1] = sig == SIGUSR1;
     loc[ST_SIGTERM] = sig == SIGTERM;
+    loc[ST_SIGINT] = sig == SIGINT;
     int nsum = ST_FIXED + p->naggs;
     MPI_Request req[2];
     int nreq = 0;
@@ -1067,12 +1118,7 @@ static void progress(loom_pregel_t *pg, const loom_pregel_step_t *step, const ch
 
 static void maybe_fault(loom_pregel_t *pg)
 {
-    if (pg->fault_worker < 0 || pg->superstep != pg->fault_step || !pg->is_worker) return;
-    if (loom_worker_index(pg->ctx) != pg->fault_worker) return;
-    fprintf(stderr, "loom: injected fault: worker %d (rank %d) aborts in superstep %lld\n",
-            pg->fault_worker, pg->rank, (long long)pg->superstep);
-    fflush(stderr);
-    abort();
+    loom_fault_point(pg->ctx, &pg->fault, LOOM_PHASE_SUPERSTEP, pg->superstep);
 }
 
 static loom_status_t run_supersteps(loom_pregel_t *pg)
@@ -1088,6 +1134,10 @@ static loom_status_t run_supersteps(loom_pregel_t *pg)
     if (pg->restart_dir) {
         st = loom_pregel_checkpoint_read(pg, pg->restart_dir);
         if (st != LOOM_OK) return st;
+    }
+    if (pg->recovering) {
+        loom_members_resumed(ctx);
+        pg->recovering = 0;
     }
     /* A worker whose exchange failed reports it in the next reduction rather
      * than in a blocking agreement of its own, so the master never spins. */
@@ -1156,6 +1206,7 @@ static loom_status_t run_supersteps(loom_pregel_t *pg)
         if (stop) break;
         const char *signame = sums[ST_SIGUSR1] > 0   ? "SIGUSR1"
                               : sums[ST_SIGTERM] > 0 ? "SIGTERM"
+                              : sums[ST_SIGINT] > 0  ? "SIGINT"
                                                      : NULL;
         if (signame || (pg->ckpt_every > 0 && pg->superstep % pg->ckpt_every == 0)) {
             loom_timer_start(ctx, "pregel-checkpoint");
@@ -1180,10 +1231,63 @@ static loom_status_t run_supersteps(loom_pregel_t *pg)
     return LOOM_OK;
 }
 
+/* After a worker died (ULFM): shrink to the survivors, build the graph again
+ * over them, rebuild this engine's state, and roll back to the newest
+ * checkpoint (or to the start when there is none). Collective. */
+static loom_status_t recover(loom_pregel_t *pg)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    loom_recovery_t rec;
+    loom_status_t st = loom_members_recover(ctx, &rec);
+    loom_recovery_free(&rec);
+    if (st != LOOM_OK) return st;
+    loom_timer_start(ctx, "pregel-recovery");
+    st = loom_graph_rebuild(ctx, (loom_graph_t *)pg->g);
+    if (st == LOOM_OK) {
+        free_local(pg);
+        st = bind_members(pg);
+        if (st == LOOM_OK) st = create_local(pg);
+        st = loom_agree(ctx, loom_comm(ctx), st);
+    }
+    if (st == LOOM_OK) {
+        init_values(pg);
+        pg->superstep = 0;
+        for (int i = 0; i < pg->prog.naggs; i++)
+            pg->aggs[i] = agg_identity(pg->prog.aggs[i]);
+        if (pg->last_ckpt >= 0 && pg->ckpt_dir) {
+            free(pg->restart_dir);
+            pg->restart_dir = strdup(pg->ckpt_dir);
+            if (!pg->restart_dir) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        }
+        loom_log(ctx, LOOM_LOG_WARN, "pregel: rolling back to %s",
+                 pg->restart_dir ? "the newest checkpoint" : "superstep 0 (no checkpoint)");
+        pg->recovering = 1;
+        pg->recoveries++;
+    }
+    loom_timer_stop(ctx, "pregel-recovery");
+    return st;
+}
+
 loom_status_t loom_pregel_run(loom_pregel_t *pg)
 {
+    loom_ctx_t *ctx = pg->ctx;
     arm_signals(pg);
-    loom_status_t st = run_supersteps(pg);
+    loom_status_t st;
+    for (;;) {
+        st = run_supersteps(pg);
+        if (!loom_ft_enabled(ctx)) break;
+        /* all survivors decide together whether the run is over */
+        int ok = !loom_members_failed(ctx);
+        loom_status_t as = loom_members_agree(ctx, &ok);
+        if (as != LOOM_OK) {
+            st = as;
+            break;
+        }
+        if (ok) break;
+        st = recover(pg);
+        if (st != LOOM_OK) break;
+    }
+    if (pg->recoveries) loom_summary_int(ctx, "pregel_recoveries", pg->recoveries);
     disarm_signals(pg);
     return st;
 }

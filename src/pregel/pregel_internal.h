@@ -7,11 +7,6 @@
 
 #include "loom/pregel.h"
 
-/* Signals that make a run with a checkpoint directory save its state and stop:
- * SIGUSR1 (a user's or a batch script's request) and SIGTERM (what Slurm sends
- * at a time limit or preemption, KillWait seconds before SIGKILL). */
-#define LOOM_PREGEL_NSIG 2
-
 /* A growable byte buffer of message records, one per (thread, destination worker). */
 typedef struct loom_msgbuf {
     uint8_t *data;
@@ -64,6 +59,7 @@ struct loom_pregel {
     uint8_t identity[8];  /* the built-in combiner's identity */
 
     int nthreads;
+    struct loom_exchange *xchg;        /* the sparse exchange over the workers (workers only) */
     loom_msgbuf_t *tbuf;               /* nthreads * nworkers */
     loom_tstat_t *tstat;               /* nthreads */
     uint8_t *bout, *bsent;             /* compute_block: nthreads blocks of out slots, flags */
@@ -75,12 +71,14 @@ struct loom_pregel {
 
     int64_t ckpt_every;
     char *ckpt_dir, *restart_dir;
-    int fault_worker;
-    int64_t fault_step;
+    int64_t last_ckpt; /* superstep of the newest checkpoint written or read, -1 none */
+    uint64_t gsum;     /* the graph's checksum (checkpoint identity) */
+    int have_gsum;
+    loom_fault_t fault; /* --inject-fault */
+    int recovering;     /* rebuilt after a death: resume timing at the next start */
+    int64_t recoveries;
 
-    /* The handlers loom_pregel_run replaced, restored when it returns. */
-    int sig_armed;
-    struct sigaction sig_old[LOOM_PREGEL_NSIG];
+    int sig_armed; /* loom_pregel_run armed the stop request (and disarms it) */
 };
 
 /* Deliver message records (dst, message) addressed to this rank's vertices:
@@ -91,5 +89,9 @@ loom_status_t loom_pregel_deliver(loom_pregel_t *pg, const uint8_t *recs, size_t
 /* Checkpoints (checkpoint.c). Both collective over the job communicator. */
 loom_status_t loom_pregel_checkpoint_write(loom_pregel_t *pg);
 loom_status_t loom_pregel_checkpoint_read(loom_pregel_t *pg, const char *dir);
+/* Rank 0's checks before any work: the checkpoint directory can be created
+ * and written; a restart directory holds a complete checkpoint. */
+loom_status_t loom_pregel_checkpoint_dir_check(loom_ctx_t *ctx, const char *dir);
+loom_status_t loom_pregel_restart_check(loom_ctx_t *ctx, const char *dir);
 
 #endif
