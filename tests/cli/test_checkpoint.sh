@@ -41,7 +41,7 @@ for job in pagerank cc sssp; do
     rc=$?
     [ $rc -ne 0 ] || die "$job: the injected fault did not stop the run"
     [ ! -e "$T/$job-never.txt" ] || die "$job: a failed run left its output"
-    ls "$d" | grep -q '^ckpt-4\.h5$' || die "$job: no checkpoint 4 in $(ls "$d")"
+    ls "$d" | grep -q '^ckpt-4$' || die "$job: no checkpoint 4 in $(ls "$d")"
     ls "$d" | grep -q '^ckpt-6' && die "$job: checkpoint past the fault"
 
     $MPX "$LOOM" $job "${args[@]}" --restart "$d" --out "$T/$job-restart.txt" \
@@ -88,7 +88,7 @@ for how in usr1-launcher term-rank; do
     echo "$msg" | grep -q "on signal SIG$sig; resume with --restart $d\$" ||
         die "signal $how: message '$msg'"
     n=$(echo "$msg" | sed -n 's/^checkpointed at superstep \([0-9]*\) .*/\1/p')
-    [ "$(ls "$d")" = "ckpt-$n.h5" ] || die "signal $how: checkpoint files '$(ls "$d")', want ckpt-$n.h5"
+    [ "$(ls "$d")" = "ckpt-$n" ] || die "signal $how: checkpoints '$(ls "$d")', want ckpt-$n"
     [ ! -e "$T/sig-$how-never.txt" ] || die "signal $how: an interrupted run wrote its output"
     $MPX "$LOOM" pagerank "${sargs[@]}" --quiet --restart "$d" --out "$T/sig-$how-restart.txt" ||
         die "signal $how: restart failed"

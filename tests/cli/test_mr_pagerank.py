@@ -76,13 +76,18 @@ def main():
     run(["pagerank", "kron:9", "--out", out2])
     close("kron:9 to --tol", scores(out), scores(out2), 1e-13)
 
-    if NP >= 3:
+    spill = os.path.join(TMP, "prmr-spill")
+    os.makedirs(spill, exist_ok=True)
+    if NP >= 3 and os.environ.get("LOOM_FT") == "1":
+        # a worker really dies in the first iteration's map phase (ULFM: the job goes on)
         run(["pagerank-mr", el, "--iters", "3", "--out", out, "--split-size", "1K",
-             "--inject-fault", "lose-worker:1@map:1"])
+             "--spill-dir", spill, "--inject-fault", "lose-worker:1@map:1"])
         run(["pagerank", el, "--iters", "3", "--out", out2])
         close("pagerank-mr with a lost worker", scores(out), scores(out2), 1e-13)
-    left = [f for f in os.listdir(TMP) if f.startswith("loom-prmr")]
-    assert not left, "state directories left behind: %r" % left
+    else:
+        run(["pagerank-mr", el, "--iters", "3", "--out", out, "--spill-dir", spill])
+    left = os.listdir(spill)
+    assert not left, "state or spill directories left behind: %r" % left
 
 
 if __name__ == "__main__":

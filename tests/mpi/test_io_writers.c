@@ -155,7 +155,7 @@ static void expect_no_temporaries(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp-") || strstr(e->d_name, ".old-")) {
+        if (strstr(e->d_name, ".loom-tmp.") || strstr(e->d_name, ".loom-old.")) {
             fprintf(stderr, "left behind: %s\n", e->d_name);
             CU_FAIL("temporary left behind");
         }
@@ -340,10 +340,13 @@ static void test_atomic_output(void)
         free(got);
     }
 
-    /* A directory of part files, twice: the second replaces the first. */
+    /* A directory of part files, twice: the second replaces the first (an
+     * earlier Loom output, replaced because the caller allows it). */
     tmp_path(path, sizeof path, "parts");
     for (int round = 0; round < 2; round++) {
-        CU_ASSERT_EQUAL_FATAL(loom_output_begin(c, comm(), path, 1, &o), LOOM_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loom_output_begin(c, comm(), path, LOOM_OUTPUT_DIR | LOOM_OUTPUT_OVERWRITE, &o),
+            LOOM_OK);
         char part[4200];
         snprintf(part, sizeof part, "%s/part-%05d", loom_output_path(o), rank() + 10 * round);
         FILE *f = fopen(part, "w");
@@ -356,14 +359,18 @@ static void test_atomic_output(void)
         CU_ASSERT_PTR_NOT_NULL_FATAL(d);
         int n = 0, old = 0;
         struct dirent *e;
+        int mark = 0;
         while ((e = readdir(d)))
-            if (e->d_name[0] != '.') {
+            if (!strcmp(e->d_name, "_SUCCESS")) {
+                mark = 1;
+            } else if (e->d_name[0] != '.') {
                 n++;
                 old += strcmp(e->d_name, "part-00010") < 0;
             }
         closedir(d);
         CU_ASSERT_EQUAL(n, loom_size(c));
         CU_ASSERT_EQUAL(old, 0);
+        CU_ASSERT(mark);
     }
     /* A failed directory output is removed with its contents. */
     tmp_path(path, sizeof path, "parts-failed");

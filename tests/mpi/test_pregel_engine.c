@@ -141,7 +141,9 @@ static double *run_prog(const loom_pregel_program_t *prog, loom_opts_t *o)
     loom_pregel_t *pg = NULL;
     CU_ASSERT_FATAL(loom_pregel_create(loom_test_ctx, G, prog, &pg) == LOOM_OK);
     CU_ASSERT_FATAL(loom_pregel_configure(pg, o) == LOOM_OK);
-    CU_ASSERT_FATAL(loom_pregel_run(pg) == LOOM_OK);
+    loom_status_t st = loom_pregel_run(pg);
+    if (st != LOOM_OK) fprintf(stderr, "run failed: %s\n", loom_error_message(loom_test_ctx));
+    CU_ASSERT_FATAL(st == LOOM_OK);
     double *all = malloc(G->num_vertices * sizeof *all);
     gather_values(loom_pregel_values(pg), all);
     loom_pregel_destroy(&pg);

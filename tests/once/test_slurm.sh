@@ -273,8 +273,8 @@ restarts=$(job_field "$j2" Restarts)
 grep -q 'got SIGUSR1' "$out2" || fail "preempt job did not see the signal"
 at=$(sed -n 's/.*checkpointed at superstep \([0-9]*\) on signal SIGUSR1; resume with --restart.*/\1/p' "$out2" | head -1)
 [[ -n $at ]] || fail "loom did not report a checkpoint on SIGUSR1"
-grep -q "resuming from $ckpt/ckpt-$at.h5" "$out2" || fail "requeued job did not resume from ckpt-$at.h5"
-grep -q "restarting from .*ckpt-$at.h5 (superstep $at)" "$out2" ||
+grep -q "resuming from $ckpt/ckpt-$at\$" "$out2" || fail "requeued job did not resume from ckpt-$at"
+grep -q "restarting from .*ckpt-$at (superstep $at)" "$out2" ||
     fail "loom did not restart from superstep $at"
 compare "$base/jobs/pr2.txt" converged || fail "preempted job's scores differ from networkx"
 echo "test_slurm: preempt_pagerank.sbatch job $j2 checkpointed at superstep $at on SIGUSR1," \

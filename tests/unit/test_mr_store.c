@@ -264,25 +264,25 @@ static void test_store_spill_merge(void)
     CU_ASSERT_EQUAL_FATAL(mr_store_sorted(&st, &refs, &nrefs, ps), LOOM_OK);
     uint64_t got[K] = {0};
     int seen = 0;
-    mr_buf_t kb = {0}, vb = {0};
+    loom_buf_t kb = {0}, vb = {0};
     for (uint32_t p = 0; p < 3; p++) {
-        mr_reader_t *rd;
+        loom_reader_t *rd;
         int n;
         CU_ASSERT_EQUAL_FATAL(mr_store_part_readers(&st, refs, ps, p, &rd, &n), LOOM_OK);
-        mr_reader_t *prd[64];
+        loom_reader_t *prd[64];
         for (int i = 0; i < n; i++)
             prd[i] = &rd[i];
-        mr_merge_t m;
-        CU_ASSERT_EQUAL_FATAL(mr_merge_init(ctx, &m, prd, n, 0), LOOM_OK);
+        loom_merge_t m;
+        CU_ASSERT_EQUAL_FATAL(loom_merge_init(ctx, &m, prd, n, 0), LOOM_OK);
         int have;
-        mr_buf_t prev = {0};
+        loom_buf_t prev = {0};
         for (;;) {
             CU_ASSERT_EQUAL_FATAL(mr_merge_next_combined(&eng, &m, &kb, &vb, &have), LOOM_OK);
             if (!have) break;
             /* keys come out strictly increasing: equal keys were folded */
             if (prev.len) CU_ASSERT(loom_sort_cmp_bytes(prev.data, prev.len, kb.data, kb.len) < 0);
             prev.len = 0;
-            mr_buf_append(ctx, &prev, kb.data, kb.len);
+            loom_buf_append(ctx, &prev, kb.data, kb.len);
             char ks[16] = {0};
             memcpy(ks, kb.data + 1, kb.len - 1 < 15 ? kb.len - 1 : 15);
             int key = atoi(ks);
@@ -290,16 +290,16 @@ static void test_store_spill_merge(void)
             got[key] = loom_mr_u64(vb.data, vb.len);
             seen++;
         }
-        mr_buf_free(&prev);
-        mr_merge_free(&m);
+        loom_buf_free(&prev);
+        loom_merge_free(&m);
         for (int i = 0; i < n; i++)
-            mr_reader_close(&rd[i]);
+            loom_reader_close(&rd[i]);
         free(rd);
     }
     for (int i = 0; i < K; i++)
         CU_ASSERT_EQUAL(got[i], want[i]);
-    mr_buf_free(&kb);
-    mr_buf_free(&vb);
+    loom_buf_free(&kb);
+    loom_buf_free(&vb);
     free(refs);
     mr_store_free(&st);
     mr_store_free(&stage);
