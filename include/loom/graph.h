@@ -202,8 +202,10 @@ loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts
 /* ------------------------------------------------------------------ writers */
 
 /* Write the graph as Loom HDF5 CSR (parallel, collective MPI-IO) or as an edge
- * list ("src dst" or "src dst weight" per line, in vertex order). The file is
- * written under a temporary name and renamed when complete. Collective. */
+ * list (a first line "# loom-graph vertices=N arcs=M", then "src dst" or "src
+ * dst weight" per line, in vertex order; the reader takes N as the vertex count,
+ * so isolated vertices survive). The file is written under a temporary name
+ * and renamed when complete. Collective. */
 loom_status_t loom_graph_write(loom_ctx_t *ctx, const loom_graph_t *g, const char *path,
                                loom_format_t fmt);
 
