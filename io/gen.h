@@ -69,5 +69,11 @@ void loom_gen_share(uint64_t m, int w, int workers, uint64_t *lo, uint64_t *hi);
 uint64_t loom_source_local_count(const loom_edge_source_t *src);
 int loom_source_is_generator(const loom_edge_source_t *src);
 const char *loom_source_name(const loom_edge_source_t *src);
+/* How the vertex count was found ("max id + 1", "declared on line 3",
+ * "2^20 by the scale"), for messages. */
+const char *loom_source_vertex_count_origin(const loom_edge_source_t *src);
+/* This rank's first negative weight as "WHERE: negative weight W" (WHERE is
+ * file:line for text, the dataset element for HDF5), or NULL when none. */
+const char *loom_source_negative_weight(const loom_edge_source_t *src);
 
 #endif

@@ -1,4 +1,5 @@
 /* Open a graph from a path or generator spec and build it, as graph commands do. */
+#include "io/gen.h"
 #include "loom/graph.h"
 
 loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts_t *opts, int flags,
@@ -14,6 +15,15 @@ loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts
     loom_status_t st = loom_source_open(ctx, spec, fmt, &src); /* times itself as "read" */
     st = loom_agree(ctx, loom_comm(ctx), st);
     if (st != LOOM_OK) return st;
+    const char *neg = loom_source_negative_weight(src);
+    if ((flags & LOOM_LOAD_NONNEGATIVE) && neg)
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s (shortest paths need weights >= 0)", neg);
+    /* The lowest failing rank reads the earliest part of the file. */
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st != LOOM_OK) {
+        loom_source_destroy(&src);
+        return st;
+    }
 
     loom_build_opts_t b = {
         .undirected = loom_opt_flag(opts, "undirected") || !loom_source_directed(src) ||

@@ -191,6 +191,10 @@ loom_status_t loom_output_format(loom_ctx_t *ctx, const char *path, const char *
 #define LOOM_LOAD_IN_EDGES 1   /* also build the in-CSR of a directed graph */
 #define LOOM_LOAD_UNDIRECTED 2 /* symmetrise (e.g. weakly connected components) */
 #define LOOM_LOAD_SIMPLE 4     /* drop self-loops and duplicate arcs */
+/* Refuse negative weights (shortest paths): LOOM_ERR_FORMAT naming the file
+ * and, for text input, the line of the first one (for HDF5, its element of
+ * /graph/weights). */
+#define LOOM_LOAD_NONNEGATIVE 8
 
 /* Open `spec` (a path or generator spec) and build its distributed CSR with
  * the options of LOOM_GRAPH_OPTION_ROWS plus what `flags` (LOOM_LOAD_*)
