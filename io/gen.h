@@ -13,6 +13,9 @@
 #define LOOM_KRON_C 0.19
 
 #define LOOM_GEN_MAX_SCALE 40
+/* A spec's edge factor has the bound of `loom generate --edge-factor`: a few
+ * characters of spec must not ask for hours of work. */
+#define LOOM_GEN_MAX_EDGE_FACTOR 1024
 #define LOOM_GEN_DEFAULT_EDGE_FACTOR 16
 #define LOOM_GEN_DEFAULT_SEED 1
 
@@ -43,7 +46,9 @@ static inline uint64_t loom_gen_mix(uint64_t x)
  * LOOM_ERR_USAGE naming the bad value ("scale 45 out of range (1..40)"). */
 loom_status_t loom_gen_init(loom_ctx_t *ctx, const loom_gen_params_t *p, loom_gen_t *g);
 
-/* Parse "kron:S[:EF[:SEED]]" or "urand:S[:EF[:SEED]]" and validate it.
+/* Parse "kron:S[:EF[:SEED]]" or "urand:S[:EF[:SEED]]" and validate it: S in
+ * 1..40 and EF in 1..1024 (the bounds of `loom generate`'s options), SEED any
+ * 64-bit unsigned value.
  * Returns 1 in *is_spec when `text` starts with a generator name (then a
  * malformed rest is LOOM_ERR_USAGE), 0 when it is not a spec at all. */
 loom_status_t loom_gen_parse_spec(loom_ctx_t *ctx, const char *text, int *is_spec,

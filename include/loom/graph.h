@@ -57,7 +57,8 @@ typedef struct loom_gen_params {
  * pure function of (seed, k), so the graph is identical for any number of
  * ranks; only workers hold edges: worker w of W yields a contiguous, even slice
  * of the indices (the master's share is empty when P >= 2). Fails with
- * LOOM_ERR_USAGE when scale is outside 1..40 or edge_factor < 1. Not collective. */
+ * LOOM_ERR_USAGE when scale is outside 1..40, edge_factor < 1 or m > 2^62. Not
+ * collective. */
 loom_status_t loom_source_generator(loom_ctx_t *ctx, const loom_gen_params_t *p,
                                     loom_edge_source_t **src);
 
@@ -74,10 +75,11 @@ int loom_format_parse(const char *name, loom_format_t *fmt);
 loom_format_t loom_format_from_path(const char *path);
 
 /* Open a graph named by a path or a generator spec ("kron:20", "urand:18",
- * "kron:20:16:7" = scale 20, edge factor 16, seed 7; a bad spec or a path whose
- * extension names no format while fmt is AUTO is LOOM_ERR_USAGE). Text files are read in
- * parallel (each rank a byte range aligned to line starts); HDF5 with
- * collective MPI-IO. Every bad input (missing file, directory, empty file,
+ * "kron:20:16:7" = scale 20, edge factor 16, seed 7; a spec's scale is 1..40
+ * and its edge factor 1..1024, as `loom generate`'s options; a bad spec or a
+ * path whose extension names no format while fmt is AUTO is LOOM_ERR_USAGE).
+ * Text files are read in parallel (each rank a byte range aligned to line
+ * starts); HDF5 with collective MPI-IO. Every bad input (missing file, directory, empty file,
  * malformed line, negative or too large id, inconsistent Matrix Market header,
  * truncated or foreign HDF5, missing dataset) fails with a message naming the
  * file, line and cause. Collective over the job communicator; agrees on failure. */
