@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/memory.h"
 #include "kernels/sort.h"
 #include "mr/mr_internal.h"
 
@@ -221,6 +222,29 @@ static loom_status_t count_lines(mr_engine_t *eng, uint32_t file, int64_t first,
     return st;
 }
 
+/* Refuse, before building it, a task table the master cannot hold: an element
+ * input of n records in tasks of `per` adds ceil(n / per) tasks, and the
+ * master keeps each task's plan entry, its state and a requeue slot per rank. */
+static loom_status_t check_task_table(mr_engine_t *eng, const char *path, uint64_t n, uint64_t per)
+{
+    if (n > MR_MAX_ELEMENTS)
+        return LOOM_ERROR(eng->ctx, LOOM_ERR_FORMAT,
+                          "%s: %llu elements are too many (at most 2^60 = %llu)", path,
+                          (unsigned long long)n, (unsigned long long)MR_MAX_ELEMENTS);
+    uint64_t tasks = (uint64_t)eng->ntasks + n / per + (n % per != 0);
+    uint64_t per_task = sizeof(mr_task_t) + 64 + 8 * ((uint64_t)loom_size(eng->ctx) + 1);
+    uint64_t bytes = loom_mem_mul(tasks, per_task);
+    if (loom_mem_fits(bytes)) return LOOM_OK;
+    char nb[32], hb[32];
+    return LOOM_ERROR(eng->ctx, LOOM_ERR_NOMEM,
+                      "%s: %llu records in map tasks of %llu (--split-size / 8) make %llu tasks, "
+                      "whose table needs %s, more than this machine's memory (%s); give a larger "
+                      "--split-size",
+                      path, (unsigned long long)n, (unsigned long long)per,
+                      (unsigned long long)tasks, loom_mem_human(bytes, nb, sizeof nb),
+                      loom_mem_human(loom_mem_total(), hb, sizeof hb));
+}
+
 static loom_status_t plan_master(mr_engine_t *eng)
 {
     loom_ctx_t *ctx = eng->ctx;
@@ -240,6 +264,7 @@ static loom_status_t plan_master(mr_engine_t *eng)
             /* element ranges of about split_size bytes at 8 bytes an element */
             uint64_t n, per = eng->split_size / 8 ? eng->split_size / 8 : 1;
             LOOM_TRY(mr_input_count(ctx, path, &n));
+            LOOM_TRY(check_task_table(eng, path, n, per));
             eng->file_size[f] = n * 8;
             eng->total_bytes += n * 8;
             for (uint64_t s = 0; s < n; s += per) {
