@@ -117,7 +117,7 @@ typedef struct loom_mr_job {
     loom_mr_output_mode_t output_mode;
 
     size_t split_size;     /* bytes per map task; 0 = min(32 MiB, memory / 4) */
-    size_t memory;         /* budget per rank for buffers; 0 = 1 GiB */
+    size_t memory;         /* budget per rank for buffers, at least 64 KiB; 0 = 1 GiB */
     size_t max_record;     /* longest line accepted; 0 = 64 MiB */
     const char *spill_dir; /* NULL = $TMPDIR or /tmp */
     const char *fault;     /* --inject-fault spec or NULL (see loom_mr_options) */
@@ -211,7 +211,8 @@ loom_status_t loom_mr_emit_words(loom_mr_emit_t *out, const char *s, size_t len,
  *   --out DIR            output directory (required), or FILE.h5 for HDF5
  *   --reducers R         reduce partitions (default: number of workers)
  *   --split-size SIZE    bytes per map task (K/M/G suffixes)
- *   --memory SIZE        buffer budget per rank; past it, sorted runs spill
+ *   --memory SIZE        buffer budget per rank, at least 64K (less, 0 included,
+ *                        is a usage error); past it, sorted runs spill
  *   --spill-dir DIR      where spills go (default $TMPDIR or /tmp)
  *   --max-record SIZE    longest line accepted (default 64M)
  *   --inject-fault SPEC  lose-worker:W@map:N (worker rank W stops after its N-th
@@ -235,9 +236,9 @@ loom_status_t loom_mr_emit_words(loom_mr_emit_t *out, const char *s, size_t len,
          0,                                                                                        \
          0},                                                                                       \
         {"memory", LOOM_OPT_SIZE,                                                                  \
-         "1G",     "buffer budget per rank; sorted runs spill past it",                            \
-         NULL,     0,                                                                              \
-         0,        0},                                                                             \
+         "1G",     "buffer budget per rank (at least 64K); sorted runs spill past it",             \
+         NULL,     1,                                                                              \
+         65536,    1.8e19},                                                                        \
         {"spill-dir", LOOM_OPT_STRING,                                                             \
          NULL,        "directory for spill files (default $TMPDIR, /tmp)",                         \
          NULL,        0,                                                                           \
