@@ -39,9 +39,10 @@ typedef struct loom_parsed_edges {
 
 void loom_parsed_edges_init(loom_parsed_edges_t *p);
 void loom_parsed_edges_free(loom_parsed_edges_t *p);
-/* Append an edge, growing geometrically; LOOM_ERR_NOMEM (in err) when memory runs out. */
-loom_status_t loom_parsed_edges_push(loom_parsed_edges_t *p, uint64_t s, uint64_t d, int has_w,
-                                     double w, loom_parse_err_t *err);
+/* Append an edge, growing geometrically; LOOM_ERR_NOMEM (in err, naming
+ * path) when memory runs out. */
+loom_status_t loom_parsed_edges_push(const char *path, loom_parsed_edges_t *p, uint64_t s,
+                                     uint64_t d, int has_w, double w, loom_parse_err_t *err);
 /* Parse the weight token of line ln: a finite number (NaN and infinities fail
  * with LOOM_ERR_FORMAT naming path, line and `what`); notes the first negative
  * one in p for the commands that refuse them. */

@@ -32,8 +32,8 @@ void loom_parsed_edges_free(loom_parsed_edges_t *p)
     loom_parsed_edges_init(p);
 }
 
-loom_status_t loom_parsed_edges_push(loom_parsed_edges_t *l, uint64_t s, uint64_t d, int has_w,
-                                     double w, loom_parse_err_t *err)
+loom_status_t loom_parsed_edges_push(const char *path, loom_parsed_edges_t *l, uint64_t s,
+                                     uint64_t d, int has_w, double w, loom_parse_err_t *err)
 {
     if (l->count == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 1024;
@@ -47,12 +47,14 @@ loom_status_t loom_parsed_edges_push(loom_parsed_edges_t *l, uint64_t s, uint64_
             if (nw) l->w = nw;
         }
         if (!ns || !nd || (!nw && l->w))
-            return loom_parse_fail(err, LOOM_ERR_NOMEM, "out of memory reading %zu edges", cap);
+            return loom_parse_fail(err, LOOM_ERR_NOMEM, "%s: out of memory reading %zu edges", path,
+                                   cap);
         l->cap = cap;
     }
     if (has_w && !l->w) {
         l->w = calloc(l->cap, sizeof *l->w);
-        if (!l->w) return loom_parse_fail(err, LOOM_ERR_NOMEM, "out of memory for edge weights");
+        if (!l->w)
+            return loom_parse_fail(err, LOOM_ERR_NOMEM, "%s: out of memory for edge weights", path);
     }
     l->src[l->count] = s;
     l->dst[l->count] = d;
@@ -232,7 +234,7 @@ loom_status_t loom_el_parse(const char *path, const loom_text_chunk_t *chunk,
         if (n == 3)
             LOOM_TRY(loom_parse_weight(path, cur.line, tok[2], tl[2], "weight", l, &w, err));
         if (l->first_line_cols[n - 2] == LOOM_NO_LINE) l->first_line_cols[n - 2] = cur.line;
-        LOOM_TRY(loom_parsed_edges_push(l, s, d, n == 3, w, err));
+        LOOM_TRY(loom_parsed_edges_push(path, l, s, d, n == 3, w, err));
     }
     return LOOM_OK;
 }

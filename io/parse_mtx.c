@@ -160,7 +160,7 @@ loom_status_t loom_mtx_parse(const char *path, const loom_mtx_header_t *h,
             }
             LOOM_TRY(loom_parse_weight(path, cur.line, t[2], tl[2], "value", out, &w, err));
         }
-        LOOM_TRY(loom_parsed_edges_push(out, i - 1, j - 1, want == 3, w, err));
+        LOOM_TRY(loom_parsed_edges_push(path, out, i - 1, j - 1, want == 3, w, err));
     }
     return LOOM_OK;
 }

@@ -63,7 +63,7 @@ static loom_status_t parse_entries(loom_ctx_t *ctx, const char *path, const loom
         p.w = malloc(sizeof *p.w);
         if (!p.w) {
             loom_parsed_edges_free(&p);
-            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory", path);
         }
     }
     if (p.neg_line != LOOM_NO_LINE)

@@ -15,7 +15,7 @@
 #define PIECE_MIN_BYTES ((size_t)1 << 20)
 
 /* Concatenate the pieces' edges into `out` (piece order is file order). */
-static loom_status_t el_merge(loom_ctx_t *ctx, loom_parsed_edges_t *pl, int np,
+static loom_status_t el_merge(loom_ctx_t *ctx, const char *path, loom_parsed_edges_t *pl, int np,
                               loom_parsed_edges_t *out)
 {
     size_t total = 0;
@@ -29,7 +29,8 @@ static loom_status_t el_merge(loom_ctx_t *ctx, loom_parsed_edges_t *pl, int np,
     out->dst = malloc(cap * sizeof *out->dst);
     out->w = any_w ? calloc(cap, sizeof *out->w) : NULL;
     if (!out->src || !out->dst || (any_w && !out->w))
-        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory gathering %zu edges", total);
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory gathering %zu edges", path,
+                          total);
     out->cap = cap;
     for (int k = 0; k < np; k++) {
         loom_parsed_edges_t *l = &pl[k];
@@ -70,7 +71,7 @@ static loom_status_t el_parse_threads(loom_ctx_t *ctx, const char *path,
         free(pe);
         free(pc);
         free(cut);
-        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory", path);
     }
     cut[np] = chunk->len;
     for (int k = 1; k < np; k++) {
@@ -101,7 +102,7 @@ static loom_status_t el_parse_threads(loom_ctx_t *ctx, const char *path,
             *out = pl[0];
             loom_parsed_edges_init(&pl[0]);
         } else {
-            st = el_merge(ctx, pl, np, out);
+            st = el_merge(ctx, path, pl, np, out);
         }
     }
     for (int k = 0; k < np; k++)
@@ -237,7 +238,7 @@ loom_status_t loom_read_edgelist(loom_ctx_t *ctx, const char *path, loom_read_re
         out->edges.weight = calloc(1, sizeof(double));
         if (!out->edges.weight) {
             loom_edges_free(&out->edges);
-            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory", path);
         }
     }
     return LOOM_OK;
