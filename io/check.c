@@ -1,6 +1,9 @@
-/* Input-file checks done once on rank 0 so that every rank fails the same way. */
+/* Input checks: the file (once on rank 0, so that every rank fails the same
+ * way) and what the reader found in it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,4 +33,14 @@ loom_status_t loom_check_input_file(loom_ctx_t *ctx, const char *path)
     loom_status_t st = LOOM_OK;
     if (loom_rank(ctx) == 0) st = check_on_master(ctx, path);
     return loom_agree(ctx, loom_comm(ctx), st);
+}
+
+void loom_read_note_negative(loom_read_result_t *r, double w, const char *fmt, ...)
+{
+    char where[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(where, sizeof where, fmt, ap);
+    va_end(ap);
+    snprintf(r->negative_weight, sizeof r->negative_weight, "%s: negative weight %g", where, w);
 }

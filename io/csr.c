@@ -9,6 +9,7 @@
 #include "dataplane/dataplane.h"
 #include "io/gen.h"
 #include "io/io_internal.h"
+#include "runtime/memory.h"
 #include "loom/graph.h"
 
 /* Edges per batch and per exchange round: large enough that the per-round
@@ -589,6 +590,38 @@ static loom_status_t alloc_csr(build_t *b, const uint64_t *deg, uint64_t **off, 
     return LOOM_OK;
 }
 
+/* Refuse, before any pass, a graph whose smallest footprint on one rank cannot
+ * fit this machine: the degree arrays every rank keeps, plus a worker's even
+ * share of the arcs. A source's vertex count comes from a file or a spec, so
+ * it can be anything up to 2^63. Every rank reaches the same verdict. */
+static loom_status_t check_memory(build_t *b, uint64_t edges)
+{
+    char need_s[32], have_s[32];
+    const char *name = loom_source_name(b->src);
+    uint64_t arrays = b->mode == ARCS_DIRECTED ? 2 : 1;
+    uint64_t degrees = loom_mem_mul(loom_mem_mul(b->n, arrays), sizeof(uint64_t));
+    if (!loom_mem_fits(degrees))
+        return LOOM_ERROR(b->ctx, LOOM_ERR_NOMEM,
+                          "%s: the vertex count %" PRIu64
+                          " (%s) is too large for this machine's memory: the degree arrays need "
+                          "%s on every rank (this machine has %s)",
+                          name, b->n, loom_source_vertex_count_origin(b->src),
+                          loom_mem_human(degrees, need_s, sizeof need_s),
+                          loom_mem_human(loom_mem_total(), have_s, sizeof have_s));
+    int workers = b->size > 1 ? b->size - 1 : 1;
+    uint64_t arcs = b->mode == ARCS_SYMMETRISE || b->in_edges ? loom_mem_mul(edges, 2) : edges;
+    uint64_t share = loom_mem_mul(arcs / (uint64_t)workers, b->weighted ? 16 : 8);
+    uint64_t need = loom_mem_add(degrees, share);
+    if (!loom_mem_fits(need))
+        return LOOM_ERROR(b->ctx, LOOM_ERR_NOMEM,
+                          "%s: %" PRIu64 " edges are too many for this machine's memory: %s "
+                          "needs at least %s for its share (this machine has %s)",
+                          name, edges, workers > 1 ? "each worker" : "the one worker",
+                          loom_mem_human(need, need_s, sizeof need_s),
+                          loom_mem_human(loom_mem_total(), have_s, sizeof have_s));
+    return LOOM_OK;
+}
+
 static loom_status_t build_degrees_and_partition(build_t *b, uint64_t **out_cur, uint64_t **in_cur)
 {
     loom_ctx_t *ctx = b->ctx;
@@ -609,7 +642,8 @@ static loom_status_t build_degrees_and_partition(build_t *b, uint64_t **out_cur,
         if (b->mode == ARCS_DIRECTED) ind = calloc(n ? n : 1, sizeof *ind);
         if (!outd || (b->mode == ARCS_DIRECTED && !ind))
             st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM,
-                            "out of memory for the degree arrays (%" PRIu64 " vertices)", n);
+                            "%s: out of memory for the degree arrays (%" PRIu64 " vertices, %s)",
+                            loom_source_name(b->src), n, loom_source_vertex_count_origin(b->src));
     }
     if (st == LOOM_OK) st = count_degrees(b, outd, ind);
     st = agree_polite(b, st);
@@ -669,10 +703,14 @@ loom_status_t loom_graph_build(loom_ctx_t *ctx, loom_edge_source_t *src,
     b.in_edges = !undirected && b.o.want_in_edges;
 
     uint64_t *out_cur = NULL, *in_cur = NULL;
-    loom_status_t st = LOOM_OK;
-    loom_graph_t *g = calloc(1, sizeof *g);
+    uint64_t local_edges = loom_source_local_count(src), edges = 0;
+    LOOM_MPI(ctx, MPI_Allreduce(&local_edges, &edges, 1, MPI_UINT64_T, MPI_SUM, b.comm));
+    /* ranks on other hosts may have other memory: agree before pass 1 */
+    loom_status_t st = loom_agree(ctx, b.comm, check_memory(&b, edges));
+    loom_graph_t *g = st == LOOM_OK ? calloc(1, sizeof *g) : NULL;
     if (g) g->part = calloc((size_t)b.size + 1, sizeof *g->part);
-    if (!g || !g->part) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a graph");
+    if (st == LOOM_OK && (!g || !g->part))
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a graph");
     b.g = g;
     if (st == LOOM_OK) {
         g->num_vertices = b.n;

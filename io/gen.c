@@ -49,24 +49,25 @@ loom_status_t loom_gen_init(loom_ctx_t *ctx, const loom_gen_params_t *p, loom_ge
     return LOOM_OK;
 }
 
-/* One ':'-separated field of a spec as a signed number; -1 when not a number. */
+/* One ':'-separated field of a spec: digits (after a '-' when allow_sign).
+ * Returns 0, -1 when it is not a number, -2 when it does not fit 64 bits. */
 static int field_number(const char *s, size_t len, int allow_sign, long long *sv,
                         unsigned long long *uv)
 {
     char buf[32];
-    if (len == 0 || len >= sizeof buf) return -1;
+    if (len == 0) return -1;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (i == 0 && allow_sign && s[i] == '-' && len > 1)))
+            return -1;
+    if (len >= sizeof buf) return -2;
     memcpy(buf, s, len);
     buf[len] = '\0';
-    for (size_t i = 0; i < len; i++)
-        if (!((buf[i] >= '0' && buf[i] <= '9') || (i == 0 && allow_sign && buf[i] == '-')))
-            return -1;
-    char *end = NULL;
     errno = 0;
     if (sv)
-        *sv = strtoll(buf, &end, 10);
+        *sv = strtoll(buf, NULL, 10);
     else
-        *uv = strtoull(buf, &end, 10);
-    return (errno || !end || *end) ? -1 : 0;
+        *uv = strtoull(buf, NULL, 10);
+    return errno ? -2 : 0;
 }
 
 loom_status_t loom_gen_parse_spec(loom_ctx_t *ctx, const char *text, int *is_spec,
@@ -88,6 +89,7 @@ loom_status_t loom_gen_parse_spec(loom_ctx_t *ctx, const char *text, int *is_spe
     p->edge_factor = LOOM_GEN_DEFAULT_EDGE_FACTOR;
     p->seed = LOOM_GEN_DEFAULT_SEED;
     static const char *const what[3] = {"scale", "edge factor", "seed"};
+    static const long long lo[2] = {1, 1}, hi[2] = {LOOM_GEN_MAX_SCALE, LOOM_GEN_MAX_EDGE_FACTOR};
     int nf = 0;
     while (1) {
         const char *colon = strchr(rest, ':');
@@ -100,17 +102,24 @@ loom_status_t loom_gen_parse_spec(loom_ctx_t *ctx, const char *text, int *is_spe
         unsigned long long uv = 0;
         int bad =
             nf < 2 ? field_number(rest, len, 1, &sv, NULL) : field_number(rest, len, 0, NULL, &uv);
-        if (bad)
+        if (bad == -1)
             return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                               "bad generator spec '%s': %s '%.*s' is not a number "
                               "(kind:SCALE[:EF[:SEED]])",
                               text, what[nf], (int)len, rest);
-        /* Clamp so that out-of-range values are reported by loom_gen_init. */
-        int clamped = sv > 1000000000LL ? 1000000000 : sv < -1000000000LL ? -1000000000 : (int)sv;
+        /* The text as given, so that 99999999999 is not reported as a clamped value. */
+        if (nf < 2 && (bad == -2 || sv < lo[nf] || sv > hi[nf]))
+            return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                              "bad generator spec '%s': %s %.*s out of range (%lld..%lld)", text,
+                              what[nf], (int)len, rest, lo[nf], hi[nf]);
+        if (bad == -2)
+            return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                              "bad generator spec '%s': seed %.*s out of range (0..%llu)", text,
+                              (int)len, rest, (unsigned long long)UINT64_MAX);
         if (nf == 0)
-            p->scale = clamped;
+            p->scale = (int)sv;
         else if (nf == 1)
-            p->edge_factor = clamped;
+            p->edge_factor = (int)sv;
         else
             p->seed = uv;
         nf++;

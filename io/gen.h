@@ -13,6 +13,9 @@
 #define LOOM_KRON_C 0.19
 
 #define LOOM_GEN_MAX_SCALE 40
+/* A spec's edge factor has the bound of `loom generate --edge-factor`: a few
+ * characters of spec must not ask for hours of work. */
+#define LOOM_GEN_MAX_EDGE_FACTOR 1024
 #define LOOM_GEN_DEFAULT_EDGE_FACTOR 16
 #define LOOM_GEN_DEFAULT_SEED 1
 
@@ -43,7 +46,9 @@ static inline uint64_t loom_gen_mix(uint64_t x)
  * LOOM_ERR_USAGE naming the bad value ("scale 45 out of range (1..40)"). */
 loom_status_t loom_gen_init(loom_ctx_t *ctx, const loom_gen_params_t *p, loom_gen_t *g);
 
-/* Parse "kron:S[:EF[:SEED]]" or "urand:S[:EF[:SEED]]" and validate it.
+/* Parse "kron:S[:EF[:SEED]]" or "urand:S[:EF[:SEED]]" and validate it: S in
+ * 1..40 and EF in 1..1024 (the bounds of `loom generate`'s options), SEED any
+ * 64-bit unsigned value.
  * Returns 1 in *is_spec when `text` starts with a generator name (then a
  * malformed rest is LOOM_ERR_USAGE), 0 when it is not a spec at all. */
 loom_status_t loom_gen_parse_spec(loom_ctx_t *ctx, const char *text, int *is_spec,
@@ -69,5 +74,11 @@ void loom_gen_share(uint64_t m, int w, int workers, uint64_t *lo, uint64_t *hi);
 uint64_t loom_source_local_count(const loom_edge_source_t *src);
 int loom_source_is_generator(const loom_edge_source_t *src);
 const char *loom_source_name(const loom_edge_source_t *src);
+/* How the vertex count was found ("max id + 1", "declared on line 3",
+ * "2^20 by the scale"), for messages. */
+const char *loom_source_vertex_count_origin(const loom_edge_source_t *src);
+/* This rank's first negative weight as "WHERE: negative weight W" (WHERE is
+ * file:line for text, the dataset element for HDF5), or NULL when none. */
+const char *loom_source_negative_weight(const loom_edge_source_t *src);
 
 #endif

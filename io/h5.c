@@ -1,13 +1,19 @@
 /* Loom's HDF5 CSR graph files: validated parallel reading (collective MPI-IO,
  * each worker a slice of vertices) and parallel writing of a distributed CSR. */
 #include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/io_internal.h"
+#include "runtime/memory.h"
 
 /* Elements per collective transfer: keeps every MPI-IO request well under 2 GiB. */
 #define H5_ROUND ((uint64_t)1 << 24)
+/* Most arcs a file may declare, as for generators: counts and sums of them
+ * (vertices plus arcs, arcs times 24 bytes in a check) stay inside 64 bits. */
+#define H5_MAX_EDGES ((uint64_t)1 << 62)
 
 /* HDF5 prints its error stack by default; Loom reports one message instead. */
 typedef struct h5_quiet {
@@ -178,6 +184,24 @@ static loom_status_t validate_schema(loom_ctx_t *ctx, const char *path, h5_meta_
                         (unsigned long long)meta->n);
         goto out;
     }
+    if (meta->m > H5_MAX_EDGES) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: num_edges %llu is out of range (at most 2^62)",
+                        path, (unsigned long long)meta->m);
+        goto out;
+    }
+    /* Building the graph keeps 8 bytes per vertex on every rank: refuse a
+     * count no rank could hold before reading anything sized by it. */
+    uint64_t per_rank = loom_mem_mul(meta->n, sizeof(uint64_t));
+    if (!loom_mem_fits(per_rank)) {
+        char nb[32], hb[32];
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM,
+                        "%s: the vertex count %llu (num_vertices) is too large for this "
+                        "machine's memory: every rank needs 8 bytes per vertex or more to build "
+                        "the graph (%s; this machine has %s)",
+                        path, (unsigned long long)meta->n, loom_mem_human(per_rank, nb, sizeof nb),
+                        loom_mem_human(loom_mem_total(), hb, sizeof hb));
+        goto out;
+    }
     LOOM_TRY_GOTO(st,
                   check_dataset(ctx, path, gid, "offsets", H5T_INTEGER, 0, meta->n + 1,
                                 "num_vertices + 1", NULL),
@@ -298,7 +322,7 @@ static loom_status_t read_slab(loom_ctx_t *ctx, MPI_Comm comm, const char *path,
 /* First vertex v with offsets[v] + v >= target (v in [0, n]), by binary search
  * with independent one-element reads: the cost of a vertex range is its arcs
  * plus its vertices, so slices hold similar memory even on skewed graphs. */
-static int cost_boundary(hid_t did, uint64_t n, uint64_t target, uint64_t *b)
+static int cost_boundary(hid_t did, uint64_t n, uint64_t m, uint64_t target, uint64_t *b)
 {
     hid_t fs = H5Dget_space(did);
     hsize_t one = 1;
@@ -313,7 +337,9 @@ static int cost_boundary(hid_t did, uint64_t n, uint64_t target, uint64_t *b)
             rc = -1;
             break;
         }
-        if (off + mid >= target)
+        /* An offset past m is damage that check_offsets reports; here it only
+         * must not wrap around (m is at most 2^62 and mid below 2^63). */
+        if ((off > m ? UINT64_MAX : off + mid) >= target)
             hi = mid;
         else
             lo = mid + 1;
@@ -338,10 +364,10 @@ static loom_status_t vertex_slice(loom_ctx_t *ctx, const char *path, h5_read_t *
     uint64_t t1 = q * (uint64_t)(w + 1) + (r * (uint64_t)(w + 1)) / (uint64_t)nw;
     hid_t did = H5Dopen2(h->gid, "offsets", H5P_DEFAULT);
     int rc = did < 0 ? -1 : 0;
-    if (rc == 0 && w > 0) rc = cost_boundary(did, n, t0, lo);
+    if (rc == 0 && w > 0) rc = cost_boundary(did, n, meta->m, t0, lo);
     if (rc == 0) {
         if (w + 1 < nw)
-            rc = cost_boundary(did, n, t1, hi);
+            rc = cost_boundary(did, n, meta->m, t1, hi);
         else
             *hi = n;
     }
@@ -393,6 +419,44 @@ static loom_status_t expand_arcs(loom_ctx_t *ctx, const char *path, const uint64
     return LOOM_OK;
 }
 
+/* Refuse an allocation of count * elem bytes for this rank's slice [lo, hi)
+ * that cannot fit this machine, before trying it: the count comes from the
+ * file, and count * elem must not wrap around. */
+static loom_status_t check_alloc(loom_ctx_t *ctx, const char *path, const char *what,
+                                 uint64_t count, uint64_t elem, uint64_t lo, uint64_t hi)
+{
+    uint64_t bytes = loom_mem_mul(count, elem);
+    if (loom_mem_fits(bytes)) return LOOM_OK;
+    char nb[32], hb[32];
+    return LOOM_ERROR(ctx, LOOM_ERR_NOMEM,
+                      "%s: the %s of vertices %llu..%llu (%llu entries) need %s, more than this "
+                      "machine's memory (%s)",
+                      path, what, (unsigned long long)lo,
+                      (unsigned long long)(hi > lo ? hi - 1 : lo), (unsigned long long)count,
+                      loom_mem_human(bytes, nb, sizeof nb),
+                      loom_mem_human(loom_mem_total(), hb, sizeof hb));
+}
+
+/* Weights must be finite, as in text files; the first negative one is noted
+ * for the commands that refuse them. */
+static loom_status_t check_weights(loom_ctx_t *ctx, const char *path, const double *w,
+                                   uint64_t first, uint64_t count, loom_read_result_t *out)
+{
+    int noted = 0;
+    for (uint64_t k = 0; k < count; k++) {
+        if (!isfinite(w[k]))
+            return LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
+                              "%s: /graph/weights[%llu] = %g is not a finite number", path,
+                              (unsigned long long)(first + k), w[k]);
+        if (w[k] < 0 && !noted) {
+            loom_read_note_negative(out, w[k], "%s: /graph/weights[%llu]", path,
+                                    (unsigned long long)(first + k));
+            noted = 1;
+        }
+    }
+    return LOOM_OK;
+}
+
 static loom_status_t read_graph_data(loom_ctx_t *ctx, MPI_Comm comm, const char *path, h5_read_t *h,
                                      const h5_meta_t *meta, loom_read_result_t *out)
 {
@@ -400,7 +464,8 @@ static loom_status_t read_graph_data(loom_ctx_t *ctx, MPI_Comm comm, const char 
     loom_status_t st = vertex_slice(ctx, path, h, meta, &lo, &hi);
     uint64_t nv = hi - lo;
     uint64_t *off = NULL;
-    off = malloc((size_t)(nv + 1) * sizeof *off);
+    if (st == LOOM_OK) st = check_alloc(ctx, path, "offsets", nv + 1, sizeof *off, lo, hi);
+    if (st == LOOM_OK) off = malloc((size_t)(nv + 1) * sizeof *off);
     if (!off && st == LOOM_OK)
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for offsets", path);
     /* Every worker reads offsets [lo, hi] (one past its slice); the pure master
@@ -421,15 +486,19 @@ static loom_status_t read_graph_data(loom_ctx_t *ctx, MPI_Comm comm, const char 
         free(off);
         return st;
     }
+    /* check_offsets bounded every offset by num_edges, itself at most 2^62. */
     uint64_t first = ocount ? off[0] : 0, count = ocount ? off[nv] - off[0] : 0;
     loom_edges_t *e = &out->edges;
     memset(e, 0, sizeof *e);
-    e->src = malloc((size_t)(count ? count : 1) * sizeof *e->src);
-    e->dst = malloc((size_t)(count ? count : 1) * sizeof *e->dst);
-    if (meta->weighted) e->weight = malloc((size_t)(count ? count : 1) * sizeof *e->weight);
-    if (!e->src || !e->dst || (meta->weighted && !e->weight))
-        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for %llu arcs", path,
-                        (unsigned long long)count);
+    st = check_alloc(ctx, path, "arcs", count, meta->weighted ? 24 : 16, lo, hi);
+    if (st == LOOM_OK) {
+        e->src = malloc((size_t)(count ? count : 1) * sizeof *e->src);
+        e->dst = malloc((size_t)(count ? count : 1) * sizeof *e->dst);
+        if (meta->weighted) e->weight = malloc((size_t)(count ? count : 1) * sizeof *e->weight);
+        if (!e->src || !e->dst || (meta->weighted && !e->weight))
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for %llu arcs", path,
+                            (unsigned long long)count);
+    }
     uint64_t rcount = st == LOOM_OK ? count : 0;
     rs = read_slab(ctx, comm, path, h, "targets", H5T_NATIVE_UINT64, first, rcount, e->dst,
                    sizeof *e->dst);
@@ -440,6 +509,8 @@ static loom_status_t read_graph_data(loom_ctx_t *ctx, MPI_Comm comm, const char 
         if (st == LOOM_OK) st = rs;
     }
     if (st == LOOM_OK && ocount) st = expand_arcs(ctx, path, off, lo, nv, meta->n, e);
+    if (st == LOOM_OK && meta->weighted)
+        st = check_weights(ctx, path, e->weight, first, count, out);
     free(off);
     e->count = e->capacity = (size_t)count;
     st = loom_agree(ctx, comm, st);
@@ -474,6 +545,7 @@ loom_status_t loom_read_h5(loom_ctx_t *ctx, const char *path, loom_read_result_t
     quiet_end(&q);
     if (st != LOOM_OK) return st;
     out->num_vertices = meta.n;
+    snprintf(out->vertex_count_origin, sizeof out->vertex_count_origin, "num_vertices");
     out->directed = meta.directed != 0;
     out->symmetric = meta.directed == 0;
     out->weighted = meta.weighted != 0;

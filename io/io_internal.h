@@ -14,7 +14,17 @@ typedef struct loom_read_result {
     int directed;          /* 0 when the file says undirected/symmetric */
     int symmetric;         /* 1 when both directions of every edge are already present */
     int weighted;          /* edges.weight is allocated and filled */
+    /* This rank's first negative weight, for the commands that refuse them
+     * (shortest paths): where and what ("g.el:12: negative weight -1.5"), or
+     * "" when this rank has none. */
+    char negative_weight[320];
+    /* How num_vertices was found, for messages ("max id + 1", "declared on line 3"). */
+    char vertex_count_origin[64];
 } loom_read_result_t;
+
+/* Fill r->negative_weight with "WHERE: negative weight W" (printf-style WHERE). */
+void loom_read_note_negative(loom_read_result_t *r, double w, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Readers. Each is collective over loom_comm(ctx), agrees on failure before
  * returning, and names file, line and cause in the message. */

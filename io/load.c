@@ -3,23 +3,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/gen.h"
 #include "io/io_internal.h"
 #include "loom/graph.h"
 
 struct loom_graph_origin {
     char *spec;
     loom_format_t fmt;
+    int flags;
     loom_build_opts_t b;
 };
 
 static loom_status_t open_and_build(loom_ctx_t *ctx, const char *spec, loom_format_t fmt,
-                                    const loom_build_opts_t *b0, int flags_undirected,
+                                    const loom_build_opts_t *b0, int flags, int flags_undirected,
                                     loom_build_opts_t *used, loom_graph_t **graph)
 {
     loom_edge_source_t *src = NULL;
     loom_status_t st = loom_source_open(ctx, spec, fmt, &src); /* times itself as "read" */
     st = loom_agree(ctx, loom_comm(ctx), st);
     if (st != LOOM_OK) return st;
+    const char *neg = loom_source_negative_weight(src);
+    if ((flags & LOOM_LOAD_NONNEGATIVE) && neg)
+        st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s (shortest paths need weights >= 0)", neg);
+    /* The lowest failing rank reads the earliest part of the file. */
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st != LOOM_OK) {
+        loom_source_destroy(&src);
+        return st;
+    }
     *used = *b0;
     if (flags_undirected && !loom_source_directed(src)) used->undirected = 1;
     loom_timer_start(ctx, "build");
@@ -46,12 +57,13 @@ loom_status_t loom_graph_load(loom_ctx_t *ctx, const char *spec, const loom_opts
         .vertex_weight = loom_opt_double(opts, "vertex-weight"),
     };
     loom_build_opts_t used;
-    loom_status_t st = open_and_build(ctx, spec, fmt, &b, 1, &used, graph);
+    loom_status_t st = open_and_build(ctx, spec, fmt, &b, flags, 1, &used, graph);
     if (st == LOOM_OK) {
         struct loom_graph_origin *o = calloc(1, sizeof *o);
         if (o) o->spec = strdup(spec);
         if (o && o->spec) {
             o->fmt = fmt;
+            o->flags = flags;
             o->b = used;
             (*graph)->origin = o;
         } else if (o) {
@@ -98,7 +110,7 @@ loom_status_t loom_graph_rebuild(loom_ctx_t *ctx, loom_graph_t *g)
     struct loom_graph_origin *o = g->origin;
     loom_graph_t *h = NULL;
     loom_build_opts_t used;
-    LOOM_TRY(open_and_build(ctx, o->spec, o->fmt, &o->b, 0, &used, &h));
+    LOOM_TRY(open_and_build(ctx, o->spec, o->fmt, &o->b, o->flags, 0, &used, &h));
     /* take h's arrays; keep g (the caller's pointer) and its origin */
     g->origin = NULL;
     loom_graph_t keep = *g;

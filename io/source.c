@@ -18,6 +18,8 @@ struct loom_edge_source {
     /* memory: this rank's edges, next one at pos */
     loom_edges_t edges;
     size_t pos;
+    char origin[64];           /* how num_vertices was found, for messages */
+    char negative_weight[320]; /* this rank's first negative weight, "" when none */
 };
 
 static loom_status_t set_name(loom_ctx_t *ctx, loom_edge_source_t *s, const char *name)
@@ -46,6 +48,7 @@ loom_status_t loom_source_generator(loom_ctx_t *ctx, const loom_gen_params_t *p,
     char name[96];
     snprintf(name, sizeof name, "%s:%d:%d:%llu", p->kind == LOOM_GEN_KRON ? "kron" : "urand",
              p->scale, p->edge_factor, (unsigned long long)p->seed);
+    snprintf(s->origin, sizeof s->origin, "2^%d by the scale", p->scale);
     loom_status_t st = set_name(ctx, s, name);
     if (st != LOOM_OK) {
         loom_source_destroy(&s);
@@ -65,6 +68,9 @@ loom_status_t loom_source_from_memory(loom_ctx_t *ctx, loom_read_result_t *r,
     s->directed = r->directed;
     s->symmetric = r->symmetric;
     s->weighted = r->weighted;
+    snprintf(s->origin, sizeof s->origin, "%s",
+             r->vertex_count_origin[0] ? r->vertex_count_origin : "as read");
+    snprintf(s->negative_weight, sizeof s->negative_weight, "%s", r->negative_weight);
     loom_status_t st = set_name(ctx, s, "edges in memory");
     if (st != LOOM_OK) {
         free(s);
@@ -199,6 +205,14 @@ int loom_source_is_generator(const loom_edge_source_t *src)
 const char *loom_source_name(const loom_edge_source_t *src)
 {
     return src->name ? src->name : "graph";
+}
+const char *loom_source_vertex_count_origin(const loom_edge_source_t *src)
+{
+    return src->origin;
+}
+const char *loom_source_negative_weight(const loom_edge_source_t *src)
+{
+    return src->negative_weight[0] ? src->negative_weight : NULL;
 }
 
 loom_status_t loom_source_rewind(loom_ctx_t *ctx, loom_edge_source_t *src)

@@ -6,17 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/textparse.h"
 #include "loom/runtime.h"
-
-/* A byte range of a text file held in memory. A range owns every line that
- * starts inside it, so ranges cut at the same nominal offsets tile the file
- * with no line split or repeated. */
-typedef struct loom_text_chunk {
-    char *data;          /* bytes [begin, end) plus a terminating NUL; NULL when empty */
-    size_t len;          /* end - begin */
-    uint64_t begin, end; /* aligned byte offsets in the file */
-    uint64_t first_line; /* 1-based line number (in the file) of the first line in data */
-} loom_text_chunk_t;
 
 /* The smallest line start at or after `nominal` within [lo, hi): `lo` itself
  * is a line start by definition, otherwise a position is a line start when the
@@ -29,9 +20,6 @@ loom_status_t loom_text_align(loom_ctx_t *ctx, const char *path, int fd, uint64_
  * the caller's to free; NULL when end == begin). Not collective. */
 loom_status_t loom_text_read_range(loom_ctx_t *ctx, const char *path, int fd, uint64_t begin,
                                    uint64_t end, char **data);
-
-/* Number of '\n' bytes in data[0, len). Thread-safe. */
-uint64_t loom_text_count_lines(const char *data, size_t len);
 
 /* Pass as `hi` to mean "the end of the file". */
 #define LOOM_TEXT_TO_END UINT64_MAX
@@ -47,18 +35,6 @@ loom_status_t loom_text_read_split(loom_ctx_t *ctx, MPI_Comm comm, const char *p
                                    uint64_t hi, uint64_t lo_line, int part, int nparts,
                                    loom_text_chunk_t *chunk);
 void loom_text_chunk_free(loom_text_chunk_t *chunk);
-
-/* A cursor over the lines of a chunk. next_line returns 0 at the end; the line
- * excludes its '\n' and a '\r' before it (CRLF files), and is not NUL-terminated
- * (but data[len] is '\n', '\r' or NUL, never a digit). */
-typedef struct loom_text_cursor {
-    const loom_text_chunk_t *chunk;
-    size_t pos;
-    uint64_t line; /* number of the line last returned */
-} loom_text_cursor_t;
-
-void loom_text_cursor_init(loom_text_cursor_t *c, const loom_text_chunk_t *chunk);
-int loom_text_next_line(loom_text_cursor_t *c, const char **line, size_t *len);
 
 /* Ordered parallel text output. `fill` appends the next piece of this rank's
  * text to buf (at most `cap` bytes, setting *len) and sets *done when this
@@ -80,28 +56,5 @@ typedef loom_status_t (*loom_text_rewind_fn)(loom_ctx_t *ctx, void *arg);
 loom_status_t loom_text_write_ordered(loom_ctx_t *ctx, MPI_Comm comm, const char *path,
                                       loom_text_fill_fn fill, loom_text_rewind_fn rewind,
                                       void *arg);
-
-/* Tokens of a line, split on blanks (space, tab, CR, VT, FF). Returns the number
- * of tokens found, storing at most `max` of them; counts the rest. */
-int loom_text_tokens(const char *line, size_t len, const char **tok, size_t *toklen, int max);
-
-/* Result of parsing an unsigned decimal integer token. */
-typedef enum loom_num_status {
-    LOOM_NUM_OK = 0,
-    LOOM_NUM_NOT_A_NUMBER, /* not all digits */
-    LOOM_NUM_NEGATIVE,     /* "-" followed by digits */
-    LOOM_NUM_TOO_LARGE,    /* above `max` */
-} loom_num_status_t;
-
-/* Parse an unsigned decimal token (an optional '+', then digits) no larger
- * than `max`. Thread-safe. */
-loom_num_status_t loom_text_parse_u64(const char *tok, size_t len, uint64_t max, uint64_t *v);
-/* Parse a floating-point token (strtod syntax, "inf" allowed, NaN refused). 0 on success. */
-int loom_text_parse_double(const char *tok, size_t len, double *v);
-/* Copy a token for a message, cut to a readable length, into buf. */
-const char *loom_text_quote(const char *tok, size_t len, char *buf, size_t cap);
-
-/* Append the decimal digits of v to p and return the new end. */
-char *loom_text_put_u64(char *p, uint64_t v);
 
 #endif

@@ -77,6 +77,12 @@ static loom_status_t write_text(loom_ctx_t *ctx, const loom_graph_t *g, const ch
                  g->weighted ? "real" : "pattern", (unsigned long long)g->num_vertices,
                  (unsigned long long)g->num_vertices, (unsigned long long)g->num_arcs);
         c.head = c.head0 = head;
+    } else if (loom_rank(ctx) == 0) {
+        /* The vertex count, so that isolated vertices at the top of the id
+         * range survive a round trip (docs/FORMATS.md). */
+        snprintf(head, sizeof head, "# loom-graph vertices=%llu arcs=%llu\n",
+                 (unsigned long long)g->num_vertices, (unsigned long long)g->num_arcs);
+        c.head = c.head0 = head;
     }
     loom_output_t *out = NULL;
     LOOM_TRY(loom_output_begin(ctx, comm, path, 0, &out));

@@ -8,7 +8,8 @@
 #include "loom/pregel.h"
 
 /* Distances follow out-arcs with the edge weights (1 when the graph has none;
- * weights must not be negative). Parallel arcs: the lightest counts. */
+ * a negative weight is refused when the graph is loaded). Parallel arcs: the
+ * lightest counts. */
 static const loom_option_t options[] = {
     LOOM_GRAPH_OPTION_ROWS,
     {"source", LOOM_OPT_INT, "0", "the source vertex", NULL, 1, 0, 9.2e18},
@@ -61,7 +62,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
                           "sssp needs one graph (a file or a spec like kron:16)");
     LOOM_TRY(loom_pregel_check_options(ctx, opts, spec));
     loom_graph_t *g = NULL;
-    LOOM_TRY(loom_graph_load(ctx, spec, opts, 0, &g));
+    LOOM_TRY(loom_graph_load(ctx, spec, opts, LOOM_LOAD_NONNEGATIVE, &g));
     uint64_t source = (uint64_t)loom_opt_int(opts, "source");
     loom_status_t st = LOOM_OK;
     if (source >= g->num_vertices)

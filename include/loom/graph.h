@@ -58,7 +58,8 @@ typedef struct loom_gen_params {
  * pure function of (seed, k), so the graph is identical for any number of
  * ranks; only workers hold edges: worker w of W yields a contiguous, even slice
  * of the indices (the master's share is empty when P >= 2). Fails with
- * LOOM_ERR_USAGE when scale is outside 1..40 or edge_factor < 1. Not collective. */
+ * LOOM_ERR_USAGE when scale is outside 1..40, edge_factor < 1 or m > 2^62. Not
+ * collective. */
 loom_status_t loom_source_generator(loom_ctx_t *ctx, const loom_gen_params_t *p,
                                     loom_edge_source_t **src);
 
@@ -75,10 +76,11 @@ int loom_format_parse(const char *name, loom_format_t *fmt);
 loom_format_t loom_format_from_path(const char *path);
 
 /* Open a graph named by a path or a generator spec ("kron:20", "urand:18",
- * "kron:20:16:7" = scale 20, edge factor 16, seed 7; a bad spec or a path whose
- * extension names no format while fmt is AUTO is LOOM_ERR_USAGE). Text files are read in
- * parallel (each rank a byte range aligned to line starts); HDF5 with
- * collective MPI-IO. Every bad input (missing file, directory, empty file,
+ * "kron:20:16:7" = scale 20, edge factor 16, seed 7; a spec's scale is 1..40
+ * and its edge factor 1..1024, as `loom generate`'s options; a bad spec or a
+ * path whose extension names no format while fmt is AUTO is LOOM_ERR_USAGE).
+ * Text files are read in parallel (each rank a byte range aligned to line
+ * starts); HDF5 with collective MPI-IO. Every bad input (missing file, directory, empty file,
  * malformed line, negative or too large id, inconsistent Matrix Market header,
  * truncated or foreign HDF5, missing dataset) fails with a message naming the
  * file, line and cause. Collective over the job communicator; agrees on failure. */
@@ -220,6 +222,10 @@ loom_status_t loom_output_format(loom_ctx_t *ctx, const char *path, const char *
 #define LOOM_LOAD_IN_EDGES 1   /* also build the in-CSR of a directed graph */
 #define LOOM_LOAD_UNDIRECTED 2 /* symmetrise (e.g. weakly connected components) */
 #define LOOM_LOAD_SIMPLE 4     /* drop self-loops and duplicate arcs */
+/* Refuse negative weights (shortest paths): LOOM_ERR_FORMAT naming the file
+ * and, for text input, the line of the first one (for HDF5, its element of
+ * /graph/weights). */
+#define LOOM_LOAD_NONNEGATIVE 8
 
 /* Open `spec` (a path or generator spec) and build its distributed CSR with
  * the options of LOOM_GRAPH_OPTION_ROWS plus what `flags` (LOOM_LOAD_*)
@@ -237,8 +243,10 @@ loom_status_t loom_graph_rebuild(loom_ctx_t *ctx, loom_graph_t *g);
 /* ------------------------------------------------------------------ writers */
 
 /* Write the graph as Loom HDF5 CSR (parallel, collective MPI-IO) or as an edge
- * list ("src dst" or "src dst weight" per line, in vertex order). The file is
- * written under a temporary name and renamed when complete. Collective. */
+ * list (a first line "# loom-graph vertices=N arcs=M", then "src dst" or "src
+ * dst weight" per line, in vertex order; the reader takes N as the vertex count,
+ * so isolated vertices survive). The file is written under a temporary name
+ * and renamed when complete. Collective. */
 loom_status_t loom_graph_write(loom_ctx_t *ctx, const loom_graph_t *g, const char *path,
                                loom_format_t fmt);
 

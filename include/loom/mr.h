@@ -13,27 +13,29 @@ extern "C" {
 
 /* ------------------------------------------------------------------ records and callbacks
  *
- * Input. A job reads files, directories (every regular file below it, recursively,
- * in byte order of the path; names starting with '.' or '_' are skipped, so an
- * earlier job's output directory can be read back) and glob patterns. Files are
- * read as bytes, no encoding assumed; a record is a line without its '\n' (a
- * '\r' before it stays in the record); a last line without '\n' is a record; an
- * empty file has no records. A file with a NUL byte in its first 64 KiB is binary
- * and refused with LOOM_ERR_FORMAT naming it. A line longer than the job's
- * max_record bytes is refused with LOOM_ERR_FORMAT naming file and line.
- * Refusals happen before any output is created.
+ * Input. A job reads files, directories (every regular file below it, recursively, in
+ * byte order of the path; names starting with '.' or '_' are skipped, so an earlier
+ * job's output directory can be read back) and glob patterns. Symbolic links inside a
+ * directory are followed; one that points nowhere is skipped with a warning on rank 0
+ * (as find(1) does), one that leads back to a directory above it, or never reaches a
+ * file, is refused with LOOM_ERR_IO naming the link. Files are read as bytes, no
+ * encoding assumed; a record is a line without its '\n' (a '\r' before it stays in the
+ * record); a last line without '\n' is a record; an empty file has no records. A file
+ * with a NUL byte in its first 64 KiB is binary and refused with LOOM_ERR_FORMAT naming
+ * it. A line longer than the job's max_record bytes is refused with LOOM_ERR_FORMAT
+ * naming file and line. Refusals happen before any output is created.
  *
- * Element inputs. `FILE:/DATASET` (e.g. data.h5:/g/x; any input holding ":/"
- * that is not itself an existing path) is a 1-D numeric HDF5
- * dataset (any integer or float type); `gen:N` generates N records. Both are
- * split into map tasks of element ranges (split_size / 8 elements each; HDF5
- * hyperslabs read independently by the worker that runs the task) and hand map
- * one record per element: data is the element as decimal text (signed or
- * unsigned integers in full, floats with "%.17g", so the bits round-trip;
- * gen:N gives the index 0 ... N-1), offset is the element index and line is
- * index + 1 with job->line_numbers. Such records go through any text map
- * function unchanged. A missing file or dataset, a dataset that is not 1-D or
- * not integer/float is refused with one error naming file and dataset.
+ * Element inputs. `FILE:/DATASET` (e.g. data.h5:/g/x; any input holding ":/" that is not
+ * itself an existing path) is a 1-D numeric HDF5 dataset (any integer or float type);
+ * `gen:N` generates N records (N at most 2^60, else LOOM_ERR_USAGE). Both are split into
+ * map tasks of element ranges (split_size / 8 elements each; HDF5 hyperslabs read
+ * independently by the worker that runs the task) and hand map one record per element:
+ * data is the element as decimal text (signed or unsigned integers in full, floats with
+ * "%.17g", so the bits round-trip; gen:N gives the index 0 ... N-1), offset is the
+ * element index and line is index + 1 with job->line_numbers. Such records go through
+ * any text map function unchanged. A missing file or dataset, a dataset that is not 1-D
+ * or not integer/float is refused with one error naming file and dataset, and so is one
+ * whose map tasks would not fit the master's memory (LOOM_ERR_NOMEM).
  *
  * Keys and values are byte strings with size_t lengths. Within one reduce
  * partition keys are grouped and presented in byte order (memcmp, a shorter
@@ -115,7 +117,7 @@ typedef struct loom_mr_job {
     loom_mr_output_mode_t output_mode;
 
     size_t split_size;     /* bytes per map task; 0 = min(32 MiB, memory / 4) */
-    size_t memory;         /* budget per rank for buffers; 0 = 1 GiB */
+    size_t memory;         /* budget per rank for buffers, at least 64 KiB; 0 = 1 GiB */
     size_t max_record;     /* longest line accepted; 0 = 64 MiB */
     const char *spill_dir; /* NULL = $TMPDIR or /tmp */
     const char *fault;     /* --inject-fault spec or NULL (see LOOM_MR_OPTION_ROWS) */
@@ -212,7 +214,8 @@ loom_status_t loom_mr_emit_words(loom_mr_emit_t *out, const char *s, size_t len,
  *   --overwrite          replace an earlier Loom output at --out
  *   --reducers R         reduce partitions (default: number of workers)
  *   --split-size SIZE    bytes per map task (K/M/G suffixes)
- *   --memory SIZE        buffer budget per rank; past it, sorted runs spill
+ *   --memory SIZE        buffer budget per rank, at least 64K (less, 0 included,
+ *                        is a usage error); past it, sorted runs spill
  *   --spill-dir DIR      where spills go (default $TMPDIR or /tmp)
  *   --max-record SIZE    longest line accepted (default 64M)
  *   --inject-fault SPEC  kill:RANK@PHASE:N with PHASE map, shuffle or reduce (a
@@ -226,8 +229,8 @@ loom_status_t loom_mr_emit_words(loom_mr_emit_t *out, const char *s, size_t len,
     {"reducers", LOOM_OPT_INT, "0", "reduce partitions (0 = number of workers)", NULL, 1, 0, 1e6}, \
     {"split-size", LOOM_OPT_SIZE, "0", "bytes per map task (0 = min(32M, memory/4))", NULL, 0, \
      0, 0}, \
-    {"memory", LOOM_OPT_SIZE, "1G", "buffer budget per rank; sorted runs spill past it", NULL, 0, \
-     0, 0}, \
+    {"memory", LOOM_OPT_SIZE, "1G", "buffer budget per rank (at least 64K); sorted runs spill " \
+     "past it", NULL, 1, 65536, 1.8e19}, \
     {"spill-dir", LOOM_OPT_STRING, NULL, "directory for spill files (default $TMPDIR, /tmp)", \
      NULL, 0, 0, 0}, \
     {"max-record", LOOM_OPT_SIZE, "64M", "longest input line accepted", NULL, 0, 0, 0}, \

@@ -1,4 +1,5 @@
 /* MapReduce inputs that are not text files: 1-D HDF5 datasets (FILE.h5:/dataset) and gen:N. */
+#include <errno.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -86,12 +87,16 @@ out:
 loom_status_t mr_input_count(loom_ctx_t *ctx, const char *spec, uint64_t *n)
 {
     if (mr_input_kind(spec) == MR_IN_GEN) {
-        char *end;
         const char *s = spec + 4;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (!*s || *s == '-' || *end)
+        if (!*s || strspn(s, "0123456789") != strlen(s))
             return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "%s: expected gen:N with N a record count",
                               spec);
+        errno = 0;
+        unsigned long long v = strtoull(s, NULL, 10);
+        if (errno || v > MR_MAX_ELEMENTS)
+            return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                              "%s: %s is out of range (at most 2^60 = %llu records)", spec, s,
+                              (unsigned long long)MR_MAX_ELEMENTS);
         *n = v;
         return LOOM_OK;
     }

@@ -211,8 +211,12 @@ void mr_plan_free(mr_engine_t *eng);
  * of N records; their tasks count elements (off, len) instead of bytes. */
 
 enum { MR_IN_TEXT = 0, MR_IN_H5, MR_IN_GEN };
+/* Most elements one input may hold: their sizes (8 bytes an element) and
+ * record numbers stay well inside 64 bits. */
+#define MR_MAX_ELEMENTS ((uint64_t)1 << 60)
 int mr_input_kind(const char *spec);
-/* Number of elements; refuses a missing, non-1-D or non-numeric dataset. */
+/* Number of elements; refuses a missing, non-1-D or non-numeric dataset, and
+ * gen:N with N not a number or above MR_MAX_ELEMENTS. */
 loom_status_t mr_input_count(loom_ctx_t *ctx, const char *spec, uint64_t *n);
 /* Elements [first, first + count) as text records, one per line, into out. */
 loom_status_t mr_input_read(loom_ctx_t *ctx, const char *spec, uint64_t first, uint64_t count,

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/memory.h"
 #include "kernels/sort.h"
 #include "mr/mr_internal.h"
 
@@ -74,9 +75,21 @@ static loom_status_t check_file(loom_ctx_t *ctx, const char *path)
     return st;
 }
 
-static loom_status_t expand_path(loom_ctx_t *ctx, const char *path, int top, strlist_t *out);
+/* The directories above the one being expanded, so that a symbolic link back
+ * to one of them is reported once, at the link, instead of as a path repeated
+ * down to the kernel's limit of 40 links. */
+typedef struct ancestor {
+    dev_t dev;
+    ino_t ino;
+    const char *path;
+    const struct ancestor *up;
+} ancestor_t;
 
-static loom_status_t expand_dir(loom_ctx_t *ctx, const char *dir, strlist_t *out)
+static loom_status_t expand_path(loom_ctx_t *ctx, const char *path, int top, const ancestor_t *up,
+                                 strlist_t *out);
+
+static loom_status_t expand_dir(loom_ctx_t *ctx, const char *dir, const ancestor_t *self,
+                                strlist_t *out)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -96,20 +109,44 @@ static loom_status_t expand_dir(loom_ctx_t *ctx, const char *dir, strlist_t *out
             break;
         }
         snprintf(p, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names.v[i]);
-        st = expand_path(ctx, p, 0, out);
+        st = expand_path(ctx, p, 0, self, out);
         free(p);
     }
     strlist_free(&names);
     return st;
 }
 
-static loom_status_t expand_path(loom_ctx_t *ctx, const char *path, int top, strlist_t *out)
+/* stat() failed on `path` with `err`. Inside a directory, a symbolic link to
+ * nothing is skipped with a warning, as find(1) does; anything else fails. */
+static loom_status_t stat_failed(loom_ctx_t *ctx, const char *path, int top, int err)
+{
+    struct stat lsb;
+    int is_link = lstat(path, &lsb) == 0 && S_ISLNK(lsb.st_mode);
+    if (!top && is_link && err == ENOENT) {
+        loom_log(ctx, LOOM_LOG_WARN, "%s: skipping a dangling symbolic link", path);
+        return LOOM_OK;
+    }
+    if (is_link && err == ELOOP)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO,
+                          "%s: symbolic link loop (following its links never reaches a file)",
+                          path);
+    return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(err));
+}
+
+static loom_status_t expand_path(loom_ctx_t *ctx, const char *path, int top, const ancestor_t *up,
+                                 strlist_t *out)
 {
     struct stat sb;
-    if (stat(path, &sb) != 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0) return stat_failed(ctx, path, top, errno);
     if (S_ISDIR(sb.st_mode)) {
+        for (const ancestor_t *a = up; a; a = a->up)
+            if (a->dev == sb.st_dev && a->ino == sb.st_ino)
+                return LOOM_ERROR(ctx, LOOM_ERR_IO,
+                                  "%s: symbolic link loop: it leads back to the directory %s", path,
+                                  a->path);
+        ancestor_t self = {sb.st_dev, sb.st_ino, path, up};
         size_t before = out->n;
-        LOOM_TRY(expand_dir(ctx, path, out));
+        LOOM_TRY(expand_dir(ctx, path, &self, out));
         if (top && out->n == before)
             return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: directory contains no input files", path);
         return LOOM_OK;
@@ -137,13 +174,13 @@ static loom_status_t expand_inputs(mr_engine_t *eng, strlist_t *files)
             if (rc != 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot expand pattern", in);
             loom_status_t st = LOOM_OK;
             for (size_t k = 0; k < g.gl_pathc && st == LOOM_OK; k++)
-                st = expand_path(ctx, g.gl_pathv[k], 1, files);
+                st = expand_path(ctx, g.gl_pathv[k], 1, NULL, files);
             globfree(&g);
             LOOM_TRY(st);
         } else if (mr_input_kind(in) != MR_IN_TEXT) {
             LOOM_TRY(strlist_add(ctx, files, in)); /* checked when planned */
         } else {
-            LOOM_TRY(expand_path(ctx, in, 1, files));
+            LOOM_TRY(expand_path(ctx, in, 1, NULL, files));
         }
     }
     return LOOM_OK;
@@ -221,6 +258,29 @@ static loom_status_t count_lines(mr_engine_t *eng, uint32_t file, int64_t first,
     return st;
 }
 
+/* Refuse, before building it, a task table the master cannot hold: an element
+ * input of n records in tasks of `per` adds ceil(n / per) tasks, and the
+ * master keeps each task's plan entry, its state and a requeue slot per rank. */
+static loom_status_t check_task_table(mr_engine_t *eng, const char *path, uint64_t n, uint64_t per)
+{
+    if (n > MR_MAX_ELEMENTS)
+        return LOOM_ERROR(eng->ctx, LOOM_ERR_FORMAT,
+                          "%s: %llu elements are too many (at most 2^60 = %llu)", path,
+                          (unsigned long long)n, (unsigned long long)MR_MAX_ELEMENTS);
+    uint64_t tasks = (uint64_t)eng->ntasks + n / per + (n % per != 0);
+    uint64_t per_task = sizeof(mr_task_t) + 64 + 8 * ((uint64_t)loom_size(eng->ctx) + 1);
+    uint64_t bytes = loom_mem_mul(tasks, per_task);
+    if (loom_mem_fits(bytes)) return LOOM_OK;
+    char nb[32], hb[32];
+    return LOOM_ERROR(eng->ctx, LOOM_ERR_NOMEM,
+                      "%s: %llu records in map tasks of %llu (--split-size / 8) make %llu tasks, "
+                      "whose table needs %s, more than this machine's memory (%s); give a larger "
+                      "--split-size",
+                      path, (unsigned long long)n, (unsigned long long)per,
+                      (unsigned long long)tasks, loom_mem_human(bytes, nb, sizeof nb),
+                      loom_mem_human(loom_mem_total(), hb, sizeof hb));
+}
+
 static loom_status_t plan_master(mr_engine_t *eng)
 {
     loom_ctx_t *ctx = eng->ctx;
@@ -240,6 +300,7 @@ static loom_status_t plan_master(mr_engine_t *eng)
             /* element ranges of about split_size bytes at 8 bytes an element */
             uint64_t n, per = eng->split_size / 8 ? eng->split_size / 8 : 1;
             LOOM_TRY(mr_input_count(ctx, path, &n));
+            LOOM_TRY(check_task_table(eng, path, n, per));
             eng->file_size[f] = n * 8;
             eng->total_bytes += n * 8;
             for (uint64_t s = 0; s < n; s += per) {

@@ -183,7 +183,12 @@ static loom_status_t parse_argv(loom_ctx_t *ctx, loom_opts_t *o, int argc, char 
             continue;
         }
         if (c == '?') {
+            /* An unknown short option leaves optind on its element while the
+             * element has more characters ("-xyz"), past it after its last. */
             const char *bad = argv[optind - 1];
+            size_t pl = strlen(bad);
+            int ended_here = bad[0] == '-' && bad[1] != '-' && pl >= 2 && bad[pl - 1] == optopt;
+            if (optopt && !ended_here && optind < argc) bad = argv[optind];
             st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "unknown option '%s' (see 'loom %s --help')", bad,
                             argv[0]);
             break;

@@ -66,6 +66,26 @@ expect_error() {
     fi
 }
 
+# expect_ok NAME PATTERN -- loom args...
+# Runs the command; checks exit status 0 and that stdout and stderr together
+# match PATTERN (grep -E).
+expect_ok() {
+    local name=$1 pattern=$2 before=$fails
+    shift 3
+    checks=$((checks + 1))
+    timeout 120 $MPIEXEC "$LOOM" "$@" >"$T/stdout" 2>"$T/stderr"
+    local rc=$?
+    if [ $rc -ne 0 ]; then
+        fail "$name: exit status $rc for: loom $*"
+    elif ! cat "$T/stdout" "$T/stderr" | grep -qE -- "$pattern"; then
+        fail "$name: output does not match /$pattern/"
+    fi
+    if [ $fails -gt "$before" ]; then
+        echo "--- stderr of $name:" >&2
+        head -n 20 "$T/stderr" >&2
+    fi
+}
+
 # Both commands that read a graph must fail the same way.
 expect_input_error() {
     local name=$1 pattern=$2 file=$3
@@ -106,6 +126,37 @@ expect_input_error mtx-size 'size.mtx:4: .*outside the declared size 3 x 3' "$IN
 expect_input_error mtx-array "array.mtx:1: .*'array'" "$IN/array.mtx"
 expect_input_error mtx-noval 'noval.mtx:4: missing value column' "$IN/noval.mtx"
 expect_input_error not-hdf5 'not an HDF5 file' "$IN/text.h5"
+
+# Weights are finite numbers in every format; integer fields hold integers.
+printf '0 1 1\n1 2 nan\n' >"$IN/nan.el"
+printf '0 1 inf\n' >"$IN/inf.el"
+printf '%%%%MatrixMarket matrix coordinate integer general\n3 3 2\n1 2 3\n2 3 1.5\n' >"$IN/int.mtx"
+expect_input_error nan-weight "nan.el:2: weight 'nan' is not a finite number" "$IN/nan.el"
+expect_input_error inf-weight "inf.el:1: weight 'inf' is not a finite number" "$IN/inf.el"
+expect_input_error mtx-integer "int.mtx:4: value '1.5' is not an integer" "$IN/int.mtx"
+
+# Shortest paths refuse negative weights when loading (a negative cycle would
+# otherwise run a million supersteps), naming file and line; info accepts them.
+printf '0 1 2\n1 2 -1\n2 0 -3\n' >"$IN/negw.el"
+printf '%%%%MatrixMarket matrix coordinate real general\n3 3 2\n1 2 0.5\n2 3 -0.25\n' \
+    >"$IN/negw.mtx"
+expect_error sssp-negative 'negw.el:2: negative weight -1 \(shortest paths need weights >= 0\)' \
+    "$IN/negw.el" -- sssp "$IN/negw.el" --out "$OUT/d.txt"
+expect_error sssp-negative-mtx 'negw.mtx:4: negative weight -0.25' "$IN/negw.mtx" -- \
+    sssp "$IN/negw.mtx" --undirected
+expect_ok info-negative 'vertices +3' -- info "$IN/negw.el"
+
+# A UTF-8 byte-order mark at the start is skipped, in both text formats.
+printf '\xEF\xBB\xBF0 1\n1 2\n' >"$IN/bom.el"
+printf '\xEF\xBB\xBF%%%%MatrixMarket matrix coordinate pattern general\n4 4 1\n1 2\n' >"$IN/bom.mtx"
+expect_ok bom-edgelist 'vertices +3' -- info "$IN/bom.el"
+expect_ok bom-mtx 'vertices +4' -- info "$IN/bom.mtx"
+
+# A vertex count declared in Loom's header bounds every id.
+printf '# loom-graph vertices=2 arcs=2\n0 1\n1 2\n' >"$IN/declared.el"
+expect_input_error declared-count \
+    'declared.el:3: vertex id 2 is not below the vertex count 2 declared on line 1' \
+    "$IN/declared.el"
 
 # HDF5 files made from a valid one written by `loom generate`.
 if timeout 120 $MPIEXEC "$LOOM" generate kron --scale 8 --out "$IN/good.h5" --quiet \
@@ -153,10 +204,46 @@ fi
 
 # ------------------------------------------------------------------ options
 expect_error unknown-option 'bogus' 'bogus' -- info "$IN/good.h5" --bogus
+expect_error unknown-short-cluster "unknown option '-xyz'" '-xyz' -- info kron:6 -xyz
 expect_error malformed-number 'scale' 'abc' -- generate kron --scale abc --out "$OUT/g.h5"
 expect_error scale-range 'scale' '99' -- generate kron --scale 99 --out "$OUT/g.h5"
 expect_error no-out-dir 'does not exist' "$OUT/nodir/x.h5" -- \
     generate kron --scale 4 --out "$OUT/nodir/x.h5"
+
+# ------------------------------------------------------------------ MapReduce inputs
+mkdir -p "$IN/loopdir/sub" "$IN/dangdir" "$IN/selfdir"
+echo "a b" >"$IN/loopdir/a.txt"
+echo "c" >"$IN/loopdir/sub/b.txt"
+ln -sfn .. "$IN/loopdir/sub/up"
+echo "a b a" >"$IN/dangdir/a.txt"
+ln -sfn nowhere "$IN/dangdir/broken"
+echo "x" >"$IN/selfdir/x.txt"
+ln -sfn self "$IN/selfdir/self"
+# A link back to a directory above is one error at the link, not a path
+# repeated 40 times.
+expect_error symlink-loop "loopdir/sub/up: symbolic link loop: it leads back to the directory" \
+    "$IN/loopdir" -- wordcount "$IN/loopdir" --out "$OUT/wc"
+if [ "$(grep 'error:' "$T/stderr" | grep -o 'sub/up' | wc -l)" -gt 1 ]; then
+    fail "symlink-loop: the message repeats the path: $(grep 'error:' "$T/stderr")"
+fi
+expect_error symlink-self 'selfdir/self: symbolic link loop' "$IN/selfdir/self" -- \
+    wordcount "$IN/selfdir" --out "$OUT/wc"
+# A dangling link inside an input directory is skipped with one warning, as find does.
+rm -rf "$T/wc"
+expect_ok symlink-dangling 'dangdir/broken: skipping a dangling symbolic link' -- \
+    wordcount "$IN/dangdir" --out "$T/wc"
+if [ "$(grep -c 'warning:.*dangdir/broken' "$T/stderr")" -ne 1 ] ||
+    [ "$(cat "$T"/wc/part-* | sort | tr '\n' ' ')" != "a	2 b	1 " ]; then
+    fail "symlink-dangling: expected one warning and counts a=2 b=1"
+fi
+rm -rf "$T/wc"
+
+# ------------------------------------------------------------------ budgets
+# A budget below the documented minimum (64K) is a usage error, 0 included.
+expect_error memory-zero '--memory: 0 is out of range' '--memory' -- \
+    wordcount "$IN/dangdir/a.txt" --out "$OUT/wc" --memory 0
+expect_error memory-small '--memory: 1K is out of range' '--memory' -- \
+    pagerank-mr kron:4 --out "$OUT/pr" --memory 1K
 
 echo "$checks checks, $fails failures"
 [ $fails -eq 0 ]

@@ -74,7 +74,10 @@ def main():
     back = os.path.join(TMP, "back.el")
     loom("convert", out, "--out", back)
     with open(back) as f:
+        head = f.readline().split()
         lines = [tuple(l.split()) for l in f]
+    # The first line declares the vertex count (and, for information, the arcs).
+    assert head == ["#", "loom-graph", "vertices=%d" % nmax, "arcs=%d" % len(edges)], head
     parsed = collections.Counter((int(a), int(b), float(c)) for a, b, c in lines)
     assert parsed == want
     srcs = [int(l[0]) for l in lines]
@@ -109,6 +112,7 @@ def main():
         tgt = f["graph/targets"][:]
     src = np.repeat(np.arange(len(off) - 1, dtype=np.uint64), np.diff(off).astype(np.int64))
     with open(big_el) as f:
+        assert f.readline().startswith("# loom-graph vertices=131072 ")
         nums = np.array(f.read().split(), dtype=np.uint64)
     assert os.path.getsize(big_el) > 8 << 20
     assert len(nums) == 2 * len(tgt), (len(nums), len(tgt))
@@ -116,6 +120,31 @@ def main():
     assert np.array_equal(nums[1::2], tgt), "edge list targets differ from the CSR's"
     os.unlink(big_h5)
     os.unlink(big_el)
+
+    # Isolated vertices at the top of the id range survive an edge list: kron
+    # scale 15 leaves vertex 32767 without arcs, so max id + 1 would be short.
+    iso_el, iso_h5 = os.path.join(TMP, "k15.el"), os.path.join(TMP, "k15.h5")
+    loom("generate", "kron", "--scale", "15", "--out", iso_el)
+    with open(iso_el) as f:
+        ids = np.array([l.split() for l in f if not l.startswith("#")], dtype=np.uint64)
+    assert ids.max() + 1 < 1 << 15, "test premise: vertex 32767 should be isolated"
+    loom("convert", iso_el, "--out", iso_h5)
+    with h5py.File(iso_h5, "r") as f:
+        assert int(f["graph"].attrs["num_vertices"]) == 1 << 15, f["graph"].attrs["num_vertices"]
+        assert len(f["graph/offsets"]) == (1 << 15) + 1
+    os.unlink(iso_el)
+    os.unlink(iso_h5)
+
+    # SNAP's own header declares the node count; here ids are dense, so it is
+    # the vertex count (vertices 5..9 are isolated).
+    snap = os.path.join(TMP, "snap.txt")
+    with open(snap, "w") as f:
+        f.write("# Directed graph (each unordered pair of nodes is saved once): snap.txt\n"
+                "# Nodes: 10 Edges: 3\n# FromNodeId\tToNodeId\n0\t1\n1\t4\n4\t0\n")
+    snap_h5 = os.path.join(TMP, "snap.h5")
+    loom("convert", snap, "--format", "edgelist", "--out", snap_h5)
+    got_n, _, got = arcs_of_h5(snap_h5)
+    assert got_n == 10 and set(got) == {(0, 1, None), (1, 4, None), (4, 0, None)}, (got_n, got)
 
     leftovers = [e for e in os.listdir(TMP) if ".tmp-" in e]
     assert not leftovers, leftovers

@@ -54,7 +54,18 @@ static void test_spec_errors(void)
     expect_usage("kron:10:-1", "edge factor -1 out of range");
     expect_usage("kron:10:16:-7", "seed");
     expect_usage("kron:10:16:7:1", "too many fields");
-    expect_usage("kron:40:9999999", "too large");
+    /* Every field near and past 2^64, and the edge factor past --edge-factor's bound. */
+    expect_usage("kron:40:9999999", "edge factor 9999999 out of range (1..1024)");
+    expect_usage("urand:6:99999999999", "edge factor 99999999999 out of range (1..1024)");
+    expect_usage("kron:6:1025", "edge factor 1025 out of range (1..1024)");
+    expect_usage("kron:18446744073709551615", "scale 18446744073709551615 out of range (1..40)");
+    expect_usage("kron:18446744073709551617", "scale 18446744073709551617 out of range (1..40)");
+    expect_usage("kron:-9223372036854775809", "scale -9223372036854775809 out of range");
+    expect_usage("kron:6:18446744073709551615", "edge factor 18446744073709551615 out of range");
+    expect_usage("kron:6:4294967313", "edge factor 4294967313 out of range");
+    expect_usage("kron:6:16:18446744073709551616", "seed 18446744073709551616 out of range");
+    expect_usage("kron:6:16:-1", "seed '-1' is not a number");
+    expect_usage("kron:6:-", "edge factor '-' is not a number");
 
     loom_ctx_t *ctx = loom_test_ctx;
     loom_edge_source_t *src = (loom_edge_source_t *)&src;
@@ -67,6 +78,10 @@ static void test_spec_errors(void)
     p.edge_factor = 0;
     CU_ASSERT_EQUAL(loom_source_generator(ctx, &p, &src), LOOM_ERR_USAGE);
     loom_error_clear(ctx);
+    p.edge_factor = 1024;
+    p.seed = UINT64_MAX;
+    CU_ASSERT_EQUAL(loom_source_generator(ctx, &p, &src), LOOM_OK);
+    loom_source_destroy(&src);
     CU_ASSERT_EQUAL(loom_source_open(ctx, "urand:99", LOOM_FMT_AUTO, &src), LOOM_ERR_USAGE);
     CU_ASSERT_PTR_NULL(src);
     loom_error_clear(ctx);

@@ -58,7 +58,7 @@ static void test_edgelist_basic(void)
 static void test_edgelist_weights_and_huge_ids(void)
 {
     const char *p = PUT("w.el", "9223372036854775806 0 1.5\n0 9223372036854775805 -2e3\n"
-                                "1 2 inf\n");
+                                "1 2 1e308\n");
     loom_read_result_t r;
     CU_ASSERT_EQUAL_FATAL(loom_read_edgelist(loom_test_ctx, p, &r), LOOM_OK);
     CU_ASSERT_EQUAL(r.edges.count, 3);
@@ -69,7 +69,10 @@ static void test_edgelist_weights_and_huge_ids(void)
     CU_ASSERT_EQUAL(r.edges.dst[1], LOOM_MAX_VERTEX_ID - 1);
     CU_ASSERT_DOUBLE_EQUAL(r.edges.weight[0], 1.5, 0);
     CU_ASSERT_DOUBLE_EQUAL(r.edges.weight[1], -2000.0, 0);
-    CU_ASSERT(r.edges.weight[2] > 1e308);
+    CU_ASSERT(r.edges.weight[2] >= 1e308);
+    /* The first negative weight is noted for the commands that refuse them. */
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.negative_weight, "w.el:2: negative weight -2000"));
+    CU_ASSERT_STRING_EQUAL(r.vertex_count_origin, "max id + 1");
     loom_edges_free(&r.edges);
 }
 
@@ -97,12 +100,83 @@ static void test_edgelist_errors(void)
                 "e9.el: no edges");
     expect_fail(loom_read_edgelist(c, PUT("e10.el", "0 1\n1 2.5\n"), &r), LOOM_ERR_FORMAT,
                 "e10.el:2: malformed line: destination vertex id '2.5' is not a number");
+    /* Weights must be finite numbers, in every format. */
+    expect_fail(loom_read_edgelist(c, PUT("e11.el", "0 1 1\n1 2 nan\n"), &r), LOOM_ERR_FORMAT,
+                "e11.el:2: weight 'nan' is not a finite number");
+    expect_fail(loom_read_edgelist(c, PUT("e12.el", "0 1 -inf\n"), &r), LOOM_ERR_FORMAT,
+                "e12.el:1: weight '-inf' is not a finite number");
+    expect_fail(loom_read_edgelist(c, PUT("e13.el", "0 1 1e999\n"), &r), LOOM_ERR_FORMAT,
+                "e13.el:1: weight '1e999' is not a finite number");
     expect_fail(loom_read_edgelist(c, PUT("empty.el", ""), &r), LOOM_ERR_IO,
                 "empty.el: file is empty");
     char missing[4200];
     snprintf(missing, sizeof missing, "%s/no-such.el", loom_test_tmpdir());
     expect_fail(loom_read_edgelist(c, missing, &r), LOOM_ERR_IO, "no-such.el: no such file");
     expect_fail(loom_read_edgelist(c, loom_test_tmpdir(), &r), LOOM_ERR_IO, "is a directory");
+}
+
+/* A byte-order mark is skipped; a vertex count declared in the leading
+ * comments (Loom's own header, or SNAP's) keeps isolated top vertices. */
+static void test_edgelist_header(void)
+{
+    loom_read_result_t r;
+    loom_ctx_t *c = loom_test_ctx;
+    CU_ASSERT_EQUAL_FATAL(loom_read_edgelist(c,
+                                             PUT("bom.el", "\xEF\xBB\xBF"
+                                                           "0 1\n1 2\n"),
+                                             &r),
+                          LOOM_OK);
+    CU_ASSERT_EQUAL(r.edges.count, 2);
+    CU_ASSERT_EQUAL(r.num_vertices, 3);
+    loom_edges_free(&r.edges);
+
+    CU_ASSERT_EQUAL_FATAL(
+        loom_read_edgelist(c, PUT("h1.el", "# loom-graph vertices=10 arcs=2\n0 1\n1 2\n"), &r),
+        LOOM_OK);
+    CU_ASSERT_EQUAL(r.num_vertices, 10);
+    CU_ASSERT_STRING_EQUAL(r.vertex_count_origin, "declared on line 1");
+    loom_edges_free(&r.edges);
+
+    const char *snap = "# Directed graph: x.txt\n# Nodes: 7 Edges: 2\n# FromNodeId\tToNodeId\n"
+                       "0\t1\n1\t2\n";
+    CU_ASSERT_EQUAL_FATAL(loom_read_edgelist(c, put_file("h2.el", snap, strlen(snap)), &r),
+                          LOOM_OK);
+    CU_ASSERT_EQUAL(r.num_vertices, 7);
+    loom_edges_free(&r.edges);
+
+    /* SNAP counts the ids in use, which may be sparse: a lower bound only. */
+    CU_ASSERT_EQUAL_FATAL(loom_read_edgelist(c, PUT("h3.el", "# Nodes: 2 Edges: 1\n0 5\n"), &r),
+                          LOOM_OK);
+    CU_ASSERT_EQUAL(r.num_vertices, 6);
+    loom_edges_free(&r.edges);
+
+    /* A byte-order mark before the header, and a declaration after the first edge is a comment. */
+    CU_ASSERT_EQUAL_FATAL(loom_read_edgelist(c,
+                                             PUT("h4.el", "\xEF\xBB\xBF# loom-graph vertices=4\n"
+                                                          "0 1\n# loom-graph vertices=9\n"),
+                                             &r),
+                          LOOM_OK);
+    CU_ASSERT_EQUAL(r.num_vertices, 4);
+    loom_edges_free(&r.edges);
+
+    expect_fail(loom_read_edgelist(c, PUT("h5.el", "# loom-graph vertices=3\n0 1\n\n2 3\n"), &r),
+                LOOM_ERR_FORMAT,
+                "h5.el:4: vertex id 3 is not below the vertex count 3 declared on line 1");
+    expect_fail(loom_read_edgelist(c, PUT("h6.el", "# loom-graph vertices=x\n0 1\n"), &r),
+                LOOM_ERR_FORMAT, "h6.el:1: malformed loom-graph header");
+    expect_fail(loom_read_edgelist(c, PUT("h7.el", "#\n# Nodes: 18446744073709551615\n0 1\n"), &r),
+                LOOM_ERR_FORMAT, "h7.el:2: malformed header: 'Nodes:'");
+    expect_fail(loom_read_edgelist(c,
+                                   PUT("h8.el", "# loom-graph vertices=9223372036854775808\n"
+                                                "0 1\n"),
+                                   &r),
+                LOOM_ERR_FORMAT, "h8.el:1: malformed loom-graph header");
+    /* Without the mark, the same bytes are not a number. */
+    expect_fail(loom_read_edgelist(c,
+                                   PUT("h9.el", "0 1\n\xEF\xBB\xBF"
+                                                "1 2\n"),
+                                   &r),
+                LOOM_ERR_FORMAT, "h9.el:2: malformed line: source vertex id");
 }
 
 static void test_mtx_ok(void)
@@ -135,6 +209,16 @@ static void test_mtx_ok(void)
     CU_ASSERT_EQUAL_FATAL(loom_read_mtx(loom_test_ctx, p, &r), LOOM_OK);
     CU_ASSERT_EQUAL(r.weighted, 1);
     CU_ASSERT_DOUBLE_EQUAL(r.edges.weight[0], 7.0, 0);
+    CU_ASSERT_STRING_EQUAL(r.negative_weight, "");
+    loom_edges_free(&r.edges);
+
+    /* A byte-order mark before the banner is skipped; negative values are noted. */
+    p = PUT("bom.mtx", "\xEF\xBB\xBF%%MatrixMarket matrix coordinate integer general\n"
+                       "3 3 2\n2 1 -7\n3 1 -2\n");
+    CU_ASSERT_EQUAL_FATAL(loom_read_mtx(loom_test_ctx, p, &r), LOOM_OK);
+    CU_ASSERT_EQUAL(r.edges.count, 2);
+    CU_ASSERT_DOUBLE_EQUAL(r.edges.weight[0], -7.0, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.negative_weight, "bom.mtx:3: negative weight -7"));
     loom_edges_free(&r.edges);
 }
 
@@ -186,6 +270,28 @@ static void test_mtx_errors(void)
                                              "3 3 1\n1 2 3\n"),
                               &r),
                 LOOM_ERR_FORMAT, "m12.mtx:3: malformed entry: 3 columns, expected 2");
+    expect_fail(loom_read_mtx(c,
+                              PUT("m13.mtx", "%%MatrixMarket matrix coordinate integer general\n"
+                                             "3 3 2\n1 2 3\n2 3 1.5\n"),
+                              &r),
+                LOOM_ERR_FORMAT, "m13.mtx:4: value '1.5' is not an integer");
+    expect_fail(loom_read_mtx(c,
+                              PUT("m14.mtx", "%%MatrixMarket matrix coordinate integer general\n"
+                                             "3 3 1\n1 2 1e3\n"),
+                              &r),
+                LOOM_ERR_FORMAT, "m14.mtx:3: value '1e3' is not an integer");
+    expect_fail(loom_read_mtx(c,
+                              PUT("m15.mtx", "%%MatrixMarket matrix coordinate real general\n"
+                                             "3 3 1\n1 2 nan\n"),
+                              &r),
+                LOOM_ERR_FORMAT, "m15.mtx:3: value 'nan' is not a finite number");
+    expect_fail(loom_read_mtx(c,
+                              PUT("m16.mtx", "%%MatrixMarket matrix coordinate real general\n"
+                                             "18446744073709551615 3 1\n1 2 1\n"),
+                              &r),
+                LOOM_ERR_FORMAT,
+                "m16.mtx:2: malformed Matrix Market size line: "
+                "'18446744073709551615' is too large");
 }
 
 static void test_numbers(void)
@@ -203,10 +309,21 @@ static void test_numbers(void)
     CU_ASSERT_EQUAL(loom_text_parse_u64("1e3", 3, 10000, &v), LOOM_NUM_NOT_A_NUMBER);
     CU_ASSERT_EQUAL(loom_text_parse_u64("", 0, 10, &v), LOOM_NUM_NOT_A_NUMBER);
     double d = 0;
-    CU_ASSERT_EQUAL(loom_text_parse_double("nan", 3, &d), -1);
-    CU_ASSERT_EQUAL(loom_text_parse_double("1.5x", 4, &d), -1);
-    CU_ASSERT_EQUAL(loom_text_parse_double("-1.5e2", 6, &d), 0);
+    CU_ASSERT_EQUAL(loom_text_parse_double("nan", 3, &d), LOOM_NUM_NOT_FINITE);
+    CU_ASSERT_EQUAL(loom_text_parse_double("inf", 3, &d), LOOM_NUM_NOT_FINITE);
+    CU_ASSERT_EQUAL(loom_text_parse_double("1.5x", 4, &d), LOOM_NUM_NOT_A_NUMBER);
+    CU_ASSERT_EQUAL(loom_text_parse_double("-1.5e2", 6, &d), LOOM_NUM_OK);
     CU_ASSERT_DOUBLE_EQUAL(d, -150.0, 0);
+    CU_ASSERT(loom_text_is_integer("-12", 3));
+    CU_ASSERT(loom_text_is_integer("+0", 2));
+    CU_ASSERT(!loom_text_is_integer("1.5", 3));
+    CU_ASSERT(!loom_text_is_integer("1e3", 3));
+    CU_ASSERT(!loom_text_is_integer("-", 1));
+    CU_ASSERT_EQUAL(loom_text_bom_length("\xEF\xBB\xBF"
+                                         "0 1",
+                                         6),
+                    3);
+    CU_ASSERT_EQUAL(loom_text_bom_length("\xEF\xBB", 2), 0);
     char buf[32];
     *loom_text_put_u64(buf, 9223372036854775806ULL) = '\0';
     CU_ASSERT_STRING_EQUAL(buf, "9223372036854775806");
@@ -266,6 +383,7 @@ static void register_suites(void)
         {"basic", test_edgelist_basic},
         {"weights and ids near 2^63", test_edgelist_weights_and_huge_ids},
         {"errors name file, line and cause", test_edgelist_errors},
+        {"byte-order mark and vertex count header", test_edgelist_header},
         {NULL, NULL},
     };
     static const CU_TestInfo mtx[] = {
