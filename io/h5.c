@@ -16,18 +16,13 @@
 #define H5_MAX_EDGES ((uint64_t)1 << 62)
 
 /* HDF5 prints its error stack by default; Loom reports one message instead. */
-typedef struct h5_quiet {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet_t;
-
-static void quiet_begin(h5_quiet_t *q)
+void loom_h5_quiet_begin(loom_h5_quiet_t *q)
 {
     H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
-static void quiet_end(const h5_quiet_t *q)
+void loom_h5_quiet_end(const loom_h5_quiet_t *q)
 {
     H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
 }
@@ -523,8 +518,8 @@ loom_status_t loom_read_h5(loom_ctx_t *ctx, const char *path, loom_read_result_t
     memset(out, 0, sizeof *out);
     MPI_Comm comm = loom_comm(ctx);
     LOOM_TRY(loom_check_input_file(ctx, path));
-    h5_quiet_t q;
-    quiet_begin(&q);
+    loom_h5_quiet_t q;
+    loom_h5_quiet_begin(&q);
     /* Rank 0 checks the whole schema serially first, so that a foreign or
      * damaged file fails the same way everywhere before any collective open. */
     h5_meta_t meta;
@@ -533,7 +528,7 @@ loom_status_t loom_read_h5(loom_ctx_t *ctx, const char *path, loom_read_result_t
     if (loom_rank(ctx) == 0) st = validate_schema(ctx, path, &meta);
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) {
-        quiet_end(&q);
+        loom_h5_quiet_end(&q);
         return st;
     }
     MPI_Bcast(&meta, H5_META_WORDS, MPI_UINT64_T, 0, comm);
@@ -542,7 +537,7 @@ loom_status_t loom_read_h5(loom_ctx_t *ctx, const char *path, loom_read_result_t
     st = loom_agree(ctx, comm, st);
     if (st == LOOM_OK) st = read_graph_data(ctx, comm, path, &h, &meta, out);
     h5_read_close(&h);
-    quiet_end(&q);
+    loom_h5_quiet_end(&q);
     if (st != LOOM_OK) return st;
     out->num_vertices = meta.n;
     snprintf(out->vertex_count_origin, sizeof out->vertex_count_origin, "num_vertices");
@@ -591,77 +586,4 @@ hid_t loom_h5_create_parallel(MPI_Comm comm, const char *path)
         fid = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     return fid;
-}
-
-static int write_attr(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *v)
-{
-    hid_t sid = H5Screate(H5S_SCALAR);
-    hid_t aid = sid >= 0 ? H5Acreate2(loc, name, ftype, sid, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    int rc = (aid < 0 || H5Awrite(aid, mtype, v) < 0) ? -1 : 0;
-    if (aid >= 0) H5Aclose(aid);
-    if (sid >= 0) H5Sclose(sid);
-    return rc;
-}
-
-/* Global offsets of this rank's vertices, written in rounds through a bounded buffer. */
-static loom_status_t write_offsets(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t gid,
-                                   const loom_graph_t *g, uint64_t base, int last)
-{
-    uint64_t nv = g->hi - g->lo, count = nv + (last ? 1 : 0);
-    uint64_t *buf = malloc((size_t)(count ? count : 1) * sizeof *buf);
-    loom_status_t st = LOOM_OK;
-    if (!buf) {
-        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for offsets", path);
-        count = 0;
-    }
-    uint64_t o0 = g->out_off ? g->out_off[0] : 0;
-    for (uint64_t i = 0; i < count; i++)
-        buf[i] = base + (g->out_off ? g->out_off[i] - o0 : 0);
-    loom_status_t ws =
-        loom_h5_write_column(ctx, comm, path, gid, "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
-                             g->num_vertices + 1, g->lo, count, buf, sizeof *buf);
-    free(buf);
-    return st != LOOM_OK ? st : ws;
-}
-
-loom_status_t loom_h5_write_graph(loom_ctx_t *ctx, const loom_graph_t *g, const char *path)
-{
-    MPI_Comm comm = loom_comm(ctx);
-    int rank = loom_rank(ctx), size = loom_size(ctx);
-    loom_output_t *out = NULL;
-    LOOM_TRY(loom_output_begin(ctx, comm, path, 0, &out));
-    h5_quiet_t q;
-    quiet_begin(&q);
-    loom_status_t st = LOOM_OK;
-    uint64_t arcs = loom_graph_local_arcs(g), base = 0;
-    MPI_Exscan(&arcs, &base, 1, MPI_UINT64_T, MPI_SUM, comm);
-    if (rank == 0) base = 0;
-    const char *tmp = loom_output_path(out);
-    hid_t fid = loom_h5_create_parallel(comm, tmp), gid = -1;
-    if (fid >= 0) gid = H5Gcreate2(fid, "/graph", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (gid < 0) st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create the HDF5 file", path);
-    st = loom_agree(ctx, comm, st);
-    if (st == LOOM_OK) {
-        uint64_t n = g->num_vertices, m = g->num_arcs;
-        int32_t directed = g->directed ? 1 : 0;
-        if (write_attr(gid, "num_vertices", H5T_STD_U64LE, H5T_NATIVE_UINT64, &n) < 0 ||
-            write_attr(gid, "num_edges", H5T_STD_U64LE, H5T_NATIVE_UINT64, &m) < 0 ||
-            write_attr(gid, "directed", H5T_STD_I32LE, H5T_NATIVE_INT32, &directed) < 0)
-            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write the /graph attributes", path);
-        loom_status_t ws = write_offsets(ctx, comm, path, gid, g, base, rank == size - 1);
-        if (st == LOOM_OK) st = ws;
-        ws = loom_h5_write_column(ctx, comm, path, gid, "targets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
-                                  m, base, arcs, g->out_dst, sizeof(uint64_t));
-        if (st == LOOM_OK) st = ws;
-        if (g->weighted) {
-            ws = loom_h5_write_column(ctx, comm, path, gid, "weights", H5T_IEEE_F64LE,
-                                      H5T_NATIVE_DOUBLE, m, base, arcs, g->out_w, sizeof(double));
-            if (st == LOOM_OK) st = ws;
-        }
-    }
-    if (gid >= 0) H5Gclose(gid);
-    if (fid >= 0 && H5Fclose(fid) < 0 && st == LOOM_OK)
-        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: closing the HDF5 file failed", path);
-    quiet_end(&q);
-    return loom_output_end(ctx, &out, st);
 }

@@ -42,6 +42,15 @@ void loom_graph_origin_free(struct loom_graph_origin *o);
 /* Fail on every rank unless `path` names a readable regular, non-empty file. Collective. */
 loom_status_t loom_check_input_file(loom_ctx_t *ctx, const char *path);
 
+/* HDF5 prints its error stack by default; Loom reports one message instead.
+ * Between begin and end the default error stack is silent. */
+typedef struct loom_h5_quiet {
+    H5E_auto2_t func;
+    void *data;
+} loom_h5_quiet_t;
+void loom_h5_quiet_begin(loom_h5_quiet_t *q);
+void loom_h5_quiet_end(const loom_h5_quiet_t *q);
+
 /* HDF5 writing shared by the graph and vertex-value writers (io/h5.c).
  * Create a file for collective MPI-IO writes on `comm`; negative on failure. */
 hid_t loom_h5_create_parallel(MPI_Comm comm, const char *path);
@@ -50,7 +59,5 @@ hid_t loom_h5_create_parallel(MPI_Comm comm, const char *path);
 loom_status_t loom_h5_write_column(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t loc,
                                    const char *name, hid_t ftype, hid_t mtype, uint64_t total,
                                    uint64_t start, uint64_t count, const void *buf, size_t elem);
-/* Collective: write g as Loom HDF5 CSR to `path` atomically. */
-loom_status_t loom_h5_write_graph(loom_ctx_t *ctx, const loom_graph_t *g, const char *path);
 
 #endif

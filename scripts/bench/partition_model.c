@@ -16,7 +16,7 @@
  * loaded with loom_graph_load as the command loads them.
  *
  * At one rank the whole CSR is here, and for every P in --parts the tool cuts
- * it into P worker ranges with the partition rule of io/csr.c and prints one
+ * it into P worker ranges with the partition rule of src/graph/csr.c and prints one
  * JSON line per P: vertices and arcs per worker (max, mean, min), and for one
  * PageRank superstep of Loom's Pregel engine:
  *   sparse: every worker sends one 16-byte record (destination id, combined
@@ -209,7 +209,7 @@ static loom_status_t run(loom_ctx_t *ctx, int argc, char **argv)
         if (!same)
             st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL,
                             "the partition rule differs "
-                            "from io/csr.c's choice");
+                            "from src/graph/csr.c's choice");
         goto out;
     }
     fprintf(stderr,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "dataplane/dataplane.h"
+#include "io/io_internal.h"
 #include "kernels/hash.h"
 
 /* Layout (docs/FORMATS.md): DIR/ckpt-S/ is the complete checkpoint of superstep S:
@@ -42,22 +43,6 @@ typedef struct meta {
 } meta_t;
 
 /* ------------------------------------------------------------------ HDF5 helpers */
-
-typedef struct h5quiet {
-    H5E_auto2_t func;
-    void *data;
-} h5quiet_t;
-
-static void quiet_begin(h5quiet_t *q)
-{
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_end(const h5quiet_t *q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
-}
 
 static int attr_write(hid_t loc, const char *name, hid_t mtype, hid_t ftype, const void *v)
 {
@@ -448,8 +433,8 @@ loom_status_t loom_pregel_checkpoint_write(loom_pregel_t *pg)
     loom_output_t *out = NULL;
     /* an earlier attempt may have left a complete checkpoint of this superstep */
     LOOM_TRY(loom_output_begin(ctx, comm, final, LOOM_OUTPUT_DIR | LOOM_OUTPUT_OVERWRITE, &out));
-    h5quiet_t q;
-    quiet_begin(&q);
+    loom_h5_quiet_t q;
+    loom_h5_quiet_begin(&q);
     /* ranks with vertices write parts 0, 1, ... in rank order */
     int has = pg->nloc > 0, k = 0;
     loom_status_t st = LOOM_OK;
@@ -479,7 +464,7 @@ loom_status_t loom_pregel_checkpoint_write(loom_pregel_t *pg)
         free(cols);
     }
     free(all);
-    quiet_end(&q);
+    loom_h5_quiet_end(&q);
     st = loom_output_end(ctx, &out, st);
     if (st == LOOM_OK && rank == 0) prune(pg->ckpt_dir, (long long)pg->superstep);
     if (st == LOOM_OK) {
@@ -697,8 +682,8 @@ loom_status_t loom_pregel_checkpoint_read(loom_pregel_t *pg, const char *dir)
     MPI_Comm comm = pg->comm;
     uint64_t checksum = 0;
     LOOM_TRY(graph_checksum(pg, &checksum));
-    h5quiet_t q;
-    quiet_begin(&q);
+    loom_h5_quiet_t q;
+    loom_h5_quiet_begin(&q);
     long long s = -1;
     meta_t m;
     memset(&m, 0, sizeof m);
@@ -743,7 +728,7 @@ loom_status_t loom_pregel_checkpoint_read(loom_pregel_t *pg, const char *dir)
     if (st == LOOM_OK) st = loom_pregel_deliver(pg, recs.data, recs.len / pg->rsz, 0);
     loom_buf_free(&recs);
     free(parts);
-    quiet_end(&q);
+    loom_h5_quiet_end(&q);
     st = loom_agree(ctx, comm, st);
     if (st == LOOM_OK) {
         pg->superstep = m.superstep;

@@ -1,8 +1,11 @@
 /* Graph writers: format dispatch, and the parallel text writers (edge list and
  * Matrix Market) that put each rank's lines at exclusive-scan offsets. */
+#include <hdf5.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/dataplane.h"
 #include "io/io_internal.h"
 #include "io/textsplit.h"
 
@@ -91,6 +94,83 @@ static loom_status_t write_text(loom_ctx_t *ctx, const loom_graph_t *g, const ch
     return loom_output_end(ctx, &out, st);
 }
 
+/* ------------------------------------------------------------------ Loom HDF5 CSR */
+
+static int write_attr(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *v)
+{
+    hid_t sid = H5Screate(H5S_SCALAR);
+    hid_t aid = sid >= 0 ? H5Acreate2(loc, name, ftype, sid, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    int rc = (aid < 0 || H5Awrite(aid, mtype, v) < 0) ? -1 : 0;
+    if (aid >= 0) H5Aclose(aid);
+    if (sid >= 0) H5Sclose(sid);
+    return rc;
+}
+
+/* Global offsets of this rank's vertices, written in rounds through a bounded buffer. */
+static loom_status_t write_offsets(loom_ctx_t *ctx, MPI_Comm comm, const char *path, hid_t gid,
+                                   const loom_graph_t *g, uint64_t base, int last)
+{
+    uint64_t nv = g->hi - g->lo, count = nv + (last ? 1 : 0);
+    uint64_t *buf = malloc((size_t)(count ? count : 1) * sizeof *buf);
+    loom_status_t st = LOOM_OK;
+    if (!buf) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%s: out of memory for offsets", path);
+        count = 0;
+    }
+    uint64_t o0 = g->out_off ? g->out_off[0] : 0;
+    for (uint64_t i = 0; i < count; i++)
+        buf[i] = base + (g->out_off ? g->out_off[i] - o0 : 0);
+    loom_status_t ws =
+        loom_h5_write_column(ctx, comm, path, gid, "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                             g->num_vertices + 1, g->lo, count, buf, sizeof *buf);
+    free(buf);
+    return st != LOOM_OK ? st : ws;
+}
+
+static loom_status_t write_h5(loom_ctx_t *ctx, const loom_graph_t *g, const char *path)
+{
+    MPI_Comm comm = loom_comm(ctx);
+    int rank = loom_rank(ctx), size = loom_size(ctx);
+    loom_output_t *out = NULL;
+    LOOM_TRY(loom_output_begin(ctx, comm, path, 0, &out));
+    loom_h5_quiet_t q;
+    loom_h5_quiet_begin(&q);
+    loom_status_t st = LOOM_OK;
+    uint64_t arcs = loom_graph_local_arcs(g), base = 0;
+    MPI_Exscan(&arcs, &base, 1, MPI_UINT64_T, MPI_SUM, comm);
+    if (rank == 0) base = 0;
+    const char *tmp = loom_output_path(out);
+    hid_t fid = loom_h5_create_parallel(comm, tmp), gid = -1;
+    if (fid >= 0) gid = H5Gcreate2(fid, "/graph", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (gid < 0) st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create the HDF5 file", path);
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK) {
+        uint64_t n = g->num_vertices, m = g->num_arcs;
+        int32_t directed = g->directed ? 1 : 0;
+        if (write_attr(gid, "num_vertices", H5T_STD_U64LE, H5T_NATIVE_UINT64, &n) < 0 ||
+            write_attr(gid, "num_edges", H5T_STD_U64LE, H5T_NATIVE_UINT64, &m) < 0 ||
+            write_attr(gid, "directed", H5T_STD_I32LE, H5T_NATIVE_INT32, &directed) < 0)
+            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write the /graph attributes", path);
+        loom_status_t ws = write_offsets(ctx, comm, path, gid, g, base, rank == size - 1);
+        if (st == LOOM_OK) st = ws;
+        ws = loom_h5_write_column(ctx, comm, path, gid, "targets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                                  m, base, arcs, g->out_dst, sizeof(uint64_t));
+        if (st == LOOM_OK) st = ws;
+        if (g->weighted) {
+            ws = loom_h5_write_column(ctx, comm, path, gid, "weights", H5T_IEEE_F64LE,
+                                      H5T_NATIVE_DOUBLE, m, base, arcs, g->out_w, sizeof(double));
+            if (st == LOOM_OK) st = ws;
+        }
+    }
+    if (gid >= 0) H5Gclose(gid);
+    if (fid >= 0 && H5Fclose(fid) < 0 && st == LOOM_OK)
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: closing the HDF5 file failed", path);
+    loom_h5_quiet_end(&q);
+    return loom_output_end(ctx, &out, st);
+}
+
+/* ------------------------------------------------------------------ any format */
+
 loom_status_t loom_graph_write(loom_ctx_t *ctx, const loom_graph_t *g, const char *path,
                                loom_format_t fmt)
 {
@@ -98,7 +178,7 @@ loom_status_t loom_graph_write(loom_ctx_t *ctx, const loom_graph_t *g, const cha
     /* Every rank sees the same path and format, so they fail alike without agreeing. */
     switch (fmt) {
     case LOOM_FMT_HDF5:
-        return loom_h5_write_graph(ctx, g, path);
+        return write_h5(ctx, g, path);
     case LOOM_FMT_EDGELIST:
         return write_text(ctx, g, path, 0);
     case LOOM_FMT_MTX:
