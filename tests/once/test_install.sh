@@ -74,7 +74,9 @@ defs=()
 [[ $graph == ON ]] && defs=(-DOUTSIDE_WITH_GRAPH)
 mkdir -p "$LOOM_TMP/pc-build"
 # shellcheck disable=SC2046 # pkg-config output is meant to be split into words
-mpicc "${san_flags[@]}" "${defs[@]}" $(pkg-config --cflags loom) "$src/main.c" \
+# the MPI compiler wrapper of the flavour Loom was built with
+mpicc=$(sed -n 's/^MPI_C_COMPILER:FILEPATH=//p' "$LOOM_BUILD/CMakeCache.txt")
+"${mpicc:-mpicc}" "${san_flags[@]}" "${defs[@]}" $(pkg-config --cflags loom) "$src/main.c" \
     -o "$LOOM_TMP/pc-build/outside" $(pkg-config --libs loom) ||
     fail "build with pkg-config --cflags --libs loom and mpicc"
 
