@@ -221,8 +221,9 @@ loom_status_t loom_output_check(loom_ctx_t *ctx, MPI_Comm comm, const char *path
     LOOM_MPI(ctx, MPI_Comm_rank(comm, &rank));
     loom_status_t st = LOOM_OK;
     if (!path || !*path) st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "no output path given");
-    if (rank == 0 && st == LOOM_OK) st = check_target(ctx, path, flags);
+    /* an output that is an input is told as such, before anything else */
     if (rank == 0 && st == LOOM_OK) st = check_inputs(ctx, path, inputs, ninputs);
+    if (rank == 0 && st == LOOM_OK) st = check_target(ctx, path, flags);
     return loom_agree(ctx, comm, st);
 }
 

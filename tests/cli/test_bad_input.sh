@@ -42,19 +42,19 @@ expect_error() {
         fail "$name: timed out (hang) for: loom $*"
     fi
     local nerr
-    nerr=$(grep -c 'error:' "$T/stderr")
+    nerr=$(grep -ac 'error:' "$T/stderr")
     if [ "$nerr" -ne 1 ]; then
         fail "$name: expected exactly one error line, got $nerr"
     fi
-    if grep -q 'HDF5-DIAG' "$T/stderr"; then
+    if grep -aq 'HDF5-DIAG' "$T/stderr"; then
         fail "$name: HDF5 printed its own error stack"
     fi
     local line
-    line=$(grep 'error:' "$T/stderr" | head -n 1)
-    if ! grep -qF -- "$names" <<<"$line"; then
+    line=$(grep -a 'error:' "$T/stderr" | head -n 1)
+    if ! grep -aqF -- "$names" <<<"$line"; then
         fail "$name: error does not name '$names': $line"
     fi
-    if ! grep -qE -- "$pattern" <<<"$line"; then
+    if ! grep -aqE -- "$pattern" <<<"$line"; then
         fail "$name: error does not match /$pattern/: $line"
     fi
     if [ -n "$(ls -A "$OUT")" ]; then
@@ -77,7 +77,7 @@ expect_ok() {
     local rc=$?
     if [ $rc -ne 0 ]; then
         fail "$name: exit status $rc for: loom $*"
-    elif ! cat "$T/stdout" "$T/stderr" | grep -qE -- "$pattern"; then
+    elif ! cat "$T/stdout" "$T/stderr" | grep -aqE -- "$pattern"; then
         fail "$name: output does not match /$pattern/"
     fi
     if [ $fails -gt "$before" ]; then
@@ -223,8 +223,8 @@ ln -sfn self "$IN/selfdir/self"
 # repeated 40 times.
 expect_error symlink-loop "loopdir/sub/up: symbolic link loop: it leads back to the directory" \
     "$IN/loopdir" -- wordcount "$IN/loopdir" --out "$OUT/wc"
-if [ "$(grep 'error:' "$T/stderr" | grep -o 'sub/up' | wc -l)" -gt 1 ]; then
-    fail "symlink-loop: the message repeats the path: $(grep 'error:' "$T/stderr")"
+if [ "$(grep -a 'error:' "$T/stderr" | grep -o 'sub/up' | wc -l)" -gt 1 ]; then
+    fail "symlink-loop: the message repeats the path: $(grep -a 'error:' "$T/stderr")"
 fi
 expect_error symlink-self 'selfdir/self: symbolic link loop' "$IN/selfdir/self" -- \
     wordcount "$IN/selfdir" --out "$OUT/wc"
@@ -232,7 +232,7 @@ expect_error symlink-self 'selfdir/self: symbolic link loop' "$IN/selfdir/self" 
 rm -rf "$T/wc"
 expect_ok symlink-dangling 'dangdir/broken: skipping a dangling symbolic link' -- \
     wordcount "$IN/dangdir" --out "$T/wc"
-if [ "$(grep -c 'warning:.*dangdir/broken' "$T/stderr")" -ne 1 ] ||
+if [ "$(grep -ac 'warning:.*dangdir/broken' "$T/stderr")" -ne 1 ] ||
     [ "$(cat "$T"/wc/part-* | sort | tr '\n' ' ')" != "a	2 b	1 " ]; then
     fail "symlink-dangling: expected one warning and counts a=2 b=1"
 fi
