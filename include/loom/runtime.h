@@ -25,9 +25,12 @@ extern "C" {
  * allocation failure leaves *ctx NULL). Collective over MPI_COMM_WORLD. */
 loom_status_t loom_ctx_create(int *argc, char ***argv, loom_ctx_t **ctx);
 
-/* The status the process will exit with, told before loom_ctx_destroy: after
- * a recovery from a dead worker, MPI_Finalize is given 5 s and the process
- * then ends with this status (Open MPI 5's ULFM can hang finalising). */
+/* The status the process will exit with, told before loom_ctx_destroy. With
+ * ULFM on and MPI initialised by Loom: after a recovery from a dead worker,
+ * MPI_Finalize is given 5 s and the process then ends with this status (Open
+ * MPI 5 can hang finalising); when the status is not 0, or a failure was seen
+ * and not recovered from, loom_ctx_destroy ends the process with it (never 0)
+ * without finalising, since finalising could wait for the dead. */
 void loom_set_exit_status(loom_ctx_t *ctx, int status);
 
 /* Free the context, finalising MPI if loom_ctx_create initialised it.
@@ -57,9 +60,15 @@ MPI_Comm loom_worker_comm(const loom_ctx_t *ctx);
 int loom_threads(const loom_ctx_t *ctx);
 
 /* Wait for a request without burning a core: poll with MPI_Test and sleep
- * between polls (backing off to 1 ms). The master uses it so it can share a
- * core with a worker. Returns LOOM_ERR_MPI on failure. */
+ * between polls (backing off to 0.5 ms). The master uses it so it can share a
+ * core with a worker. Returns LOOM_ERR_MPI on failure, LOOM_ERR_LOST when a
+ * rank died (with ULFM: a failure this rank learns of while it waits revokes
+ * the job's communicators, so that no survivor waits for the dead rank). */
 loom_status_t loom_wait(loom_ctx_t *ctx, MPI_Request *req, MPI_Status *status);
+/* Wait for a request on a rank with nothing else to do: MPI_Wait, or with
+ * ULFM on, MPI_Test polled without sleeping and watched for failures as in
+ * loom_wait. Errors as loom_wait. */
+loom_status_t loom_wait_hot(loom_ctx_t *ctx, MPI_Request *req, MPI_Status *status);
 
 /* Wall-clock seconds (MPI_Wtime). */
 double loom_wtime(void);
@@ -81,6 +90,13 @@ size_t loom_peak_rss(void);
 /* Whether this job can survive the death of a worker (ULFM built in and
  * enabled at launch). Local. */
 int loom_ft_enabled(const loom_ctx_t *ctx);
+/* Whether the job's communicator was revoked (a survivor saw a failure): every
+ * operation on it fails until the survivors recover. 0 without ULFM. Local. */
+int loom_members_revoked(const loom_ctx_t *ctx);
+/* Whether the process that launched this rank is gone (its parent changed:
+ * mpirun or the node's daemon died and nobody will end or answer this rank).
+ * Always 0 for a job of one process. Local. */
+int loom_launcher_gone(const loom_ctx_t *ctx);
 
 /* The MPI library and flavour in one line, for --version:
  * "Open MPI v5.0.11; ULFM: yes, enabled (workers may die)". ctx may be NULL. */
@@ -171,8 +187,11 @@ void loom_fault_point(loom_ctx_t *ctx, const loom_fault_t *f, int phase, int64_t
 
 /* ------------------------------------------------------------------ signals and temporaries
  *
- * The `loom` command installs handlers for SIGTERM and SIGINT (library users
- * may). A process that gets one removes the temporaries registered below and
+ * The `loom` command installs handlers for SIGTERM, SIGINT and SIGPIPE (library
+ * users may), and with ULFM on for crashes (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+ * SIGABRT: a message and backtrace, the temporaries removed, exit 128 + signal,
+ * because Open MPI 5's launcher in ULFM mode does not count deaths by signal in
+ * its exit status). A process that gets one removes the temporaries registered below and
  * dies of the signal; the lowest live rank on the host says why on stderr
  * (naming a rank on this host that died: Open MPI 4's launcher sends SIGTERM
  * to every survivor when a rank dies) and adds the resume hint. While a stop
@@ -181,7 +200,10 @@ void loom_fault_point(loom_ctx_t *ctx, const loom_fault_t *f, int phase, int64_t
  * this host died (the job is broken: the process ends at once). Signal state
  * is per process: one context per process. */
 
-/* Install the handlers (once; later calls do nothing). Not collective. */
+/* Install the handlers (once; later calls do nothing). Collective over the
+ * context's communicator: the ranks of a host share a small table in POSIX
+ * shared memory (unlinked at once) where a rank ending on a signal notes it, so
+ * that the rank that really died is the one named. */
 loom_status_t loom_signals_install(loom_ctx_t *ctx);
 /* Put back the handlers that were there before. */
 void loom_signals_restore(void);

@@ -187,8 +187,7 @@ loom_status_t loom_exchange_claim(loom_exchange_t *x, const size_t *bytes, unsig
 static loom_status_t wait_req(loom_exchange_t *x, MPI_Request *req)
 {
     if (x->polite) return loom_wait(x->ctx, req, MPI_STATUS_IGNORE);
-    LOOM_MPI(x->ctx, MPI_Wait(req, MPI_STATUS_IGNORE));
-    return LOOM_OK;
+    return loom_wait_hot(x->ctx, req, MPI_STATUS_IGNORE);
 }
 
 /* Counts for MPI (elements; this rank's own segment never goes through MPI). */

@@ -81,8 +81,7 @@ void loom_graph_destroy(loom_graph_t **graph)
 static loom_status_t wait_req(const build_t *b, MPI_Request *req)
 {
     if (b->size > 1 && b->rank == 0) return loom_wait(b->ctx, req, MPI_STATUS_IGNORE);
-    int e = MPI_Wait(req, MPI_STATUS_IGNORE);
-    return e == MPI_SUCCESS ? LOOM_OK : loom_error_mpi(b->ctx, e, "MPI_Wait", __FILE__, __LINE__);
+    return loom_wait_hot(b->ctx, req, MPI_STATUS_IGNORE);
 }
 
 /* loom_agree for the places where the workers arrive long after the master:

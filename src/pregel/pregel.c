@@ -303,7 +303,8 @@ static loom_status_t bind_members(loom_pregel_t *pg)
 {
     loom_ctx_t *ctx = pg->ctx;
     const loom_graph_t *g = pg->g;
-    int dense_ok = pg->prog.combiner != LOOM_COMBINE_NONE &&
+    /* (the all-gather's counts and displacements are ints: n below 2^31) */
+    int dense_ok = pg->prog.combiner != LOOM_COMBINE_NONE && g->num_vertices <= INT32_MAX &&
                    (!loom_is_worker(ctx) || (g->in_off && (g->in_src || g->hi == g->lo)));
     LOOM_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &dense_ok, 1, MPI_INT, MPI_MIN, loom_comm(ctx)));
     pg->comm = loom_comm(ctx);
@@ -385,7 +386,8 @@ loom_status_t loom_pregel_create(loom_ctx_t *ctx, const loom_graph_t *g,
     loom_status_t bs = pg ? bind_members(pg) : LOOM_OK;
     if (!pg) {
         int dummy = 0;
-        MPI_Allreduce(MPI_IN_PLACE, &dummy, 1, MPI_INT, MPI_MIN, loom_comm(ctx));
+        LOOM_MPI_KEEP(ctx, bs,
+                      MPI_Allreduce(MPI_IN_PLACE, &dummy, 1, MPI_INT, MPI_MIN, loom_comm(ctx)));
     }
     if (st == LOOM_OK) st = bs;
     if (st == LOOM_OK) st = create_local(pg);
@@ -850,16 +852,19 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
         int *cnt = malloc((size_t)nw * 2 * sizeof *cnt);
         if (!cnt) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for exchange counts");
         int *dis = cnt + nw;
-        MPI_Datatype mt;
-        MPI_Type_contiguous((int)pg->msz, MPI_BYTE, &mt);
-        MPI_Type_commit(&mt);
+        MPI_Datatype mt = MPI_DATATYPE_NULL;
+        int e = MPI_Type_contiguous((int)pg->msz, MPI_BYTE, &mt);
+        if (e == MPI_SUCCESS) e = MPI_Type_commit(&mt);
+        if (e != MPI_SUCCESS) {
+            free(cnt);
+            return loom_error_mpi(ctx, e, "MPI_Type_commit", __FILE__, __LINE__);
+        }
         for (int w = 0; w < nw; w++) {
             uint64_t a = g->part[w + pg->wbase], b = g->part[w + pg->wbase + 1];
             cnt[w] = (int)(b - a);
-            dis[w] = (int)a;
+            dis[w] = (int)a; /* dense_ok holds n below 2^31 */
         }
-        int e =
-            MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, pg->gpub, cnt, dis, mt, pg->wcomm);
+        e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, pg->gpub, cnt, dis, mt, pg->wcomm);
         if (e == MPI_SUCCESS && flags)
             e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, pg->pubflag, cnt, dis, MPI_BYTE,
                                pg->wcomm);
@@ -1059,12 +1064,10 @@ static loom_status_t reduce_step(loom_pregel_t *pg, int failed, double *sums)
         e = MPI_Iallreduce(mins, gmins, nmin, MPI_DOUBLE, MPI_MIN, pg->comm, &req[nreq++]);
     if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Iallreduce", __FILE__, __LINE__);
     for (int r = 0; r < nreq; r++) {
-        if (pg->is_worker) {
-            e = MPI_Wait(&req[r], MPI_STATUS_IGNORE);
-            if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Wait", __FILE__, __LINE__);
-        } else {
+        if (pg->is_worker)
+            LOOM_TRY(loom_wait_hot(ctx, &req[r], NULL));
+        else
             LOOM_TRY(loom_wait(ctx, &req[r], NULL));
-        }
     }
     nmin = 0;
     for (int i = 0; i < p->naggs; i++) {
@@ -1089,12 +1092,10 @@ static loom_status_t master_step(loom_pregel_t *pg, const loom_pregel_step_t *st
         MPI_Request req;
         int e = MPI_Ibcast(ctl, n, MPI_DOUBLE, 0, pg->comm, &req);
         if (e != MPI_SUCCESS) return loom_error_mpi(pg->ctx, e, "MPI_Ibcast", __FILE__, __LINE__);
-        if (pg->rank == 0) {
+        if (pg->rank == 0)
             LOOM_TRY(loom_wait(pg->ctx, &req, NULL));
-        } else {
-            e = MPI_Wait(&req, MPI_STATUS_IGNORE);
-            if (e != MPI_SUCCESS) return loom_error_mpi(pg->ctx, e, "MPI_Wait", __FILE__, __LINE__);
-        }
+        else
+            LOOM_TRY(loom_wait_hot(pg->ctx, &req, NULL));
     }
     *stop = ctl[0] != 0.0;
     memcpy(pg->aggs, ctl + 1, (size_t)pg->prog.naggs * sizeof(double));

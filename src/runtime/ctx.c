@@ -56,7 +56,7 @@ loom_status_t loom_ctx_create(int *argc, char ***argv, loom_ctx_t **out)
     return LOOM_OK;
 }
 
-/* MPI_Finalize after a recovery can hang in Open MPI 5's ULFM (it drains
+/* MPI_Finalize after a failure can hang in Open MPI 5's ULFM (it drains
  * failures on MPI_COMM_WORLD; open-mpi/ompi#11404 and kin). Everything the
  * job had to do is done by then, so a watchdog ends the process with the
  * status it was going to have; with ULFM on, the launcher takes that as a
@@ -94,7 +94,24 @@ void loom_ctx_destroy(loom_ctx_t **pctx)
         if (ctx->wcomm != MPI_COMM_NULL) MPI_Comm_free(&ctx->wcomm);
         if (ctx->comm != MPI_COMM_NULL) MPI_Comm_free(&ctx->comm);
         if (ctx->owns_mpi) {
-            if (ctx->ft && ctx->lost > 0) {
+            /* With ULFM on, a job that failed or saw a failure it did not
+             * recover from ends here: finalising could wait for the dead, and
+             * HDF5's exit hook crashes on a file whose collective close failed
+             * (a crash the launcher, in ULFM mode, would not count as an error). */
+            if (ctx->ft && (ctx->failing || ctx->exit_status != 0)) {
+                fflush(NULL);
+                /* The launcher ends the job at the first non-zero exit; give
+                 * the master, which reports the error and removes the output's
+                 * temporaries, a moment to do so first (MPI_Finalize's fence
+                 * orders this in a normal end). */
+                if (ctx->rank != 0) {
+                    struct timespec ts = {1, 0};
+                    nanosleep(&ts, NULL);
+                }
+                _exit(ctx->exit_status ? ctx->exit_status : 1);
+            }
+            /* after a recovery, finalising gets 5 s */
+            if (ctx->ft && (ctx->lost > 0 || ctx->failure_at > 0)) {
                 finalize_status = ctx->exit_status;
                 signal(SIGALRM, finalize_timeout);
                 alarm(5);
@@ -161,18 +178,45 @@ size_t loom_peak_rss(void)
     return (size_t)ru.ru_maxrss * 1024u; /* Linux reports kilobytes */
 }
 
-loom_status_t loom_wait(loom_ctx_t *ctx, MPI_Request *req, MPI_Status *status)
+/* Poll a request, sleeping between polls when `polite`. Under ULFM, also look
+ * every 20 ms for a failure this rank has been told of: a nonblocking
+ * collective whose peer died does not always complete with an error (Open MPI
+ * 5's libnbc can wait on a live rank that itself waits on the dead one), so a
+ * survivor that knows of a failure revokes the communicators, which ends every
+ * pending operation on them at every rank. */
+static loom_status_t poll_request(loom_ctx_t *ctx, MPI_Request *req, MPI_Status *status, int polite)
 {
     /* Back off from 2 us to 500 us between polls: quick to notice a fast
      * reply, and under 1% of a core while a long superstep runs elsewhere. */
     long sleep_ns = 2000;
+    double next_check = ctx->ft ? loom_wtime() + 0.02 : 0;
     for (;;) {
         int done = 0;
         int e = MPI_Test(req, &done, status ? status : MPI_STATUS_IGNORE);
         if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Test", __FILE__, __LINE__);
         if (done) return LOOM_OK;
+        if (ctx->ft && loom_wtime() >= next_check) {
+            if (loom_members_failure_known(ctx)) return loom_members_lost(ctx, "MPI_Test");
+            if (loom_launcher_gone(ctx))
+                return LOOM_ERROR(ctx, LOOM_ERR_LOST,
+                                  "the launcher is gone (mpirun or the node's daemon died)");
+            next_check = loom_wtime() + 0.02;
+        }
+        if (!polite) continue;
         struct timespec ts = {0, sleep_ns};
         nanosleep(&ts, NULL);
         if (sleep_ns < 500000) sleep_ns *= 2;
     }
+}
+
+loom_status_t loom_wait(loom_ctx_t *ctx, MPI_Request *req, MPI_Status *status)
+{
+    return poll_request(ctx, req, status, 1);
+}
+
+loom_status_t loom_wait_hot(loom_ctx_t *ctx, MPI_Request *req, MPI_Status *status)
+{
+    if (ctx->ft) return poll_request(ctx, req, status, 0);
+    int e = MPI_Wait(req, status ? status : MPI_STATUS_IGNORE);
+    return e == MPI_SUCCESS ? LOOM_OK : loom_error_mpi(ctx, e, "MPI_Wait", __FILE__, __LINE__);
 }

@@ -3,6 +3,8 @@
 #define LOOM_CTX_INTERNAL_H
 
 #include <hwloc.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "loom/runtime.h"
 
@@ -54,6 +56,7 @@ struct loom_ctx {
     /* Membership (members.c). Ranks are renumbered by a recovery; a rank's
      * number at start is its stable name in messages. */
     int ft;             /* ULFM built in and enabled by the launcher */
+    pid_t launcher_pid; /* this process's parent at start (mpirun, prted, slurmstepd) */
     int start_size;     /* ranks when the job started */
     int *start_rank;    /* [current rank] -> rank at start */
     loom_peer_t *peers; /* [rank at start] */
@@ -74,6 +77,11 @@ void loom_members_revoke(loom_ctx_t *ctx);
 /* "worker rank 2 (pid 4242 on node7) died" for the failures MPI knows of, or
  * "a rank of the job died" when it names none yet. */
 void loom_members_describe_failed(loom_ctx_t *ctx, char *buf, size_t len);
+/* Does MPI report a failed process in the job's communicator (ULFM; 0 without)? */
+int loom_members_failure_known(loom_ctx_t *ctx);
+/* Note a failure MPI reported, revoke the job's communicators, and return
+ * LOOM_ERR_LOST naming the dead ("... died (MPI reported it during CALL)"). */
+loom_status_t loom_members_lost(loom_ctx_t *ctx, const char *call);
 /* Wall-clock seconds since the epoch. */
 double loom_epoch(void);
 

@@ -48,6 +48,7 @@ static int ft_enabled_at_launch(void)
 loom_status_t loom_members_init(loom_ctx_t *ctx)
 {
     ctx->ft = ft_enabled_at_launch();
+    ctx->launcher_pid = getppid();
     ctx->start_size = ctx->size;
     ctx->start_rank = malloc((size_t)ctx->size * sizeof *ctx->start_rank);
     ctx->peers = calloc((size_t)ctx->size, sizeof *ctx->peers);
@@ -75,6 +76,24 @@ void loom_members_free(loom_ctx_t *ctx)
 int loom_ft_enabled(const loom_ctx_t *ctx)
 {
     return ctx->ft;
+}
+
+int loom_members_revoked(const loom_ctx_t *ctx)
+{
+#ifdef LOOM_HAVE_ULFM
+    int flag = 0;
+    if (ctx->ft && ctx->comm != MPI_COMM_NULL &&
+        MPIX_Comm_is_revoked(ctx->comm, &flag) == MPI_SUCCESS)
+        return flag;
+#else
+    (void)ctx;
+#endif
+    return 0;
+}
+
+int loom_launcher_gone(const loom_ctx_t *ctx)
+{
+    return ctx->start_size > 1 && getppid() != ctx->launcher_pid;
 }
 
 int loom_start_rank(const loom_ctx_t *ctx, int rank)
@@ -211,6 +230,21 @@ static int failed_starts(loom_ctx_t *ctx, MPI_Comm comm, int *out, int max)
     return n;
 }
 
+int loom_members_failure_known(loom_ctx_t *ctx)
+{
+    int dead[1];
+    return failed_starts(ctx, ctx->comm, dead, 1) > 0;
+}
+
+loom_status_t loom_members_lost(loom_ctx_t *ctx, const char *call)
+{
+    loom_members_note_failure(ctx);
+    loom_members_revoke(ctx);
+    char who[256];
+    loom_members_describe_failed(ctx, who, sizeof who);
+    return LOOM_ERROR(ctx, LOOM_ERR_LOST, "%s (MPI reported it during %s)", who, call);
+}
+
 void loom_members_describe_failed(loom_ctx_t *ctx, char *buf, size_t len)
 {
     int dead[8];
@@ -319,16 +353,20 @@ static loom_status_t adopt(loom_ctx_t *ctx, MPI_Comm nc, loom_recovery_t *rec)
     if (ctx->wcomm != MPI_COMM_NULL) MPI_Comm_free(&ctx->wcomm);
     MPI_Comm_free(&ctx->comm);
     ctx->comm = nc;
-    MPI_Comm_set_errhandler(nc, MPI_ERRORS_RETURN);
+    int e = MPI_Comm_set_errhandler(nc, MPI_ERRORS_RETURN);
+    if (e != MPI_SUCCESS)
+        return loom_error_mpi(ctx, e, "MPI_Comm_set_errhandler", __FILE__, __LINE__);
     free(ctx->start_rank);
     ctx->start_rank = starts;
     ctx->rank = nrank;
     ctx->size = nsize;
     ctx->wcomm = MPI_COMM_NULL;
     int is_worker = nsize == 1 || nrank > 0;
-    int e = MPI_Comm_split(nc, is_worker ? 0 : MPI_UNDEFINED, nrank, &ctx->wcomm);
+    e = MPI_Comm_split(nc, is_worker ? 0 : MPI_UNDEFINED, nrank, &ctx->wcomm);
     if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Comm_split", __FILE__, __LINE__);
-    if (ctx->wcomm != MPI_COMM_NULL) MPI_Comm_set_errhandler(ctx->wcomm, MPI_ERRORS_RETURN);
+    if (ctx->wcomm != MPI_COMM_NULL) e = MPI_Comm_set_errhandler(ctx->wcomm, MPI_ERRORS_RETURN);
+    if (e != MPI_SUCCESS)
+        return loom_error_mpi(ctx, e, "MPI_Comm_set_errhandler", __FILE__, __LINE__);
     return LOOM_OK;
 }
 #endif

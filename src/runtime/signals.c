@@ -2,11 +2,13 @@
  * SIGTERM/SIGINT: temporaries removed, a dead rank named, the process gone by the signal. */
 #include <dirent.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -36,10 +38,26 @@ static int me_start = -1, npeers;
 static int *peer_start;
 static pid_t *peer_pid;
 static char my_host[LOOM_HOST_MAX];
+/* Tombstones shared by the ranks on this host, one slot per start rank: a rank
+ * that ends on a signal writes its pid in its slot first, so that the others
+ * tell a rank the launcher stopped from the one that died and made it stop. */
+static volatile pid_t *tomb;
+static size_t tomb_bytes;
 
-static const int handled[] = {SIGTERM, SIGINT, SIGUSR1};
+/* SIGPIPE: the launcher's output forwarding is gone (it is ending the job);
+ * SIGUSR1 stays last (loom_stop_arm installs it separately). */
+static const int handled[] = {SIGTERM, SIGINT, SIGPIPE, SIGUSR1};
 #define NHANDLED ((int)(sizeof handled / sizeof *handled))
 static struct sigaction previous[NHANDLED];
+
+/* Crashes, taken only with ULFM on: Open MPI 5's launcher in that mode does
+ * not count a rank that died of a signal in its exit status (when every rank
+ * did, mpirun exits 0), and its I/O and failure handling can crash after a
+ * failure. A crash there becomes a message, a backtrace and exit 128 + signal. */
+static const int crashes[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+#define NCRASHES ((int)(sizeof crashes / sizeof *crashes))
+static struct sigaction crash_previous[NCRASHES];
+static volatile sig_atomic_t crash_installed;
 
 /* ------------------------------------------------------------------ async-signal-safe helpers */
 
@@ -87,6 +105,13 @@ static int pid_gone(pid_t pid)
     for (char *p = st; *p; p++)
         if (*p == ')') rp = p;
     return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+/* Did local peer i die (rather than end on a signal as the launcher stopped the job)? */
+static int peer_died(int i)
+{
+    if (tomb && tomb[peer_start[i]] == peer_pid[i]) return 0;
+    return pid_gone(peer_pid[i]);
 }
 
 /* Remove a file, or a directory tree (bounded depth), with system calls only. */
@@ -138,6 +163,7 @@ static const char *signame(int sig)
     return sig == SIGTERM   ? "SIGTERM"
            : sig == SIGINT  ? "SIGINT"
            : sig == SIGUSR1 ? "SIGUSR1"
+           : sig == SIGPIPE ? "SIGPIPE"
                             : "a signal";
 }
 
@@ -148,8 +174,9 @@ static void end_on_signal(int sig)
     char msg[2048];
     size_t at = 0;
     int dead = -1;
+    if (tomb) tomb[me_start] = getpid();
     for (int i = 0; i < npeers && dead < 0; i++)
-        if (pid_gone(peer_pid[i])) dead = i;
+        if (peer_died(i)) dead = i;
     if (local_speaker() == me_start) {
         if (dead >= 0) {
             at = put_str(msg, at, sizeof msg, "loom: error: ");
@@ -163,7 +190,7 @@ static void end_on_signal(int sig)
             at = put_str(msg, at, sizeof msg,
                          ") died and the launcher stopped the job (this MPI has no ULFM to go on "
                          "without it); no output was written; ");
-        } else if (me_start == 0) {
+        } else if (me_start == 0 && sig != SIGPIPE) { /* a closed pipe needs no words */
             at = put_str(msg, at, sizeof msg, "loom: error: stopped by ");
             at = put_str(msg, at, sizeof msg, signame(sig));
             at = put_str(msg, at, sizeof msg,
@@ -190,17 +217,70 @@ static void on_signal(int sig)
 {
     int dead = 0;
     for (int i = 0; i < npeers && !dead; i++)
-        dead = pid_gone(peer_pid[i]);
+        dead = peer_died(i);
     /* A run that can checkpoint stops at its next safe point, unless a rank
      * here died: then the job is broken and the launcher is ending it. */
-    if (armed && !dead) {
+    if (armed && !dead && sig != SIGPIPE) {
         if (!stop_sig) stop_sig = sig;
         return;
     }
     end_on_signal(sig);
 }
 
+static void on_crash(int sig)
+{
+    char msg[512];
+    size_t at = put_str(msg, 0, sizeof msg, "loom: error: rank ");
+    at = put_int(msg, at, sizeof msg, me_start);
+    at = put_str(msg, at, sizeof msg, " (pid ");
+    at = put_int(msg, at, sizeof msg, (long long)getpid());
+    at = put_str(msg, at, sizeof msg, " on ");
+    at = put_str(msg, at, sizeof msg, my_host);
+    at = put_str(msg, at, sizeof msg, ") crashed (signal ");
+    at = put_int(msg, at, sizeof msg, sig);
+    at = put_str(msg, at, sizeof msg, "); its temporaries are removed; backtrace:\n");
+    ssize_t w = write(STDERR_FILENO, msg, at);
+    (void)w;
+    void *frames[32];
+    int n = backtrace(frames, 32);
+    backtrace_symbols_fd(frames, n, STDERR_FILENO);
+    remove_temps();
+    _exit(128 + sig);
+}
+
 /* ------------------------------------------------------------------ the interface */
+
+/* Map the host's tombstones: a POSIX shared memory object named after the
+ * lowest start rank here and its pid, opened by every rank on the host and
+ * unlinked by that rank once all have it (the mapping outlives the name).
+ * Without it (no /dev/shm) a rank the launcher stopped may be named as the dead
+ * one; nothing else changes. Collective over the context's communicator. */
+static void map_tombstones(loom_ctx_t *ctx)
+{
+    int low = me_start;
+    pid_t low_pid = getpid();
+    for (int i = 0; i < npeers; i++)
+        if (peer_start[i] < low) {
+            low = peer_start[i];
+            low_pid = peer_pid[i];
+        }
+    char name[96];
+    snprintf(name, sizeof name, "/loom-tomb-%d-%lld", low, (long long)low_pid);
+    int fd = npeers ? shm_open(name, O_RDWR | O_CREAT, 0600) : -1;
+    size_t bytes = (size_t)ctx->start_size * sizeof *tomb;
+    if (fd >= 0) {
+        if (ftruncate(fd, (off_t)bytes) == 0) {
+            void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (p != MAP_FAILED) {
+                tomb = p;
+                tomb_bytes = bytes;
+            }
+        }
+        close(fd);
+    }
+    (void)MPI_Barrier(ctx->comm); /* a failure here only costs the tombstones */
+    if (fd >= 0 && low == me_start) shm_unlink(name);
+}
 
 loom_status_t loom_signals_install(loom_ctx_t *ctx)
 {
@@ -219,6 +299,7 @@ loom_status_t loom_signals_install(loom_ctx_t *ctx)
             peer_pid[npeers] = (pid_t)ctx->peers[r].pid;
             npeers++;
         }
+    map_tombstones(ctx);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -230,6 +311,18 @@ loom_status_t loom_signals_install(loom_ctx_t *ctx)
         /* SIGUSR1 is only taken while a run is armed (see loom_stop_arm) */
         if (handled[i] == SIGUSR1) continue;
         sigaction(handled[i], &sa, &previous[i]);
+    }
+    if (ctx->ft) {
+        void *frame[1];
+        backtrace(frame, 1); /* loads libgcc now, not in the handler */
+        struct sigaction ca;
+        memset(&ca, 0, sizeof ca);
+        ca.sa_handler = on_crash;
+        sigemptyset(&ca.sa_mask);
+        ca.sa_flags = SA_RESETHAND | SA_NODEFER;
+        for (int i = 0; i < NCRASHES; i++)
+            sigaction(crashes[i], &ca, &crash_previous[i]);
+        crash_installed = 1;
     }
     installed = 1;
     return LOOM_OK;
@@ -243,6 +336,12 @@ void loom_signals_restore(void)
     if (armed) sigaction(SIGUSR1, &previous[NHANDLED - 1], NULL);
     armed = 0;
     installed = 0;
+    if (crash_installed)
+        for (int i = 0; i < NCRASHES; i++)
+            sigaction(crashes[i], &crash_previous[i], NULL);
+    crash_installed = 0;
+    if (tomb) munmap((void *)tomb, tomb_bytes);
+    tomb = NULL;
 }
 
 void loom_stop_arm(loom_ctx_t *ctx, int on)
