@@ -232,12 +232,18 @@ out:
 
 /* Read (or write) `count` elements from `start` of a 1-D dataset, collectively
  * over `comm`, in rounds of H5_ROUND; ranks with fewer elements select none in
- * the rounds they do not need. Returns <0 when a transfer failed here. */
-static int slab_rounds(MPI_Comm comm, hid_t did, hid_t memtype, hid_t dxpl, uint64_t start,
-                       uint64_t count, void *buf, size_t elem, int writing)
+ * the rounds they do not need. Returns -1 when a transfer failed here, -2 when
+ * agreeing on the rounds failed (recorded in ctx; *mst gets its status). */
+static int slab_rounds(loom_ctx_t *ctx, MPI_Comm comm, hid_t did, hid_t memtype, hid_t dxpl,
+                       uint64_t start, uint64_t count, void *buf, size_t elem, int writing,
+                       loom_status_t *mst)
 {
     uint64_t mine = (count + H5_ROUND - 1) / H5_ROUND, rounds = 0;
-    MPI_Allreduce(&mine, &rounds, 1, MPI_UINT64_T, MPI_MAX, comm);
+    int e = MPI_Allreduce(&mine, &rounds, 1, MPI_UINT64_T, MPI_MAX, comm);
+    if (e != MPI_SUCCESS) {
+        *mst = loom_error_mpi(ctx, e, "MPI_Allreduce (HDF5 rounds)", __FILE__, __LINE__);
+        return -2;
+    }
     hid_t fs = H5Dget_space(did);
     int rc = fs < 0 ? -1 : 0;
     for (uint64_t r = 0; r < rounds; r++) {
@@ -300,14 +306,17 @@ static loom_status_t read_slab(loom_ctx_t *ctx, MPI_Comm comm, const char *path,
 {
     hid_t did = H5Dopen2(h->gid, name, H5P_DEFAULT);
     int rc = -1;
+    loom_status_t mst = LOOM_OK;
     if (did >= 0) {
-        rc = slab_rounds(comm, did, memtype, h->dxpl, start, count, buf, elem, 0);
+        rc = slab_rounds(ctx, comm, did, memtype, h->dxpl, start, count, buf, elem, 0, &mst);
         H5Dclose(did);
     } else {
         /* Stay in step with the ranks that did open it. */
         uint64_t mine = 0, rounds = 0;
-        MPI_Allreduce(&mine, &rounds, 1, MPI_UINT64_T, MPI_MAX, comm);
+        int e = MPI_Allreduce(&mine, &rounds, 1, MPI_UINT64_T, MPI_MAX, comm);
+        if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Allreduce", __FILE__, __LINE__);
     }
+    if (rc == -2) return mst;
     if (rc < 0)
         return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: reading /graph/%s failed (truncated file?)", path,
                           name);
@@ -531,7 +540,11 @@ loom_status_t loom_read_h5(loom_ctx_t *ctx, const char *path, loom_read_result_t
         loom_h5_quiet_end(&q);
         return st;
     }
-    MPI_Bcast(&meta, H5_META_WORDS, MPI_UINT64_T, 0, comm);
+    int be = MPI_Bcast(&meta, H5_META_WORDS, MPI_UINT64_T, 0, comm);
+    if (be != MPI_SUCCESS) {
+        loom_h5_quiet_end(&q);
+        return loom_error_mpi(ctx, be, "MPI_Bcast", __FILE__, __LINE__);
+    }
     h5_read_t h;
     st = h5_read_open(ctx, comm, path, &h);
     st = loom_agree(ctx, comm, st);
@@ -566,9 +579,14 @@ loom_status_t loom_h5_write_column(loom_ctx_t *ctx, MPI_Comm comm, const char *p
     if (did < 0 || dxpl < 0)
         st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create dataset %s", path, name);
     /* Creation is collective and fails alike everywhere, so ranks stay in step. */
-    if (st == LOOM_OK &&
-        slab_rounds(comm, did, mtype, dxpl, start, count, (void *)buf, elem, 1) < 0)
-        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: writing dataset %s failed", path, name);
+    if (st == LOOM_OK) {
+        loom_status_t mst = LOOM_OK;
+        int rc = slab_rounds(ctx, comm, did, mtype, dxpl, start, count, (void *)buf, elem, 1, &mst);
+        if (rc == -2)
+            st = mst;
+        else if (rc < 0)
+            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: writing dataset %s failed", path, name);
+    }
     if (dxpl >= 0) H5Pclose(dxpl);
     if (did >= 0) H5Dclose(did);
     if (dcpl >= 0) H5Pclose(dcpl);

@@ -98,8 +98,9 @@ loom_status_t loom_read_mtx(loom_ctx_t *ctx, const char *path, loom_read_result_
     loom_text_chunk_free(&chunk);
     st = loom_agree(ctx, comm, st);
     uint64_t mine = e.count, total = 0;
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(ctx, st, MPI_Allreduce(&mine, &total, 1, MPI_UINT64_T, MPI_SUM, comm));
     if (st == LOOM_OK) {
-        MPI_Allreduce(&mine, &total, 1, MPI_UINT64_T, MPI_SUM, comm);
         if (total != h.nnz)
             st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT,
                             "%s: the size line declares %llu entries but the file has %llu", path,

@@ -199,10 +199,15 @@ loom_status_t loom_read_edgelist(loom_ctx_t *ctx, const char *path, loom_read_re
         return st;
     }
 
-    uint64_t first[2], count = l.count, total = 0, max_id = l.max_id, gmax = 0, n = 0;
-    MPI_Allreduce(l.first_line_cols, first, 2, MPI_UINT64_T, MPI_MIN, comm);
-    MPI_Allreduce(&count, &total, 1, MPI_UINT64_T, MPI_SUM, comm);
-    MPI_Allreduce(&max_id, &gmax, 1, MPI_UINT64_T, MPI_MAX, comm);
+    uint64_t first[2] = {LOOM_NO_LINE, LOOM_NO_LINE}, count = l.count, total = 0, max_id = l.max_id,
+             gmax = 0, n = 0;
+    LOOM_MPI_KEEP(ctx, st, MPI_Allreduce(l.first_line_cols, first, 2, MPI_UINT64_T, MPI_MIN, comm));
+    LOOM_MPI_KEEP(ctx, st, MPI_Allreduce(&count, &total, 1, MPI_UINT64_T, MPI_SUM, comm));
+    LOOM_MPI_KEEP(ctx, st, MPI_Allreduce(&max_id, &gmax, 1, MPI_UINT64_T, MPI_MAX, comm));
+    if (st != LOOM_OK) {
+        loom_parsed_edges_free(&l);
+        return st;
+    }
     if (first[0] != LOOM_NO_LINE && first[1] != LOOM_NO_LINE) {
         /* Every rank computes the same message from the reduced line numbers. */
         int late = first[0] > first[1] ? 0 : 1; /* index of the column count seen later */

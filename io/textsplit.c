@@ -199,7 +199,11 @@ loom_status_t loom_text_write_ordered(loom_ctx_t *ctx, MPI_Comm comm, const char
         return st;
     }
     MPI_Comm_rank(comm, &rank);
-    MPI_Exscan(&total, &base, 1, MPI_UINT64_T, MPI_SUM, comm);
+    int xe = MPI_Exscan(&total, &base, 1, MPI_UINT64_T, MPI_SUM, comm);
+    if (xe != MPI_SUCCESS) {
+        free(buf);
+        return loom_error_mpi(ctx, xe, "MPI_Exscan", __FILE__, __LINE__);
+    }
     if (rank == 0) base = 0;
     MPI_File fh;
     int e = MPI_File_open(comm, path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
@@ -231,7 +235,11 @@ loom_status_t loom_text_write_ordered(loom_ctx_t *ctx, MPI_Comm comm, const char
         /* Every rank takes part in every round's collective write, with
          * nothing to write once its text is out. */
         uint64_t mine[2] = {st != LOOM_OK, !done}, all[2] = {0, 0};
-        MPI_Allreduce(mine, all, 2, MPI_UINT64_T, MPI_SUM, comm);
+        e = MPI_Allreduce(mine, all, 2, MPI_UINT64_T, MPI_SUM, comm);
+        if (e != MPI_SUCCESS) {
+            st = loom_error_mpi(ctx, e, "MPI_Allreduce", __FILE__, __LINE__);
+            break;
+        }
         if (all[0]) break;
         MPI_Status mst;
         e = MPI_File_write_at_all(fh, (MPI_Offset)(base + written), buf, (int)len, MPI_BYTE, &mst);

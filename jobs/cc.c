@@ -71,14 +71,17 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         if (!lab) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for the labels");
     }
     st = loom_agree(ctx, loom_comm(ctx), st);
+    uint64_t roots = 0, all = 0;
     if (st == LOOM_OK) {
         const uint64_t *l = loom_pregel_values(pg);
-        uint64_t roots = 0, all = 0;
         for (uint64_t i = 0; i < nloc; i++) {
             lab[i] = (double)l[i]; /* exact below 2^53 */
             roots += l[i] == g->lo + i;
         }
-        MPI_Reduce(&roots, &all, 1, MPI_UINT64_T, MPI_SUM, 0, loom_comm(ctx));
+        LOOM_MPI_KEEP(ctx, st,
+                      MPI_Reduce(&roots, &all, 1, MPI_UINT64_T, MPI_SUM, 0, loom_comm(ctx)));
+    }
+    if (st == LOOM_OK) {
         loom_summary_int(ctx, "components", (int64_t)all);
         loom_log(ctx, LOOM_LOG_INFO, "cc: %llu components", (unsigned long long)all);
     }

@@ -149,7 +149,7 @@ static loom_status_t print_top(loom_ctx_t *ctx, const loom_graph_t *g, const dou
     st = loom_agree(ctx, loom_comm(ctx), st);
     if (st != LOOM_OK) goto out;
     int len = (int)local_top(x, g->lo, loom_graph_local_vertices(g), k, mine) * (int)sizeof *mine;
-    MPI_Gather(&len, 1, MPI_INT, cnt, 1, MPI_INT, 0, loom_comm(ctx));
+    LOOM_MPI_GOTO(ctx, st, MPI_Gather(&len, 1, MPI_INT, cnt, 1, MPI_INT, 0, loom_comm(ctx)), out);
     int total = 0;
     if (loom_is_master(ctx)) {
         for (int r = 0; r < size; r++) {
@@ -161,7 +161,9 @@ static loom_status_t print_top(loom_ctx_t *ctx, const loom_graph_t *g, const dou
     }
     st = loom_agree(ctx, loom_comm(ctx), st);
     if (st != LOOM_OK) goto out;
-    MPI_Gatherv(mine, len, MPI_BYTE, all, cnt, cnt + size, MPI_BYTE, 0, loom_comm(ctx));
+    LOOM_MPI_GOTO(
+        ctx, st,
+        MPI_Gatherv(mine, len, MPI_BYTE, all, cnt, cnt + size, MPI_BYTE, 0, loom_comm(ctx)), out);
     if (loom_is_master(ctx)) {
         size_t n = (size_t)total / sizeof *all;
         qsort(all, n, sizeof *all, cmp_scored);
@@ -225,12 +227,14 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     }
     double secs = loom_wtime() - t0;
     const double *x = st == LOOM_OK ? loom_pregel_values(pg) : NULL;
+    double loc = 0.0, sum = 0.0;
     if (st == LOOM_OK) {
-        double loc = 0.0, sum = 0.0;
         for (uint64_t i = 0; i < loom_graph_local_vertices(g); i++)
             loc += x[i];
-        MPI_Reduce(&loc, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, loom_comm(ctx));
-        MPI_Bcast(&p.done, 1, MPI_INT64_T, 0, loom_comm(ctx));
+        LOOM_MPI_KEEP(ctx, st, MPI_Reduce(&loc, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, loom_comm(ctx)));
+        LOOM_MPI_KEEP(ctx, st, MPI_Bcast(&p.done, 1, MPI_INT64_T, 0, loom_comm(ctx)));
+    }
+    if (st == LOOM_OK) {
         loom_summary_int(ctx, "iterations", p.done);
         loom_summary_double(ctx, "residual", p.residual);
         loom_summary_double(ctx, "score_sum", sum);

@@ -89,16 +89,19 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         loom_timer_stop(ctx, "sssp");
     }
     const double *dist = st == LOOM_OK ? loom_pregel_values(pg) : NULL;
+    double loc[2] = {0, 0}, glob[2] = {0, 0}; /* reached, max distance */
+    double far = 0;
     if (st == LOOM_OK) {
-        double loc[2] = {0, 0}, glob[2] = {0, 0}; /* reached, -max distance */
-        double far = 0;
         for (uint64_t i = 0; i < loom_graph_local_vertices(g); i++)
             if (isfinite(dist[i])) {
                 loc[0] += 1;
                 if (dist[i] > far) far = dist[i];
             }
-        MPI_Reduce(loc, glob, 1, MPI_DOUBLE, MPI_SUM, 0, loom_comm(ctx));
-        MPI_Reduce(&far, &glob[1], 1, MPI_DOUBLE, MPI_MAX, 0, loom_comm(ctx));
+        LOOM_MPI_KEEP(ctx, st, MPI_Reduce(loc, glob, 1, MPI_DOUBLE, MPI_SUM, 0, loom_comm(ctx)));
+        LOOM_MPI_KEEP(ctx, st,
+                      MPI_Reduce(&far, &glob[1], 1, MPI_DOUBLE, MPI_MAX, 0, loom_comm(ctx)));
+    }
+    if (st == LOOM_OK) {
         loom_summary_int(ctx, "source", (int64_t)source);
         loom_summary_int(ctx, "reached", (int64_t)glob[0]);
         loom_summary_double(ctx, "max_distance", glob[1]);

@@ -65,8 +65,9 @@ loom_status_t loom_scratch_begin(loom_ctx_t *ctx, MPI_Comm comm, const char *bas
                                  loom_scratch_t **s);
 const char *loom_scratch_path(const loom_scratch_t *s);
 /* Collective: once every rank is done with it, rank 0 removes the directory
- * and all in it. Accepts NULL and *s == NULL; sets *s to NULL. */
-void loom_scratch_end(loom_ctx_t *ctx, loom_scratch_t **s);
+ * and all in it (also when the barrier fails: its error is returned).
+ * Accepts NULL and *s == NULL; sets *s to NULL. */
+loom_status_t loom_scratch_end(loom_ctx_t *ctx, loom_scratch_t **s);
 
 #ifdef __cplusplus
 }

@@ -248,7 +248,7 @@ void loom_run_free(loom_run_t *r);
 /* Remove spill directories and files in `base` of jobs on this host that are
  * gone (`loom-<host>-<pid>-*` with a dead pid); rank 0 says how many.
  * Collective over the job communicator (each rank sweeps its own base). */
-void loom_spill_sweep(loom_ctx_t *ctx, const char *base);
+loom_status_t loom_spill_sweep(loom_ctx_t *ctx, const char *base);
 
 /* ------------------------------------------------------------------ readers and merging */
 

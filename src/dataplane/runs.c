@@ -164,7 +164,7 @@ void loom_run_free(loom_run_t *r)
     memset(r, 0, sizeof *r);
 }
 
-void loom_spill_sweep(loom_ctx_t *ctx, const char *dir)
+loom_status_t loom_spill_sweep(loom_ctx_t *ctx, const char *dir)
 {
     const char *host = loom_hostname(ctx);
     size_t hl = strlen(host);
@@ -190,11 +190,13 @@ void loom_spill_sweep(loom_ctx_t *ctx, const char *dir)
         closedir(d);
     }
     long long total = removed;
-    MPI_Reduce(&removed, &total, 1, MPI_LONG_LONG, MPI_SUM, 0, loom_comm(ctx));
+    int e = MPI_Reduce(&removed, &total, 1, MPI_LONG_LONG, MPI_SUM, 0, loom_comm(ctx));
+    if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Reduce", __FILE__, __LINE__);
     if (total > 0)
         loom_log(ctx, LOOM_LOG_WARN,
-                 "removed %lld spill file(s) in %s left by earlier jobs on this host that are gone",
+                 "removed %lld spill file(s) in %s left by processes on this host that are gone",
                  total, dir);
+    return LOOM_OK;
 }
 
 /* ------------------------------------------------------------------ readers */
@@ -411,15 +413,17 @@ const char *loom_scratch_path(const loom_scratch_t *s)
     return s ? s->path : NULL;
 }
 
-void loom_scratch_end(loom_ctx_t *ctx, loom_scratch_t **ps)
+loom_status_t loom_scratch_end(loom_ctx_t *ctx, loom_scratch_t **ps)
 {
-    if (!ps || !*ps) return;
+    if (!ps || !*ps) return LOOM_OK;
     loom_scratch_t *s = *ps;
-    /* everyone has finished with it (a failed barrier means the job is
-     * ending anyway: remove it all the same) */
-    MPI_Barrier(s->job_comm ? loom_comm(ctx) : s->comm);
+    /* everyone has finished with it; if the barrier fails the job is ending
+     * anyway, and the directory goes all the same */
+    loom_status_t st = LOOM_OK;
+    LOOM_MPI_KEEP(ctx, st, MPI_Barrier(s->job_comm ? loom_comm(ctx) : s->comm));
     loom_spill_dir_remove(ctx, &s->dir);
     free(s->path);
     free(s);
     *ps = NULL;
+    return st;
 }

@@ -137,12 +137,13 @@ static loom_status_t write_h5(loom_ctx_t *ctx, const loom_graph_t *g, const char
     loom_h5_quiet_begin(&q);
     loom_status_t st = LOOM_OK;
     uint64_t arcs = loom_graph_local_arcs(g), base = 0;
-    MPI_Exscan(&arcs, &base, 1, MPI_UINT64_T, MPI_SUM, comm);
+    LOOM_MPI_KEEP(ctx, st, MPI_Exscan(&arcs, &base, 1, MPI_UINT64_T, MPI_SUM, comm));
     if (rank == 0) base = 0;
     const char *tmp = loom_output_path(out);
     hid_t fid = loom_h5_create_parallel(comm, tmp), gid = -1;
     if (fid >= 0) gid = H5Gcreate2(fid, "/graph", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (gid < 0) st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create the HDF5 file", path);
+    if (gid < 0 && st == LOOM_OK)
+        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create the HDF5 file", path);
     st = loom_agree(ctx, comm, st);
     if (st == LOOM_OK) {
         uint64_t n = g->num_vertices, m = g->num_arcs;

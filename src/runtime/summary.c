@@ -102,31 +102,40 @@ static void json_string(FILE *out, const char *s)
 }
 
 /* The union of every rank's phase names, in order of first appearance by
- * rank, as one '\n'-joined string (rank 0 keeps it; others get it too). */
-static char *phase_union(loom_ctx_t *ctx, int *count)
+ * rank, as NUL-separated names ending with an empty one (every rank gets it).
+ * Collective; agrees on failure. */
+static loom_status_t phase_union(loom_ctx_t *ctx, char **names, int *count)
 {
+    *names = NULL;
+    *count = 0;
     size_t len = 0;
     for (int i = 0; i < ctx->ntimers; i++)
         len += strlen(ctx->timers[i].name) + 1;
-    char *mine = malloc(len + 1), *p = mine;
-    if (!mine) return NULL;
-    for (int i = 0; i < ctx->ntimers; i++)
-        p += sprintf(p, "%s\n", ctx->timers[i].name);
-    *p = '\0';
-    int mylen = (int)len, *lens = malloc((size_t)ctx->size * sizeof *lens),
-        *displs = malloc((size_t)ctx->size * sizeof *displs);
-    char *all = NULL, *uni = NULL;
-    if (!lens || !displs) goto out;
-    MPI_Allgather(&mylen, 1, MPI_INT, lens, 1, MPI_INT, ctx->comm);
-    int total = 0;
-    for (int r = 0; r < ctx->size; r++)
-        displs[r] = total, total += lens[r];
-    all = malloc((size_t)total + 1);
-    uni = calloc((size_t)total + 2, 1);
-    if (!all || !uni) goto out;
-    MPI_Allgatherv(mine, mylen, MPI_CHAR, all, lens, displs, MPI_CHAR, ctx->comm);
+    char *mine = malloc(len + 1), *all = NULL, *uni = NULL;
+    int *lens = malloc((size_t)ctx->size * 2 * sizeof *lens), *displs = lens + ctx->size;
+    loom_status_t st = LOOM_OK;
+    if (!mine || !lens || len > INT32_MAX)
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory printing the summary");
+    for (int i = 0, at = 0; st == LOOM_OK && i < ctx->ntimers; i++)
+        at += sprintf(mine + at, "%s\n", ctx->timers[i].name);
+    st = loom_agree(ctx, ctx->comm, st);
+    if (st != LOOM_OK) goto out;
+    int mylen = (int)len;
+    LOOM_MPI_GOTO(ctx, st, MPI_Allgather(&mylen, 1, MPI_INT, lens, 1, MPI_INT, ctx->comm), out);
+    long long total = 0;
+    for (int r = 0; r < ctx->size; r++) {
+        displs[r] = (int)total;
+        total += lens[r];
+    }
+    all = total <= INT32_MAX ? malloc((size_t)total + 1) : NULL;
+    uni = all ? calloc((size_t)total + 2, 1) : NULL;
+    if (!all || !uni) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory printing the summary");
+    st = loom_agree(ctx, ctx->comm, st);
+    if (st != LOOM_OK) goto out;
+    LOOM_MPI_GOTO(ctx, st,
+                  MPI_Allgatherv(mine, mylen, MPI_CHAR, all, lens, displs, MPI_CHAR, ctx->comm),
+                  out);
     all[total] = '\0';
-    *count = 0;
     for (char *s = all; *s;) {
         char *nl = strchr(s, '\n');
         *nl = '\0';
@@ -144,26 +153,32 @@ static char *phase_union(loom_ctx_t *ctx, int *count)
         }
         s = nl + 1;
     }
+    *names = uni;
+    uni = NULL;
 out:
     free(mine);
     free(lens);
-    free(displs);
     free(all);
-    return uni;
+    free(uni);
+    return st;
 }
 
 loom_status_t loom_summary_print(loom_ctx_t *ctx, const char *command, loom_status_t status)
 {
     int nphase = 0;
-    char *names = phase_union(ctx, &nphase);
-    if (!names) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory printing the summary");
+    char *names = NULL;
+    LOOM_TRY(phase_union(ctx, &names, &nphase));
     double *v = calloc((size_t)nphase * 3 + 1, sizeof *v),
            *r = calloc((size_t)nphase * 3 + 1, sizeof *r);
     size_t rss = loom_peak_rss();
     unsigned long long rss64 = rss, *rss_all = calloc((size_t)ctx->size, sizeof *rss_all);
-    if (!v || !r || !rss_all) {
+    loom_status_t st = LOOM_OK;
+    if (!v || !r || !rss_all)
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory printing the summary");
+    st = loom_agree(ctx, ctx->comm, st);
+    if (st != LOOM_OK) {
         free(names), free(v), free(r), free(rss_all);
-        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory printing the summary");
+        return st;
     }
     int k = 0;
     for (char *u = names; *u; u += strlen(u) + 1, k++) {
@@ -172,9 +187,16 @@ loom_status_t loom_summary_print(loom_ctx_t *ctx, const char *command, loom_stat
         v[nphase + k] = t;                 /* sum */
         v[2 * nphase + k] = t > 0 ? 1 : 0; /* ranks that recorded time */
     }
-    MPI_Reduce(v, r, nphase, MPI_DOUBLE, MPI_MAX, 0, ctx->comm);
-    MPI_Reduce(v + nphase, r + nphase, 2 * nphase, MPI_DOUBLE, MPI_SUM, 0, ctx->comm);
-    MPI_Gather(&rss64, 1, MPI_UNSIGNED_LONG_LONG, rss_all, 1, MPI_UNSIGNED_LONG_LONG, 0, ctx->comm);
+    LOOM_MPI_KEEP(ctx, st, MPI_Reduce(v, r, nphase, MPI_DOUBLE, MPI_MAX, 0, ctx->comm));
+    LOOM_MPI_KEEP(
+        ctx, st, MPI_Reduce(v + nphase, r + nphase, 2 * nphase, MPI_DOUBLE, MPI_SUM, 0, ctx->comm));
+    LOOM_MPI_KEEP(ctx, st,
+                  MPI_Gather(&rss64, 1, MPI_UNSIGNED_LONG_LONG, rss_all, 1, MPI_UNSIGNED_LONG_LONG,
+                             0, ctx->comm));
+    if (st != LOOM_OK) {
+        free(names), free(v), free(r), free(rss_all);
+        return st;
+    }
 
     if (ctx->rank == 0) {
         unsigned long long rss_sum = 0;
