@@ -14,6 +14,7 @@
 
 #include "dataplane/dataplane.h"
 #include "io/io_internal.h"
+#include "pregel/ckpt_check.h"
 #include "kernels/hash.h"
 
 /* Layout (docs/FORMATS.md): DIR/ckpt-S/ is the complete checkpoint of superstep S:
@@ -31,8 +32,6 @@
 
 #define CKPT_FORMAT 2
 #define CKPT_PREFIX "ckpt-"
-#define MAX_SUPERSTEP ((int64_t)1 << 50)
-#define MAX_PARTS (1 << 24)
 #define PROG_LEN 64
 #define PARAMS_LEN 512
 
@@ -516,7 +515,7 @@ static loom_status_t read_meta(loom_pregel_t *pg, const char *dir, meta_t *m, ui
         st = corrupt(ctx, path, "the program or graph identity is missing");
     if (st == LOOM_OK && m->format != CKPT_FORMAT)
         st = corrupt(ctx, path, "an unknown checkpoint format");
-    if (st == LOOM_OK && (m->superstep < 0 || m->superstep > MAX_SUPERSTEP)) {
+    if (st == LOOM_OK && (m->superstep < 0 || m->superstep > LOOM_CKPT_MAX_SUPERSTEP)) {
         char why[96];
         snprintf(why, sizeof why, "superstep %lld is out of range", (long long)m->superstep);
         st = corrupt(ctx, path, why);
@@ -551,8 +550,8 @@ static loom_status_t read_meta(loom_pregel_t *pg, const char *dir, meta_t *m, ui
                         "%s: a checkpoint of another run (value %lld bytes, message %lld bytes, "
                         "%lld aggregators)",
                         dir, (long long)m->vsz, (long long)m->msz, (long long)m->naggs);
-    if (st == LOOM_OK && (m->nparts < (m->n > 0) || m->nparts > MAX_PARTS || m->nparts > m->n + 1))
-        st = corrupt(ctx, path, "the number of parts is out of range");
+    const char *why = st == LOOM_OK ? loom_ckpt_check_ranges(m->superstep, m->nparts, m->n) : NULL;
+    if (why) st = corrupt(ctx, path, why);
     hid_t d = -1;
     if (st == LOOM_OK && m->naggs > 0) {
         if (ds_open(f, "aggs", (uint64_t)m->naggs, H5T_FLOAT, 8, &d) < 0 ||
@@ -576,16 +575,8 @@ static loom_status_t read_meta(loom_pregel_t *pg, const char *dir, meta_t *m, ui
         if (d >= 0) H5Dclose(d);
         d = -1;
     }
-    /* the parts tile [0, n) in order */
-    uint64_t at = 0;
-    for (uint64_t k = 0; st == LOOM_OK && k < np; k++) {
-        uint64_t lo = (*parts)[k], hi = (*parts)[np + k];
-        if (lo != at || hi <= lo || hi > (uint64_t)m->n)
-            st = corrupt(ctx, path, "the parts do not tile the vertices");
-        at = hi;
-    }
-    if (st == LOOM_OK && at != (uint64_t)m->n)
-        st = corrupt(ctx, path, "the parts do not tile the vertices");
+    why = st == LOOM_OK ? loom_ckpt_check_parts(*parts, *parts + np, m->nparts, m->n) : NULL;
+    if (why) st = corrupt(ctx, path, why);
     H5Fclose(f);
     if (st != LOOM_OK) {
         free(*parts);
@@ -603,9 +594,10 @@ static loom_status_t read_part(loom_pregel_t *pg, const char *dir, uint64_t k, u
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/part-%05llu.h5", dir, (unsigned long long)k);
     uint64_t pn = phi - plo, vbytes, mbytes;
-    if (__builtin_mul_overflow(pn, (uint64_t)pg->vsz, &vbytes) ||
-        __builtin_mul_overflow(pm, (uint64_t)pg->msz, &mbytes))
-        return corrupt(ctx, path, "sizes overflow");
+    const char *why = loom_ckpt_bytes(pn, (uint64_t)pg->vsz, &vbytes);
+    if (!why) why = loom_ckpt_bytes(pm, (uint64_t)pg->msz, &mbytes);
+    if (!why) why = loom_ckpt_bytes(pm, (uint64_t)pg->rsz, &(uint64_t){0});
+    if (why) return corrupt(ctx, path, why);
     if (H5Fis_hdf5(path) <= 0) return corrupt(ctx, path, "missing, or not an HDF5 file");
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return corrupt(ctx, path, "cannot be opened (truncated?)");
@@ -633,20 +625,11 @@ static loom_status_t read_part(loom_pregel_t *pg, const char *dir, uint64_t k, u
     }
     if (st == LOOM_OK && ds_read(dc, H5T_NATIVE_UINT64, 0, b - plo, mc) < 0)
         st = corrupt(ctx, path, "cannot read /msg_count");
-    int combined = pg->prog.combiner != LOOM_COMBINE_NONE;
-    for (uint64_t i = 0; st == LOOM_OK && i < b - plo; i++) {
-        uint64_t c = mc[i];
-        if ((combined && c > 1) || c > pm || (i < from ? first : mine) > pm - c) {
-            st = corrupt(ctx, path, "/msg_count does not add up to the manifest's messages");
-            break;
-        }
-        if (i < from)
-            first += c;
-        else
-            mine += c;
-    }
-    if (st == LOOM_OK && first + mine > pm)
-        st = corrupt(ctx, path, "/msg_count does not add up to the manifest's messages");
+    why = st == LOOM_OK
+              ? loom_ckpt_sum_counts(mc, b - plo, from, pm, pg->prog.combiner != LOOM_COMBINE_NONE,
+                                     &first, &mine)
+              : NULL;
+    if (why) st = corrupt(ctx, path, why);
     uint8_t *data = NULL;
     if (st == LOOM_OK && mine) {
         size_t rsz = pg->rsz;
