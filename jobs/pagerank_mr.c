@@ -338,7 +338,9 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
                          .memory = loom_opt_size(opts, "memory"),
                          .spill_dir = sd,
                          .fault = loom_opt_string(opts, "inject-fault")};
+    /* the state's partition count stays as it started, even if a worker dies */
     int nparts = job.reducers > 0 ? job.reducers : loom_num_workers(ctx);
+    job.reducers = nparts;
     int64_t done = 0;
     double residual = 0, sum = 0, t0 = loom_wtime();
     int64_t shuffled = 0;
@@ -358,13 +360,14 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         if (st != LOOM_OK) break;
         shuffled += res.shuffle_bytes;
         double loc[3] = {p.residual, p.next_dang, p.score_sum}, glob[3];
-        LOOM_MPI(ctx, MPI_Allreduce(loc, glob, 3, MPI_DOUBLE, MPI_SUM, comm));
+        /* the job's communicator after loom_mr_run, which may have shrunk it */
+        LOOM_MPI(ctx, MPI_Allreduce(loc, glob, 3, MPI_DOUBLE, MPI_SUM, loom_comm(ctx)));
         residual = glob[0];
         p.dang = glob[1];
         sum = glob[2];
         done++;
         if (loom_is_master(ctx)) remove_dir(cur);
-        LOOM_MPI(ctx, MPI_Barrier(comm));
+        LOOM_MPI(ctx, MPI_Barrier(loom_comm(ctx)));
         memcpy(cur, next, sizeof cur);
         loom_log(ctx, LOOM_LOG_INFO, "pagerank-mr: iteration %lld, residual %.3g", (long long)done,
                  residual);
@@ -386,10 +389,12 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
                  "pagerank-mr: %lld iterations, residual %.3g, sum %.12g, %.3f s", (long long)done,
                  residual, sum, secs);
     }
+    /* a worker died and the job shrank: the vertex ranges to write are the survivors' */
+    if (st == LOOM_OK && out && g->nparts != loom_size(ctx)) st = loom_graph_rebuild(ctx, g);
     if (st == LOOM_OK && out) {
         double *x = calloc(loom_graph_local_vertices(g) + 1, sizeof *x);
         st = x ? LOOM_OK : LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-        st = loom_agree(ctx, comm, st);
+        st = loom_agree(ctx, loom_comm(ctx), st);
         if (st == LOOM_OK) st = read_scores(ctx, g, cur, nparts, x);
         loom_timer_start(ctx, "write");
         if (st == LOOM_OK) st = loom_write_vertex_values(ctx, g, out, "pagerank", x);
@@ -398,7 +403,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     }
     int64_t k = loom_opt_int(opts, "top");
     if (st == LOOM_OK && k > 0) st = print_top(ctx, cur, nparts, g->num_vertices, (size_t)k);
-    loom_scratch_end(ctx, &scratch);
+    loom_status_t es = loom_scratch_end(ctx, &scratch);
+    if (st == LOOM_OK) st = es;
     free(p.line);
     loom_graph_destroy(&g);
     return st;

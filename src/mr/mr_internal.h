@@ -108,6 +108,10 @@ struct mr_engine {
     /* master's fault-tolerance counters */
     int64_t reexecuted, lost_workers, backups_run, backups_won;
     int64_t map_done; /* map tasks this rank completed (for kill:R@map:N) */
+    /* a worker: the tasks whose output it committed into its store (the
+     * truth a recovery rebuilds the master's table from) */
+    int64_t *committed;
+    int64_t ncommitted;
 };
 
 /* Partition of a key whose hash is `h`. */
@@ -238,8 +242,11 @@ void mr_parts_remove(const char *dir, int nparts);
  * tasks, done ones included, go to the others; the phase ends when every task
  * is done by a live worker. */
 loom_status_t mr_map_phase(mr_engine_t *eng, mr_store_t *acc);
-/* Master: tasks done by any of the `n` start ranks in `dead` become idle
- * again (their output died with them). Returns how many. */
-int64_t mr_map_requeue(mr_engine_t *eng, const int *dead, int n);
+/* After a recovery, collective over the survivors: the master's task table is
+ * rebuilt from what the workers committed (a task is done iff a live worker
+ * holds its output; every other task, the dead's and any whose commit was lost
+ * in flight, is idle again). Returns on the master how many tasks were done
+ * before and are idle now. */
+loom_status_t mr_map_reconcile(mr_engine_t *eng, int64_t *again);
 
 #endif

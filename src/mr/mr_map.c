@@ -228,7 +228,7 @@ static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc)
     mr_store_t *stage = &mp.stage;
     loom_status_t st = LOOM_OK;
     int64_t recs = 0, pairs = 0;
-    int64_t pending_recs = 0, pending_pairs = 0;
+    int64_t pending_recs = 0, pending_pairs = 0, staged = -1;
     int slow =
         loom_fault_here(ctx, &eng->fault, LOOM_PHASE_MAP) && eng->fault.kind == LOOM_FAULT_SLOW;
     loom_fault_point(ctx, &eng->fault, LOOM_PHASE_MAP, 0);
@@ -239,6 +239,7 @@ static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc)
         if (msg[0] == M_CANCEL) continue; /* crossed our DONE: the reply says discard */
         if (msg[1] == 1) {
             LOOM_TRY_GOTO(st, mr_store_merge(acc, stage), out);
+            eng->committed[eng->ncommitted++] = staged;
             eng->counts.input_records += pending_recs;
             eng->counts.map_pairs += pending_pairs;
         } else if (msg[1] == 0) {
@@ -266,6 +267,7 @@ static loom_status_t map_worker(mr_engine_t *eng, mr_store_t *acc)
         }
         /* kill:R@map:N dies here, its N-th task mapped but not reported */
         loom_fault_point(ctx, &eng->fault, LOOM_PHASE_MAP, ++eng->map_done);
+        staged = t;
         pending_recs = recs;
         pending_pairs = pairs;
         LOOM_TRY_GOTO(st, send_req(eng, W_DONE, t, recs, pairs), out);
@@ -427,8 +429,7 @@ static void lose_worker(master_t *m, int rank)
     if (!m->w[rank].alive) return;
     m->w[rank].alive = 0;
     m->w[rank].ended = 1;
-    m->live--;
-    eng->lost_workers++;
+    m->live--; /* eng->lost_workers counts it when the survivors recover (mr_run.c) */
     int start = loom_start_rank(ctx, rank);
     int64_t again = 0;
     for (int64_t t = 0; t < eng->ntasks; t++) {
@@ -458,20 +459,61 @@ static void lose_worker(master_t *m, int rank)
     }
 }
 
-int64_t mr_map_requeue(mr_engine_t *eng, const int *dead, int n)
+loom_status_t mr_map_reconcile(mr_engine_t *eng, int64_t *again)
 {
-    int64_t again = 0;
-    for (int64_t t = 0; t < eng->ntasks; t++) {
-        mr_taskstate_t *tk = &eng->ts[t];
-        for (int i = 0; i < n; i++)
-            if (tk->state == 2 && tk->done_by == dead[i]) {
-                tk->state = 0;
-                again++;
-            }
-        tk->ncopies = 0;
+    loom_ctx_t *ctx = eng->ctx;
+    MPI_Comm comm = loom_comm(ctx);
+    int size = loom_size(ctx), rank = loom_rank(ctx);
+    *again = 0;
+    int mine = loom_is_worker(ctx) && size > 1 ? (int)eng->ncommitted : 0;
+    int *counts = NULL, *displs = NULL;
+    int64_t *all = NULL;
+    loom_status_t st = LOOM_OK;
+    if (rank == 0) {
+        counts = calloc((size_t)size, sizeof *counts);
+        displs = calloc((size_t)size, sizeof *displs);
+        if (!counts || !displs) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
     }
-    eng->reexecuted += again;
-    return again;
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(ctx, st, MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, comm));
+    int64_t total = 0;
+    if (st == LOOM_OK && rank == 0) {
+        for (int r = 0; r < size; r++) {
+            displs[r] = (int)total;
+            total += counts[r];
+        }
+        all = malloc((size_t)(total ? total : 1) * sizeof *all);
+        if (!all) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    }
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(ctx, st,
+                      MPI_Gatherv(eng->committed, mine, MPI_INT64_T, all, counts, displs,
+                                  MPI_INT64_T, 0, comm));
+    if (st == LOOM_OK && rank == 0) {
+        int64_t before = 0;
+        for (int64_t t = 0; t < eng->ntasks; t++) {
+            before += eng->ts[t].state == 2;
+            eng->ts[t].state = 0;
+            eng->ts[t].ncopies = 0;
+        }
+        int64_t after = 0;
+        for (int r = 1; r < size; r++)
+            for (int i = 0; i < counts[r]; i++) {
+                int64_t t = all[displs[r] + i];
+                if (t < 0 || t >= eng->ntasks || eng->ts[t].state == 2) continue;
+                eng->ts[t].state = 2;
+                eng->ts[t].done_by = loom_start_rank(ctx, r);
+                after++;
+            }
+        *again = before > after ? before - after : 0;
+        eng->reexecuted += *again;
+    }
+    free(counts);
+    free(displs);
+    free(all);
+    return st;
 }
 
 static loom_status_t handle(master_t *m, int rank, const int64_t *msg)
@@ -591,13 +633,30 @@ static loom_status_t map_master(mr_engine_t *eng)
         if (!flag) {
             /* a receive from any source is still pending after a failure:
              * take it back and post it again once the dead are handled */
-            MPI_Cancel(&req);
-            MPI_Wait(&req, &s);
-            int cancelled = 0;
-            MPI_Test_cancelled(&s, &cancelled);
-            flag = !cancelled && !dead;
+            int e = MPI_SUCCESS, cancelled = 1;
+            /* a receive that completed in error is freed already */
+            if (req != MPI_REQUEST_NULL) {
+                e = MPI_Cancel(&req);
+                if (e == MPI_SUCCESS) e = MPI_Wait(&req, &s);
+                if (e == MPI_SUCCESS) e = MPI_Test_cancelled(&s, &cancelled);
+            }
+            /* a receive that fails now only repeats what find_dead handles */
+            if (e != MPI_SUCCESS && !loom_mpi_is_failure(e))
+                return loom_error_mpi(ctx, e, "MPI_Wait (cancelled receive)", __FILE__, __LINE__);
+            flag = e == MPI_SUCCESS && !cancelled && !dead;
         }
         if (dead) find_dead(&m);
+        /* a revoked communicator fails every receive: recover (members_sync) */
+        if (dead && loom_members_revoked(ctx)) {
+            loom_members_note_failure(ctx);
+            st = LOOM_ERROR(ctx, LOOM_ERR_LOST, "a rank died during the map phase");
+            break;
+        }
+        if (loom_launcher_gone(ctx)) {
+            st = LOOM_ERROR(ctx, LOOM_ERR_LOST,
+                            "the launcher is gone (mpirun or the node's daemon died)");
+            break;
+        }
         if (flag) {
             int64_t before = m.ndone;
             loom_status_t hs = handle(&m, s.MPI_SOURCE, msg);

@@ -526,8 +526,9 @@ static loom_status_t members_sync(mr_engine_t *eng, const uint8_t *pending, int 
             eng->owner[p] = L == 1 && loom_size(ctx) == 1 ? 0 : now - 1;
         }
     }
+    int64_t n = 0;
+    if (st == LOOM_OK) st = mr_map_reconcile(eng, &n);
     if (st == LOOM_OK && loom_is_master(ctx)) {
-        int64_t n = mr_map_requeue(eng, rec.lost, rec.nlost);
         eng->lost_workers += rec.nlost;
         if (n > 0)
             loom_log(ctx, LOOM_LOG_WARN, "%s: re-executing %lld map task%s of the dead",
@@ -535,7 +536,7 @@ static loom_status_t members_sync(mr_engine_t *eng, const uint8_t *pending, int 
     }
     loom_recovery_free(&rec);
     /* the dead ranks' spill directories on this host go now */
-    if (st == LOOM_OK) loom_spill_sweep(ctx, eng->spill_base);
+    if (st == LOOM_OK) st = loom_spill_sweep(ctx, eng->spill_base);
     *again = 1;
     return st;
 }
@@ -600,6 +601,7 @@ static void engine_free(mr_engine_t *eng)
     free(eng->complete);
     free(eng->reduced);
     free(eng->ts);
+    free(eng->committed);
     mr_plan_free(eng);
 }
 
@@ -715,7 +717,8 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     loom_status_t st = engine_init(&eng, ctx, job);
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) goto done;
-    loom_spill_sweep(ctx, eng.spill_base);
+    st = loom_spill_sweep(ctx, eng.spill_base);
+    if (st != LOOM_OK) goto done;
 
     loom_timer_start(ctx, "plan");
     st = mr_plan(&eng);
@@ -741,8 +744,9 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     const char *dir = h5out ? partdir : loom_output_path(out);
 
     eng.ts = calloc((size_t)(eng.ntasks ? eng.ntasks : 1), sizeof *eng.ts);
+    eng.committed = malloc((size_t)(eng.ntasks ? eng.ntasks : 1) * sizeof *eng.committed);
     rs.ps = calloc((size_t)eng.nparts, sizeof *rs.ps);
-    if (!eng.ts || !rs.ps) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    if (!eng.ts || !eng.committed || !rs.ps) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) goto finish;
     mr_store_init(&acc, &eng, eng.budget / 2);

@@ -7,7 +7,9 @@ the rank kill itself, and by `kill -9` from outside at a random moment):
    against collections.Counter; CC and SSSP exactly, PageRank within 1e-12 per vertex);
  - without ULFM the job ends promptly (seconds) with one message naming the dead rank and
    host, a non-zero exit, no output and no temporaries, and says what can be resumed.
-A dead master ends the job promptly in both. Compared with references no Loom code wrote."""
+A dead master ends the job promptly in both, and so does a worker killed while a collective
+HDF5 file is written (no partial output in any case). Compared with references no Loom code
+wrote."""
 import collections, glob, json, os, random, re, shlex, shutil, signal, socket, subprocess, sys
 import time
 
@@ -317,6 +319,68 @@ def pregel_no_ft(w):
         print("ok %s: exit %d after %.1f s, resumable from superstep 4" % (name, rc, el))
 
 
+# ------------------------------------------------------------------ collective HDF5 output
+
+def h5_complete(path, n):
+    """Is `path` a whole CSR graph file of n vertices (read with h5py, not Loom)?"""
+    import h5py
+    with h5py.File(path, "r") as f:
+        g = f["graph"]
+        off = g["offsets"][:]
+        return (int(g.attrs["num_vertices"]) == n and len(off) == n + 1 and int(off[0]) == 0
+                and int(off[-1]) == int(g.attrs["num_edges"]) == len(g["targets"]))
+
+
+def output_kill(w):
+    """kill -9 a worker while a collective HDF5 file is being written. Neither MPI flavour
+    survives this (Open MPI's collective MPI-IO is not fault tolerant): the job must end
+    promptly, not 0, with a message, and leave either no output and no temporary, or, when
+    the kill came after the commit, the whole file."""
+    rnd = random.Random(100 + NP)
+    w = os.path.join(w, "output-kill")
+    os.makedirs(w, exist_ok=True)
+    for attempt in range(3):
+        out = os.path.join(w, "gen-%d.h5" % attempt)
+        victim = NP - 1
+        p = launch(["generate", "kron", "--scale", "17", "--out", out, "--quiet"])
+        t0 = time.time()
+        while time.time() - t0 < 60 and p.poll() is None and not leftovers(w):
+            time.sleep(0.005)
+        time.sleep(rnd.uniform(0, 0.05))
+        pids = worker_pids(p.pid)
+        if victim in pids:
+            os.kill(pids[victim], signal.SIGKILL)
+        t1 = time.time()
+        try:
+            _, se = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, se = p.communicate()
+            fail("generate, worker %d killed while writing: hung" % victim)
+            continue
+        se = se.decode(errors="replace")
+        el = time.time() - t1
+        name = "generate, worker %d killed while writing (%.2f s after launch)" % (victim, t1 - t0)
+        if el > PROMPT_S:
+            fail("%s: took %.1f s to end" % (name, el))
+        elif os.path.exists(out):
+            if not h5_complete(out, 1 << 17):
+                fail("%s: a partial output (exit %d)" % (name, p.returncode))
+            else:
+                print("ok %s: ended after the commit, the file is whole (exit %d)"
+                      % (name, p.returncode))
+        elif p.returncode == 0:
+            fail("%s: exit 0 without output\n%s" % (name, se[-1500:]))
+        elif "loom: error:" not in se:
+            fail("%s: exit %d and no message:\n%s" % (name, p.returncode, se[-1500:]))
+        elif leftovers(w):
+            fail("%s: temporaries left: %s" % (name, leftovers(w)))
+        else:
+            print("ok %s: exit %d after %.1f s, no output, no temporary" % (name, p.returncode, el))
+        for f in leftovers(w):
+            os.remove(os.path.join(w, f))  # what a SIGKILL left: the next job would sweep it
+
+
 def master_dies(w):
     for job, args, fault in (("pagerank", ["kron:10", "--iters", "30"], "kill:0@superstep:4"),
                              ("wordcount", [os.path.join(w, "corpus"), "--split-size", "24K"],
@@ -359,6 +423,7 @@ def main():
         mr_no_ft(w)
         pregel_no_ft(w)
     master_dies(w)
+    output_kill(w)
     if failures:
         sys.exit("%d failure(s)" % len(failures))
 
