@@ -69,6 +69,32 @@ static void finalize_timeout(int sig)
     _exit(finalize_status);
 }
 
+/* With ULFM on, a failed job's ranks leave without MPI_Finalize (see
+ * loom_ctx_destroy). The launcher ends the job at the first non-zero exit, so
+ * the master, which reports the error and removes the output's temporaries,
+ * must be done first: with every rank alive a barrier orders this (a second
+ * at most, so a rank that went another way cannot hold the others); after a
+ * failure the workers give the master a second. */
+static void end_after_master(loom_ctx_t *ctx)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    if (!ctx->failing && ctx->lost == 0 && ctx->comm != MPI_COMM_NULL &&
+        MPI_Ibarrier(ctx->comm, &req) == MPI_SUCCESS) {
+        double give_up = loom_wtime() + 1.0;
+        int done = 0;
+        while (MPI_Test(&req, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done &&
+               loom_wtime() < give_up) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        if (done) return;
+    }
+    if (ctx->rank != 0) {
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void loom_set_exit_status(loom_ctx_t *ctx, int status)
 {
     if (ctx) ctx->exit_status = status;
@@ -91,25 +117,18 @@ void loom_ctx_destroy(loom_ctx_t **pctx)
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) {
+        /* With ULFM on, a job that failed or saw a failure it did not recover
+         * from ends here: finalising could wait for the dead, and HDF5's exit
+         * hook crashes on a file whose collective close failed (a crash the
+         * launcher, in ULFM mode, would not count as an error). */
+        if (ctx->owns_mpi && ctx->ft && (ctx->failing || ctx->exit_status != 0)) {
+            fflush(NULL);
+            end_after_master(ctx);
+            _exit(ctx->exit_status ? ctx->exit_status : 1);
+        }
         if (ctx->wcomm != MPI_COMM_NULL) MPI_Comm_free(&ctx->wcomm);
         if (ctx->comm != MPI_COMM_NULL) MPI_Comm_free(&ctx->comm);
         if (ctx->owns_mpi) {
-            /* With ULFM on, a job that failed or saw a failure it did not
-             * recover from ends here: finalising could wait for the dead, and
-             * HDF5's exit hook crashes on a file whose collective close failed
-             * (a crash the launcher, in ULFM mode, would not count as an error). */
-            if (ctx->ft && (ctx->failing || ctx->exit_status != 0)) {
-                fflush(NULL);
-                /* The launcher ends the job at the first non-zero exit; give
-                 * the master, which reports the error and removes the output's
-                 * temporaries, a moment to do so first (MPI_Finalize's fence
-                 * orders this in a normal end). */
-                if (ctx->rank != 0) {
-                    struct timespec ts = {1, 0};
-                    nanosleep(&ts, NULL);
-                }
-                _exit(ctx->exit_status ? ctx->exit_status : 1);
-            }
             /* after a recovery, finalising gets 5 s */
             if (ctx->ft && (ctx->lost > 0 || ctx->failure_at > 0)) {
                 finalize_status = ctx->exit_status;

@@ -1,4 +1,5 @@
 /* Phase timers, result fields and the run summary (human table or --json). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -221,7 +222,8 @@ loom_status_t loom_summary_print(loom_ctx_t *ctx, const char *command, loom_stat
                 if (f->type == LOOM_FIELD_INT)
                     fprintf(o, ": %lld", (long long)f->i);
                 else if (f->type == LOOM_FIELD_DOUBLE)
-                    fprintf(o, ": %.9g", f->d);
+                    /* epoch times (~1.8e9 s) keep their microseconds */
+                    fprintf(o, fabs(f->d) >= 1e8 ? ": %.6f" : ": %.9g", f->d);
                 else
                     fputs(": ", o), json_string(o, f->s ? f->s : "");
             }
