@@ -250,6 +250,12 @@ void loom_run_free(loom_run_t *r);
  * Collective over the job communicator (each rank sweeps its own base). */
 loom_status_t loom_spill_sweep(loom_ctx_t *ctx, const char *base);
 
+/* Remove a file, or a directory and everything in it (links are removed, not
+ * followed); a missing path is not an error. Returns 1 when `path` is gone
+ * because of this call. Local. (The signal handlers have their own,
+ * async-signal-safe copy in the runtime.) */
+int loom_remove_tree(const char *path);
+
 /* ------------------------------------------------------------------ readers and merging */
 
 enum { LOOM_RD_MEM = 1, LOOM_RD_FILE, LOOM_RD_REFS };

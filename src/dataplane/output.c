@@ -24,15 +24,11 @@ struct loom_output {
     int temp; /* loom_temp_register handle (rank 0) */
 };
 
-/* Remove a file or a directory tree; a missing path is not an error. */
-static void remove_tree(const char *path)
+int loom_remove_tree(const char *path)
 {
     struct stat sb;
-    if (lstat(path, &sb) != 0) return;
-    if (!S_ISDIR(sb.st_mode)) {
-        unlink(path);
-        return;
-    }
+    if (lstat(path, &sb) != 0) return 0;
+    if (!S_ISDIR(sb.st_mode)) return unlink(path) == 0;
     DIR *d = opendir(path);
     if (d) {
         struct dirent *de;
@@ -42,12 +38,12 @@ static void remove_tree(const char *path)
             char *c = malloc(n);
             if (!c) continue;
             snprintf(c, n, "%s/%s", path, de->d_name);
-            remove_tree(c);
+            loom_remove_tree(c);
             free(c);
         }
         closedir(d);
     }
-    rmdir(path);
+    return rmdir(path) == 0;
 }
 
 static uint64_t random_bits(void)
@@ -254,7 +250,7 @@ static void sweep(loom_ctx_t *ctx, const char *dir)
         char *p = malloc(n);
         if (!p) continue;
         snprintf(p, n, "%s/%s", dir, s);
-        remove_tree(p);
+        loom_remove_tree(p);
         loom_log(ctx, LOOM_LOG_WARN, "removed %s, left by a Loom job (pid %lld) that is gone", p,
                  pid);
         free(p);
@@ -320,7 +316,7 @@ loom_status_t loom_output_begin(loom_ctx_t *ctx, MPI_Comm comm, const char *path
     }
     if (st == LOOM_OK) LOOM_MPI_KEEP(ctx, st, MPI_Bcast(tmp, (int)len + 1, MPI_CHAR, 0, comm));
     if (st != LOOM_OK) {
-        if (rank == 0 && tmp) remove_tree(tmp);
+        if (rank == 0 && tmp) loom_remove_tree(tmp);
         free(tmp);
         if (o) free(o->final);
         free(o);
@@ -384,7 +380,7 @@ static loom_status_t commit(loom_ctx_t *ctx, loom_output_t *o)
                         strerror(errno));
         if (trash) rename(trash, o->final);
     } else if (trash) {
-        remove_tree(trash);
+        loom_remove_tree(trash);
     }
     free(trash);
     return st;
@@ -401,7 +397,7 @@ loom_status_t loom_output_end(loom_ctx_t *ctx, loom_output_t **out, loom_status_
     loom_status_t fin = LOOM_OK;
     if (rank == 0) {
         if (st == LOOM_OK) fin = commit(ctx, o);
-        if (st != LOOM_OK || fin != LOOM_OK) remove_tree(o->tmp);
+        if (st != LOOM_OK || fin != LOOM_OK) loom_remove_tree(o->tmp);
         loom_temp_forget(ctx, o->temp);
     }
     if (st == LOOM_OK) st = loom_agree(ctx, o->comm, fin);

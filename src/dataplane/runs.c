@@ -12,30 +12,6 @@
 /* A process-wide sequence number keeps run names unique across threads. */
 static unsigned run_seq;
 
-/* ------------------------------------------------------------------ stale spills */
-
-static int remove_entry_tree(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) return 0;
-    if (!S_ISDIR(sb.st_mode)) return unlink(path) == 0;
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-            size_t n = strlen(path) + strlen(de->d_name) + 2;
-            char *c = malloc(n);
-            if (!c) continue;
-            snprintf(c, n, "%s/%s", path, de->d_name);
-            remove_entry_tree(c);
-            free(c);
-        }
-        closedir(d);
-    }
-    return rmdir(path) == 0;
-}
-
 /* ------------------------------------------------------------------ writing runs */
 
 loom_status_t loom_spill_dir_create(loom_ctx_t *ctx, const char *base, const char *tag,
@@ -65,7 +41,7 @@ loom_status_t loom_spill_dir_create(loom_ctx_t *ctx, const char *base, const cha
 
 void loom_spill_dir_remove(loom_ctx_t *ctx, loom_spill_dir_t *sd)
 {
-    if (sd->path) remove_entry_tree(sd->path);
+    if (sd->path) loom_remove_tree(sd->path);
     loom_temp_forget(ctx, sd->temp);
     free(sd->path);
     memset(sd, 0, sizeof *sd);
@@ -184,7 +160,7 @@ loom_status_t loom_spill_sweep(loom_ctx_t *ctx, const char *dir)
             char *path = malloc(n);
             if (!path) continue;
             snprintf(path, n, "%s/%s", dir, s);
-            if (remove_entry_tree(path)) removed++;
+            if (loom_remove_tree(path)) removed++;
             free(path);
         }
         closedir(d);
