@@ -13,6 +13,8 @@ wrote."""
 import collections, glob, json, os, random, re, shlex, shutil, signal, socket, subprocess, sys
 import time
 
+from loomprocs import loom_ranks
+
 LOOM = os.environ.get("LOOM", "loom")
 LAUNCH = shlex.split(os.environ.get("LOOM_MPIEXEC", ""))
 NP = int(os.environ.get("LOOM_NP", "1"))
@@ -93,36 +95,9 @@ def scores(path):
     return {int(v): float(s) for v, s in (l.split() for l in open(path))}
 
 
-def descends(pid, ancestor):
-    """Is process `pid` a descendant of `ancestor` (through /proc's parent links)?"""
-    for _ in range(6):
-        try:
-            stat_ = open("/proc/%d/stat" % pid).read()
-        except OSError:
-            return False
-        pid = int(stat_.rsplit(")", 1)[1].split()[1])
-        if pid == ancestor:
-            return True
-        if pid <= 1:
-            return False
-    return False
-
-
 def worker_pids(pid):
     """Start rank -> pid of the ranks launched by `pid` (from their environment)."""
-    ranks = {}
-    for proc in glob.glob("/proc/[0-9]*"):
-        try:
-            q = int(proc[6:])
-            if os.readlink(proc + "/exe") != os.path.realpath(LOOM) or not descends(q, pid):
-                continue
-            env = open(proc + "/environ", "rb").read().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        for e in env:
-            if e.startswith(b"OMPI_COMM_WORLD_RANK="):
-                ranks[int(e.split(b"=")[1])] = q
-    return ranks
+    return {r: q for q, r in loom_ranks(pid, LOOM).items() if r is not None}
 
 
 def leftovers(d):

@@ -17,6 +17,8 @@ import glob, hashlib, os, shlex, shutil, signal, stat, subprocess, sys, time
 import h5py
 import numpy as np
 
+from loomprocs import loom_ranks
+
 LOOM = os.environ.get("LOOM", "loom")
 LAUNCH = shlex.split(os.environ.get("LOOM_MPIEXEC", ""))
 NP = int(os.environ.get("LOOM_NP", "1"))
@@ -226,32 +228,9 @@ def checkpoints(w):
 
 # ------------------------------------------------------------------ signals and kills
 
-def descends(pid, ancestor):
-    """Is process `pid` a descendant of `ancestor` (through /proc's parent links)?"""
-    for _ in range(6):
-        try:
-            stat_ = open("/proc/%d/stat" % pid).read()
-        except OSError:
-            return False
-        pid = int(stat_.rsplit(")", 1)[1].split()[1])
-        if pid == ancestor:
-            return True
-        if pid <= 1:
-            return False
-    return False
-
-
 def ranks_of(pid):
     """The pids of the loom ranks launched by `pid` (or `pid` itself, without a launcher)."""
-    found = []
-    for proc in glob.glob("/proc/[0-9]*"):
-        try:
-            q = int(proc[6:])
-            if os.readlink(proc + "/exe") == os.path.realpath(LOOM) and descends(q, pid):
-                found.append(q)
-        except (OSError, ValueError):
-            pass
-    return found or [pid]
+    return list(loom_ranks(pid, LOOM)) or [pid]
 
 
 def caught(pid, sig):
