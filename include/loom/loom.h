@@ -10,5 +10,6 @@
 #include "loom/job.h"
 #include "loom/pregel.h"
 #include "loom/mr.h"
+#include "loom/dataset.h"
 
 #endif

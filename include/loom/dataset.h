@@ -1,0 +1,225 @@
+/* Loom datasets: partitioned, immutable, lazily computed collections of records with lineage,
+ * in the manner of Spark's resilient distributed datasets, on MPI ranks. */
+#ifndef LOOM_DATASET_H
+#define LOOM_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loom/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ the model
+ *
+ * A program on datasets runs on every rank (SPMD): each rank builds the same
+ * lineage by calling the same functions in the same order, and every action is
+ * collective over the job communicator. The datasets themselves live on the
+ * workers: partition p of a dataset with P partitions belongs to worker slot
+ * p mod W (W workers; the master owns none when there are two ranks or more),
+ * so two datasets with the same number of partitions have each partition on
+ * the same worker and a join of co-partitioned datasets moves nothing.
+ *
+ * A record is a key and a value, both byte strings (either may be empty; a
+ * "plain" record such as a line of text is a key with an empty value). Numbers
+ * travel as their 8 bytes in the machine's order (loom_ds_u64 / loom_ds_f64
+ * read them back).
+ *
+ * Transformations only record lineage. An action plans stages: narrow steps
+ * (map, filter, flat_map, map_values, union, a join of co-partitioned inputs)
+ * run pipelined, record by record, inside one stage; a wide step (reduce_by_key,
+ * group_by_key, distinct, join of inputs partitioned differently, partition_by,
+ * sort_by_key) ends a stage with a shuffle over the data plane's record
+ * exchange (MPI_Alltoallv among the workers). A shuffle's output is kept on the
+ * workers that own it while later steps need it, as Spark keeps shuffle files;
+ * persisted datasets keep their partitions until unpersisted. A partition that
+ * is gone (dropped by fault injection) is recomputed from its lineage: only that
+ * partition, and the summary counts it.
+ *
+ * Errors. Functions that make a dataset never fail on their own: they return a
+ * handle, and a problem (a bad argument, memory) is kept in the engine and
+ * returned by the next action, so a program reads as a chain of calls. Actions
+ * return the status agreed over the job: the same on every rank, the message
+ * on rank 0. User functions return LOOM_OK or an error they recorded with
+ * LOOM_ERROR; an error ends the action everywhere. They may run on any worker,
+ * more than once for the same record (recomputation), so they must not have
+ * side effects other than emitting. */
+
+typedef struct loom_ds_engine loom_ds_engine_t;
+typedef struct loom_ds loom_ds_t;
+
+/* One record, borrowed for the duration of a call. */
+typedef struct loom_ds_rec {
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+} loom_ds_rec_t;
+
+/* Where a user function emits its records. Opaque; valid during the call. */
+typedef struct loom_ds_out loom_ds_out_t;
+loom_status_t loom_ds_emit(loom_ds_out_t *out, const void *key, size_t klen, const void *val,
+                           size_t vlen);
+/* The context of the running action (for LOOM_ERROR in user functions). */
+loom_ctx_t *loom_ds_out_ctx(const loom_ds_out_t *out);
+
+/* Emit every word of text[0, len) as a key with the value `val` (the
+ * word-count rule: a word is a maximal run of ASCII letters and digits,
+ * lowercased). */
+loom_status_t loom_ds_emit_words(loom_ds_out_t *out, const void *text, size_t len, const void *val,
+                                 size_t vlen);
+
+/* map and flat_map: emit any number of records per input record (map is the
+ * same call; the name says that one record per input is meant). */
+typedef loom_status_t (*loom_ds_map_fn)(const loom_ds_rec_t *in, loom_ds_out_t *out, void *user);
+/* filter: keep the record when it returns non-zero. */
+typedef int (*loom_ds_pred_fn)(const loom_ds_rec_t *in, void *user);
+/* combine two values of one key into one, emitted with loom_ds_emit (the key
+ * argument of loom_ds_emit is ignored). Must be associative and commutative:
+ * it runs before the shuffle (map-side combining) and after it, in any order. */
+typedef loom_status_t (*loom_ds_combine_fn)(const void *a, size_t alen, const void *b, size_t blen,
+                                            loom_ds_out_t *out, void *user);
+
+/* Built-in combiners over 8-byte values, run without a call per record. */
+loom_status_t loom_ds_sum_u64(const void *a, size_t alen, const void *b, size_t blen,
+                              loom_ds_out_t *out, void *user);
+loom_status_t loom_ds_sum_f64(const void *a, size_t alen, const void *b, size_t blen,
+                              loom_ds_out_t *out, void *user);
+
+/* Read an 8-byte number (0 when len is not 8). */
+uint64_t loom_ds_u64(const void *p, size_t len);
+double loom_ds_f64(const void *p, size_t len);
+
+/* ------------------------------------------------------------------ the engine */
+
+typedef struct loom_ds_config {
+    int partitions;    /* partitions of shuffles and sources (0: 2 per worker) */
+    size_t split_size; /* bytes of text per source partition (0: 32 MiB) */
+    size_t memory;     /* budget per rank for shuffle buffers (0: 1 GiB) */
+    int explain;       /* print each action's lineage and stages on rank 0 (stderr) */
+    const char *dot;   /* write each action's plan as Graphviz to this file */
+    const char *fault; /* "drop:DATASET_ID@P" drops a kept partition once (testing) */
+} loom_ds_config_t;
+
+/* Make an engine. Collective over the job communicator. Adds its counters to
+ * the run summary when destroyed. */
+loom_status_t loom_ds_engine_create(loom_ctx_t *ctx, const loom_ds_config_t *cfg,
+                                    loom_ds_engine_t **e);
+/* Free the engine and every dataset made with it. Collective. */
+void loom_ds_engine_destroy(loom_ds_engine_t **e);
+loom_ctx_t *loom_ds_engine_ctx(const loom_ds_engine_t *e);
+
+/* ------------------------------------------------------------------ sources */
+
+/* Lines of text files (files, directories, glob patterns as MapReduce reads
+ * them: docs/FORMATS.md): a record is one line without its '\n', as the key.
+ * The inputs are expanded and checked by the first action that needs them;
+ * partitions are line-aligned byte ranges of about split_size. */
+loom_ds_t *loom_ds_text(loom_ds_engine_t *e, const char *const *inputs, int ninputs);
+/* The numbers 0 .. n-1 as 8-byte keys with empty values, in `parts`
+ * contiguous ranges (0: the engine's default). */
+loom_ds_t *loom_ds_range(loom_ds_engine_t *e, uint64_t n, int parts);
+/* The edges of a graph (a file or generator spec, as `loom pagerank` reads
+ * them): key = source vertex, value = destination vertex, both 8-byte
+ * numbers, hash-partitioned by source (so that group_by_key on it moves
+ * nothing). Read when made (collective over the job): a read error is
+ * returned by the next action. With `undirected`, both directions of every edge. */
+loom_ds_t *loom_ds_edges(loom_ds_engine_t *e, const char *graph, int undirected);
+/* Rank 0's records (records[i] of n; other ranks' arguments are ignored),
+ * spread over `parts` partitions in order. Collective. */
+loom_ds_t *loom_ds_parallelize(loom_ds_engine_t *e, const loom_ds_rec_t *records, size_t n,
+                               int parts);
+
+/* ------------------------------------------------------------------ transformations
+ * None runs anything; each returns a new dataset (or carries an error to the next action). */
+
+loom_ds_t *loom_ds_map(loom_ds_t *d, loom_ds_map_fn fn, void *user);
+loom_ds_t *loom_ds_flat_map(loom_ds_t *d, loom_ds_map_fn fn, void *user);
+loom_ds_t *loom_ds_filter(loom_ds_t *d, loom_ds_pred_fn fn, void *user);
+/* fn sees each record and emits values: the key stays, so the partitioning does. */
+loom_ds_t *loom_ds_map_values(loom_ds_t *d, loom_ds_map_fn fn, void *user);
+/* The partitions of a, then those of b. */
+loom_ds_t *loom_ds_union(loom_ds_t *a, loom_ds_t *b);
+
+/* Values of each key combined into one (map-side first), into `parts`
+ * hash partitions (0: the engine's default, or d's own partitioning when d is
+ * hash-partitioned already, in which case nothing moves). */
+loom_ds_t *loom_ds_reduce_by_key(loom_ds_t *d, loom_ds_combine_fn fn, void *user, int parts);
+/* One record per key whose value is the list of its values, each as
+ * varint(length) bytes (read with loom_ds_values_next), in no set order. */
+loom_ds_t *loom_ds_group_by_key(loom_ds_t *d, int parts);
+/* Each distinct (key, value) record once. */
+loom_ds_t *loom_ds_distinct(loom_ds_t *d, int parts);
+/* Hash-partitioned by key into `parts` partitions; kept as the dataset's
+ * partitioning, so later wide steps on the same key with the same count move
+ * nothing. */
+loom_ds_t *loom_ds_partition_by(loom_ds_t *d, int parts);
+/* Inner join on the key: one record (k, pair(va, vb)) per matching pair of
+ * values (read with loom_ds_pair). Co-partitioned inputs (hash, same count)
+ * join where they lie; otherwise both are shuffled to `parts` partitions. */
+loom_ds_t *loom_ds_join(loom_ds_t *a, loom_ds_t *b, int parts);
+/* Sorted by key (byte order, a shorter prefix first) over `parts` ranges cut
+ * from a sample, so the partitions concatenate in order. */
+loom_ds_t *loom_ds_sort_by_key(loom_ds_t *d, int parts);
+
+/* Keep the partitions once computed (in memory), until unpersisted. */
+loom_ds_t *loom_ds_persist(loom_ds_t *d);
+void loom_ds_unpersist(loom_ds_t *d);
+
+/* Next value of a group (group_by_key); 0 at the end. *cursor starts at the
+ * record's value. */
+int loom_ds_values_next(const unsigned char **cursor, const unsigned char *end, const void **v,
+                        size_t *vlen);
+/* Split a joined value into its two sides; 0 when it is not one. */
+int loom_ds_pair(const void *val, size_t vlen, const void **a, size_t *alen, const void **b,
+                 size_t *blen);
+
+/* A short name for --explain ("links"); returns d. */
+loom_ds_t *loom_ds_name(loom_ds_t *d, const char *name);
+int loom_ds_partitions(const loom_ds_t *d);
+
+/* ------------------------------------------------------------------ actions
+ * Collective over the job communicator; every rank gets the same status. */
+
+loom_status_t loom_ds_count(loom_ds_t *d, uint64_t *n);
+/* Every record, in partition order, to rank 0 (other ranks get none):
+ * `fn` is called once per record on rank 0. */
+typedef loom_status_t (*loom_ds_each_fn)(const loom_ds_rec_t *rec, void *user);
+loom_status_t loom_ds_collect(loom_ds_t *d, loom_ds_each_fn fn, void *user);
+/* Fold every value with `fn` (associative, commutative); the result goes to
+ * every rank, in `out` (cap bytes; *len its length; LOOM_ERR_USAGE when it
+ * does not fit). *found = 0 for an empty dataset. */
+loom_status_t loom_ds_reduce(loom_ds_t *d, loom_ds_combine_fn fn, void *user, void *out, size_t cap,
+                             size_t *len, int *found);
+/* Text part files in the directory `dir` (atomically: temporary name, rename,
+ * _SUCCESS), one per partition, "key<TAB>value\n" per record ("key\n" when
+ * the value is empty); key and value are written as bytes, so map them to text
+ * first. `overwrite` may replace an earlier Loom output. */
+loom_status_t loom_ds_save_text(loom_ds_t *d, const char *dir, int overwrite);
+
+/* ------------------------------------------------------------------ command-line options */
+// clang-format off
+#define LOOM_DS_OPTION_ROWS \
+    {"partitions", LOOM_OPT_INT, "0", "partitions of sources and shuffles (0 = 2 per worker)", \
+     NULL, 1, 0, 1e6}, \
+    {"split-size", LOOM_OPT_SIZE, "32M", "bytes of text per source partition", NULL, 1, 4096, \
+     1.8e19}, \
+    {"memory", LOOM_OPT_SIZE, "1G", "buffer budget per rank for shuffles", NULL, 1, 65536, \
+     1.8e19}, \
+    {"explain", LOOM_OPT_FLAG, NULL, "print each action's lineage and stages (stderr)", NULL, 0, \
+     0, 0}, \
+    {"dot", LOOM_OPT_STRING, NULL, "write each action's plan as Graphviz to FILE", NULL, 0, 0, 0}, \
+    {"inject-fault", LOOM_OPT_STRING, NULL, "drop:DATASET@PARTITION: lose a kept partition once " \
+     "(testing)", NULL, 0, 0, 0}
+// clang-format on
+
+/* An engine configured from options parsed with LOOM_DS_OPTION_ROWS. Collective. */
+loom_status_t loom_ds_engine_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts,
+                                       loom_ds_engine_t **e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

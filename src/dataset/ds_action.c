@@ -1,0 +1,318 @@
+/* Dataset actions: count, collect, reduce and save, each one plan run and one collective. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset/ds_internal.h"
+
+/* Run the plan of an action on d; every rank gets the same status. */
+static loom_status_t action_prepare(loom_ds_t *d, const char *what)
+{
+    loom_status_t st = ds_action_begin(d, what);
+    if (st != LOOM_OK) return st;
+    loom_ctx_t *ctx = d->e->ctx;
+    loom_timer_start(ctx, "ds_plan");
+    st = ds_prepare(d);
+    loom_timer_stop(ctx, "ds_plan");
+    return st;
+}
+
+/* Pull every partition of d this rank owns into sink. Local. */
+static loom_status_t pull_mine(loom_ds_t *d, ds_sink_t *sink)
+{
+    for (int p = 0; p < d->nparts; p++)
+        if (ds_mine(d, p)) LOOM_TRY(ds_pull(d, p, sink));
+    return LOOM_OK;
+}
+
+/* ------------------------------------------------------------------ count */
+
+typedef struct count_sink {
+    ds_sink_t base;
+    uint64_t n;
+} count_sink_t;
+
+static loom_status_t count_put(ds_sink_t *s, const loom_ds_rec_t *r)
+{
+    (void)r;
+    ((count_sink_t *)s)->n++;
+    return LOOM_OK;
+}
+
+loom_status_t loom_ds_count(loom_ds_t *d, uint64_t *n)
+{
+    *n = 0;
+    loom_status_t st = action_prepare(d, "count");
+    if (!d) return st;
+    loom_ctx_t *ctx = d->e->ctx;
+    count_sink_t cs = {{count_put}, 0};
+    if (st == LOOM_OK) st = pull_mine(d, &cs.base);
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(ctx, st, MPI_Allreduce(&cs.n, n, 1, MPI_UINT64_T, MPI_SUM, loom_comm(ctx)));
+    if (st == LOOM_OK) ds_action_done(d);
+    return st;
+}
+
+/* ------------------------------------------------------------------ collect */
+
+typedef struct part_sink {
+    ds_sink_t base;
+    loom_ctx_t *ctx;
+    loom_buf_t *buf;
+} part_sink_t;
+
+static loom_status_t part_put(ds_sink_t *s, const loom_ds_rec_t *r)
+{
+    part_sink_t *ps = (part_sink_t *)s;
+    return loom_buf_put_record(ps->ctx, ps->buf, r->key, r->klen, r->val, r->vlen);
+}
+
+/* This rank's partitions as [varint p][varint bytes][records] segments. */
+static loom_status_t pack_mine(loom_ds_t *d, loom_buf_t *out)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    loom_buf_t one = {0};
+    loom_status_t st = LOOM_OK;
+    for (int p = 0; p < d->nparts && st == LOOM_OK; p++) {
+        if (!ds_mine(d, p)) continue;
+        one.len = 0;
+        part_sink_t ps = {{part_put}, ctx, &one};
+        st = ds_pull(d, p, &ps.base);
+        if (st == LOOM_OK) st = loom_buf_reserve(ctx, out, 20 + one.len);
+        if (st == LOOM_OK) {
+            unsigned char *q = loom_put_varint(out->data + out->len, (uint64_t)p);
+            q = loom_put_varint(q, one.len);
+            if (one.len) memcpy(q, one.data, one.len);
+            out->len = (size_t)(q - out->data) + one.len;
+        }
+    }
+    loom_buf_free(&one);
+    return st;
+}
+
+/* Gather every rank's bytes to rank 0 (which gets them concatenated in rank order). */
+static loom_status_t gather_root(loom_ctx_t *ctx, const loom_buf_t *mine, loom_buf_t *all,
+                                 const char *what)
+{
+    MPI_Comm comm = loom_comm(ctx);
+    int P = loom_size(ctx), root = loom_is_master(ctx);
+    uint64_t len = mine->len;
+    uint64_t *lens = root ? calloc((size_t)P, sizeof *lens) : NULL;
+    int *counts = root ? calloc((size_t)P, sizeof *counts) : NULL;
+    int *displ = root ? calloc((size_t)P, sizeof *displ) : NULL;
+    loom_status_t st = LOOM_OK;
+    if (root && (!lens || !counts || !displ))
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: %s", what);
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(ctx, st, MPI_Gather(&len, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, 0, comm));
+    if (st == LOOM_OK && root) {
+        uint64_t total = 0;
+        for (int r = 0; r < P; r++) {
+            displ[r] = (int)total;
+            counts[r] = (int)lens[r];
+            total += lens[r];
+        }
+        if (total > INT32_MAX)
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM,
+                            "%s: %llu bytes do not fit rank 0's gather (2 GiB at most); save "
+                            "the dataset instead",
+                            what, (unsigned long long)total);
+        if (st == LOOM_OK) st = loom_buf_reserve(ctx, all, (size_t)total + 1);
+        if (st == LOOM_OK) all->len = (size_t)total;
+    }
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(ctx, st,
+                      MPI_Gatherv(mine->data, (int)mine->len, MPI_BYTE, all ? all->data : NULL,
+                                  counts, displ, MPI_BYTE, 0, comm));
+    free(lens);
+    free(counts);
+    free(displ);
+    return st;
+}
+
+loom_status_t loom_ds_collect(loom_ds_t *d, loom_ds_each_fn fn, void *user)
+{
+    loom_status_t st = action_prepare(d, "collect");
+    if (!d) return st;
+    loom_ctx_t *ctx = d->e->ctx;
+    loom_buf_t mine = {0}, all = {0};
+    if (st == LOOM_OK) st = pack_mine(d, &mine);
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) st = gather_root(ctx, &mine, &all, "collect");
+    loom_buf_free(&mine);
+    if (st == LOOM_OK && loom_is_master(ctx)) {
+        /* segments arrive in rank order: index them by partition */
+        const unsigned char **seg = calloc((size_t)d->nparts, sizeof *seg);
+        size_t *seglen = calloc((size_t)d->nparts, sizeof *seglen);
+        if (!seg || !seglen) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: collect");
+        const unsigned char *p = all.data, *end = all.data + all.len;
+        while (st == LOOM_OK && p < end) {
+            uint64_t part, len;
+            p = loom_get_varint(p, end, &part);
+            if (p) p = loom_get_varint(p, end, &len);
+            if (!p || part >= (uint64_t)d->nparts || len > (uint64_t)(end - p)) {
+                st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "collect: a segment is corrupt");
+                break;
+            }
+            seg[part] = p;
+            seglen[part] = (size_t)len;
+            p += len;
+        }
+        for (int q = 0; q < d->nparts && st == LOOM_OK; q++) {
+            const unsigned char *r = seg[q], *rend = seg[q] + seglen[q];
+            loom_ds_rec_t rec;
+            while (st == LOOM_OK && r && ds_next_record(&r, rend, &rec) > 0)
+                st = fn(&rec, user);
+        }
+        free(seg);
+        free(seglen);
+    }
+    loom_buf_free(&all);
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) ds_action_done(d);
+    return st;
+}
+
+/* ------------------------------------------------------------------ reduce */
+
+typedef struct fold_sink {
+    ds_sink_t base;
+    loom_ctx_t *ctx;
+    loom_ds_combine_fn fn;
+    void *user;
+    loom_buf_t acc, tmp;
+    int found;
+} fold_sink_t;
+
+static loom_status_t fold_value(fold_sink_t *f, const void *v, size_t vlen)
+{
+    if (!f->found) {
+        f->found = 1;
+        f->acc.len = 0;
+        return loom_buf_append(f->ctx, &f->acc, v, vlen);
+    }
+    f->tmp.len = 0;
+    loom_ds_out_t out = {.ctx = f->ctx, .capture = &f->tmp};
+    LOOM_TRY(f->fn(f->acc.data, f->acc.len, v, vlen, &out, f->user));
+    loom_buf_t t = f->acc;
+    f->acc = f->tmp;
+    f->tmp = t;
+    return LOOM_OK;
+}
+
+static loom_status_t fold_put(ds_sink_t *s, const loom_ds_rec_t *r)
+{
+    return fold_value((fold_sink_t *)s, r->val, r->vlen);
+}
+
+loom_status_t loom_ds_reduce(loom_ds_t *d, loom_ds_combine_fn fn, void *user, void *out, size_t cap,
+                             size_t *len, int *found)
+{
+    *len = 0;
+    *found = 0;
+    loom_status_t st = action_prepare(d, "reduce");
+    if (!d) return st;
+    loom_ctx_t *ctx = d->e->ctx;
+    MPI_Comm comm = loom_comm(ctx);
+    fold_sink_t f = {{fold_put}, ctx, fn, user, {0}, {0}, 0};
+    loom_buf_t mine = {0}, all = {0};
+    if (st == LOOM_OK) st = pull_mine(d, &f.base);
+    /* this rank's fold as a record: key "1" when it has one */
+    if (st == LOOM_OK && f.found)
+        st = loom_buf_put_record(ctx, &mine, "1", 1, f.acc.data, f.acc.len);
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK) st = gather_root(ctx, &mine, &all, "reduce");
+    uint64_t res[2] = {0, 0}; /* found, length */
+    if (st == LOOM_OK && loom_is_master(ctx)) {
+        fold_sink_t g = {{fold_put}, ctx, fn, user, {0}, {0}, 0};
+        st = ds_buf_each(ctx, &all, &g.base);
+        if (st == LOOM_OK && g.found && g.acc.len > cap)
+            st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "reduce: the result has %zu bytes, room for %zu",
+                            g.acc.len, cap);
+        if (st == LOOM_OK && g.found) {
+            memcpy(out, g.acc.data, g.acc.len);
+            res[0] = 1;
+            res[1] = g.acc.len;
+        }
+        loom_buf_free(&g.acc);
+        loom_buf_free(&g.tmp);
+    }
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK) LOOM_MPI_KEEP(ctx, st, MPI_Bcast(res, 2, MPI_UINT64_T, 0, comm));
+    if (st == LOOM_OK && res[1])
+        LOOM_MPI_KEEP(ctx, st, MPI_Bcast(out, (int)res[1], MPI_BYTE, 0, comm));
+    if (st == LOOM_OK) {
+        *found = (int)res[0];
+        *len = (size_t)res[1];
+        ds_action_done(d);
+    }
+    loom_buf_free(&f.acc);
+    loom_buf_free(&f.tmp);
+    loom_buf_free(&mine);
+    loom_buf_free(&all);
+    return st;
+}
+
+/* ------------------------------------------------------------------ save */
+
+typedef struct text_sink {
+    ds_sink_t base;
+    loom_ctx_t *ctx;
+    FILE *f;
+    const char *path;
+} text_sink_t;
+
+static loom_status_t text_put(ds_sink_t *s, const loom_ds_rec_t *r)
+{
+    text_sink_t *t = (text_sink_t *)s;
+    int ok = fwrite(r->key, 1, r->klen, t->f) == r->klen;
+    if (r->vlen) ok = ok && fputc('\t', t->f) != EOF && fwrite(r->val, 1, r->vlen, t->f) == r->vlen;
+    ok = ok && fputc('\n', t->f) != EOF;
+    if (!ok)
+        return LOOM_ERROR(t->ctx, LOOM_ERR_IO, "%s: cannot write: %s", t->path, strerror(errno));
+    return LOOM_OK;
+}
+
+loom_status_t loom_ds_save_text(loom_ds_t *d, const char *dir, int overwrite)
+{
+    if (!d) return LOOM_ERR_NOMEM;
+    loom_ctx_t *ctx = d->e->ctx;
+    loom_output_t *out = NULL;
+    loom_status_t st = loom_agree(ctx, loom_comm(ctx), d->e->err);
+    if (st != LOOM_OK) return st;
+    /* the target is checked (and its temporary made) before any work */
+    st = loom_output_begin(ctx, loom_comm(ctx), dir,
+                           LOOM_OUTPUT_DIR | (overwrite ? LOOM_OUTPUT_OVERWRITE : 0u), &out);
+    if (st != LOOM_OK) return st;
+    st = action_prepare(d, "save");
+    loom_timer_start(ctx, "ds_save");
+    char *path = NULL;
+    for (int p = 0; p < d->nparts && st == LOOM_OK; p++) {
+        if (!ds_mine(d, p)) continue;
+        size_t n = strlen(loom_output_path(out)) + 32;
+        free(path);
+        path = malloc(n);
+        if (!path) {
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+            break;
+        }
+        snprintf(path, n, "%s/part-%05d", loom_output_path(out), p);
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+            break;
+        }
+        text_sink_t ts = {{text_put}, ctx, f, path};
+        st = ds_pull(d, p, &ts.base);
+        if (fclose(f) != 0 && st == LOOM_OK)
+            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    free(path);
+    loom_timer_stop(ctx, "ds_save");
+    st = loom_output_end(ctx, &out, st);
+    if (st == LOOM_OK) ds_action_done(d);
+    return st;
+}

@@ -1,0 +1,737 @@
+/* Running datasets: pipelined narrow steps, shuffle stages over the data plane, the plan walk
+ * that runs missing stages in order, lost-partition recovery and the release of shuffle output
+ * that no later stage reads. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset/ds_internal.h"
+#include "kernels/sort.h"
+
+/* ------------------------------------------------------------------ placement */
+
+int ds_owner(const loom_ds_t *d, int p)
+{
+    while (d->kind >= DS_MAP && d->kind <= DS_UNION) {
+        if (d->kind == DS_UNION) {
+            if (p >= d->in[0]->nparts) {
+                p -= d->in[0]->nparts;
+                d = d->in[1];
+            } else {
+                d = d->in[0];
+            }
+        } else {
+            d = d->in[0];
+        }
+    }
+    return p % d->e->workers;
+}
+
+static int is_wide(const loom_ds_t *d)
+{
+    return d->kind >= DS_REDUCE;
+}
+
+/* A materialisation point: its partitions are kept once computed. */
+static int is_point(const loom_ds_t *d)
+{
+    return is_wide(d) || d->persist || d->kind == DS_STORED;
+}
+
+/* ------------------------------------------------------------------ sinks */
+
+typedef struct buf_sink {
+    ds_sink_t base;
+    loom_ctx_t *ctx;
+    loom_buf_t *buf;
+} buf_sink_t;
+
+static loom_status_t buf_put(ds_sink_t *s, const loom_ds_rec_t *r)
+{
+    buf_sink_t *b = (buf_sink_t *)s;
+    return loom_buf_put_record(b->ctx, b->buf, r->key, r->klen, r->val, r->vlen);
+}
+
+loom_status_t ds_buf_each(loom_ctx_t *ctx, const loom_buf_t *b, ds_sink_t *sink)
+{
+    const unsigned char *p = b->data, *end = b->data + b->len;
+    loom_ds_rec_t r;
+    int k;
+    while ((k = ds_next_record(&p, end, &r)) > 0)
+        LOOM_TRY(sink->put(sink, &r));
+    if (k < 0) return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "a kept partition is corrupt");
+    return LOOM_OK;
+}
+
+typedef struct step_sink {
+    ds_sink_t base;
+    loom_ds_t *d;
+    ds_sink_t *next;
+} step_sink_t;
+
+static loom_status_t map_put(ds_sink_t *s, const loom_ds_rec_t *r)
+{
+    step_sink_t *m = (step_sink_t *)s;
+    loom_ds_out_t out = {
+        .ctx = m->d->e->ctx, .next = m->next, .in = r, .keep_key = m->d->kind == DS_MAP_VALUES};
+    return m->d->map(r, &out, m->d->user);
+}
+
+static loom_status_t filter_put(ds_sink_t *s, const loom_ds_rec_t *r)
+{
+    step_sink_t *m = (step_sink_t *)s;
+    if (!m->d->pred(r, m->d->user)) return LOOM_OK;
+    return m->next->put(m->next, r);
+}
+
+/* ------------------------------------------------------------------ joins inside a partition */
+
+/* Records of one side with a chained hash index on their keys. */
+typedef struct join_index {
+    loom_buf_t recs;
+    size_t n, cap, mask;
+    size_t *off;
+    uint64_t *hash;
+    size_t *next, *head; /* head: mask + 1 buckets, entries + 1 (0: none) */
+} join_index_t;
+
+static void join_index_free(join_index_t *x)
+{
+    loom_buf_free(&x->recs);
+    free(x->off);
+    free(x->hash);
+    free(x->next);
+    free(x->head);
+    memset(x, 0, sizeof *x);
+}
+
+/* Index the records in x->recs. */
+static loom_status_t join_index_build(loom_ctx_t *ctx, join_index_t *x)
+{
+    size_t n = 0;
+    const unsigned char *p = x->recs.data, *end = p + x->recs.len;
+    loom_ds_rec_t r;
+    while (ds_next_record(&p, end, &r) > 0)
+        n++;
+    size_t buckets = 16;
+    while (buckets < 2 * n)
+        buckets *= 2;
+    x->n = n;
+    x->mask = buckets - 1;
+    x->off = malloc((n ? n : 1) * sizeof *x->off);
+    x->hash = malloc((n ? n : 1) * sizeof *x->hash);
+    x->next = malloc((n ? n : 1) * sizeof *x->next);
+    x->head = calloc(buckets, sizeof *x->head);
+    if (!x->off || !x->hash || !x->next || !x->head)
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a join index of %zu records", n);
+    p = x->recs.data;
+    for (size_t i = 0; i < n; i++) {
+        x->off[i] = (size_t)(p - x->recs.data);
+        ds_next_record(&p, end, &r);
+        uint64_t h = loom_key_hash(r.key, r.klen);
+        x->hash[i] = h;
+        x->next[i] = x->head[h & x->mask];
+        x->head[h & x->mask] = i + 1;
+    }
+    return LOOM_OK;
+}
+
+typedef struct probe_sink {
+    ds_sink_t base;
+    loom_ctx_t *ctx;
+    join_index_t *x;
+    int built_is_a; /* the index holds side a: pair(indexed, probe), else pair(probe, indexed) */
+    ds_sink_t *next;
+    loom_buf_t pair;
+} probe_sink_t;
+
+static loom_status_t emit_pair(probe_sink_t *s, const void *key, size_t klen, const void *a,
+                               size_t alen, const void *b, size_t blen)
+{
+    s->pair.len = 0;
+    LOOM_TRY(loom_buf_reserve(s->ctx, &s->pair, alen + blen + 10));
+    unsigned char *q = loom_put_varint(s->pair.data, alen);
+    memcpy(q, a, alen);
+    memcpy(q + alen, b, blen);
+    loom_ds_rec_t r = {key, klen, s->pair.data, (size_t)(q - s->pair.data) + alen + blen};
+    return s->next->put(s->next, &r);
+}
+
+static loom_status_t probe_put(ds_sink_t *s, const loom_ds_rec_t *r)
+{
+    probe_sink_t *ps = (probe_sink_t *)s;
+    join_index_t *x = ps->x;
+    uint64_t h = loom_key_hash(r->key, r->klen);
+    for (size_t i = x->head[h & x->mask]; i; i = x->next[i - 1]) {
+        if (x->hash[i - 1] != h) continue;
+        const unsigned char *p = x->recs.data + x->off[i - 1];
+        loom_ds_rec_t m;
+        ds_next_record(&p, x->recs.data + x->recs.len, &m);
+        if (m.klen != r->klen || memcmp(m.key, r->key, r->klen) != 0) continue;
+        if (ps->built_is_a)
+            LOOM_TRY(emit_pair(ps, r->key, r->klen, m.val, m.vlen, r->val, r->vlen));
+        else
+            LOOM_TRY(emit_pair(ps, r->key, r->klen, r->val, r->vlen, m.val, m.vlen));
+    }
+    return LOOM_OK;
+}
+
+/* Join partition p of co-partitioned inputs: index b's records, stream a's. */
+static loom_status_t join_local(loom_ds_t *d, int p, ds_sink_t *sink)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    join_index_t x = {0};
+    buf_sink_t bs = {{buf_put}, ctx, &x.recs};
+    loom_status_t st = ds_pull(d->in[1], p, &bs.base);
+    if (st == LOOM_OK) st = join_index_build(ctx, &x);
+    probe_sink_t ps = {{probe_put}, ctx, &x, 0, sink, {0}};
+    if (st == LOOM_OK) st = ds_pull(d->in[0], p, &ps.base);
+    loom_buf_free(&ps.pair);
+    join_index_free(&x);
+    return st;
+}
+
+/* ------------------------------------------------------------------ pulling a partition */
+
+loom_status_t ds_pull(loom_ds_t *d, int p, ds_sink_t *sink)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    if (d->have && d->have[p]) return ds_buf_each(ctx, &d->part[p], sink);
+    switch (d->kind) {
+    case DS_TEXT:
+        return ds_text_pull(d, p, sink);
+    case DS_RANGE: {
+        uint64_t lo = (uint64_t)((unsigned __int128)d->range_n * (unsigned)p / (unsigned)d->nparts);
+        uint64_t hi =
+            (uint64_t)((unsigned __int128)d->range_n * (unsigned)(p + 1) / (unsigned)d->nparts);
+        for (uint64_t i = lo; i < hi; i++) {
+            loom_ds_rec_t r = {&i, 8, "", 0};
+            LOOM_TRY(sink->put(sink, &r));
+        }
+        return LOOM_OK;
+    }
+    case DS_MAP:
+    case DS_MAP_VALUES: {
+        step_sink_t s = {{map_put}, d, sink};
+        return ds_pull(d->in[0], p, &s.base);
+    }
+    case DS_FILTER: {
+        step_sink_t s = {{filter_put}, d, sink};
+        return ds_pull(d->in[0], p, &s.base);
+    }
+    case DS_UNION:
+        if (p < d->in[0]->nparts) return ds_pull(d->in[0], p, sink);
+        return ds_pull(d->in[1], p - d->in[0]->nparts, sink);
+    case DS_JOIN_LOCAL:
+        return join_local(d, p, sink);
+    case DS_STORED:
+        return LOOM_ERROR(ctx, LOOM_ERR_FAULT,
+                          "partition %d of dataset #%d (%s) is lost and its source cannot be "
+                          "read again",
+                          p, d->id, d->name);
+    default:
+        return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "partition %d of dataset #%d (%s) is not kept", p,
+                          d->id, d->name);
+    }
+}
+
+/* ------------------------------------------------------------------ shuffle stages */
+
+typedef struct stage {
+    loom_ds_engine_t *e;
+    loom_ds_t *d;
+    const unsigned char *only; /* recompute only these partitions (NULL: all) */
+    loom_buf_t *out;           /* per destination worker */
+    size_t *sent;              /* bytes of out[w] already packed */
+    ds_table_t combine;        /* map-side combining (reduce_by_key) */
+    ds_table_t *tables;        /* per partition after the shuffle (reduce, distinct) */
+    loom_buf_t *recv;          /* per partition after the shuffle (the others) */
+    loom_buf_t scratch;
+    int side;
+} stage_t;
+
+typedef struct route_sink {
+    ds_sink_t base;
+    stage_t *s;
+} route_sink_t;
+
+static int dest_part(const loom_ds_t *d, uint64_t h, const loom_ds_rec_t *r)
+{
+    if (d->partitioning == DS_PART_RANGE) return (int)loom_ranges_part(&d->ranges, r->key, r->klen);
+    return (int)loom_part_of_hash(h, (uint32_t)d->nparts);
+}
+
+/* Append a record, with a one-byte side tag before the value for a join. */
+static loom_status_t put_tagged(loom_ctx_t *ctx, loom_buf_t *b, const loom_ds_rec_t *r, int side)
+{
+    if (side < 0) return loom_buf_put_record(ctx, b, r->key, r->klen, r->val, r->vlen);
+    LOOM_TRY(loom_buf_reserve(ctx, b, r->klen + r->vlen + 1 + LOOM_RECORD_OVERHEAD));
+    unsigned char *q = b->data + b->len;
+    q = loom_put_varint(q, r->klen);
+    q = loom_put_varint(q, r->vlen + 1);
+    memcpy(q, r->key, r->klen);
+    q += r->klen;
+    *q++ = (unsigned char)side;
+    memcpy(q, r->val, r->vlen);
+    b->len = (size_t)(q + r->vlen - b->data);
+    return LOOM_OK;
+}
+
+static loom_status_t route_put(ds_sink_t *sk, const loom_ds_rec_t *r)
+{
+    stage_t *s = ((route_sink_t *)sk)->s;
+    loom_ds_t *d = s->d;
+    uint64_t h = loom_key_hash(r->key, r->klen);
+    int q = dest_part(d, h, r);
+    if (s->only && !s->only[q]) return LOOM_OK;
+    if (d->kind == DS_REDUCE)
+        return ds_table_add(s->e->ctx, &s->combine, h, r->key, r->klen, r->val, r->vlen, d->comb,
+                            d->user);
+    return put_tagged(s->e->ctx, &s->out[ds_owner(d, q)], r, d->kind == DS_JOIN ? s->side : -1);
+}
+
+/* After map-side combining: the combined records to their owners. */
+typedef struct flush_sink {
+    ds_sink_t base;
+    stage_t *s;
+} flush_sink_t;
+
+static loom_status_t flush_put(ds_sink_t *sk, const loom_ds_rec_t *r)
+{
+    stage_t *s = ((flush_sink_t *)sk)->s;
+    int q = dest_part(s->d, loom_key_hash(r->key, r->klen), r);
+    return loom_buf_put_record(s->e->ctx, &s->out[ds_owner(s->d, q)], r->key, r->klen, r->val,
+                               r->vlen);
+}
+
+static loom_status_t stage_pack(loom_exchange_t *x, void *user, int *more)
+{
+    stage_t *s = user;
+    int W = loom_exchange_size(x);
+    *more = 0;
+    for (int w = 0; w < W; w++) {
+        loom_buf_t *b = &s->out[w];
+        size_t room = loom_exchange_room(x), at = s->sent[w];
+        const unsigned char *p = b->data + at, *end = b->data + b->len;
+        size_t take = 0;
+        loom_ds_rec_t r;
+        const unsigned char *q = p;
+        while (q < end) {
+            const unsigned char *next = q;
+            if (ds_next_record(&next, end, &r) <= 0) break;
+            size_t len = (size_t)(next - q);
+            if (take + len > room && take > 0) break;
+            take += len;
+            q = next;
+        }
+        if (take) LOOM_TRY(loom_exchange_put(x, w, p, take));
+        s->sent[w] = at + take;
+        if (s->sent[w] < b->len) *more = 1;
+    }
+    return LOOM_OK;
+}
+
+static loom_status_t stage_unpack(loom_exchange_t *x, void *user, int src,
+                                  const unsigned char *data, size_t bytes)
+{
+    (void)x;
+    (void)src;
+    stage_t *s = user;
+    loom_ds_t *d = s->d;
+    loom_ctx_t *ctx = s->e->ctx;
+    const unsigned char *p = data, *end = data + bytes;
+    loom_ds_rec_t r;
+    int k;
+    while ((k = ds_next_record(&p, end, &r)) > 0) {
+        uint64_t h = loom_key_hash(r.key, r.klen);
+        int q = dest_part(d, h, &r);
+        s->e->shuffle_records++;
+        if (d->kind == DS_REDUCE) {
+            LOOM_TRY(ds_table_add(ctx, &s->tables[q], h, r.key, r.klen, r.val, r.vlen, d->comb,
+                                  d->user));
+        } else if (d->kind == DS_DISTINCT) {
+            /* the whole record is the table's key */
+            s->scratch.len = 0;
+            LOOM_TRY(loom_buf_put_record(ctx, &s->scratch, r.key, r.klen, r.val, r.vlen));
+            int added;
+            uint64_t hr = loom_key_hash(s->scratch.data, s->scratch.len);
+            LOOM_TRY(ds_table_insert(ctx, &s->tables[q], hr, s->scratch.data, s->scratch.len, "", 0,
+                                     &added));
+        } else {
+            LOOM_TRY(loom_buf_put_record(ctx, &s->recv[q], r.key, r.klen, r.val, r.vlen));
+        }
+    }
+    if (k < 0) return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "a shuffled segment is corrupt");
+    return LOOM_OK;
+}
+
+/* Group partition q's records by key: sort references, then one record per key. */
+static loom_status_t finish_group(stage_t *s, int q, loom_buf_t *dst)
+{
+    loom_ctx_t *ctx = s->e->ctx;
+    loom_buf_t *src = &s->recv[q];
+    size_t n = 0;
+    const unsigned char *p = src->data, *end = src->data + src->len;
+    loom_ds_rec_t r;
+    while (ds_next_record(&p, end, &r) > 0)
+        n++;
+    loom_kvref_t *refs = malloc((n ? n : 1) * sizeof *refs);
+    if (!refs) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: grouping %zu records", n);
+    p = src->data;
+    for (size_t i = 0; i < n; i++) {
+        ds_next_record(&p, end, &r);
+        refs[i] = (loom_kvref_t){loom_sort_prefix(r.key, r.klen), r.key, r.val, r.klen, r.vlen, 0};
+    }
+    loom_sort_kvrefs(refs, n, s->d->kind == DS_SORT ? 0 : 0);
+    loom_status_t st = LOOM_OK;
+    if (s->d->kind == DS_SORT) {
+        for (size_t i = 0; i < n && st == LOOM_OK; i++)
+            st =
+                loom_buf_put_record(ctx, dst, refs[i].key, refs[i].klen, refs[i].val, refs[i].vlen);
+    } else {
+        loom_buf_t vals = {0};
+        for (size_t i = 0; i < n && st == LOOM_OK;) {
+            size_t j = i;
+            vals.len = 0;
+            while (j < n && st == LOOM_OK &&
+                   loom_sort_cmp_bytes(refs[j].key, refs[j].klen, refs[i].key, refs[i].klen) == 0) {
+                st = loom_buf_reserve(ctx, &vals, refs[j].vlen + 10);
+                if (st == LOOM_OK) {
+                    unsigned char *v = loom_put_varint(vals.data + vals.len, refs[j].vlen);
+                    memcpy(v, refs[j].val, refs[j].vlen);
+                    vals.len = (size_t)(v - vals.data) + refs[j].vlen;
+                }
+                j++;
+            }
+            if (st == LOOM_OK)
+                st = loom_buf_put_record(ctx, dst, refs[i].key, refs[i].klen, vals.data, vals.len);
+            i = j;
+        }
+        loom_buf_free(&vals);
+    }
+    free(refs);
+    return st;
+}
+
+/* Join partition q of a shuffled join: records carry their side in the value's first byte. */
+static loom_status_t finish_join(stage_t *s, int q, loom_buf_t *dst)
+{
+    loom_ctx_t *ctx = s->e->ctx;
+    join_index_t x = {0};
+    loom_buf_t a = {0};
+    loom_status_t st = LOOM_OK;
+    const unsigned char *p = s->recv[q].data, *end = p + s->recv[q].len;
+    loom_ds_rec_t r;
+    while (st == LOOM_OK && ds_next_record(&p, end, &r) > 0) {
+        const unsigned char *v = r.val;
+        st = loom_buf_put_record(ctx, v[0] ? &x.recs : &a, r.key, r.klen, v + 1, r.vlen - 1);
+    }
+    if (st == LOOM_OK) st = join_index_build(ctx, &x);
+    buf_sink_t out = {{buf_put}, ctx, dst};
+    probe_sink_t ps = {{probe_put}, ctx, &x, 0, &out.base, {0}};
+    if (st == LOOM_OK) st = ds_buf_each(ctx, &a, &ps.base);
+    loom_buf_free(&ps.pair);
+    loom_buf_free(&a);
+    join_index_free(&x);
+    return st;
+}
+
+/* The sampled ranges of a sort: keys of every record this worker holds of
+ * the input (at most 64 per partition), cut on worker 0, broadcast. */
+typedef struct sample_sink {
+    ds_sink_t base;
+    loom_ctx_t *ctx;
+    loom_buf_t *buf;
+    uint64_t seen;
+    uint64_t keep;
+} sample_sink_t;
+
+static loom_status_t sample_put(ds_sink_t *sk, const loom_ds_rec_t *r)
+{
+    sample_sink_t *s = (sample_sink_t *)sk;
+    s->seen++;
+    /* a deterministic thinning: every record until `keep`, then one in seen/keep */
+    if (s->seen > s->keep && loom_hash_mix64(s->seen) % (s->seen / s->keep + 1) != 0)
+        return LOOM_OK;
+    return loom_buf_put_record(s->ctx, s->buf, r->key, r->klen, "", 0);
+}
+
+static loom_status_t sort_ranges(stage_t *s)
+{
+    loom_ds_t *d = s->d, *in = d->in[0];
+    loom_ctx_t *ctx = s->e->ctx;
+    MPI_Comm wc = loom_worker_comm(ctx);
+    loom_buf_t mine = {0}, all = {0};
+    sample_sink_t ss = {{sample_put}, ctx, &mine, 0, 64 * (uint64_t)d->nparts};
+    loom_status_t st = LOOM_OK;
+    for (int p = 0; p < in->nparts && st == LOOM_OK; p++)
+        if (ds_mine(in, p)) st = ds_pull(in, p, &ss.base);
+    st = loom_agree(ctx, wc, st);
+    int W = s->e->workers, len = (int)mine.len;
+    int *lens = calloc((size_t)W, sizeof *lens), *displ = calloc((size_t)W, sizeof *displ);
+    if (st == LOOM_OK && mine.len > INT32_MAX / 2)
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "sort: sample too large");
+    if (st == LOOM_OK && (!lens || !displ))
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: sort sample");
+    st = loom_agree(ctx, wc, st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(ctx, st, MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, wc));
+    if (st == LOOM_OK && s->e->slot == 0) {
+        size_t total = 0;
+        for (int w = 0; w < W; w++) {
+            displ[w] = (int)total;
+            total += (size_t)lens[w];
+        }
+        st = loom_buf_reserve(ctx, &all, total + 1);
+        all.len = total;
+    }
+    st = loom_agree(ctx, wc, st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(
+            ctx, st, MPI_Gatherv(mine.data, len, MPI_BYTE, all.data, lens, displ, MPI_BYTE, 0, wc));
+    if (st == LOOM_OK && s->e->slot == 0)
+        st = loom_ranges_from_sample(ctx, &all, (uint32_t)d->nparts, &d->ranges);
+    st = loom_agree(ctx, wc, st);
+    if (st == LOOM_OK) st = loom_ranges_bcast(ctx, wc, 0, &d->ranges);
+    if (st == LOOM_OK) d->ranged = 1;
+    free(lens);
+    free(displ);
+    loom_buf_free(&mine);
+    loom_buf_free(&all);
+    return st;
+}
+
+static void stage_free(stage_t *s)
+{
+    for (int w = 0; s->out && w < s->e->workers; w++)
+        loom_buf_free(&s->out[w]);
+    free(s->out);
+    free(s->sent);
+    ds_table_free(&s->combine);
+    for (int q = 0; s->tables && q < s->d->nparts; q++)
+        ds_table_free(&s->tables[q]);
+    free(s->tables);
+    for (int q = 0; s->recv && q < s->d->nparts; q++)
+        loom_buf_free(&s->recv[q]);
+    free(s->recv);
+    loom_buf_free(&s->scratch);
+}
+
+/* Run the shuffle stage that makes d (only the partitions in `only`, when
+ * given). Workers only; collective over them; agrees on failure. */
+static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
+{
+    loom_ds_engine_t *e = d->e;
+    loom_ctx_t *ctx = e->ctx;
+    MPI_Comm wc = loom_worker_comm(ctx);
+    int W = e->workers;
+    stage_t s = {.e = e, .d = d, .only = only};
+    loom_status_t st = ds_keep_alloc(d);
+    s.out = calloc((size_t)W, sizeof *s.out);
+    s.sent = calloc((size_t)W, sizeof *s.sent);
+    s.tables = calloc((size_t)d->nparts, sizeof *s.tables);
+    s.recv = calloc((size_t)d->nparts, sizeof *s.recv);
+    if (st == LOOM_OK && (!s.out || !s.sent || !s.tables || !s.recv))
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a stage of %d partitions", d->nparts);
+    st = loom_agree(ctx, wc, st);
+    if (st == LOOM_OK && d->kind == DS_SORT && !d->ranged) st = sort_ranges(&s);
+    if (st != LOOM_OK) {
+        stage_free(&s);
+        return st;
+    }
+    loom_timer_start(ctx, "stages");
+    /* the stage's narrow steps, pipelined into the routing sink */
+    route_sink_t rs = {{route_put}, &s};
+    for (int i = 0; i < d->nin && st == LOOM_OK; i++) {
+        loom_ds_t *in = d->in[i];
+        s.side = i;
+        for (int p = 0; p < in->nparts && st == LOOM_OK; p++)
+            if (ds_mine(in, p)) st = ds_pull(in, p, &rs.base);
+    }
+    if (st == LOOM_OK && d->kind == DS_REDUCE) {
+        flush_sink_t fs = {{flush_put}, &s};
+        st = ds_table_each(ctx, &s.combine, &fs.base);
+        ds_table_free(&s.combine);
+    }
+    st = loom_agree(ctx, wc, st);
+    loom_exchange_t *x = NULL;
+    loom_exchange_opts_t xo = {
+        .among = LOOM_AMONG_WORKERS, .elem = 1, .budget = e->cfg.memory, .timer = "shuffle"};
+    if (st == LOOM_OK) st = loom_exchange_create(ctx, &xo, &x);
+    st = loom_agree(ctx, wc, st);
+    if (st == LOOM_OK) st = loom_exchange_run(x, stage_pack, stage_unpack, &s);
+    if (x) e->shuffle_bytes += (int64_t)loom_exchange_bytes_sent(x);
+    loom_exchange_destroy(&x);
+    for (int w = 0; w < W; w++)
+        loom_buf_free(&s.out[w]);
+    /* what the shuffle brought becomes the kept partitions */
+    for (int q = 0; q < d->nparts && st == LOOM_OK; q++) {
+        if (!ds_mine(d, q) || (only && !only[q])) continue;
+        loom_buf_t *dst = &d->part[q];
+        dst->len = 0;
+        buf_sink_t bs = {{buf_put}, ctx, dst};
+        switch (d->kind) {
+        case DS_REDUCE:
+            st = ds_table_each(ctx, &s.tables[q], &bs.base);
+            break;
+        case DS_DISTINCT: {
+            const ds_table_t *t = &s.tables[q];
+            for (size_t i = 0; i < t->cap && st == LOOM_OK; i++) {
+                if (!t->slot[i]) continue;
+                const unsigned char *p = t->arena.data + t->slot[i] - 1, *rp;
+                loom_ds_rec_t outer, inner;
+                ds_next_record(&p, t->arena.data + t->arena.len, &outer);
+                rp = outer.key;
+                ds_next_record(&rp, rp + outer.klen, &inner);
+                st = loom_buf_put_record(ctx, dst, inner.key, inner.klen, inner.val, inner.vlen);
+            }
+            break;
+        }
+        case DS_PARTITION:
+            loom_buf_free(dst);
+            *dst = s.recv[q];
+            memset(&s.recv[q], 0, sizeof s.recv[q]);
+            break;
+        case DS_GROUP:
+        case DS_SORT:
+            st = finish_group(&s, q, dst);
+            break;
+        case DS_JOIN:
+            st = finish_join(&s, q, dst);
+            break;
+        default:
+            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "dataset #%d is not a shuffle", d->id);
+        }
+        ds_table_free(&s.tables[q]);
+        loom_buf_free(&s.recv[q]);
+        if (st == LOOM_OK) d->have[q] = 1;
+    }
+    loom_timer_stop(ctx, "stages");
+    stage_free(&s);
+    e->stages++;
+    return loom_agree(ctx, wc, st);
+}
+
+/* Keep the partitions of a persisted narrow dataset that this rank owns (all,
+ * or those in `only`). Local. */
+static loom_status_t keep_narrow(loom_ds_t *d, const unsigned char *only)
+{
+    LOOM_TRY(ds_keep_alloc(d));
+    for (int p = 0; p < d->nparts; p++) {
+        if (!ds_mine(d, p) || (only && !only[p]) || d->have[p]) continue;
+        loom_buf_t b = {0};
+        buf_sink_t bs = {{buf_put}, d->e->ctx, &b};
+        loom_status_t st = ds_pull(d, p, &bs.base);
+        if (st != LOOM_OK) {
+            loom_buf_free(&b);
+            return st;
+        }
+        d->part[p] = b;
+        d->have[p] = 1;
+    }
+    return LOOM_OK;
+}
+
+/* ------------------------------------------------------------------ the plan walk */
+
+/* Call fn on every materialisation point a stage making `d` reads (through
+ * narrow steps that are not kept). */
+static void stage_inputs(loom_ds_t *d, void (*fn)(loom_ds_t *q, void *arg), void *arg)
+{
+    for (int i = 0; i < d->nin; i++) {
+        loom_ds_t *in = d->in[i];
+        if (in->kept || is_point(in))
+            fn(in, arg);
+        else
+            stage_inputs(in, fn, arg);
+    }
+}
+
+static void count_read(loom_ds_t *q, void *arg);
+
+/* Count, for every point the plan of d runs or reads, how many stages read it. */
+static void plan_reads(loom_ds_t *d)
+{
+    d->touched = d->e->action;
+    if (d->planned == d->e->action) return;
+    d->planned = d->e->action;
+    d->stage_reads = 0;
+    if (d->kept && !d->nlost) return;
+    stage_inputs(d, count_read, NULL);
+}
+
+static void count_read(loom_ds_t *q, void *arg)
+{
+    (void)arg;
+    plan_reads(q);
+    q->stage_reads++;
+}
+
+static void release_read(loom_ds_t *q, void *arg)
+{
+    (void)arg;
+    if (--q->stage_reads <= 0 && !q->persist && q->kind != DS_STORED && q->kept) ds_drop(q);
+}
+
+/* Fault injection (drop:DATASET@P): the first time the plan meets the dataset
+ * kept, its owner drops partition P. Every worker knows the spec and walks the
+ * same plan, so all mark the partition lost without a message. */
+static void fault_drop(loom_ds_t *d)
+{
+    loom_ds_engine_t *e = d->e;
+    if (e->fault_done || d->id != e->fault_node || !d->kept || e->fault_part >= d->nparts) return;
+    e->fault_done = 1;
+    int p = e->fault_part;
+    if (d->have[p]) {
+        loom_buf_free(&d->part[p]);
+        d->have[p] = 0;
+        e->dropped++;
+        loom_log_all(e->ctx, "fault injection: rank %d drops partition %d of dataset #%d (%s)",
+                     loom_rank(e->ctx), p, d->id, d->name);
+    }
+    if (!d->lost) d->lost = calloc((size_t)d->nparts, 1);
+    if (d->lost) {
+        d->lost[p] = 1;
+        d->nlost = 1;
+    }
+}
+
+/* Run what is missing under d, inputs first. Workers only. */
+static loom_status_t run_plan(loom_ds_t *d)
+{
+    fault_drop(d);
+    if (d->kept && !d->nlost) return LOOM_OK;
+    for (int i = 0; i < d->nin; i++)
+        LOOM_TRY(run_plan(d->in[i]));
+    if (!is_point(d)) return LOOM_OK;
+    const unsigned char *only = d->nlost ? d->lost : NULL;
+    if (d->kind == DS_STORED) return LOOM_OK; /* a lost stored partition fails when read */
+    if (is_wide(d))
+        LOOM_TRY(run_stage(d, only));
+    else
+        LOOM_TRY(keep_narrow(d, only));
+    for (int p = 0; only && p < d->nparts; p++)
+        d->e->recomputed += only[p] && ds_mine(d, p);
+    d->kept = 1;
+    d->nlost = 0;
+    stage_inputs(d, release_read, NULL);
+    return LOOM_OK;
+}
+
+loom_status_t ds_prepare(loom_ds_t *d)
+{
+    loom_ds_engine_t *e = d->e;
+    plan_reads(d);
+    if (e->slot < 0) return LOOM_OK; /* the master runs no stage */
+    return run_plan(d);
+}
+
+void ds_action_done(loom_ds_t *d)
+{
+    loom_ds_engine_t *e = d->e;
+    /* shuffle output this action's plan did not touch is not needed by what
+     * the program does now: drop it (it is recomputed if asked for again) */
+    for (int i = 0; i < e->n; i++) {
+        loom_ds_t *q = e->all[i];
+        if (q->kept && !q->persist && q->kind != DS_STORED && q->touched != e->action) ds_drop(q);
+    }
+}

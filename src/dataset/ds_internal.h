@@ -1,0 +1,171 @@
+/* Internal: the dataset engine's lineage nodes, stages and record tables. */
+#ifndef LOOM_DS_INTERNAL_H
+#define LOOM_DS_INTERNAL_H
+
+#include "dataplane/dataplane.h"
+#include "loom/dataset.h"
+
+typedef enum ds_kind {
+    /* sources */
+    DS_TEXT = 1, /* line-aligned byte ranges of files */
+    DS_RANGE,    /* 0 .. n-1 */
+    DS_STORED,   /* partitions given when made (edges, parallelize): kept for good */
+    /* narrow */
+    DS_MAP,
+    DS_FILTER,
+    DS_MAP_VALUES,
+    DS_UNION,
+    DS_JOIN_LOCAL, /* join of co-partitioned inputs */
+    /* wide: the output of a shuffle */
+    DS_REDUCE,
+    DS_GROUP,
+    DS_DISTINCT,
+    DS_PARTITION,
+    DS_JOIN,
+    DS_SORT,
+} ds_kind_t;
+
+enum { DS_PART_NONE = 0, DS_PART_HASH, DS_PART_RANGE };
+
+typedef struct ds_split {
+    uint32_t file;
+    uint64_t begin, end;
+} ds_split_t;
+
+struct loom_ds {
+    loom_ds_engine_t *e;
+    int id;
+    ds_kind_t kind;
+    char name[40];
+    loom_ds_t *in[2];
+    int nin;
+    int nparts;
+    int partitioning; /* DS_PART_* */
+    loom_ds_map_fn map;
+    loom_ds_pred_fn pred;
+    loom_ds_combine_fn comb;
+    void *user;
+    int persist; /* kept until unpersisted */
+    /* Kept partitions (shuffle output, persisted or stored): `kept` says the
+     * whole dataset is materialised (the same on every rank); have[p] whether
+     * this rank holds partition p, in part[p]. */
+    int kept;
+    loom_buf_t *part;
+    unsigned char *have;
+    int64_t stage_reads; /* stages of the running action still to read it */
+    uint64_t touched;    /* the last action whose plan used it */
+    uint64_t planned;    /* the last action that counted its readers */
+    unsigned char *lost; /* partitions found missing (the same on every rank) */
+    int nlost;
+    /* sources */
+    uint64_t range_n;
+    ds_split_t *splits;
+    /* sort */
+    loom_ranges_t ranges;
+    int ranged;
+};
+
+struct loom_ds_engine {
+    loom_ctx_t *ctx;
+    loom_ds_config_t cfg;
+    char *dot_path;
+    int workers, slot; /* worker count, this rank's worker index (-1: master) */
+    loom_ds_t **all;
+    int n, cap;
+    loom_status_t err; /* first error of a transformation, returned by the next action */
+    char **files;      /* text inputs, all text sources of the engine */
+    size_t nfiles;
+    uint64_t action;
+    int fault_node, fault_part, fault_done;
+    FILE *dot;
+    /* counters for the summary */
+    int64_t stages, shuffle_bytes, shuffle_records, recomputed, actions, dropped;
+};
+
+/* The worker slot owning partition p of d: p mod W, except that a union's
+ * partitions stay where its inputs' are (narrow steps keep their input's
+ * placement); and whether this rank owns it. */
+int ds_owner(const loom_ds_t *d, int p);
+static inline int ds_mine(const loom_ds_t *d, int p)
+{
+    return d->e->slot >= 0 && ds_owner(d, p) == d->e->slot;
+}
+
+/* ------------------------------------------------------------------ pipelines (ds_exec.c) */
+
+/* A consumer of records. */
+typedef struct ds_sink ds_sink_t;
+struct ds_sink {
+    loom_status_t (*put)(ds_sink_t *s, const loom_ds_rec_t *r);
+};
+
+struct loom_ds_out {
+    loom_ctx_t *ctx;
+    ds_sink_t *next;
+    const loom_ds_rec_t *in; /* map_values: the key to keep */
+    int keep_key;
+    /* combiner output capture */
+    loom_buf_t *capture;
+};
+
+/* Push partition p of d through `sink`, record by record (kept partitions
+ * are read; narrow steps are applied on the way). Local. */
+loom_status_t ds_pull(loom_ds_t *d, int p, ds_sink_t *sink);
+/* Make sure every wide step and persisted dataset under d is kept (running
+ * the stages that are missing, in order). Collective. */
+loom_status_t ds_prepare(loom_ds_t *d);
+/* After an action on d: drop shuffle outputs the plan no longer needs. */
+void ds_action_done(loom_ds_t *d);
+/* Drop d's kept partitions (not for stored sources). */
+void ds_drop(loom_ds_t *d);
+/* Iterate the records of a kept buffer. */
+loom_status_t ds_buf_each(loom_ctx_t *ctx, const loom_buf_t *b, ds_sink_t *sink);
+loom_status_t ds_keep_alloc(loom_ds_t *d);
+
+/* Print the plan of an action on d (--explain, --dot). Rank 0. */
+void ds_explain(loom_ds_t *d, const char *action);
+
+/* ------------------------------------------------------------------ record tables (ds_table.c)
+ * A hash table of records keyed by their key bytes, for combining values
+ * (reduce_by_key) and finding distinct records. */
+
+typedef struct ds_table {
+    uint64_t *slot; /* 0: empty, else (offset in arena) + 1 */
+    uint64_t *hash;
+    size_t cap, n;
+    loom_buf_t arena; /* records */
+    size_t garbage;   /* bytes of replaced records in the arena */
+} ds_table_t;
+
+/* Combine `val` into the key's value (insert when new). fn: the user's
+ * combiner, or loom_ds_sum_u64 / loom_ds_sum_f64 (folded in place). */
+loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key, size_t klen,
+                           const void *val, size_t vlen, loom_ds_combine_fn fn, void *user);
+/* Insert when no equal key is present; *added says whether it was. */
+loom_status_t ds_table_insert(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key,
+                              size_t klen, const void *val, size_t vlen, int *added);
+/* Visit every record. */
+loom_status_t ds_table_each(loom_ctx_t *ctx, const ds_table_t *t, ds_sink_t *sink);
+void ds_table_free(ds_table_t *t);
+size_t ds_table_bytes(const ds_table_t *t);
+
+/* Decode the record at *p in [p, end); 0 at the end, -1 when malformed. */
+int ds_next_record(const unsigned char **p, const unsigned char *end, loom_ds_rec_t *r);
+
+/* ------------------------------------------------------------------ sources (ds_source.c) */
+
+/* Push split p of a text source. */
+loom_status_t ds_text_pull(loom_ds_t *d, int p, ds_sink_t *sink);
+/* Plan the text source (collective): expand inputs on rank 0, cut splits, broadcast. */
+loom_status_t ds_text_plan(loom_ds_t *d, const char *const *inputs, int ninputs);
+
+/* ------------------------------------------------------------------ engine internals (ds_engine.c)
+ */
+loom_ds_t *ds_node(loom_ds_engine_t *e, ds_kind_t kind, const char *op, loom_ds_t *a, loom_ds_t *b,
+                   int nparts);
+/* Keep the first error of a transformation. Returns NULL-safe d. */
+void ds_fail(loom_ds_engine_t *e, loom_status_t st);
+/* The status to start an action with: the kept error, agreed. */
+loom_status_t ds_action_begin(loom_ds_t *d, const char *action);
+
+#endif

@@ -1,0 +1,165 @@
+/* Record tables: open addressing on the key's 64-bit hash, records in one arena. Combining
+ * (reduce_by_key, on both sides of the shuffle) and distinct records use them. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset/ds_internal.h"
+
+int ds_next_record(const unsigned char **p, const unsigned char *end, loom_ds_rec_t *r)
+{
+    if (*p >= end) return 0;
+    uint64_t kl, vl;
+    const unsigned char *q = loom_get_varint(*p, end, &kl);
+    if (!q) return -1;
+    q = loom_get_varint(q, end, &vl);
+    if (!q || kl > (uint64_t)(end - q) || vl > (uint64_t)(end - q) - kl) return -1;
+    r->key = q;
+    r->klen = (size_t)kl;
+    r->val = q + kl;
+    r->vlen = (size_t)vl;
+    *p = q + kl + vl;
+    return 1;
+}
+
+static loom_status_t grow(loom_ctx_t *ctx, ds_table_t *t)
+{
+    size_t cap = t->cap ? 2 * t->cap : 1024;
+    uint64_t *slot = calloc(cap, sizeof *slot), *hash = malloc(cap * sizeof *hash);
+    if (!slot || !hash) {
+        free(slot);
+        free(hash);
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a table of %zu records", cap / 2);
+    }
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->slot[i]) continue;
+        size_t j = t->hash[i] & (cap - 1);
+        while (slot[j])
+            j = (j + 1) & (cap - 1);
+        slot[j] = t->slot[i];
+        hash[j] = t->hash[i];
+    }
+    free(t->slot);
+    free(t->hash);
+    t->slot = slot;
+    t->hash = hash;
+    t->cap = cap;
+    return LOOM_OK;
+}
+
+/* The slot of the key, or the empty slot where it goes. */
+static size_t find(const ds_table_t *t, uint64_t h, const void *key, size_t klen, int *found)
+{
+    size_t j = h & (t->cap - 1);
+    for (;; j = (j + 1) & (t->cap - 1)) {
+        if (!t->slot[j]) {
+            *found = 0;
+            return j;
+        }
+        if (t->hash[j] != h) continue;
+        const unsigned char *p = t->arena.data + t->slot[j] - 1;
+        loom_ds_rec_t r;
+        ds_next_record(&p, t->arena.data + t->arena.len, &r);
+        if (r.klen == klen && memcmp(r.key, key, klen) == 0) {
+            *found = 1;
+            return j;
+        }
+    }
+}
+
+static loom_status_t place(loom_ctx_t *ctx, ds_table_t *t, size_t j, uint64_t h, const void *key,
+                           size_t klen, const void *val, size_t vlen)
+{
+    size_t at = t->arena.len;
+    LOOM_TRY(loom_buf_put_record(ctx, &t->arena, key, klen, val, vlen));
+    t->slot[j] = at + 1;
+    t->hash[j] = h;
+    return LOOM_OK;
+}
+
+static loom_status_t reserve(loom_ctx_t *ctx, ds_table_t *t)
+{
+    if (2 * (t->n + 1) > t->cap) return grow(ctx, t);
+    return LOOM_OK;
+}
+
+loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key, size_t klen,
+                           const void *val, size_t vlen, loom_ds_combine_fn fn, void *user)
+{
+    LOOM_TRY(reserve(ctx, t));
+    int found;
+    size_t j = find(t, h, key, klen, &found);
+    if (!found) {
+        t->n++;
+        return place(ctx, t, j, h, key, klen, val, vlen);
+    }
+    const unsigned char *p = t->arena.data + t->slot[j] - 1;
+    loom_ds_rec_t old;
+    ds_next_record(&p, t->arena.data + t->arena.len, &old);
+    unsigned char *ov = (unsigned char *)old.val;
+    if ((fn == loom_ds_sum_u64 || fn == loom_ds_sum_f64) && old.vlen == 8 && vlen == 8) {
+        if (fn == loom_ds_sum_u64) {
+            uint64_t a, b;
+            memcpy(&a, ov, 8);
+            memcpy(&b, val, 8);
+            a += b;
+            memcpy(ov, &a, 8);
+        } else {
+            double a, b;
+            memcpy(&a, ov, 8);
+            memcpy(&b, val, 8);
+            a += b;
+            memcpy(ov, &a, 8);
+        }
+        return LOOM_OK;
+    }
+    loom_buf_t cap = {0};
+    loom_ds_out_t out = {.ctx = ctx, .capture = &cap};
+    loom_status_t st = fn(old.val, old.vlen, val, vlen, &out, user);
+    if (st == LOOM_OK && cap.len == old.vlen) {
+        memcpy(ov, cap.data, cap.len);
+    } else if (st == LOOM_OK) {
+        /* the combined value has another length: append it, the old record is garbage */
+        t->garbage += old.klen + old.vlen;
+        st = place(ctx, t, j, h, key, klen, cap.data, cap.len);
+    }
+    loom_buf_free(&cap);
+    return st;
+}
+
+loom_status_t ds_table_insert(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key,
+                              size_t klen, const void *val, size_t vlen, int *added)
+{
+    LOOM_TRY(reserve(ctx, t));
+    int found;
+    size_t j = find(t, h, key, klen, &found);
+    *added = !found;
+    if (found) return LOOM_OK;
+    t->n++;
+    return place(ctx, t, j, h, key, klen, val, vlen);
+}
+
+loom_status_t ds_table_each(loom_ctx_t *ctx, const ds_table_t *t, ds_sink_t *sink)
+{
+    (void)ctx;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->slot[i]) continue;
+        const unsigned char *p = t->arena.data + t->slot[i] - 1;
+        loom_ds_rec_t r;
+        ds_next_record(&p, t->arena.data + t->arena.len, &r);
+        LOOM_TRY(sink->put(sink, &r));
+    }
+    return LOOM_OK;
+}
+
+size_t ds_table_bytes(const ds_table_t *t)
+{
+    return t->arena.cap + t->cap * 16;
+}
+
+void ds_table_free(ds_table_t *t)
+{
+    free(t->slot);
+    free(t->hash);
+    loom_buf_free(&t->arena);
+    memset(t, 0, sizeof *t);
+}
