@@ -164,7 +164,7 @@ static loom_status_t probe_put(ds_sink_t *s, const loom_ds_rec_t *r)
     for (size_t i = x->head[h & x->mask]; i; i = x->next[i - 1]) {
         if (x->hash[i - 1] != h) continue;
         const unsigned char *p = x->recs.data + x->off[i - 1];
-        loom_ds_rec_t m;
+        loom_ds_rec_t m = {0};
         ds_next_record(&p, x->recs.data + x->recs.len, &m);
         if (m.klen != r->klen || memcmp(m.key, r->key, r->klen) != 0) continue;
         if (ps->built_is_a)
@@ -276,6 +276,26 @@ static loom_status_t put_tagged(loom_ctx_t *ctx, loom_buf_t *b, const loom_ds_re
     return LOOM_OK;
 }
 
+/* A record for partition q, which this rank owns: into its table or buffer. */
+static loom_status_t receive(stage_t *s, uint64_t h, int q, const loom_ds_rec_t *r)
+{
+    loom_ds_t *d = s->d;
+    loom_ctx_t *ctx = s->e->ctx;
+    s->e->shuffle_records++;
+    if (d->kind == DS_REDUCE)
+        return ds_table_add(ctx, &s->tables[q], h, r->key, r->klen, r->val, r->vlen, d->comb,
+                            d->user);
+    if (d->kind == DS_DISTINCT) { /* the whole record is the table's key */
+        s->scratch.len = 0;
+        LOOM_TRY(loom_buf_put_record(ctx, &s->scratch, r->key, r->klen, r->val, r->vlen));
+        int added;
+        uint64_t hr = loom_key_hash(s->scratch.data, s->scratch.len);
+        return ds_table_insert(ctx, &s->tables[q], hr, s->scratch.data, s->scratch.len, "", 0,
+                               &added);
+    }
+    return loom_buf_put_record(ctx, &s->recv[q], r->key, r->klen, r->val, r->vlen);
+}
+
 static loom_status_t route_put(ds_sink_t *sk, const loom_ds_rec_t *r)
 {
     stage_t *s = ((route_sink_t *)sk)->s;
@@ -283,6 +303,13 @@ static loom_status_t route_put(ds_sink_t *sk, const loom_ds_rec_t *r)
     uint64_t h = loom_key_hash(r->key, r->klen);
     int q = dest_part(d, h, r);
     if (s->only && !s->only[q]) return LOOM_OK;
+    if (ds_owner(d, q) == s->e->slot) { /* stays here: straight to its partition */
+        if (d->kind == DS_JOIN) {
+            s->e->shuffle_records++;
+            return put_tagged(s->e->ctx, &s->recv[q], r, s->side);
+        }
+        return receive(s, h, q, r);
+    }
     if (d->kind == DS_REDUCE)
         return ds_table_add(s->e->ctx, &s->combine, h, r->key, r->klen, r->val, r->vlen, d->comb,
                             d->user);
@@ -337,30 +364,14 @@ static loom_status_t stage_unpack(loom_exchange_t *x, void *user, int src,
     (void)src;
     stage_t *s = user;
     loom_ds_t *d = s->d;
-    loom_ctx_t *ctx = s->e->ctx;
     const unsigned char *p = data, *end = data + bytes;
     loom_ds_rec_t r;
     int k;
     while ((k = ds_next_record(&p, end, &r)) > 0) {
         uint64_t h = loom_key_hash(r.key, r.klen);
-        int q = dest_part(d, h, &r);
-        s->e->shuffle_records++;
-        if (d->kind == DS_REDUCE) {
-            LOOM_TRY(ds_table_add(ctx, &s->tables[q], h, r.key, r.klen, r.val, r.vlen, d->comb,
-                                  d->user));
-        } else if (d->kind == DS_DISTINCT) {
-            /* the whole record is the table's key */
-            s->scratch.len = 0;
-            LOOM_TRY(loom_buf_put_record(ctx, &s->scratch, r.key, r.klen, r.val, r.vlen));
-            int added;
-            uint64_t hr = loom_key_hash(s->scratch.data, s->scratch.len);
-            LOOM_TRY(ds_table_insert(ctx, &s->tables[q], hr, s->scratch.data, s->scratch.len, "", 0,
-                                     &added));
-        } else {
-            LOOM_TRY(loom_buf_put_record(ctx, &s->recv[q], r.key, r.klen, r.val, r.vlen));
-        }
+        LOOM_TRY(receive(s, h, dest_part(d, h, &r), &r));
     }
-    if (k < 0) return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "a shuffled segment is corrupt");
+    if (k < 0) return LOOM_ERROR(s->e->ctx, LOOM_ERR_INTERNAL, "a shuffled segment is corrupt");
     return LOOM_OK;
 }
 
@@ -577,9 +588,9 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
             const ds_table_t *t = &s.tables[q];
             for (size_t i = 0; i < t->cap && st == LOOM_OK; i++) {
                 if (!t->slot[i]) continue;
-                const unsigned char *p = t->arena.data + t->slot[i] - 1, *rp;
-                loom_ds_rec_t outer, inner;
-                ds_next_record(&p, t->arena.data + t->arena.len, &outer);
+                const unsigned char *rp;
+                loom_ds_rec_t outer, inner = {0};
+                ds_table_rec(t, i, &outer);
                 rp = outer.key;
                 ds_next_record(&rp, rp + outer.klen, &inner);
                 st = loom_buf_put_record(ctx, dst, inner.key, inner.klen, inner.val, inner.vlen);

@@ -144,13 +144,39 @@ loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const voi
 /* Insert when no equal key is present; *added says whether it was. */
 loom_status_t ds_table_insert(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key,
                               size_t klen, const void *val, size_t vlen, int *added);
+/* The record in slot i (slot[i] != 0). */
+void ds_table_rec(const ds_table_t *t, size_t i, loom_ds_rec_t *r);
 /* Visit every record. */
 loom_status_t ds_table_each(loom_ctx_t *ctx, const ds_table_t *t, ds_sink_t *sink);
 void ds_table_free(ds_table_t *t);
 size_t ds_table_bytes(const ds_table_t *t);
 
-/* Decode the record at *p in [p, end); 0 at the end, -1 when malformed. */
-int ds_next_record(const unsigned char **p, const unsigned char *end, loom_ds_rec_t *r);
+/* Decode the record at *pp in [*pp, end) and step past it; 0 at the end, -1
+ * when malformed. Short keys and values (one-byte lengths) take the fast path. */
+static inline int ds_next_record(const unsigned char **pp, const unsigned char *end,
+                                 loom_ds_rec_t *r)
+{
+    const unsigned char *p = *pp;
+    if (p >= end) return 0;
+    uint64_t kl, vl;
+    if (end - p >= 2 && p[0] < 0x80 && p[1] < 0x80) {
+        kl = p[0];
+        vl = p[1];
+        p += 2;
+    } else {
+        p = loom_get_varint(p, end, &kl);
+        if (!p) return -1;
+        p = loom_get_varint(p, end, &vl);
+        if (!p) return -1;
+    }
+    if (kl > (uint64_t)(end - p) || vl > (uint64_t)(end - p) - kl) return -1;
+    r->key = p;
+    r->klen = (size_t)kl;
+    r->val = p + kl;
+    r->vlen = (size_t)vl;
+    *pp = p + kl + vl;
+    return 1;
+}
 
 /* ------------------------------------------------------------------ sources (ds_source.c) */
 

@@ -5,22 +5,6 @@
 
 #include "dataset/ds_internal.h"
 
-int ds_next_record(const unsigned char **p, const unsigned char *end, loom_ds_rec_t *r)
-{
-    if (*p >= end) return 0;
-    uint64_t kl, vl;
-    const unsigned char *q = loom_get_varint(*p, end, &kl);
-    if (!q) return -1;
-    q = loom_get_varint(q, end, &vl);
-    if (!q || kl > (uint64_t)(end - q) || vl > (uint64_t)(end - q) - kl) return -1;
-    r->key = q;
-    r->klen = (size_t)kl;
-    r->val = q + kl;
-    r->vlen = (size_t)vl;
-    *p = q + kl + vl;
-    return 1;
-}
-
 static loom_status_t grow(loom_ctx_t *ctx, ds_table_t *t)
 {
     size_t cap = t->cap ? 2 * t->cap : 1024;
@@ -46,6 +30,24 @@ static loom_status_t grow(loom_ctx_t *ctx, ds_table_t *t)
     return LOOM_OK;
 }
 
+/* Table records are [u32 klen][u32 vlen][key][value]: decoding one is two loads. */
+static inline void entry(const ds_table_t *t, uint64_t slot, loom_ds_rec_t *r)
+{
+    const unsigned char *p = t->arena.data + slot - 1;
+    uint32_t kl, vl;
+    memcpy(&kl, p, 4);
+    memcpy(&vl, p + 4, 4);
+    r->key = p + 8;
+    r->klen = kl;
+    r->val = p + 8 + kl;
+    r->vlen = vl;
+}
+
+void ds_table_rec(const ds_table_t *t, size_t i, loom_ds_rec_t *r)
+{
+    entry(t, t->slot[i], r);
+}
+
 /* The slot of the key, or the empty slot where it goes. */
 static size_t find(const ds_table_t *t, uint64_t h, const void *key, size_t klen, int *found)
 {
@@ -56,10 +58,9 @@ static size_t find(const ds_table_t *t, uint64_t h, const void *key, size_t klen
             return j;
         }
         if (t->hash[j] != h) continue;
-        const unsigned char *p = t->arena.data + t->slot[j] - 1;
         loom_ds_rec_t r;
-        ds_next_record(&p, t->arena.data + t->arena.len, &r);
-        if (r.klen == klen && memcmp(r.key, key, klen) == 0) {
+        entry(t, t->slot[j], &r);
+        if (r.klen == klen && (klen == 8 ? memcmp(r.key, key, 8) : memcmp(r.key, key, klen)) == 0) {
             *found = 1;
             return j;
         }
@@ -69,8 +70,18 @@ static size_t find(const ds_table_t *t, uint64_t h, const void *key, size_t klen
 static loom_status_t place(loom_ctx_t *ctx, ds_table_t *t, size_t j, uint64_t h, const void *key,
                            size_t klen, const void *val, size_t vlen)
 {
+    if (klen > UINT32_MAX || vlen > UINT32_MAX)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "a record of %zu + %zu bytes is too large to combine", klen, vlen);
     size_t at = t->arena.len;
-    LOOM_TRY(loom_buf_put_record(ctx, &t->arena, key, klen, val, vlen));
+    LOOM_TRY(loom_buf_reserve(ctx, &t->arena, 8 + klen + vlen));
+    uint32_t kl = (uint32_t)klen, vl = (uint32_t)vlen;
+    unsigned char *p = t->arena.data + at;
+    memcpy(p, &kl, 4);
+    memcpy(p + 4, &vl, 4);
+    memcpy(p + 8, key, klen);
+    memcpy(p + 8 + klen, val, vlen);
+    t->arena.len = at + 8 + klen + vlen;
     t->slot[j] = at + 1;
     t->hash[j] = h;
     return LOOM_OK;
@@ -92,9 +103,8 @@ loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const voi
         t->n++;
         return place(ctx, t, j, h, key, klen, val, vlen);
     }
-    const unsigned char *p = t->arena.data + t->slot[j] - 1;
     loom_ds_rec_t old;
-    ds_next_record(&p, t->arena.data + t->arena.len, &old);
+    entry(t, t->slot[j], &old);
     unsigned char *ov = (unsigned char *)old.val;
     if ((fn == loom_ds_sum_u64 || fn == loom_ds_sum_f64) && old.vlen == 8 && vlen == 8) {
         if (fn == loom_ds_sum_u64) {
@@ -143,9 +153,8 @@ loom_status_t ds_table_each(loom_ctx_t *ctx, const ds_table_t *t, ds_sink_t *sin
     (void)ctx;
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->slot[i]) continue;
-        const unsigned char *p = t->arena.data + t->slot[i] - 1;
         loom_ds_rec_t r;
-        ds_next_record(&p, t->arena.data + t->arena.len, &r);
+        entry(t, t->slot[i], &r);
         LOOM_TRY(sink->put(sink, &r));
     }
     return LOOM_OK;
