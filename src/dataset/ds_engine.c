@@ -190,6 +190,7 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
             loom_buf_free(&d->part[p]);
         free(d->part);
         free(d->have);
+        free(d->lost);
         free(d->splits);
         loom_ranges_free(&d->ranges);
         free(d);
@@ -239,10 +240,22 @@ nomem:
 
 loom_status_t ds_keep_alloc(loom_ds_t *d)
 {
-    if (d->part) return LOOM_OK;
+    if (d->part && d->have && d->lost) return LOOM_OK;
+    free(d->part);
+    free(d->have);
+    free(d->lost);
     d->part = calloc((size_t)d->nparts, sizeof *d->part);
     d->have = calloc((size_t)d->nparts, 1);
-    if (!d->part || !d->have)
+    d->lost = calloc((size_t)d->nparts, 1);
+    if (!d->part || !d->have || !d->lost) {
+        free(d->part);
+        free(d->have);
+        free(d->lost);
+        d->part = NULL;
+        d->have = NULL;
+        d->lost = NULL;
+    }
+    if (!d->part)
         return LOOM_ERROR(d->e->ctx, LOOM_ERR_NOMEM, "out of memory: partitions of dataset %d",
                           d->id);
     return LOOM_OK;

@@ -492,8 +492,11 @@ static loom_status_t sort_ranges(stage_t *s)
             displ[w] = (int)total;
             total += (size_t)lens[w];
         }
-        st = loom_buf_reserve(ctx, &all, total + 1);
-        all.len = total;
+        if (total > INT32_MAX)
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "sort: the key sample (%zu bytes) is too large",
+                            total);
+        if (st == LOOM_OK) st = loom_buf_reserve(ctx, &all, total + 1);
+        if (st == LOOM_OK) all.len = total;
     }
     st = loom_agree(ctx, wc, st);
     if (st == LOOM_OK)
@@ -657,6 +660,27 @@ static void stage_inputs(loom_ds_t *d, void (*fn)(loom_ds_t *q, void *arg), void
     }
 }
 
+/* Fault injection (drop:DATASET@P): the first time a plan meets the dataset
+ * kept, its owner drops partition P. Every rank knows the spec and walks the
+ * same plan, so all mark the partition lost without a message; the plan's
+ * readers are then counted as for a dataset still to be made. */
+static void fault_drop(loom_ds_t *d)
+{
+    loom_ds_engine_t *e = d->e;
+    if (e->fault_done || d->id != e->fault_node || !d->kept || e->fault_part >= d->nparts) return;
+    e->fault_done = 1;
+    int p = e->fault_part;
+    if (d->have && d->have[p]) {
+        loom_buf_free(&d->part[p]);
+        d->have[p] = 0;
+        e->dropped++;
+        loom_log_all(e->ctx, "fault injection: rank %d drops partition %d of dataset #%d (%s)",
+                     loom_rank(e->ctx), p, d->id, d->name);
+    }
+    d->lost[p] = 1; /* allocated with the partitions: d is kept */
+    d->nlost = 1;
+}
+
 static void count_read(loom_ds_t *q, void *arg);
 
 /* Count, for every point the plan of d runs or reads, how many stages read it. */
@@ -664,6 +688,7 @@ static void plan_reads(loom_ds_t *d)
 {
     d->touched = d->e->action;
     if (d->planned == d->e->action) return;
+    fault_drop(d);
     d->planned = d->e->action;
     d->stage_reads = 0;
     if (d->kept && !d->nlost) return;
@@ -683,45 +708,32 @@ static void release_read(loom_ds_t *q, void *arg)
     if (--q->stage_reads <= 0 && !q->persist && q->kind != DS_STORED && q->kept) ds_drop(q);
 }
 
-/* Fault injection (drop:DATASET@P): the first time the plan meets the dataset
- * kept, its owner drops partition P. Every worker knows the spec and walks the
- * same plan, so all mark the partition lost without a message. */
-static void fault_drop(loom_ds_t *d)
+/* Run what is missing under d, inputs first. Workers run the stages; the
+ * master (dry) only follows, so that its view of what is kept (--explain)
+ * stays the workers'. */
+static loom_status_t run_plan(loom_ds_t *d, int dry)
 {
-    loom_ds_engine_t *e = d->e;
-    if (e->fault_done || d->id != e->fault_node || !d->kept || e->fault_part >= d->nparts) return;
-    e->fault_done = 1;
-    int p = e->fault_part;
-    if (d->have[p]) {
-        loom_buf_free(&d->part[p]);
-        d->have[p] = 0;
-        e->dropped++;
-        loom_log_all(e->ctx, "fault injection: rank %d drops partition %d of dataset #%d (%s)",
-                     loom_rank(e->ctx), p, d->id, d->name);
+    if (d->kept && !d->nlost && d->id == d->e->fault_node && !d->e->fault_done) {
+        /* dropped in the middle of the action: its stage's inputs get read once more */
+        fault_drop(d);
+        if (d->nlost) stage_inputs(d, count_read, NULL);
     }
-    if (!d->lost) d->lost = calloc((size_t)d->nparts, 1);
-    if (d->lost) {
-        d->lost[p] = 1;
-        d->nlost = 1;
-    }
-}
-
-/* Run what is missing under d, inputs first. Workers only. */
-static loom_status_t run_plan(loom_ds_t *d)
-{
-    fault_drop(d);
     if (d->kept && !d->nlost) return LOOM_OK;
     for (int i = 0; i < d->nin; i++)
-        LOOM_TRY(run_plan(d->in[i]));
+        LOOM_TRY(run_plan(d->in[i], dry));
     if (!is_point(d)) return LOOM_OK;
     const unsigned char *only = d->nlost ? d->lost : NULL;
     if (d->kind == DS_STORED) return LOOM_OK; /* a lost stored partition fails when read */
-    if (is_wide(d))
+    loom_ctx_t *ctx = d->e->ctx;
+    if (dry)
+        LOOM_TRY(ds_keep_alloc(d));
+    else if (is_wide(d))
         LOOM_TRY(run_stage(d, only));
     else
-        LOOM_TRY(keep_narrow(d, only));
+        LOOM_TRY(loom_agree(ctx, loom_worker_comm(ctx), keep_narrow(d, only)));
     for (int p = 0; only && p < d->nparts; p++)
         d->e->recomputed += only[p] && ds_mine(d, p);
+    if (only) memset(d->lost, 0, (size_t)d->nparts);
     d->kept = 1;
     d->nlost = 0;
     stage_inputs(d, release_read, NULL);
@@ -732,8 +744,7 @@ loom_status_t ds_prepare(loom_ds_t *d)
 {
     loom_ds_engine_t *e = d->e;
     plan_reads(d);
-    if (e->slot < 0) return LOOM_OK; /* the master runs no stage */
-    return run_plan(d);
+    return run_plan(d, e->slot < 0);
 }
 
 void ds_action_done(loom_ds_t *d)

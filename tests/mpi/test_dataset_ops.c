@@ -430,6 +430,35 @@ static void test_failure_agreed(void)
     loom_ds_engine_destroy(&e);
 }
 
+/* A kept partition dropped (fault injection) while another dataset of the same
+ * plan still reads the dropped one's input: recomputed, and the result is unchanged. */
+static void test_drop_recompute(void)
+{
+    static data_t num;
+    make_data(&num, N, 23, 1);
+    loom_ds_config_t cfg = {.partitions = 3, .fault = "drop:2@0"};
+    loom_ds_engine_t *e = NULL;
+    CU_ASSERT_FATAL(loom_ds_engine_create(loom_test_ctx, &cfg, &e) == LOOM_OK);
+    loom_ds_t *x = loom_ds_parallelize(e, num.rec, N, 4);              /* #0 */
+    loom_ds_t *a = loom_ds_reduce_by_key(x, loom_ds_sum_u64, NULL, 0); /* #1 */
+    loom_ds_t *b = loom_ds_group_by_key(a, 2); /* #2: another partitioning */
+    loom_ds_t *t = loom_ds_union(a, b);
+    uint64_t n1 = 0, n2 = 0, sum1 = 0, sum2 = 0;
+    size_t len;
+    int found;
+    CU_ASSERT(loom_ds_count(t, &n1) == LOOM_OK);
+    CU_ASSERT(loom_ds_reduce(a, loom_ds_sum_u64, NULL, &sum1, 8, &len, &found) == LOOM_OK);
+    CU_ASSERT(loom_ds_count(t, &n2) == LOOM_OK); /* b's partition 0 is dropped here */
+    CU_ASSERT(loom_ds_reduce(a, loom_ds_sum_u64, NULL, &sum2, 8, &len, &found) == LOOM_OK);
+    CU_ASSERT(n1 == n2 && n1 > 0);
+    CU_ASSERT(sum1 == sum2);
+    uint64_t expect = 0;
+    for (size_t i = 0; i < N; i++)
+        expect += num.num[i];
+    CU_ASSERT(sum1 == expect);
+    loom_ds_engine_destroy(&e);
+}
+
 static void register_suites(void)
 {
     static const CU_TestInfo tests[] = {
@@ -438,6 +467,7 @@ static void register_suites(void)
         {"sort_by_key, filter, union", test_sort_and_narrow},
         {"empty datasets and partitions", test_empty},
         {"a failing user function", test_failure_agreed},
+        {"a dropped partition recomputed", test_drop_recompute},
         CU_TEST_INFO_NULL,
     };
     loom_test_suite("dataset", tests);
