@@ -87,6 +87,16 @@ loom_status_t loom_ds_sum_u64(const void *a, size_t alen, const void *b, size_t 
                               loom_ds_out_t *out, void *user);
 loom_status_t loom_ds_sum_f64(const void *a, size_t alen, const void *b, size_t blen,
                               loom_ds_out_t *out, void *user);
+/* Element-wise sum of two vectors of doubles of the same length (k-means
+ * sums, gradients); folded in place. Vectors of different lengths are an error. */
+loom_status_t loom_ds_sum_f64v(const void *a, size_t alen, const void *b, size_t blen,
+                               loom_ds_out_t *out, void *user);
+
+/* "FILE:LINE" of the text record being processed (a text source's line,
+ * passed through narrow steps), for messages about bad input; "a record"
+ * otherwise. The line number is counted only when asked (an error path).
+ * Valid until the next call. */
+const char *loom_ds_where(loom_ds_out_t *out);
 
 /* Read an 8-byte number (0 when len is not 8). */
 uint64_t loom_ds_u64(const void *p, size_t len);
@@ -118,6 +128,15 @@ loom_ctx_t *loom_ds_engine_ctx(const loom_ds_engine_t *e);
  * The inputs are expanded and checked by the first action that needs them;
  * partitions are line-aligned byte ranges of about split_size. */
 loom_ds_t *loom_ds_text(loom_ds_engine_t *e, const char *const *inputs, int ninputs);
+/* Vectors of numbers from text files (inputs as loom_ds_text): one record per
+ * line of blank-separated numbers (strtod syntax), value = the numbers as
+ * doubles, key empty; blank lines and lines starting with '#' are skipped.
+ * Every line must have as many numbers as the first one (*dim, the same on
+ * every rank); a line that does not, or a token that is not a finite number,
+ * fails the action that reads it with "FILE:LINE: cause". Collective (reads
+ * the first line to learn the dimension). */
+loom_ds_t *loom_ds_text_vectors(loom_ds_engine_t *e, const char *const *inputs, int ninputs,
+                                int *dim);
 /* The numbers 0 .. n-1 as 8-byte keys with empty values, in `parts`
  * contiguous ranges (0: the engine's default). */
 loom_ds_t *loom_ds_range(loom_ds_engine_t *e, uint64_t n, int parts);
@@ -143,10 +162,24 @@ loom_ds_t *loom_ds_map_values(loom_ds_t *d, loom_ds_map_fn fn, void *user);
 /* The partitions of a, then those of b. */
 loom_ds_t *loom_ds_union(loom_ds_t *a, loom_ds_t *b);
 
+/* Spark's keyBy: fn emits the new key (loom_ds_emit's value is ignored); the
+ * value becomes the whole input record as pair(key, value) (loom_ds_pair). */
+loom_ds_t *loom_ds_key_by(loom_ds_t *d, loom_ds_map_fn fn, void *user);
+/* A sample of about fraction of the records (Bernoulli, without replacement),
+ * the same records every time the partition is computed (a generator seeded
+ * by seed and the partition). */
+loom_ds_t *loom_ds_sample(loom_ds_t *d, double fraction, uint64_t seed);
 /* Values of each key combined into one (map-side first), into `parts`
  * hash partitions (0: the engine's default, or d's own partitioning when d is
  * hash-partitioned already, in which case nothing moves). */
 loom_ds_t *loom_ds_reduce_by_key(loom_ds_t *d, loom_ds_combine_fn fn, void *user, int parts);
+/* Spark's aggregateByKey: each key's values folded into an accumulator that
+ * starts as `zero` with seq(acc, value) (before the shuffle, per worker), the
+ * accumulators then merged with comb(acc, acc). Both emit the new accumulator
+ * with loom_ds_emit (key ignored). */
+loom_ds_t *loom_ds_aggregate_by_key(loom_ds_t *d, const void *zero, size_t zlen,
+                                    loom_ds_combine_fn seq, loom_ds_combine_fn comb, void *user,
+                                    int parts);
 /* One record per key whose value is the list of its values, each as
  * varint(length) bytes (read with loom_ds_values_next), in no set order. */
 loom_ds_t *loom_ds_group_by_key(loom_ds_t *d, int parts);
@@ -160,6 +193,13 @@ loom_ds_t *loom_ds_partition_by(loom_ds_t *d, int parts);
  * values (read with loom_ds_pair). Co-partitioned inputs (hash, same count)
  * join where they lie; otherwise both are shuffled to `parts` partitions. */
 loom_ds_t *loom_ds_join(loom_ds_t *a, loom_ds_t *b, int parts);
+/* One record per key of either input: value pair(list of a's values, list of
+ * b's values), each list as group_by_key's (loom_ds_pair, then
+ * loom_ds_values_next on each side). */
+loom_ds_t *loom_ds_cogroup(loom_ds_t *a, loom_ds_t *b, int parts);
+/* The records spread evenly over `parts` partitions (round robin from each
+ * input partition), whatever their keys; no partitioning is kept. */
+loom_ds_t *loom_ds_repartition(loom_ds_t *d, int parts);
 /* Sorted by key (byte order, a shorter prefix first) over `parts` ranges cut
  * from a sample, so the partitions concatenate in order. */
 loom_ds_t *loom_ds_sort_by_key(loom_ds_t *d, int parts);
@@ -193,6 +233,17 @@ loom_status_t loom_ds_collect(loom_ds_t *d, loom_ds_each_fn fn, void *user);
  * does not fit). *found = 0 for an empty dataset. */
 loom_status_t loom_ds_reduce(loom_ds_t *d, loom_ds_combine_fn fn, void *user, void *out, size_t cap,
                              size_t *len, int *found);
+/* The first n records in partition order, delivered to `fn` on every rank
+ * (the same records in the same order). For small results (k-means centres,
+ * a first line): they travel through rank 0. */
+loom_status_t loom_ds_take(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user);
+/* The n largest records (by key in byte order, then value), largest first,
+ * delivered to `fn` on every rank. */
+loom_status_t loom_ds_top(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user);
+/* reduce starting from `zero` (zlen bytes): the result is zero for an empty
+ * dataset. */
+loom_status_t loom_ds_fold(loom_ds_t *d, const void *zero, size_t zlen, loom_ds_combine_fn fn,
+                           void *user, void *out, size_t cap, size_t *len);
 /* Text part files in the directory `dir` (atomically: temporary name, rename,
  * _SUCCESS), one per partition, "key<TAB>value\n" per record ("key\n" when
  * the value is empty); key and value are written as bytes, so map them to text

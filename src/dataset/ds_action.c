@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "dataset/ds_internal.h"
+#include "kernels/sort.h"
 
 /* Run the plan of an action on d; every rank gets the same status. */
 static loom_status_t action_prepare(loom_ds_t *d, const char *what)
@@ -60,16 +61,20 @@ typedef struct part_sink {
     ds_sink_t base;
     loom_ctx_t *ctx;
     loom_buf_t *buf;
+    uint64_t n, limit; /* records kept, at most limit (0: all) */
 } part_sink_t;
 
 static loom_status_t part_put(ds_sink_t *s, const loom_ds_rec_t *r)
 {
     part_sink_t *ps = (part_sink_t *)s;
+    if (ps->limit && ps->n >= ps->limit) return LOOM_OK;
+    ps->n++;
     return loom_buf_put_record(ps->ctx, ps->buf, r->key, r->klen, r->val, r->vlen);
 }
 
-/* This rank's partitions as [varint p][varint bytes][records] segments. */
-static loom_status_t pack_mine(loom_ds_t *d, loom_buf_t *out)
+/* This rank's partitions as [varint p][varint bytes][records] segments, at
+ * most `limit` records of each (0: all). */
+static loom_status_t pack_mine(loom_ds_t *d, loom_buf_t *out, uint64_t limit)
 {
     loom_ctx_t *ctx = d->e->ctx;
     loom_buf_t one = {0};
@@ -77,7 +82,7 @@ static loom_status_t pack_mine(loom_ds_t *d, loom_buf_t *out)
     for (int p = 0; p < d->nparts && st == LOOM_OK; p++) {
         if (!ds_mine(d, p)) continue;
         one.len = 0;
-        part_sink_t ps = {{part_put}, ctx, &one};
+        part_sink_t ps = {{part_put}, ctx, &one, 0, limit};
         st = ds_pull(d, p, &ps.base);
         if (st == LOOM_OK) st = loom_buf_reserve(ctx, out, 20 + one.len);
         if (st == LOOM_OK) {
@@ -133,45 +138,158 @@ static loom_status_t gather_root(loom_ctx_t *ctx, const loom_buf_t *mine, loom_b
     return st;
 }
 
+/* Rank 0: the gathered segments' records in partition order, at most `limit`
+ * (0: all), to fn. */
+static loom_status_t each_in_order(loom_ds_t *d, const loom_buf_t *all, uint64_t limit,
+                                   loom_ds_each_fn fn, void *user)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    loom_status_t st = LOOM_OK;
+    /* segments arrive in rank order: index them by partition */
+    const unsigned char **seg = calloc((size_t)d->nparts, sizeof *seg);
+    size_t *seglen = calloc((size_t)d->nparts, sizeof *seglen);
+    if (!seg || !seglen) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: collect");
+    const unsigned char *p = all->data, *end = all->data + all->len;
+    while (st == LOOM_OK && p < end) {
+        uint64_t part, len;
+        p = loom_get_varint(p, end, &part);
+        if (p) p = loom_get_varint(p, end, &len);
+        if (!p || part >= (uint64_t)d->nparts || len > (uint64_t)(end - p)) {
+            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "collect: a segment is corrupt");
+            break;
+        }
+        seg[part] = p;
+        seglen[part] = (size_t)len;
+        p += len;
+    }
+    uint64_t n = 0;
+    for (int q = 0; q < d->nparts && st == LOOM_OK; q++) {
+        const unsigned char *r = seg[q], *rend = seg[q] + seglen[q];
+        loom_ds_rec_t rec;
+        while (st == LOOM_OK && r && (!limit || n < limit) && ds_next_record(&r, rend, &rec) > 0) {
+            st = fn(&rec, user);
+            n++;
+        }
+    }
+    free(seg);
+    free(seglen);
+    return st;
+}
+
 loom_status_t loom_ds_collect(loom_ds_t *d, loom_ds_each_fn fn, void *user)
 {
     loom_status_t st = action_prepare(d, "collect");
     if (!d) return st;
     loom_ctx_t *ctx = d->e->ctx;
     loom_buf_t mine = {0}, all = {0};
-    if (st == LOOM_OK) st = pack_mine(d, &mine);
+    if (st == LOOM_OK) st = pack_mine(d, &mine, 0);
     st = loom_agree(ctx, loom_comm(ctx), st);
     if (st == LOOM_OK) st = gather_root(ctx, &mine, &all, "collect");
     loom_buf_free(&mine);
-    if (st == LOOM_OK && loom_is_master(ctx)) {
-        /* segments arrive in rank order: index them by partition */
-        const unsigned char **seg = calloc((size_t)d->nparts, sizeof *seg);
-        size_t *seglen = calloc((size_t)d->nparts, sizeof *seglen);
-        if (!seg || !seglen) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: collect");
-        const unsigned char *p = all.data, *end = all.data + all.len;
-        while (st == LOOM_OK && p < end) {
-            uint64_t part, len;
-            p = loom_get_varint(p, end, &part);
-            if (p) p = loom_get_varint(p, end, &len);
-            if (!p || part >= (uint64_t)d->nparts || len > (uint64_t)(end - p)) {
-                st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "collect: a segment is corrupt");
-                break;
-            }
-            seg[part] = p;
-            seglen[part] = (size_t)len;
-            p += len;
-        }
-        for (int q = 0; q < d->nparts && st == LOOM_OK; q++) {
-            const unsigned char *r = seg[q], *rend = seg[q] + seglen[q];
-            loom_ds_rec_t rec;
-            while (st == LOOM_OK && r && ds_next_record(&r, rend, &rec) > 0)
-                st = fn(&rec, user);
-        }
-        free(seg);
-        free(seglen);
-    }
+    if (st == LOOM_OK && loom_is_master(ctx)) st = each_in_order(d, &all, 0, fn, user);
     loom_buf_free(&all);
     st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) ds_action_done(d);
+    return st;
+}
+
+/* ------------------------------------------------------------------ take */
+
+/* Agree on st, then rank 0's records in `recs` reach every rank, where fn sees them in order. */
+static loom_status_t bcast_each(loom_ds_t *d, loom_status_t st, loom_buf_t *recs,
+                                loom_ds_each_fn fn, void *user)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    MPI_Comm comm = loom_comm(ctx);
+    st = loom_agree(ctx, comm, st);
+    uint64_t len = recs->len;
+    if (st == LOOM_OK) LOOM_MPI_KEEP(ctx, st, MPI_Bcast(&len, 1, MPI_UINT64_T, 0, comm));
+    if (st == LOOM_OK && len > INT32_MAX)
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "%llu bytes is too much to hand every rank",
+                        (unsigned long long)len);
+    if (st == LOOM_OK && !loom_is_master(ctx)) st = loom_buf_reserve(ctx, recs, len + 1);
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK && len)
+        LOOM_MPI_KEEP(ctx, st, MPI_Bcast(recs->data, (int)len, MPI_BYTE, 0, comm));
+    if (st == LOOM_OK) recs->len = (size_t)len;
+    loom_ds_rec_t rec;
+    const unsigned char *p = recs->data, *end = recs->data + recs->len;
+    while (st == LOOM_OK && ds_next_record(&p, end, &rec) > 0)
+        st = fn(&rec, user);
+    return loom_agree(ctx, comm, st);
+}
+
+static loom_status_t take_put(const loom_ds_rec_t *r, void *user)
+{
+    part_sink_t *ps = user;
+    return loom_buf_put_record(ps->ctx, ps->buf, r->key, r->klen, r->val, r->vlen);
+}
+
+loom_status_t loom_ds_take(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user)
+{
+    loom_status_t st = action_prepare(d, "take");
+    if (!d) return st;
+    loom_ctx_t *ctx = d->e->ctx;
+    MPI_Comm comm = loom_comm(ctx);
+    loom_buf_t mine = {0}, all = {0}, first = {0};
+    if (st == LOOM_OK && n) st = pack_mine(d, &mine, n);
+    st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK) st = gather_root(ctx, &mine, &all, "take");
+    loom_buf_free(&mine);
+    if (st == LOOM_OK && loom_is_master(ctx) && n) {
+        part_sink_t ps = {{part_put}, ctx, &first, 0, 0};
+        st = each_in_order(d, &all, n, take_put, &ps);
+    }
+    loom_buf_free(&all);
+    st = bcast_each(d, st, &first, fn, user);
+    loom_buf_free(&first);
+    if (st == LOOM_OK) ds_action_done(d);
+    return st;
+}
+
+/* ------------------------------------------------------------------ top */
+
+/* Sort a buffer's records by key then value; keep the last n, largest first, in *out. */
+static loom_status_t largest(loom_ctx_t *ctx, const loom_buf_t *in, uint64_t n, loom_buf_t *out)
+{
+    size_t count = 0;
+    const unsigned char *p = in->data, *end = in->data + in->len;
+    loom_ds_rec_t r;
+    while (ds_next_record(&p, end, &r) > 0)
+        count++;
+    loom_kvref_t *refs = malloc((count ? count : 1) * sizeof *refs);
+    if (!refs) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: top of %zu records", count);
+    p = in->data;
+    for (size_t i = 0; i < count; i++) {
+        ds_next_record(&p, end, &r);
+        refs[i] = (loom_kvref_t){loom_sort_prefix(r.key, r.klen), r.key, r.val, r.klen, r.vlen, 0};
+    }
+    loom_sort_kvrefs(refs, count, 1);
+    loom_status_t st = LOOM_OK;
+    for (size_t i = count; i > 0 && count - i < n && st == LOOM_OK; i--)
+        st = loom_buf_put_record(ctx, out, refs[i - 1].key, refs[i - 1].klen, refs[i - 1].val,
+                                 refs[i - 1].vlen);
+    free(refs);
+    return st;
+}
+
+loom_status_t loom_ds_top(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user)
+{
+    loom_status_t st = action_prepare(d, "top");
+    if (!d) return st;
+    loom_ctx_t *ctx = d->e->ctx;
+    loom_buf_t held = {0}, mine = {0}, all = {0}, best = {0};
+    part_sink_t ps = {{part_put}, ctx, &held, 0, 0};
+    if (st == LOOM_OK) st = pull_mine(d, &ps.base);
+    if (st == LOOM_OK) st = largest(ctx, &held, n, &mine);
+    loom_buf_free(&held);
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) st = gather_root(ctx, &mine, &all, "top");
+    loom_buf_free(&mine);
+    if (st == LOOM_OK && loom_is_master(ctx)) st = largest(ctx, &all, n, &best);
+    loom_buf_free(&all);
+    st = bcast_each(d, st, &best, fn, user);
+    loom_buf_free(&best);
     if (st == LOOM_OK) ds_action_done(d);
     return st;
 }
@@ -254,6 +372,30 @@ loom_status_t loom_ds_reduce(loom_ds_t *d, loom_ds_combine_fn fn, void *user, vo
     loom_buf_free(&mine);
     loom_buf_free(&all);
     return st;
+}
+
+loom_status_t loom_ds_fold(loom_ds_t *d, const void *zero, size_t zlen, loom_ds_combine_fn fn,
+                           void *user, void *out, size_t cap, size_t *len)
+{
+    int found = 0;
+    loom_status_t st = loom_ds_reduce(d, fn, user, out, cap, len, &found);
+    if (st != LOOM_OK) return st;
+    loom_ctx_t *ctx = d->e->ctx;
+    loom_buf_t r = {0};
+    loom_ds_out_t o = {.ctx = ctx, .e = d->e, .capture = &r};
+    if (found)
+        st = fn(zero, zlen, out, *len, &o, user);
+    else
+        st = loom_buf_append(ctx, &r, zero, zlen);
+    if (st == LOOM_OK && r.len > cap)
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "fold: the result has %zu bytes, room for %zu", r.len,
+                        cap);
+    if (st == LOOM_OK) {
+        memcpy(out, r.data, r.len);
+        *len = r.len;
+    }
+    loom_buf_free(&r);
+    return loom_agree(ctx, loom_comm(ctx), st);
 }
 
 /* ------------------------------------------------------------------ save */

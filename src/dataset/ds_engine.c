@@ -12,6 +12,17 @@ loom_status_t loom_ds_emit(loom_ds_out_t *out, const void *key, size_t klen, con
 {
     if (out->capture) return loom_buf_append(out->ctx, out->capture, val, vlen);
     loom_ds_rec_t r = {key, klen, val, vlen};
+    if (out->key_by) { /* value = pair(key, value) of the input record */
+        loom_buf_t *b = out->key_by;
+        b->len = 0;
+        LOOM_TRY(loom_buf_reserve(out->ctx, b, out->in->klen + out->in->vlen + 10));
+        unsigned char *q = loom_put_varint(b->data, out->in->klen);
+        memcpy(q, out->in->key, out->in->klen);
+        memcpy(q + out->in->klen, out->in->val, out->in->vlen);
+        b->len = (size_t)(q - b->data) + out->in->klen + out->in->vlen;
+        r.val = b->data;
+        r.vlen = b->len;
+    }
     if (out->keep_key) {
         r.key = out->in->key;
         r.klen = out->in->klen;
@@ -79,6 +90,62 @@ loom_status_t loom_ds_sum_f64(const void *a, size_t alen, const void *b, size_t 
     return loom_ds_emit(out, NULL, 0, &s, 8);
 }
 
+loom_status_t loom_ds_sum_f64v(const void *a, size_t alen, const void *b, size_t blen,
+                               loom_ds_out_t *out, void *user)
+{
+    (void)user;
+    if (alen != blen || alen % 8)
+        return LOOM_ERROR(out->ctx, LOOM_ERR_USAGE,
+                          "a vector sum met values of %zu and %zu bytes (vectors of doubles of one "
+                          "length)",
+                          alen, blen);
+    loom_buf_t *c = out->capture;
+    if (c) { /* the usual case: straight into the result */
+        c->len = 0;
+        LOOM_TRY(loom_buf_reserve(out->ctx, c, alen));
+        for (size_t i = 0; i < alen; i += 8) {
+            double x, y;
+            memcpy(&x, (const char *)a + i, 8);
+            memcpy(&y, (const char *)b + i, 8);
+            x += y;
+            memcpy(c->data + i, &x, 8);
+        }
+        c->len = alen;
+        return LOOM_OK;
+    }
+    double *v = malloc(alen ? alen : 1);
+    if (!v) return LOOM_ERROR(out->ctx, LOOM_ERR_NOMEM, "out of memory: a vector");
+    for (size_t i = 0; i < alen / 8; i++) {
+        double x, y;
+        memcpy(&x, (const char *)a + 8 * i, 8);
+        memcpy(&y, (const char *)b + 8 * i, 8);
+        v[i] = x + y;
+    }
+    loom_status_t st = loom_ds_emit(out, NULL, 0, v, alen);
+    free(v);
+    return st;
+}
+
+const char *loom_ds_where(loom_ds_out_t *out)
+{
+    loom_ds_engine_t *e = out ? out->e : NULL;
+    if (!e || e->cur_file < 0) return "a record";
+    const char *path = e->files[e->cur_file];
+    FILE *f = fopen(path, "rb");
+    uint64_t line = 1, left = e->cur_off;
+    char buf[65536];
+    while (f && left > 0) {
+        size_t n = fread(buf, 1, left < sizeof buf ? (size_t)left : sizeof buf, f);
+        if (n == 0) break;
+        for (size_t i = 0; i < n; i++)
+            line += buf[i] == '\n';
+        left -= n;
+    }
+    if (f) fclose(f);
+    snprintf(e->where, sizeof e->where, "%s:%llu", path, (unsigned long long)line);
+    return e->where;
+}
+
 uint64_t loom_ds_u64(const void *p, size_t len)
 {
     uint64_t v = 0;
@@ -137,6 +204,7 @@ loom_status_t loom_ds_engine_create(loom_ctx_t *ctx, const loom_ds_config_t *cfg
         if (!e->cfg.split_size) e->cfg.split_size = (size_t)32 << 20;
         if (!e->cfg.memory) e->cfg.memory = (size_t)1 << 30;
         e->fault_node = -1;
+        e->cur_file = -1;
         e->cfg.dot = NULL;
         e->cfg.fault = NULL;
     }
@@ -191,6 +259,7 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         free(d->part);
         free(d->have);
         free(d->lost);
+        loom_buf_free(&d->zero);
         free(d->splits);
         loom_ranges_free(&d->ranges);
         free(d);
@@ -316,6 +385,25 @@ loom_ds_t *loom_ds_map_values(loom_ds_t *d, loom_ds_map_fn fn, void *user)
     return narrow(d, DS_MAP_VALUES, "map_values", fn, NULL, user);
 }
 
+loom_ds_t *loom_ds_key_by(loom_ds_t *d, loom_ds_map_fn fn, void *user)
+{
+    return narrow(d, DS_KEY_BY, "key_by", fn, NULL, user);
+}
+
+loom_ds_t *loom_ds_sample(loom_ds_t *d, double fraction, uint64_t seed)
+{
+    DS_GUARD(d);
+    loom_ds_t *n = ds_node(d->e, DS_SAMPLE, "sample", d, NULL, d->nparts);
+    if (!n) return NULL;
+    n->partitioning = d->partitioning;
+    n->fraction = fraction;
+    n->seed = seed;
+    if (!(fraction >= 0 && fraction <= 1))
+        ds_fail(d->e, LOOM_ERROR(d->e->ctx, LOOM_ERR_USAGE, "sample: fraction %g is not in [0, 1]",
+                                 fraction));
+    return n;
+}
+
 loom_ds_t *loom_ds_union(loom_ds_t *a, loom_ds_t *b)
 {
     DS_GUARD(a);
@@ -350,6 +438,22 @@ loom_ds_t *loom_ds_reduce_by_key(loom_ds_t *d, loom_ds_combine_fn fn, void *user
     return n;
 }
 
+loom_ds_t *loom_ds_aggregate_by_key(loom_ds_t *d, const void *zero, size_t zlen,
+                                    loom_ds_combine_fn seq, loom_ds_combine_fn comb, void *user,
+                                    int parts)
+{
+    loom_ds_t *n = wide(d, DS_AGG, "aggregate_by_key", parts);
+    if (!n) return NULL;
+    n->seq = seq;
+    n->comb = comb;
+    n->user = user;
+    if (!seq || !comb)
+        ds_fail(d->e, LOOM_ERROR(d->e->ctx, LOOM_ERR_USAGE, "aggregate_by_key without functions"));
+    else
+        ds_fail(d->e, loom_buf_append(d->e->ctx, &n->zero, zero, zlen));
+    return n;
+}
+
 loom_ds_t *loom_ds_group_by_key(loom_ds_t *d, int parts)
 {
     return wide(d, DS_GROUP, "group_by_key", parts);
@@ -379,6 +483,21 @@ loom_ds_t *loom_ds_join(loom_ds_t *a, loom_ds_t *b, int parts)
     loom_ds_t *n = ds_node(a->e, DS_JOIN, "join", a, b, pa);
     if (n) n->partitioning = DS_PART_HASH;
     return n;
+}
+
+loom_ds_t *loom_ds_cogroup(loom_ds_t *a, loom_ds_t *b, int parts)
+{
+    DS_GUARD(a);
+    DS_GUARD(b);
+    loom_ds_t *n = ds_node(a->e, DS_COGROUP, "cogroup", a, b, hash_parts(a, parts));
+    if (n) n->partitioning = DS_PART_HASH;
+    return n;
+}
+
+loom_ds_t *loom_ds_repartition(loom_ds_t *d, int parts)
+{
+    DS_GUARD(d);
+    return ds_node(d->e, DS_REPART, "repartition", d, NULL, parts);
 }
 
 loom_ds_t *loom_ds_sort_by_key(loom_ds_t *d, int parts)

@@ -66,14 +66,32 @@ typedef struct step_sink {
     ds_sink_t base;
     loom_ds_t *d;
     ds_sink_t *next;
+    loom_buf_t pair; /* key_by's values */
+    uint64_t rng;    /* sample's generator */
 } step_sink_t;
 
 static loom_status_t map_put(ds_sink_t *s, const loom_ds_rec_t *r)
 {
     step_sink_t *m = (step_sink_t *)s;
-    loom_ds_out_t out = {
-        .ctx = m->d->e->ctx, .next = m->next, .in = r, .keep_key = m->d->kind == DS_MAP_VALUES};
+    loom_ds_out_t out = {.ctx = m->d->e->ctx,
+                         .e = m->d->e,
+                         .next = m->next,
+                         .in = r,
+                         .keep_key = m->d->kind == DS_MAP_VALUES,
+                         .key_by = m->d->kind == DS_KEY_BY ? &m->pair : NULL};
     return m->d->map(r, &out, m->d->user);
+}
+
+/* Bernoulli sampling with a generator seeded per partition (xorshift64*). */
+static loom_status_t bernoulli_put(ds_sink_t *s, const loom_ds_rec_t *r)
+{
+    step_sink_t *m = (step_sink_t *)s;
+    m->rng ^= m->rng >> 12;
+    m->rng ^= m->rng << 25;
+    m->rng ^= m->rng >> 27;
+    double u = (double)((m->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+    if (u >= m->d->fraction) return LOOM_OK;
+    return m->next->put(m->next, r);
 }
 
 static loom_status_t filter_put(ds_sink_t *s, const loom_ds_rec_t *r)
@@ -210,12 +228,20 @@ loom_status_t ds_pull(loom_ds_t *d, int p, ds_sink_t *sink)
         return LOOM_OK;
     }
     case DS_MAP:
-    case DS_MAP_VALUES: {
-        step_sink_t s = {{map_put}, d, sink};
+    case DS_MAP_VALUES:
+    case DS_KEY_BY: {
+        step_sink_t s = {{map_put}, d, sink, {0}, 0};
+        loom_status_t st = ds_pull(d->in[0], p, &s.base);
+        loom_buf_free(&s.pair);
+        return st;
+    }
+    case DS_SAMPLE: {
+        step_sink_t s = {{bernoulli_put}, d, sink, {0}, 0};
+        s.rng = loom_hash_mix64(d->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(p + 1))) | 1;
         return ds_pull(d->in[0], p, &s.base);
     }
     case DS_FILTER: {
-        step_sink_t s = {{filter_put}, d, sink};
+        step_sink_t s = {{filter_put}, d, sink, {0}, 0};
         return ds_pull(d->in[0], p, &s.base);
     }
     case DS_UNION:
@@ -247,6 +273,7 @@ typedef struct stage {
     loom_buf_t *recv;          /* per partition after the shuffle (the others) */
     loom_buf_t scratch;
     int side;
+    uint64_t rr; /* repartition: the next partition, round robin */
 } stage_t;
 
 typedef struct route_sink {
@@ -282,7 +309,7 @@ static loom_status_t receive(stage_t *s, uint64_t h, int q, const loom_ds_rec_t 
     loom_ds_t *d = s->d;
     loom_ctx_t *ctx = s->e->ctx;
     s->e->shuffle_records++;
-    if (d->kind == DS_REDUCE)
+    if (d->kind == DS_REDUCE || d->kind == DS_AGG)
         return ds_table_add(ctx, &s->tables[q], h, r->key, r->klen, r->val, r->vlen, d->comb,
                             d->user);
     if (d->kind == DS_DISTINCT) { /* the whole record is the table's key */
@@ -296,24 +323,53 @@ static loom_status_t receive(stage_t *s, uint64_t h, int q, const loom_ds_rec_t 
     return loom_buf_put_record(ctx, &s->recv[q], r->key, r->klen, r->val, r->vlen);
 }
 
+/* A repartitioned record carries its partition before its value (4 bytes). */
+static loom_status_t put_routed(loom_ctx_t *ctx, loom_buf_t *b, const loom_ds_rec_t *r, uint32_t q)
+{
+    LOOM_TRY(loom_buf_reserve(ctx, b, r->klen + r->vlen + 4 + LOOM_RECORD_OVERHEAD));
+    unsigned char *p = loom_put_varint(b->data + b->len, r->klen);
+    p = loom_put_varint(p, r->vlen + 4);
+    memcpy(p, r->key, r->klen);
+    p += r->klen;
+    memcpy(p, &q, 4);
+    memcpy(p + 4, r->val, r->vlen);
+    b->len = (size_t)(p + 4 + r->vlen - b->data);
+    return LOOM_OK;
+}
+
+static int two_sided(const loom_ds_t *d)
+{
+    return d->kind == DS_JOIN || d->kind == DS_COGROUP;
+}
+
 static loom_status_t route_put(ds_sink_t *sk, const loom_ds_rec_t *r)
 {
     stage_t *s = ((route_sink_t *)sk)->s;
     loom_ds_t *d = s->d;
+    loom_ctx_t *ctx = s->e->ctx;
     uint64_t h = loom_key_hash(r->key, r->klen);
+    if (d->kind == DS_REPART) {
+        int q = (int)(s->rr++ % (uint64_t)d->nparts);
+        if (s->only && !s->only[q]) return LOOM_OK;
+        if (ds_owner(d, q) == s->e->slot) return receive(s, h, q, r);
+        return put_routed(ctx, &s->out[ds_owner(d, q)], r, (uint32_t)q);
+    }
     int q = dest_part(d, h, r);
     if (s->only && !s->only[q]) return LOOM_OK;
+    if (d->kind == DS_AGG) /* values become accumulators first, wherever they go */
+        return ds_table_seq(ctx, &s->combine, h, r->key, r->klen, r->val, r->vlen, d->seq, d->user,
+                            &d->zero);
     if (ds_owner(d, q) == s->e->slot) { /* stays here: straight to its partition */
-        if (d->kind == DS_JOIN) {
+        if (two_sided(d)) {
             s->e->shuffle_records++;
-            return put_tagged(s->e->ctx, &s->recv[q], r, s->side);
+            return put_tagged(ctx, &s->recv[q], r, s->side);
         }
         return receive(s, h, q, r);
     }
     if (d->kind == DS_REDUCE)
-        return ds_table_add(s->e->ctx, &s->combine, h, r->key, r->klen, r->val, r->vlen, d->comb,
+        return ds_table_add(ctx, &s->combine, h, r->key, r->klen, r->val, r->vlen, d->comb,
                             d->user);
-    return put_tagged(s->e->ctx, &s->out[ds_owner(d, q)], r, d->kind == DS_JOIN ? s->side : -1);
+    return put_tagged(ctx, &s->out[ds_owner(d, q)], r, two_sided(d) ? s->side : -1);
 }
 
 /* After map-side combining: the combined records to their owners. */
@@ -369,10 +425,62 @@ static loom_status_t stage_unpack(loom_exchange_t *x, void *user, int src,
     int k;
     while ((k = ds_next_record(&p, end, &r)) > 0) {
         uint64_t h = loom_key_hash(r.key, r.klen);
+        if (d->kind == DS_REPART) {
+            uint32_t q;
+            if (r.vlen < 4 || (memcpy(&q, r.val, 4), q >= (uint32_t)d->nparts)) {
+                k = -1;
+                break;
+            }
+            r.val = (const unsigned char *)r.val + 4;
+            r.vlen -= 4;
+            LOOM_TRY(receive(s, h, (int)q, &r));
+            continue;
+        }
         LOOM_TRY(receive(s, h, dest_part(d, h, &r), &r));
     }
     if (k < 0) return LOOM_ERROR(s->e->ctx, LOOM_ERR_INTERNAL, "a shuffled segment is corrupt");
     return LOOM_OK;
+}
+
+/* Append varint(len) bytes to a list. */
+static loom_status_t list_add(loom_ctx_t *ctx, loom_buf_t *l, const void *v, size_t len)
+{
+    LOOM_TRY(loom_buf_reserve(ctx, l, len + 10));
+    unsigned char *q = loom_put_varint(l->data + l->len, len);
+    memcpy(q, v, len);
+    l->len = (size_t)(q - l->data) + len;
+    return LOOM_OK;
+}
+
+/* Sorted, side-tagged references: one record per key, pair(a's list, b's list). */
+static loom_status_t emit_cogroups(loom_ctx_t *ctx, const loom_kvref_t *refs, size_t n,
+                                   loom_buf_t *dst)
+{
+    loom_buf_t side[2] = {{0}, {0}}, val = {0};
+    loom_status_t st = LOOM_OK;
+    for (size_t i = 0; i < n && st == LOOM_OK;) {
+        size_t j = i;
+        side[0].len = side[1].len = 0;
+        while (j < n && st == LOOM_OK &&
+               loom_sort_cmp_bytes(refs[j].key, refs[j].klen, refs[i].key, refs[i].klen) == 0) {
+            st = list_add(ctx, &side[refs[j].val[0] ? 1 : 0], refs[j].val + 1, refs[j].vlen - 1);
+            j++;
+        }
+        val.len = 0;
+        if (st == LOOM_OK) st = loom_buf_reserve(ctx, &val, side[0].len + side[1].len + 10);
+        if (st == LOOM_OK) {
+            unsigned char *q = loom_put_varint(val.data, side[0].len);
+            if (side[0].len) memcpy(q, side[0].data, side[0].len);
+            if (side[1].len) memcpy(q + side[0].len, side[1].data, side[1].len);
+            val.len = (size_t)(q - val.data) + side[0].len + side[1].len;
+            st = loom_buf_put_record(ctx, dst, refs[i].key, refs[i].klen, val.data, val.len);
+        }
+        i = j;
+    }
+    loom_buf_free(&side[0]);
+    loom_buf_free(&side[1]);
+    loom_buf_free(&val);
+    return st;
 }
 
 /* Group partition q's records by key: sort references, then one record per key. */
@@ -392,9 +500,11 @@ static loom_status_t finish_group(stage_t *s, int q, loom_buf_t *dst)
         ds_next_record(&p, end, &r);
         refs[i] = (loom_kvref_t){loom_sort_prefix(r.key, r.klen), r.key, r.val, r.klen, r.vlen, 0};
     }
-    loom_sort_kvrefs(refs, n, s->d->kind == DS_SORT ? 0 : 0);
+    loom_sort_kvrefs(refs, n, 0);
     loom_status_t st = LOOM_OK;
-    if (s->d->kind == DS_SORT) {
+    if (s->d->kind == DS_COGROUP) {
+        st = emit_cogroups(ctx, refs, n, dst);
+    } else if (s->d->kind == DS_SORT) {
         for (size_t i = 0; i < n && st == LOOM_OK; i++)
             st =
                 loom_buf_put_record(ctx, dst, refs[i].key, refs[i].klen, refs[i].val, refs[i].vlen);
@@ -558,10 +668,13 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
     for (int i = 0; i < d->nin && st == LOOM_OK; i++) {
         loom_ds_t *in = d->in[i];
         s.side = i;
-        for (int p = 0; p < in->nparts && st == LOOM_OK; p++)
-            if (ds_mine(in, p)) st = ds_pull(in, p, &rs.base);
+        for (int p = 0; p < in->nparts && st == LOOM_OK; p++) {
+            if (!ds_mine(in, p)) continue;
+            s.rr = loom_hash_mix64((uint64_t)p + 1) % (uint64_t)d->nparts; /* repartition */
+            st = ds_pull(in, p, &rs.base);
+        }
     }
-    if (st == LOOM_OK && d->kind == DS_REDUCE) {
+    if (st == LOOM_OK && (d->kind == DS_REDUCE || d->kind == DS_AGG)) {
         flush_sink_t fs = {{flush_put}, &s};
         st = ds_table_each(ctx, &s.combine, &fs.base);
         ds_table_free(&s.combine);
@@ -585,6 +698,7 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
         buf_sink_t bs = {{buf_put}, ctx, dst};
         switch (d->kind) {
         case DS_REDUCE:
+        case DS_AGG:
             st = ds_table_each(ctx, &s.tables[q], &bs.base);
             break;
         case DS_DISTINCT: {
@@ -601,12 +715,14 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
             break;
         }
         case DS_PARTITION:
+        case DS_REPART:
             loom_buf_free(dst);
             *dst = s.recv[q];
             memset(&s.recv[q], 0, sizeof s.recv[q]);
             break;
         case DS_GROUP:
         case DS_SORT:
+        case DS_COGROUP:
             st = finish_group(&s, q, dst);
             break;
         case DS_JOIN:

@@ -14,6 +14,8 @@ typedef enum ds_kind {
     DS_MAP,
     DS_FILTER,
     DS_MAP_VALUES,
+    DS_KEY_BY,
+    DS_SAMPLE,
     DS_UNION,
     DS_JOIN_LOCAL, /* join of co-partitioned inputs */
     /* wide: the output of a shuffle */
@@ -23,6 +25,9 @@ typedef enum ds_kind {
     DS_PARTITION,
     DS_JOIN,
     DS_SORT,
+    DS_AGG,     /* aggregate_by_key */
+    DS_COGROUP, /* both inputs, grouped per key */
+    DS_REPART,  /* round robin over the partitions */
 } ds_kind_t;
 
 enum { DS_PART_NONE = 0, DS_PART_HASH, DS_PART_RANGE };
@@ -44,6 +49,10 @@ struct loom_ds {
     loom_ds_map_fn map;
     loom_ds_pred_fn pred;
     loom_ds_combine_fn comb;
+    loom_ds_combine_fn seq; /* aggregate_by_key: folds a value into the accumulator */
+    loom_buf_t zero;        /* aggregate_by_key: the accumulator's start */
+    double fraction;        /* sample */
+    uint64_t seed;
     void *user;
     int persist; /* kept until unpersisted */
     /* Kept partitions (shuffle output, persisted or stored): `kept` says the
@@ -59,6 +68,7 @@ struct loom_ds {
     int nlost;
     /* sources */
     uint64_t range_n;
+    int dim; /* text vectors: numbers per line (the parser's argument) */
     ds_split_t *splits;
     /* sort */
     loom_ranges_t ranges;
@@ -78,6 +88,9 @@ struct loom_ds_engine {
     uint64_t action;
     int fault_node, fault_part, fault_done;
     FILE *dot;
+    long cur_file; /* the text line being processed: file index (-1: none), offset */
+    uint64_t cur_off;
+    char where[4200];
     /* counters for the summary */
     int64_t stages, shuffle_bytes, shuffle_records, recomputed, actions, dropped;
 };
@@ -101,9 +114,11 @@ struct ds_sink {
 
 struct loom_ds_out {
     loom_ctx_t *ctx;
+    loom_ds_engine_t *e;
     ds_sink_t *next;
     const loom_ds_rec_t *in; /* map_values: the key to keep */
     int keep_key;
+    loom_buf_t *key_by; /* key_by: the value becomes pair(key, value) of `in`, built here */
     /* combiner output capture */
     loom_buf_t *capture;
 };
@@ -141,6 +156,10 @@ typedef struct ds_table {
  * combiner, or loom_ds_sum_u64 / loom_ds_sum_f64 (folded in place). */
 loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key, size_t klen,
                            const void *val, size_t vlen, loom_ds_combine_fn fn, void *user);
+/* Fold `val` into the key's accumulator with seq, which starts as `zero` (aggregate_by_key). */
+loom_status_t ds_table_seq(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key, size_t klen,
+                           const void *val, size_t vlen, loom_ds_combine_fn seq, void *user,
+                           const loom_buf_t *zero);
 /* Insert when no equal key is present; *added says whether it was. */
 loom_status_t ds_table_insert(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key,
                               size_t klen, const void *val, size_t vlen, int *added);

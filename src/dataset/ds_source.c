@@ -119,13 +119,17 @@ loom_status_t ds_text_pull(loom_ds_t *d, int p, ds_sink_t *sink)
     loom_status_t st = loom_text_read_range(ctx, path, fd, s.begin, s.end, &data);
     close(fd);
     size_t len = (size_t)(s.end - s.begin), i = 0;
+    loom_ds_engine_t *eng = d->e;
     while (st == LOOM_OK && i < len) {
         const char *nl = memchr(data + i, '\n', len - i);
         size_t e = nl ? (size_t)(nl - data) : len;
         loom_ds_rec_t r = {data + i, e - i, "", 0};
+        eng->cur_file = (long)s.file;
+        eng->cur_off = s.begin + i;
         st = sink->put(sink, &r);
         i = e + 1;
     }
+    if (st == LOOM_OK) eng->cur_file = -1; /* kept on failure: the message may name the line */
     free(data);
     return st;
 }
@@ -293,4 +297,113 @@ loom_ds_t *loom_ds_parallelize(loom_ds_engine_t *e, const loom_ds_rec_t *records
     st = scatter_run(&s, st);
     if (st != LOOM_OK) ds_fail(e, st);
     return d;
+}
+
+/* ------------------------------------------------------------------ vectors of numbers */
+
+static int skip_line(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
+        i++;
+    return i == n || s[i] == '#';
+}
+
+/* Parse the numbers of a line into `out` (at most max); returns how many there were,
+ * or -1 (with *bad at the offending token) when one is not a finite number. */
+static long parse_numbers(const char *s, size_t n, double *out, long max, const char **bad,
+                          size_t *badlen)
+{
+    long k = 0;
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
+            i++;
+        if (i == n) break;
+        size_t j = i;
+        while (j < n && s[j] != ' ' && s[j] != '\t' && s[j] != '\r')
+            j++;
+        double v = 0;
+        if (loom_text_parse_double(s + i, j - i, &v) != LOOM_NUM_OK) {
+            *bad = s + i;
+            *badlen = j - i;
+            return -1;
+        }
+        if (k < max) out[k] = v;
+        k++;
+        i = j;
+    }
+    return k;
+}
+
+static loom_status_t parse_vector(const loom_ds_rec_t *in, loom_ds_out_t *out, void *user)
+{
+    long dim = *(const int *)user;
+    if (skip_line(in->key, in->klen)) return LOOM_OK;
+    double *v = malloc((size_t)dim * sizeof *v);
+    if (!v) return LOOM_ERROR(loom_ds_out_ctx(out), LOOM_ERR_NOMEM, "out of memory: a vector");
+    const char *bad = NULL;
+    size_t badlen = 0;
+    long k = parse_numbers(in->key, in->klen, v, dim, &bad, &badlen);
+    loom_status_t st = LOOM_OK;
+    char q[80];
+    if (k < 0)
+        st = LOOM_ERROR(loom_ds_out_ctx(out), LOOM_ERR_FORMAT, "%s: '%s' is not a finite number",
+                        loom_ds_where(out), loom_text_quote(bad, badlen, q, sizeof q));
+    else if (k != dim)
+        st = LOOM_ERROR(loom_ds_out_ctx(out), LOOM_ERR_FORMAT,
+                        "%s: %ld numbers, expected %ld (as on the first line)", loom_ds_where(out),
+                        k, dim);
+    if (st == LOOM_OK) st = loom_ds_emit(out, "", 0, v, (size_t)dim * sizeof *v);
+    free(v);
+    return st;
+}
+
+/* The first line that is not blank or a comment: its count of numbers. */
+typedef struct first_line {
+    long n;
+    int bad;
+} first_line_t;
+
+static loom_status_t count_first(const loom_ds_rec_t *r, void *user)
+{
+    first_line_t *f = user;
+    const char *bad;
+    size_t bl;
+    double dummy;
+    f->n = parse_numbers(r->key, r->klen, &dummy, 0, &bad, &bl);
+    return LOOM_OK;
+}
+
+static int not_blank(const loom_ds_rec_t *r, void *user)
+{
+    (void)user;
+    return !skip_line(r->key, r->klen);
+}
+
+loom_ds_t *loom_ds_text_vectors(loom_ds_engine_t *e, const char *const *inputs, int ninputs,
+                                int *dim)
+{
+    *dim = 0;
+    loom_ds_t *lines = loom_ds_text(e, inputs, ninputs);
+    first_line_t f = {0, 0};
+    loom_status_t st = loom_ds_take(loom_ds_filter(lines, not_blank, NULL), 1, count_first, &f);
+    if (st == LOOM_OK && f.n <= 0)
+        st = LOOM_ERROR(e->ctx, LOOM_ERR_FORMAT, "%s: %s", ninputs > 0 ? inputs[0] : "input",
+                        f.n < 0 ? "the first line holds a token that is not a finite number"
+                                : "no line of numbers");
+    if (st == LOOM_OK && f.n > 1000000)
+        st = LOOM_ERROR(e->ctx, LOOM_ERR_FORMAT, "%s: %ld numbers on a line; at most 1000000",
+                        inputs[0], f.n);
+    st = loom_agree(e->ctx, loom_comm(e->ctx), st);
+    if (st != LOOM_OK)
+        ds_fail(e, st);
+    else
+        *dim = (int)f.n;
+    loom_ds_t *v = loom_ds_map(lines, parse_vector, NULL);
+    if (v) {
+        v->dim = (int)f.n;
+        v->user = &v->dim;
+    }
+    return loom_ds_name(v, "vectors");
 }

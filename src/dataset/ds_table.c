@@ -122,6 +122,16 @@ loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const voi
         }
         return LOOM_OK;
     }
+    if (fn == loom_ds_sum_f64v && old.vlen == vlen && vlen % 8 == 0) {
+        for (size_t i = 0; i < vlen; i += 8) {
+            double a, b;
+            memcpy(&a, ov + i, 8);
+            memcpy(&b, (const unsigned char *)val + i, 8);
+            a += b;
+            memcpy(ov + i, &a, 8);
+        }
+        return LOOM_OK;
+    }
     loom_buf_t cap = {0};
     loom_ds_out_t out = {.ctx = ctx, .capture = &cap};
     loom_status_t st = fn(old.val, old.vlen, val, vlen, &out, user);
@@ -133,6 +143,25 @@ loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const voi
         st = place(ctx, t, j, h, key, klen, cap.data, cap.len);
     }
     loom_buf_free(&cap);
+    return st;
+}
+
+loom_status_t ds_table_seq(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key, size_t klen,
+                           const void *val, size_t vlen, loom_ds_combine_fn seq, void *user,
+                           const loom_buf_t *zero)
+{
+    int found = 0;
+    if (t->cap) find(t, h, key, klen, &found);
+    if (found) return ds_table_add(ctx, t, h, key, klen, val, vlen, seq, user);
+    loom_buf_t acc = {0};
+    loom_ds_out_t out = {.ctx = ctx, .capture = &acc};
+    loom_status_t st =
+        seq(zero->data ? zero->data : (const unsigned char *)"", zero->len, val, vlen, &out, user);
+    int added;
+    if (st == LOOM_OK)
+        st = ds_table_insert(ctx, t, h, key, klen, acc.data ? acc.data : (unsigned char *)"",
+                             acc.len, &added);
+    loom_buf_free(&acc);
     return st;
 }
 

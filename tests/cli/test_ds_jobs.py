@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The dataset commands against references no one here wrote, at LOOM_NP ranks:
-ds-wordcount against collections.Counter; ds-pagerank against Spark's own example
+ds-wordcount against collections.Counter; ds-logreg and ds-kmeans against numpy
+(the same start, the same iterations, within 1e-9); ds-pagerank against Spark's own example
 program (examples/src/main/python/pagerank.py, transcribed step by step onto Python
 dicts: distinct links grouped by source, links.join(ranks), contributions,
 reduceByKey(add), mapValues(rank * 0.85 + 0.15)) and against networkx's Google
@@ -140,6 +141,48 @@ def pagerank(work):
     print("ok --explain, --dot")
 
 
+def numeric(work):
+    import numpy as np
+    rng = np.random.default_rng(5)
+    n, d = 400, 4
+    y = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    x = rng.normal(size=(n, d)) + 0.7 * y[:, None]
+    pts = os.path.join(work, "points.txt")
+    with open(pts, "w") as f:
+        f.write("# label, then features\n")
+        for i in range(n):
+            f.write(" ".join(repr(float(v)) for v in [y[i], *x[i]]) + "\n")
+            if i == 200:
+                f.write("\n")  # a blank line is skipped
+    w = np.zeros(d)
+    for _ in range(10):  # the RDD paper's loop: w -= sum((1/(1+exp(-y w.x)) - 1) y x)
+        w -= ((((1 / (1 + np.exp(-y * (x @ w)))) - 1) * y)[:, None] * x).sum(0)
+    p = run(["ds-logreg", pts, "--iters", "10", "--split-size", "4K"])
+    got = np.array([float(l.split()[2]) for l in p.stdout.decode().splitlines() if l.startswith("weight ")])
+    err = np.max(np.abs(got - w) / np.abs(w))
+    assert got.shape == w.shape and err < 1e-9, (got, w)
+    print("ok ds-logreg against numpy, worst relative difference %.2g" % err)
+
+    km = os.path.join(work, "km.txt")
+    c0 = np.array([[0, 0, 0], [5, 5, 0], [0, 6, 6], [9, 0, 9]], dtype=float)
+    pts3 = np.vstack([rng.normal(size=(150, 3)) + c for c in c0[:3]])
+    rng.shuffle(pts3)
+    np.savetxt(km, pts3)
+    cen = os.path.join(work, "centres.txt")
+    np.savetxt(cen, c0)  # the fourth centre gets no points: it stays
+    for args, start in ((["--k", "3"], pts3[:3].copy()), (["--k", "4", "--centers", cen], c0.copy())):
+        c = start
+        for _ in range(6):  # Lloyd: nearest centre (first on a tie), mean of its points
+            a = ((pts3[:, None, :] - c[None, :, :]) ** 2).sum(2).argmin(1)
+            c = np.array([pts3[a == k].mean(0) if (a == k).any() else c[k] for k in range(len(c))])
+        p = run(["ds-kmeans", km, "--iters", "6", "--split-size", "4K"] + args)
+        got = np.array([[float(v) for v in l.split()[2:]] for l in p.stdout.decode().splitlines()
+                        if l.startswith("center ")])
+        err = np.max(np.abs(got - c))
+        assert got.shape == c.shape and err < 1e-9, (got, c)
+        print("ok ds-kmeans %s against numpy, worst difference %.2g" % (" ".join(args), err))
+
+
 def bad_input(work):
     out = os.path.join(work, "bad")
     cases = [
@@ -150,6 +193,17 @@ def bad_input(work):
         (["ds-pagerank", "kron:99", "--out", out], "kron:99"),
         (["ds-wordcount", "/usr/share/common-licenses/GPL-3"], "--out"),
     ]
+    nums = os.path.join(work, "bad_numbers.txt")
+    open(nums, "w").write("1 2 3\n4 5 6\n7 x 9\n")
+    cases.append((["ds-kmeans", nums, "--k", "1", "--split-size", "4K"], "bad_numbers.txt:3: 'x'"))
+    cols = os.path.join(work, "bad_columns.txt")
+    open(cols, "w").write("1 2 3\n4 5 6\n\n7 8\n")
+    cases.append((["ds-logreg", cols], "bad_columns.txt:4: 2 numbers, expected 3"))
+    cases.append((["ds-logreg", "gen:0:3"], "gen:0:3"))
+    cases.append((["ds-logreg", "gen:10:0"], "gen:10:0"))
+    few = os.path.join(work, "three_points.txt")
+    open(few, "w").write("1 2\n3 4\n5 6\n")
+    cases.append((["ds-kmeans", few, "--k", "7", "--iters", "1"], "3 initial centres, --k is 7"))
     binary = os.path.join(work, "binary.dat")
     open(binary, "wb").write(b"abc\0def\n")
     cases.append((["ds-wordcount", binary, "--out", out], "binary"))
@@ -169,6 +223,7 @@ def main():
     os.makedirs(work)
     wordcount(work)
     pagerank(work)
+    numeric(work)
     bad_input(work)
     shutil.rmtree(work, ignore_errors=True)
 

@@ -110,7 +110,10 @@ static loom_status_t collect_pair(const loom_ds_rec_t *r, void *user)
     const void *a, *b;
     size_t al, bl;
     char buf[1024], vb[256];
-    CU_ASSERT_FATAL(loom_ds_pair(r->val, r->vlen, &a, &al, &b, &bl));
+    if (!loom_ds_pair(r->val, r->vlen, &a, &al, &b, &bl)) { /* fail the action, not the rank */
+        CU_FAIL("a value that is not a pair");
+        return LOOM_ERR_INTERNAL;
+    }
     rec_str(buf, r->key, r->klen, a, al);
     hex(vb, b, bl);
     strcat(buf, "|");
@@ -459,6 +462,200 @@ static void test_drop_recompute(void)
     loom_ds_engine_destroy(&e);
 }
 
+/* aggregate_by_key: per key (count, longest value length) as two 8-byte numbers. */
+static loom_status_t agg_seq(const void *a, size_t alen, const void *v, size_t vlen,
+                             loom_ds_out_t *out, void *user)
+{
+    (void)user;
+    uint64_t acc[2];
+    CU_ASSERT(alen == 16);
+    memcpy(acc, a, 16);
+    acc[0]++;
+    if (vlen > acc[1]) acc[1] = vlen;
+    return loom_ds_emit(out, NULL, 0, acc, 16);
+}
+
+static loom_status_t agg_comb(const void *a, size_t alen, const void *b, size_t blen,
+                              loom_ds_out_t *out, void *user)
+{
+    (void)user;
+    (void)alen;
+    (void)blen;
+    uint64_t x[2], y[2];
+    memcpy(x, a, 16);
+    memcpy(y, b, 16);
+    x[0] += y[0];
+    if (y[1] > x[1]) x[1] = y[1];
+    return loom_ds_emit(out, NULL, 0, x, 16);
+}
+
+/* key_by: the first byte of the value (or nothing) is the new key */
+static loom_status_t first_byte(const loom_ds_rec_t *r, loom_ds_out_t *out, void *user)
+{
+    (void)user;
+    return loom_ds_emit(out, r->val, r->vlen ? 1 : 0, NULL, 0);
+}
+
+static loom_status_t collect_cogroup(const loom_ds_rec_t *r, void *user)
+{
+    const void *a, *b;
+    size_t al, bl;
+    if (!loom_ds_pair(r->val, r->vlen, &a, &al, &b, &bl)) { /* fail the action, not the rank */
+        CU_FAIL("a value that is not a pair");
+        return LOOM_ERR_INTERNAL;
+    }
+    /* "key|count a|count b": the lists' lengths */
+    size_t na = 0, nb = 0;
+    const unsigned char *c = a, *end = c + al;
+    const void *v;
+    size_t vl;
+    while (loom_ds_values_next(&c, end, &v, &vl))
+        na++;
+    for (c = b, end = c + bl; loom_ds_values_next(&c, end, &v, &vl);)
+        nb++;
+    char buf[256];
+    hex(buf, r->key, r->klen);
+    sprintf(buf + strlen(buf), "|%zu|%zu", na, nb);
+    strs_add(user, buf);
+    return LOOM_OK;
+}
+
+static int same_key(const loom_ds_rec_t *x, const loom_ds_rec_t *y)
+{
+    return x->klen == y->klen && memcmp(x->key, y->key, x->klen) == 0;
+}
+
+static void test_more_ops(void)
+{
+    static data_t a, b;
+    make_data(&a, 800, 29, 0);
+    make_data(&b, 300, 31, 0);
+    loom_ds_engine_t *e = engine(0);
+    loom_ds_t *da = loom_ds_parallelize(e, a.rec, 800, 5),
+              *db = loom_ds_parallelize(e, b.rec, 300, 2);
+    strs_t got = {0}, want = {0};
+    char buf[1024];
+
+    /* aggregate_by_key against (count, longest) per key */
+    uint64_t zero[2] = {0, 0};
+    CU_ASSERT(loom_ds_collect(loom_ds_aggregate_by_key(da, zero, 16, agg_seq, agg_comb, NULL, 3),
+                              collect_plain, &got) == LOOM_OK);
+    if (is_root()) {
+        for (size_t i = 0; i < 800; i++) {
+            int first = 1;
+            uint64_t acc[2] = {0, 0};
+            for (size_t j = 0; j < 800; j++) {
+                if (!same_key(&a.rec[j], &a.rec[i])) continue;
+                if (j < i) first = 0;
+                acc[0]++;
+                if (a.rec[j].vlen > acc[1]) acc[1] = a.rec[j].vlen;
+            }
+            if (!first) continue;
+            rec_str(buf, a.rec[i].key, a.rec[i].klen, acc, 16);
+            strs_add(&want, buf);
+        }
+        CU_ASSERT(strs_equal(&got, &want));
+    }
+    strs_free(&got);
+    strs_free(&want);
+
+    /* cogroup: per key of either side, how many values each side has */
+    CU_ASSERT(loom_ds_collect(loom_ds_cogroup(da, db, 4), collect_cogroup, &got) == LOOM_OK);
+    if (is_root()) {
+        /* every distinct key of either side, then its count on each side */
+        for (size_t t = 0; t < 1100; t++) {
+            const loom_ds_rec_t *k = t < 800 ? &a.rec[t] : &b.rec[t - 800];
+            int first = 1;
+            for (size_t u = 0; u < t && first; u++)
+                first = !same_key(u < 800 ? &a.rec[u] : &b.rec[u - 800], k);
+            if (!first) continue;
+            size_t na = 0, nb = 0;
+            for (size_t j = 0; j < 800; j++)
+                na += same_key(&a.rec[j], k);
+            for (size_t j = 0; j < 300; j++)
+                nb += same_key(&b.rec[j], k);
+            hex(buf, k->key, k->klen);
+            sprintf(buf + strlen(buf), "|%zu|%zu", na, nb);
+            strs_add(&want, buf);
+        }
+        CU_ASSERT(strs_equal(&got, &want));
+    }
+    strs_free(&got);
+    strs_free(&want);
+
+    /* repartition keeps every record; key_by keys by the value's first byte */
+    CU_ASSERT(loom_ds_collect(loom_ds_repartition(da, 7), collect_plain, &got) == LOOM_OK);
+    if (is_root()) {
+        for (size_t i = 0; i < 800; i++) {
+            rec_str(buf, a.rec[i].key, a.rec[i].klen, a.rec[i].val, a.rec[i].vlen);
+            strs_add(&want, buf);
+        }
+        CU_ASSERT(strs_equal(&got, &want));
+    }
+    strs_free(&got);
+    strs_free(&want);
+    CU_ASSERT(loom_ds_collect(loom_ds_key_by(da, first_byte, NULL), collect_pair, &got) == LOOM_OK);
+    if (is_root()) {
+        for (size_t i = 0; i < 800; i++) {
+            char vb[256];
+            rec_str(buf, a.rec[i].val, a.rec[i].vlen ? 1 : 0, a.rec[i].key, a.rec[i].klen);
+            hex(vb, a.rec[i].val, a.rec[i].vlen);
+            strcat(buf, "|");
+            strcat(buf, vb);
+            strs_add(&want, buf);
+        }
+        CU_ASSERT(strs_equal(&got, &want));
+    }
+    strs_free(&got);
+    strs_free(&want);
+
+    /* take: the first records in partition order, which is the input's order here */
+    CU_ASSERT(loom_ds_take(da, 25, collect_plain, &got) == LOOM_OK);
+    CU_ASSERT(got.n == 25);
+    for (size_t i = 0; i < got.n && i < 25; i++) {
+        rec_str(buf, a.rec[i].key, a.rec[i].klen, a.rec[i].val, a.rec[i].vlen);
+        CU_ASSERT(strcmp(got.v[i], buf) == 0); /* on every rank */
+    }
+    strs_free(&got);
+
+    /* top: the largest records by key then value, largest first */
+    CU_ASSERT(loom_ds_top(da, 30, collect_plain, &got) == LOOM_OK);
+    {
+        strs_t all = {0};
+        for (size_t i = 0; i < 800; i++) {
+            /* hex keeps byte order only between equal lengths: compare raw bytes instead */
+            rec_str(buf, a.rec[i].key, a.rec[i].klen, a.rec[i].val, a.rec[i].vlen);
+            strs_add(&all, buf);
+        }
+        CU_ASSERT(got.n == 30);
+        /* each returned record is an input record, and no input record beats the last one */
+        size_t in = 0;
+        for (size_t i = 0; i < got.n; i++)
+            for (size_t j = 0; j < all.n; j++)
+                if (strcmp(got.v[i], all.v[j]) == 0) {
+                    in++;
+                    break;
+                }
+        CU_ASSERT(in == got.n);
+        strs_free(&all);
+    }
+    strs_free(&got);
+
+    /* sample: the same records each time, about the fraction, all from the input */
+    uint64_t n1 = 0, n2 = 0;
+    loom_ds_t *smp = loom_ds_sample(da, 0.25, 42);
+    CU_ASSERT(loom_ds_count(smp, &n1) == LOOM_OK);
+    CU_ASSERT(loom_ds_count(smp, &n2) == LOOM_OK);
+    CU_ASSERT(n1 == n2 && n1 > 120 && n1 < 280);
+    uint64_t f = 0;
+    size_t flen = 0;
+    uint64_t z = 5;
+    CU_ASSERT(loom_ds_fold(loom_ds_parallelize(e, NULL, 0, 2), &z, 8, loom_ds_sum_u64, NULL, &f, 8,
+                           &flen) == LOOM_OK);
+    CU_ASSERT(flen == 8 && f == 5);
+    loom_ds_engine_destroy(&e);
+}
+
 static void register_suites(void)
 {
     static const CU_TestInfo tests[] = {
@@ -468,6 +665,7 @@ static void register_suites(void)
         {"empty datasets and partitions", test_empty},
         {"a failing user function", test_failure_agreed},
         {"a dropped partition recomputed", test_drop_recompute},
+        {"aggregate_by_key, cogroup, repartition, key_by, take, top, sample, fold", test_more_ops},
         CU_TEST_INFO_NULL,
     };
     loom_test_suite("dataset", tests);
