@@ -84,7 +84,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         in[i] = loom_opts_arg(opts, i);
     centres_t c = {.k = (int)loom_opt_int(opts, "k")};
     loom_ds_engine_t *e;
-    loom_status_t st = loom_ds_engine_from_opts(ctx, opts, &e);
+    loom_status_t st = loom_ds_engine_from_opts(ctx, opts, NULL, &e);
     if (st != LOOM_OK) {
         free(in);
         return st;

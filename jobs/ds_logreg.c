@@ -80,7 +80,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     const char *first = loom_opts_arg(opts, 0);
     model_t m = {0};
     loom_ds_engine_t *e;
-    LOOM_TRY(loom_ds_engine_from_opts(ctx, opts, &e));
+    LOOM_TRY(loom_ds_engine_from_opts(ctx, opts, NULL, &e));
     loom_ds_t *points;
     loom_status_t st = LOOM_OK;
     if (strncmp(first, "gen:", 4) == 0) {

@@ -18,6 +18,10 @@ static const loom_option_t options[] = {
      "dangling rank spread evenly",
      "spark|networkx", 0, 0, 0},
     {"undirected", LOOM_OPT_FLAG, NULL, "take every edge in both directions", NULL, 0, 0, 0},
+    {"checkpoint-every", LOOM_OPT_INT, "0",
+     "checkpoint the ranks every N iterations (with "
+     "--checkpoint-dir; 0: only on SIGUSR1/SIGTERM)",
+     NULL, 1, 0, 1e9},
     LOOM_DS_OPTION_ROWS,
     {NULL, LOOM_OPT_END, NULL, NULL, NULL, 0, 0, 0},
 };
@@ -105,10 +109,18 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     int64_t iters = loom_opt_int(opts, "iters");
     double d = loom_opt_double(opts, "damping");
     int nx = strcmp(loom_opt_string(opts, "convention"), "networkx") == 0;
+    if (loom_opt_int(opts, "checkpoint-every") > 0 && !loom_opt_string(opts, "checkpoint-dir"))
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "ds-pagerank: --checkpoint-every needs --checkpoint-dir");
     step_t *steps = calloc((size_t)iters, sizeof *steps);
     if (!steps) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    /* what a checkpoint must have been written by, to be resumed */
+    char identity[1024];
+    snprintf(identity, sizeof identity, "ds-pagerank %s convention=%s damping=%.17g undirected=%d",
+             loom_opts_arg(opts, 0), nx ? "networkx" : "spark", d,
+             loom_opt_flag(opts, "undirected"));
     loom_ds_engine_t *e;
-    loom_status_t st = loom_ds_engine_from_opts(ctx, opts, &e);
+    loom_status_t st = loom_ds_engine_from_opts(ctx, opts, identity, &e);
     if (st != LOOM_OK) {
         free(steps);
         return st;
@@ -127,8 +139,25 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         links = loom_ds_persist(loom_ds_group_by_key(edges, 0));
     }
     loom_ds_name(links, "links");
-    loom_ds_t *ranks = loom_ds_name(loom_ds_map_values(links, initial, &start), "ranks");
-    for (int64_t i = 0; i < iters && st == LOOM_OK; i++) {
+    int64_t first = 0, every = loom_opt_int(opts, "checkpoint-every");
+    loom_ds_t *ranks = loom_ds_restore(e, "ranks", &first); /* --restart: iterations done */
+    if (!ranks) {
+        first = 0;
+        ranks = loom_ds_name(loom_ds_map_values(links, initial, &start), "ranks");
+    } else if (first > iters) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "the checkpoint has %lld iterations, --iters is %lld",
+                        (long long)first, (long long)iters);
+    }
+    for (int64_t i = first; i < iters && st == LOOM_OK; i++) {
+        /* a stop request (SIGUSR1, SIGTERM) or the period: save the ranks, cutting lineage */
+        int stop = i > first && loom_ds_stop_requested(e);
+        if (stop || (every > 0 && i > first && i % every == 0)) {
+            st = loom_ds_checkpoint(ranks, "ranks", i);
+            if (st == LOOM_OK)
+                loom_log(ctx, LOOM_LOG_INFO, "checkpoint of iteration %lld", (long long)i);
+            if (st == LOOM_OK && stop) st = loom_ds_interrupted(e, i);
+            if (st != LOOM_OK) break;
+        }
         loom_ds_t *joined = loom_ds_join(links, ranks, 0);
         steps[i] = (step_t){nx ? (1 - d) / (double)n : 1 - d, d, 0};
         if (nx) { /* dangling rank, spread evenly: an action per iteration */

@@ -39,7 +39,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     for (int i = 0; i < n; i++)
         inputs[i] = loom_opts_arg(opts, i);
     loom_ds_engine_t *e;
-    loom_status_t st = loom_ds_engine_from_opts(ctx, opts, &e);
+    loom_status_t st = loom_ds_engine_from_opts(ctx, opts, NULL, &e);
     if (st == LOOM_OK) {
         loom_ds_t *lines = loom_ds_text(e, inputs, n);
         loom_ds_t *counts =

@@ -105,12 +105,17 @@ double loom_ds_f64(const void *p, size_t len);
 /* ------------------------------------------------------------------ the engine */
 
 typedef struct loom_ds_config {
-    int partitions;    /* partitions of shuffles and sources (0: 2 per worker) */
-    size_t split_size; /* bytes of text per source partition (0: 32 MiB) */
-    size_t memory;     /* budget per rank for shuffle buffers (0: 1 GiB) */
-    int explain;       /* print each action's lineage and stages on rank 0 (stderr) */
-    const char *dot;   /* write each action's plan as Graphviz to this file */
-    const char *fault; /* "drop:DATASET_ID@P" drops a kept partition once (testing) */
+    int partitions;             /* partitions of shuffles and sources (0: 2 per worker) */
+    size_t split_size;          /* bytes of text per source partition (0: 32 MiB) */
+    size_t memory;              /* budget per rank for shuffle buffers (0: 1 GiB) */
+    int explain;                /* print each action's lineage and stages on rank 0 (stderr) */
+    const char *dot;            /* write each action's plan as Graphviz to this file */
+    const char *fault;          /* "drop:DATASET_ID@P" drops a kept partition once (testing) */
+    const char *checkpoint_dir; /* where loom_ds_checkpoint writes (the `loom` command then
+                                   turns SIGUSR1/SIGTERM/SIGINT into stop requests) */
+    const char *restart;        /* where loom_ds_restore reads */
+    const char *identity;       /* what the job computes ("ds-pagerank g.el damping=0.85"):
+                                   recorded in checkpoints, checked on restore */
 } loom_ds_config_t;
 
 /* Make an engine. Collective over the job communicator. Adds its counters to
@@ -250,6 +255,34 @@ loom_status_t loom_ds_fold(loom_ds_t *d, const void *zero, size_t zlen, loom_ds_
  * first. `overwrite` may replace an earlier Loom output. */
 loom_status_t loom_ds_save_text(loom_ds_t *d, const char *dir, int overwrite);
 
+/* ------------------------------------------------------------------ checkpoints
+ *
+ * A checkpoint is a directory `<checkpoint_dir>/<tag>.<step>` holding one file per
+ * partition (the records as the data plane stores them), `meta` (tag, step,
+ * partitions, the job's identity) and `_SUCCESS`, written atomically (temporary
+ * name, rename); `<tag>.latest` then names the step, and the older checkpoint of
+ * the tag is removed. A preempted batch job loses only the work since its last
+ * checkpoint. */
+
+/* An action: compute d, write it as state `tag` at `step`, and cut its
+ * lineage: d then reads its kept partitions, and a lost one from the files,
+ * so an iterative job's plan stops growing. Needs a checkpoint_dir (else
+ * LOOM_ERR_USAGE). */
+loom_status_t loom_ds_checkpoint(loom_ds_t *d, const char *tag, int64_t step);
+/* With a restart directory: the newest complete checkpoint of `tag` as a
+ * dataset (its partitions read from the files as needed) and, in *step, the
+ * step it was written at. Without a restart directory: NULL and *step = -1.
+ * Collective; a missing, torn or foreign checkpoint (another identity) gives
+ * NULL too, with the error kept for the next action, as for any source. */
+loom_ds_t *loom_ds_restore(loom_ds_engine_t *e, const char *tag, int64_t *step);
+/* Collective: 1 when SIGUSR1, SIGTERM or SIGINT reached any rank of a job with
+ * a checkpoint directory (the signals then only ask for a stop). The job then
+ * checkpoints its state and returns loom_ds_interrupted. */
+int loom_ds_stop_requested(loom_ds_engine_t *e);
+/* LOOM_ERR_INTERRUPTED with "checkpointed at step N on signal S; resume with
+ * --restart DIR" (the `loom` command exits 75). */
+loom_status_t loom_ds_interrupted(loom_ds_engine_t *e, int64_t step);
+
 /* ------------------------------------------------------------------ command-line options */
 // clang-format off
 #define LOOM_DS_OPTION_ROWS \
@@ -263,12 +296,16 @@ loom_status_t loom_ds_save_text(loom_ds_t *d, const char *dir, int overwrite);
      0, 0}, \
     {"dot", LOOM_OPT_STRING, NULL, "write each action's plan as Graphviz to FILE", NULL, 0, 0, 0}, \
     {"inject-fault", LOOM_OPT_STRING, NULL, "drop:DATASET@PARTITION: lose a kept partition once " \
-     "(testing)", NULL, 0, 0, 0}
+     "(testing)", NULL, 0, 0, 0}, \
+    {"checkpoint-dir", LOOM_OPT_STRING, NULL, "write checkpoints here; SIGUSR1/SIGTERM then " \
+     "checkpoint and exit 75", NULL, 0, 0, 0}, \
+    {"restart", LOOM_OPT_STRING, NULL, "resume from the newest checkpoint in DIR", NULL, 0, 0, 0}
 // clang-format on
 
-/* An engine configured from options parsed with LOOM_DS_OPTION_ROWS. Collective. */
+/* An engine configured from options parsed with LOOM_DS_OPTION_ROWS, with the
+ * job's identity for checkpoints (may be NULL). Collective. */
 loom_status_t loom_ds_engine_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts,
-                                       loom_ds_engine_t **e);
+                                       const char *identity, loom_ds_engine_t **e);
 
 #ifdef __cplusplus
 }

@@ -256,6 +256,11 @@ loom_status_t loom_spill_sweep(loom_ctx_t *ctx, const char *base);
  * async-signal-safe copy in the runtime.) */
 int loom_remove_tree(const char *path);
 
+/* Create a checkpoint directory (and its parents) if needed and check that it
+ * is a directory this process can write; errors name it as --checkpoint-dir.
+ * Local (rank 0 calls it; the engines agree). */
+loom_status_t loom_checkpoint_dir_check(loom_ctx_t *ctx, const char *dir);
+
 /* ------------------------------------------------------------------ readers and merging */
 
 enum { LOOM_RD_MEM = 1, LOOM_RD_FILE, LOOM_RD_REFS };

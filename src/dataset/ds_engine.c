@@ -205,8 +205,15 @@ loom_status_t loom_ds_engine_create(loom_ctx_t *ctx, const loom_ds_config_t *cfg
         if (!e->cfg.memory) e->cfg.memory = (size_t)1 << 30;
         e->fault_node = -1;
         e->cur_file = -1;
+        if (cfg && cfg->checkpoint_dir && !(e->ckpt_dir = strdup(cfg->checkpoint_dir)))
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        if (cfg && cfg->restart && !(e->restart_dir = strdup(cfg->restart)))
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        if (cfg && cfg->identity && !(e->identity = strdup(cfg->identity)))
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
         e->cfg.dot = NULL;
         e->cfg.fault = NULL;
+        e->cfg.checkpoint_dir = e->cfg.restart = e->cfg.identity = NULL;
     }
     if (st == LOOM_OK && cfg && cfg->fault) {
         if (sscanf(cfg->fault, "drop:%d@%d", &e->fault_node, &e->fault_part) != 2 ||
@@ -216,6 +223,8 @@ loom_status_t loom_ds_engine_create(loom_ctx_t *ctx, const loom_ds_config_t *cfg
                             "--explain)",
                             cfg->fault);
     }
+    if (st == LOOM_OK && e->ckpt_dir && loom_is_master(ctx))
+        st = loom_checkpoint_dir_check(ctx, e->ckpt_dir);
     if (st == LOOM_OK && cfg && cfg->dot && loom_is_master(ctx)) {
         e->dot = fopen(cfg->dot, "w");
         if (!e->dot) st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create the plan file", cfg->dot);
@@ -251,6 +260,7 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         loom_summary_int(ctx, "ds_shuffle_bytes", sum[1]);
         loom_summary_int(ctx, "ds_partitions_dropped", sum[2]);
         loom_summary_int(ctx, "ds_partitions_recomputed", sum[3]);
+        if (e->checkpoints) loom_summary_int(ctx, "ds_checkpoints", e->checkpoints);
     }
     for (int i = 0; i < e->n; i++) {
         loom_ds_t *d = e->all[i];
@@ -261,6 +271,7 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         free(d->lost);
         loom_buf_free(&d->zero);
         free(d->splits);
+        free(d->ckpt_path);
         loom_ranges_free(&d->ranges);
         free(d);
     }
@@ -268,6 +279,9 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
     for (size_t i = 0; i < e->nfiles; i++)
         free(e->files[i]);
     free(e->files);
+    free(e->ckpt_dir);
+    free(e->restart_dir);
+    free(e->identity);
     if (e->dot) {
         fclose(e->dot);
     }
@@ -553,7 +567,7 @@ static int is_wide(const loom_ds_t *d)
 
 static const char *kind_word(const loom_ds_t *d)
 {
-    if (d->kind <= DS_STORED) return "source";
+    if (d->kind < DS_MAP) return "source";
     return is_wide(d) ? "shuffle" : "narrow";
 }
 
@@ -615,7 +629,7 @@ void ds_explain(loom_ds_t *d, const char *action)
 /* ------------------------------------------------------------------ options */
 
 loom_status_t loom_ds_engine_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts,
-                                       loom_ds_engine_t **e)
+                                       const char *identity, loom_ds_engine_t **e)
 {
     loom_ds_config_t cfg = {
         .partitions = (int)loom_opt_int(opts, "partitions"),
@@ -624,6 +638,9 @@ loom_status_t loom_ds_engine_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts,
         .explain = loom_opt_flag(opts, "explain"),
         .dot = loom_opt_string(opts, "dot"),
         .fault = loom_opt_string(opts, "inject-fault"),
+        .checkpoint_dir = loom_opt_string(opts, "checkpoint-dir"),
+        .restart = loom_opt_string(opts, "restart"),
+        .identity = identity,
     };
     return loom_ds_engine_create(ctx, &cfg, e);
 }

@@ -217,6 +217,9 @@ loom_status_t ds_pull(loom_ds_t *d, int p, ds_sink_t *sink)
     switch (d->kind) {
     case DS_TEXT:
         return ds_text_pull(d, p, sink);
+    case DS_CKPT:
+        LOOM_TRY(ds_ckpt_load(d, p));
+        return ds_buf_each(ctx, &d->part[p], sink);
     case DS_RANGE: {
         uint64_t lo = (uint64_t)((unsigned __int128)d->range_n * (unsigned)p / (unsigned)d->nparts);
         uint64_t hi =

@@ -10,6 +10,7 @@ typedef enum ds_kind {
     DS_TEXT = 1, /* line-aligned byte ranges of files */
     DS_RANGE,    /* 0 .. n-1 */
     DS_STORED,   /* partitions given when made (edges, parallelize): kept for good */
+    DS_CKPT,     /* a checkpoint: partitions in memory or in its files */
     /* narrow */
     DS_MAP,
     DS_FILTER,
@@ -70,6 +71,7 @@ struct loom_ds {
     uint64_t range_n;
     int dim; /* text vectors: numbers per line (the parser's argument) */
     ds_split_t *splits;
+    char *ckpt_path; /* DS_CKPT: the checkpoint's directory */
     /* sort */
     loom_ranges_t ranges;
     int ranged;
@@ -91,8 +93,10 @@ struct loom_ds_engine {
     long cur_file; /* the text line being processed: file index (-1: none), offset */
     uint64_t cur_off;
     char where[4200];
+    char *ckpt_dir, *restart_dir, *identity;
+    int stop_signal;
     /* counters for the summary */
-    int64_t stages, shuffle_bytes, shuffle_records, recomputed, actions, dropped;
+    int64_t stages, shuffle_bytes, shuffle_records, recomputed, actions, dropped, checkpoints;
 };
 
 /* The worker slot owning partition p of d: p mod W, except that a union's
@@ -201,6 +205,8 @@ static inline int ds_next_record(const unsigned char **pp, const unsigned char *
 
 /* Push split p of a text source. */
 loom_status_t ds_text_pull(loom_ds_t *d, int p, ds_sink_t *sink);
+/* Read partition p of a checkpointed dataset from its file (and keep it). */
+loom_status_t ds_ckpt_load(loom_ds_t *d, int p);
 /* Plan the text source (collective): expand inputs on rank 0, cut splits, broadcast. */
 loom_status_t ds_text_plan(loom_ds_t *d, const char *const *inputs, int ninputs);
 

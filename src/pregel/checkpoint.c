@@ -307,24 +307,7 @@ static void prune(const char *dir, long long latest)
 
 loom_status_t loom_pregel_checkpoint_dir_check(loom_ctx_t *ctx, const char *dir)
 {
-    char *p = strdup(dir);
-    if (!p) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        mkdir(p, 0777);
-        *s = '/';
-    }
-    int made = mkdir(p, 0777) == 0 || errno == EEXIST;
-    free(p);
-    struct stat sb;
-    if (!made || stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "--checkpoint-dir %s: cannot create the directory",
-                          dir);
-    if (access(dir, W_OK | X_OK) != 0)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "--checkpoint-dir %s: cannot write there: %s", dir,
-                          strerror(errno));
-    return LOOM_OK;
+    return loom_checkpoint_dir_check(ctx, dir);
 }
 
 loom_status_t loom_pregel_restart_check(loom_ctx_t *ctx, const char *dir)

@@ -141,6 +141,46 @@ def pagerank(work):
     print("ok --explain, --dot")
 
 
+def checkpoints(work):
+    """SIGUSR1 in the middle of ds-pagerank with --checkpoint-dir: a checkpoint, exit 75, no
+    output; --restart finishes with the ranks of a run that was never stopped (at this rank
+    count, and at one rank: the checkpoint is read at another rank count)."""
+    import signal, time
+    g = os.path.join(work, "g12.el")
+    run(["generate", "kron", "--scale", "12", "--seed", "5", "--out", g])
+    ref = os.path.join(work, "ref")
+    args = ["ds-pagerank", g, "--iters", "300"]
+    run(args + ["--out", ref])
+    ck, out = os.path.join(work, "ck"), os.path.join(work, "stopped")
+    p = subprocess.Popen(LAUNCH + [LOOM] + args + ["--out", out, "--checkpoint-dir", ck,
+                         "--checkpoint-every", "3"], stderr=subprocess.PIPE)
+    err = b""
+    t0 = time.time()
+    while b"checkpoint of iteration" not in err and time.time() - t0 < 60:
+        line = p.stderr.readline()
+        if not line:
+            break
+        err += line
+    p.send_signal(signal.SIGUSR1)
+    err += p.stderr.read()
+    rc = p.wait(timeout=120)
+    err = err.decode(errors="replace")
+    assert rc == 75, "exit %d, want 75: %s" % (rc, err[-600:])
+    assert "resume with --restart" in err and not os.path.exists(out), err[-600:]
+    want = read_kv(ref, float)
+    for launch in (LAUNCH, []):
+        p = subprocess.run(launch + [LOOM] + args + ["--out", out, "--restart", ck, "--overwrite"],
+                           capture_output=True, timeout=300)
+        assert p.returncode == 0, p.stderr.decode()[-600:]
+        got = read_kv(out, float)
+        worst = max(abs(got[k] - want[k]) / want[k] for k in want)
+        assert set(got) == set(want) and worst < 1e-12, worst
+    # a checkpoint of another computation is refused, naming both
+    p = run(args + ["--out", out + "x", "--restart", ck, "--damping", "0.5"], expect_ok=False)
+    assert p.returncode != 0 and b"not by this job" in p.stderr, p.stderr[-400:]
+    print("ok SIGUSR1 -> checkpoint, exit 75; --restart here and at one rank")
+
+
 def numeric(work):
     import numpy as np
     rng = np.random.default_rng(5)
@@ -223,6 +263,7 @@ def main():
     os.makedirs(work)
     wordcount(work)
     pagerank(work)
+    checkpoints(work)
     numeric(work)
     bad_input(work)
     shutil.rmtree(work, ignore_errors=True)
