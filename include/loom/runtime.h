@@ -159,12 +159,21 @@ void loom_members_resumed(loom_ctx_t *ctx);
  *                       mapping N tasks, before reporting the N-th), shuffle
  *                       (after N of its exchange rounds), reduce (after
  *                       writing N reduce partitions), superstep (at the start
- *                       of superstep N); N = 0 is the start of the phase
+ *                       of superstep N), stage (datasets: at the start of
+ *                       the N-th stage the rank runs, a shuffle or the
+ *                       keeping of a persisted dataset); N = 0 is the start
+ *                       of the phase
  *   slow:RANK:SECONDS   every map task on RANK takes SECONDS longer
  * Older spellings stay: lose-worker:RANK@map:N, slow-worker:RANK:SECONDS, and
  * abort-worker:W@superstep:N (W a worker index, taken modulo the workers).
  * The death is real: the same recovery runs as for `kill -9` from outside. */
-enum { LOOM_PHASE_MAP = 1, LOOM_PHASE_SHUFFLE, LOOM_PHASE_REDUCE, LOOM_PHASE_SUPERSTEP };
+enum {
+    LOOM_PHASE_MAP = 1,
+    LOOM_PHASE_SHUFFLE,
+    LOOM_PHASE_REDUCE,
+    LOOM_PHASE_SUPERSTEP,
+    LOOM_PHASE_STAGE /* datasets: at the start of this rank's N-th stage */
+};
 enum { LOOM_FAULT_NONE = 0, LOOM_FAULT_KILL, LOOM_FAULT_SLOW };
 
 typedef struct loom_fault {

@@ -40,7 +40,7 @@ static loom_status_t count_put(ds_sink_t *s, const loom_ds_rec_t *r)
     return LOOM_OK;
 }
 
-loom_status_t loom_ds_count(loom_ds_t *d, uint64_t *n)
+static loom_status_t count_once(loom_ds_t *d, uint64_t *n)
 {
     *n = 0;
     loom_status_t st = action_prepare(d, "count");
@@ -176,7 +176,7 @@ static loom_status_t each_in_order(loom_ds_t *d, const loom_buf_t *all, uint64_t
     return st;
 }
 
-loom_status_t loom_ds_collect(loom_ds_t *d, loom_ds_each_fn fn, void *user)
+static loom_status_t collect_once(loom_ds_t *d, loom_ds_each_fn fn, void *user)
 {
     loom_status_t st = action_prepare(d, "collect");
     if (!d) return st;
@@ -225,7 +225,7 @@ static loom_status_t take_put(const loom_ds_rec_t *r, void *user)
     return loom_buf_put_record(ps->ctx, ps->buf, r->key, r->klen, r->val, r->vlen);
 }
 
-loom_status_t loom_ds_take(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user)
+static loom_status_t take_once(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user)
 {
     loom_status_t st = action_prepare(d, "take");
     if (!d) return st;
@@ -273,7 +273,7 @@ static loom_status_t largest(loom_ctx_t *ctx, const loom_buf_t *in, uint64_t n, 
     return st;
 }
 
-loom_status_t loom_ds_top(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user)
+static loom_status_t top_once(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user)
 {
     loom_status_t st = action_prepare(d, "top");
     if (!d) return st;
@@ -326,8 +326,8 @@ static loom_status_t fold_put(ds_sink_t *s, const loom_ds_rec_t *r)
     return fold_value((fold_sink_t *)s, r->val, r->vlen);
 }
 
-loom_status_t loom_ds_reduce(loom_ds_t *d, loom_ds_combine_fn fn, void *user, void *out, size_t cap,
-                             size_t *len, int *found)
+static loom_status_t reduce_once(loom_ds_t *d, loom_ds_combine_fn fn, void *user, void *out,
+                                 size_t cap, size_t *len, int *found)
 {
     *len = 0;
     *found = 0;
@@ -418,18 +418,24 @@ static loom_status_t text_put(ds_sink_t *s, const loom_ds_rec_t *r)
     return LOOM_OK;
 }
 
-loom_status_t loom_ds_save_text(loom_ds_t *d, const char *dir, int overwrite)
+static loom_status_t save_text_once(loom_ds_t *d, const char *dir, int overwrite)
 {
     if (!d) return LOOM_ERR_NOMEM;
     loom_ctx_t *ctx = d->e->ctx;
     loom_output_t *out = NULL;
     loom_status_t st = loom_agree(ctx, loom_comm(ctx), d->e->err);
     if (st != LOOM_OK) return st;
-    /* the target is checked (and its temporary made) before any work */
-    st = loom_output_begin(ctx, loom_comm(ctx), dir,
-                           LOOM_OUTPUT_DIR | (overwrite ? LOOM_OUTPUT_OVERWRITE : 0u), &out);
+    /* the target is checked before any work; its temporary is made once the
+     * stages have run, so that a job killed while computing leaves nothing */
+    unsigned flags = LOOM_OUTPUT_DIR | (overwrite ? LOOM_OUTPUT_OVERWRITE : 0u);
+    st = loom_output_check(ctx, loom_comm(ctx), dir, flags, (const char *const *)d->e->files,
+                           (int)d->e->nfiles);
     if (st != LOOM_OK) return st;
     st = action_prepare(d, "save");
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st != LOOM_OK) return st;
+    st = loom_output_begin(ctx, loom_comm(ctx), dir, flags, &out);
+    if (st != LOOM_OK) return st;
     loom_timer_start(ctx, "ds_save");
     char *path = NULL;
     for (int p = 0; p < d->nparts && st == LOOM_OK; p++) {
@@ -456,5 +462,58 @@ loom_status_t loom_ds_save_text(loom_ds_t *d, const char *dir, int overwrite)
     loom_timer_stop(ctx, "ds_save");
     st = loom_output_end(ctx, &out, st);
     if (st == LOOM_OK) ds_action_done(d);
+    return st;
+}
+
+/* ------------------------------------------------------------------ actions, run again after a
+ * death With ULFM, an action that a worker's death interrupted runs again over the survivors: what
+ * they keep is reused, what the dead held is recomputed. */
+
+loom_status_t loom_ds_count(loom_ds_t *d, uint64_t *n)
+{
+    loom_status_t st;
+    while (ds_again(d, (st = count_once(d, n), &st)))
+        ;
+    return st;
+}
+
+loom_status_t loom_ds_collect(loom_ds_t *d, loom_ds_each_fn fn, void *user)
+{
+    loom_status_t st;
+    while (ds_again(d, (st = collect_once(d, fn, user), &st)))
+        ;
+    return st;
+}
+
+loom_status_t loom_ds_take(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user)
+{
+    loom_status_t st;
+    while (ds_again(d, (st = take_once(d, n, fn, user), &st)))
+        ;
+    return st;
+}
+
+loom_status_t loom_ds_top(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, void *user)
+{
+    loom_status_t st;
+    while (ds_again(d, (st = top_once(d, n, fn, user), &st)))
+        ;
+    return st;
+}
+
+loom_status_t loom_ds_reduce(loom_ds_t *d, loom_ds_combine_fn fn, void *user, void *out, size_t cap,
+                             size_t *len, int *found)
+{
+    loom_status_t st;
+    while (ds_again(d, (st = reduce_once(d, fn, user, out, cap, len, found), &st)))
+        ;
+    return st;
+}
+
+loom_status_t loom_ds_save_text(loom_ds_t *d, const char *dir, int overwrite)
+{
+    loom_status_t st;
+    while (ds_again(d, (st = save_text_once(d, dir, overwrite), &st)))
+        ;
     return st;
 }

@@ -97,7 +97,7 @@ static loom_status_t publish(loom_ds_engine_t *e, const char *tag, int64_t step)
     return LOOM_OK;
 }
 
-loom_status_t loom_ds_checkpoint(loom_ds_t *d, const char *tag, int64_t step)
+static loom_status_t checkpoint_once(loom_ds_t *d, const char *tag, int64_t step)
 {
     if (!d) return LOOM_ERR_NOMEM;
     loom_ds_engine_t *e = d->e;
@@ -183,6 +183,14 @@ loom_status_t loom_ds_checkpoint(loom_ds_t *d, const char *tag, int64_t step)
         loom_buf_free(&parts[p]);
     free(parts);
     free(path);
+    return st;
+}
+
+loom_status_t loom_ds_checkpoint(loom_ds_t *d, const char *tag, int64_t step)
+{
+    loom_status_t st;
+    while (ds_again(d, (st = checkpoint_once(d, tag, step), &st)))
+        ;
     return st;
 }
 

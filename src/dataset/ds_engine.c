@@ -215,12 +215,21 @@ loom_status_t loom_ds_engine_create(loom_ctx_t *ctx, const loom_ds_config_t *cfg
         e->cfg.fault = NULL;
         e->cfg.checkpoint_dir = e->cfg.restart = e->cfg.identity = NULL;
     }
-    if (st == LOOM_OK && cfg && cfg->fault) {
+    if (st == LOOM_OK) {
+        e->slots = e->workers;
+        e->slot_owner = malloc((size_t)e->slots * sizeof *e->slot_owner);
+        if (!e->slot_owner) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        for (int i = 0; st == LOOM_OK && i < e->slots; i++)
+            e->slot_owner[i] = i;
+    }
+    if (st == LOOM_OK && cfg && cfg->fault && strncmp(cfg->fault, "kill:", 5) == 0) {
+        st = loom_fault_parse(ctx, cfg->fault, 1u << LOOM_PHASE_STAGE, &e->kill);
+    } else if (st == LOOM_OK && cfg && cfg->fault) {
         if (sscanf(cfg->fault, "drop:%d@%d", &e->fault_node, &e->fault_part) != 2 ||
             e->fault_node < 0 || e->fault_part < 0)
             st = LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                             "--inject-fault %s: expected drop:DATASET@PARTITION (numbers from "
-                            "--explain)",
+                            "--explain) or kill:RANK@stage:N",
                             cfg->fault);
     }
     if (st == LOOM_OK && e->ckpt_dir && loom_is_master(ctx))
@@ -261,6 +270,7 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         loom_summary_int(ctx, "ds_partitions_dropped", sum[2]);
         loom_summary_int(ctx, "ds_partitions_recomputed", sum[3]);
         if (e->checkpoints) loom_summary_int(ctx, "ds_checkpoints", e->checkpoints);
+        if (e->recoveries) loom_summary_int(ctx, "ds_recoveries", e->recoveries);
     }
     for (int i = 0; i < e->n; i++) {
         loom_ds_t *d = e->all[i];
@@ -272,6 +282,8 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         loom_buf_free(&d->zero);
         free(d->splits);
         free(d->ckpt_path);
+        free(d->source);
+        loom_buf_free(&d->given);
         loom_ranges_free(&d->ranges);
         free(d);
     }
@@ -279,6 +291,7 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
     for (size_t i = 0; i < e->nfiles; i++)
         free(e->files[i]);
     free(e->files);
+    free(e->slot_owner);
     free(e->ckpt_dir);
     free(e->restart_dir);
     free(e->identity);
@@ -643,4 +656,76 @@ loom_status_t loom_ds_engine_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts,
         .identity = identity,
     };
     return loom_ds_engine_create(ctx, &cfg, e);
+}
+
+/* ------------------------------------------------------------------ a worker's death (ULFM) */
+
+/* Shrink to the survivors; the dead workers' slots go to the others, round
+ * robin, and every kept partition of those slots is marked lost. */
+static loom_status_t recover(loom_ds_engine_t *e)
+{
+    loom_ctx_t *ctx = e->ctx;
+    loom_recovery_t rec;
+    loom_status_t st = loom_members_recover(ctx, &rec);
+    if (st != LOOM_OK) {
+        loom_recovery_free(&rec);
+        return st;
+    }
+    unsigned char *dead = calloc((size_t)e->slots, 1);
+    if (!dead) {
+        loom_recovery_free(&rec);
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    }
+    int nw = loom_num_workers(ctx), k = 0;
+    for (int s = 0; s < e->slots; s++) {
+        /* worker index w was rank w + 1 before the shrink (a death needs a master and workers) */
+        int old_rank = e->slot_owner[s] + 1;
+        int now = old_rank < rec.old_size ? rec.new_rank[old_rank] : -1;
+        if (now >= 1) {
+            e->slot_owner[s] = now - 1;
+        } else {
+            dead[s] = 1;
+            e->slot_owner[s] = k++ % nw;
+        }
+    }
+    loom_recovery_free(&rec);
+    e->workers = nw;
+    e->slot = loom_worker_index(ctx);
+    /* what the dead held is lost: recomputed (or read again) by the next plan */
+    for (int i = 0; i < e->n; i++) {
+        loom_ds_t *d = e->all[i];
+        if (!d->have || (!d->kept && d->kind != DS_CKPT)) continue;
+        for (int p = 0; p < d->nparts; p++) {
+            if (!dead[p % e->slots]) continue;
+            if (d->kind == DS_CKPT) continue; /* read from its file when needed */
+            if (!d->lost[p]) d->nlost++;
+            d->lost[p] = 1;
+        }
+    }
+    free(dead);
+    e->recoveries++;
+    loom_log(ctx, LOOM_LOG_WARN,
+             "datasets: going on with %d worker%s; the lost partitions are recomputed from "
+             "lineage",
+             nw, nw == 1 ? "" : "s");
+    return LOOM_OK;
+}
+
+int ds_again(loom_ds_t *d, loom_status_t *st)
+{
+    if (!d) return 0;
+    loom_ds_engine_t *e = d->e;
+    loom_ctx_t *ctx = e->ctx;
+    if (!loom_ft_enabled(ctx)) return 0;
+    int ok = !loom_members_failed(ctx);
+    loom_status_t as = loom_members_agree(ctx, &ok);
+    if (as != LOOM_OK) {
+        *st = as;
+        return 0;
+    }
+    if (ok) return 0;
+    *st = recover(e);
+    if (*st != LOOM_OK) return 0;
+    loom_members_resumed(ctx);
+    return 1;
 }

@@ -23,7 +23,7 @@ int ds_owner(const loom_ds_t *d, int p)
             d = d->in[0];
         }
     }
-    return p % d->e->workers;
+    return d->e->slot_owner[p % d->e->slots];
 }
 
 static int is_wide(const loom_ds_t *d)
@@ -660,6 +660,7 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
     if (st == LOOM_OK && (!s.out || !s.sent || !s.tables || !s.recv))
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a stage of %d partitions", d->nparts);
     st = loom_agree(ctx, wc, st);
+    loom_fault_point(ctx, &e->kill, LOOM_PHASE_STAGE, e->stages_begun++); /* a real death */
     if (st == LOOM_OK && d->kind == DS_SORT && !d->ranged) st = sort_ranges(&s);
     if (st != LOOM_OK) {
         stage_free(&s);
@@ -748,6 +749,7 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
  * or those in `only`). Local. */
 static loom_status_t keep_narrow(loom_ds_t *d, const unsigned char *only)
 {
+    loom_fault_point(d->e->ctx, &d->e->kill, LOOM_PHASE_STAGE, d->e->stages_begun++);
     LOOM_TRY(ds_keep_alloc(d));
     for (int p = 0; p < d->nparts; p++) {
         if (!ds_mine(d, p) || (only && !only[p]) || d->have[p]) continue;
@@ -832,7 +834,8 @@ static void release_read(loom_ds_t *q, void *arg)
  * stays the workers'. */
 static loom_status_t run_plan(loom_ds_t *d, int dry)
 {
-    if (d->kept && !d->nlost && d->id == d->e->fault_node && !d->e->fault_done) {
+    if (d->kept && !d->nlost && d->id == d->e->fault_node && !d->e->fault_done &&
+        d->kind != DS_STORED) {
         /* dropped in the middle of the action: its stage's inputs get read once more */
         fault_drop(d);
         if (d->nlost) stage_inputs(d, count_read, NULL);
@@ -863,6 +866,9 @@ loom_status_t ds_prepare(loom_ds_t *d)
 {
     loom_ds_engine_t *e = d->e;
     plan_reads(d);
+    /* sources made when called that lost partitions with a worker: first, all ranks together */
+    loom_status_t st = ds_stored_reload(e);
+    if (st != LOOM_OK) return st;
     return run_plan(d, e->slot < 0);
 }
 

@@ -72,6 +72,10 @@ struct loom_ds {
     int dim; /* text vectors: numbers per line (the parser's argument) */
     ds_split_t *splits;
     char *ckpt_path; /* DS_CKPT: the checkpoint's directory */
+    char *source;    /* edges: the graph, read again for partitions lost with a worker */
+    int undirected;
+    loom_buf_t given; /* parallelize: rank 0 keeps the records, to hand out again */
+    size_t ngiven;
     /* sort */
     loom_ranges_t ranges;
     int ranged;
@@ -82,6 +86,11 @@ struct loom_ds_engine {
     loom_ds_config_t cfg;
     char *dot_path;
     int workers, slot; /* worker count, this rank's worker index (-1: master) */
+    int slots;         /* workers at the start: partition p belongs to slot p mod slots */
+    int *slot_owner;   /* [slot] -> the worker index holding it now (moves when one dies) */
+    loom_fault_t kill; /* --inject-fault kill:RANK@stage:N */
+    int recoveries;
+    int64_t stages_begun; /* shuffle stages and persisted datasets this rank began (faults) */
     loom_ds_t **all;
     int n, cap;
     loom_status_t err; /* first error of a transformation, returned by the next action */
@@ -210,8 +219,16 @@ loom_status_t ds_ckpt_load(loom_ds_t *d, int p);
 /* Plan the text source (collective): expand inputs on rank 0, cut splits, broadcast. */
 loom_status_t ds_text_plan(loom_ds_t *d, const char *const *inputs, int ninputs);
 
-/* ------------------------------------------------------------------ engine internals (ds_engine.c)
- */
+/* Sources made when called, with partitions lost (a dead worker): read or hand out
+ * those partitions again. Collective over the job. */
+loom_status_t ds_stored_reload(loom_ds_engine_t *e);
+/* After an action: with ULFM, whether a rank died (agreed by the survivors); if
+ * one did, shrink to the survivors, move the dead worker's partitions to the
+ * others (marked lost, to be recomputed) and return 1: run the action again.
+ * *st gets a recovery failure. */
+int ds_again(loom_ds_t *d, loom_status_t *st);
+
+/* ------------------------------------------------------------------ engine internals */
 loom_ds_t *ds_node(loom_ds_engine_t *e, ds_kind_t kind, const char *op, loom_ds_t *a, loom_ds_t *b,
                    int nparts);
 /* Keep the first error of a transformation. Returns NULL-safe d. */

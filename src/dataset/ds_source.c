@@ -214,14 +214,15 @@ static loom_status_t scatter_unpack(loom_exchange_t *x, void *user, int src,
     return LOOM_OK;
 }
 
-/* Collective: move the records in s->out to their owners; d's partitions are kept for good. */
-static loom_status_t scatter_run(scatter_t *s, loom_status_t st)
+/* Collective: move the records in s->out to their owners; d's partitions (all,
+ * or those in `only`) are kept for good. */
+static loom_status_t scatter_run(scatter_t *s, loom_status_t st, const unsigned char *only)
 {
     loom_ds_t *d = s->d;
     loom_ctx_t *ctx = d->e->ctx;
     if (st == LOOM_OK) st = ds_keep_alloc(d);
     for (int p = 0; st == LOOM_OK && p < d->nparts; p++)
-        d->have[p] = ds_mine(d, p);
+        if (!only || only[p]) d->have[p] = ds_mine(d, p);
     st = loom_agree(ctx, loom_comm(ctx), st);
     loom_exchange_t *x = NULL;
     loom_exchange_opts_t xo = {.among = LOOM_AMONG_JOB, .elem = 1, .budget = d->e->cfg.memory};
@@ -234,7 +235,7 @@ static loom_status_t scatter_run(scatter_t *s, loom_status_t st)
     free(s->out);
     free(s->sent);
     if (st == LOOM_OK) d->kept = 1;
-    return st;
+    return loom_agree(ctx, loom_comm(ctx), st);
 }
 
 static loom_status_t scatter_init(loom_ds_t *d, scatter_t *s)
@@ -248,38 +249,65 @@ static loom_status_t scatter_init(loom_ds_t *d, scatter_t *s)
     return LOOM_OK;
 }
 
-loom_ds_t *loom_ds_edges(loom_ds_engine_t *e, const char *graph, int undirected)
+/* Read the graph and scatter its edges (those of the partitions in `only`, or all). */
+static loom_status_t edges_read(loom_ds_t *d, const unsigned char *only)
 {
-    loom_ctx_t *ctx = e->ctx;
-    loom_ds_t *d = ds_node(e, DS_STORED, "edges", NULL, NULL, 0);
-    if (!d) return NULL;
-    d->partitioning = DS_PART_HASH;
+    loom_ctx_t *ctx = d->e->ctx;
     scatter_t s = {0};
     loom_edge_source_t *src = NULL;
     loom_edges_t batch = {0};
     loom_status_t st = scatter_init(d, &s);
-    if (st == LOOM_OK) st = loom_source_open(ctx, graph, LOOM_FMT_AUTO, &src);
+    if (st == LOOM_OK) st = loom_source_open(ctx, d->source, LOOM_FMT_AUTO, &src);
     if (st == LOOM_OK) {
-        int both = undirected && !loom_source_symmetric(src);
+        int both = d->undirected && !loom_source_symmetric(src);
+        uint32_t np = (uint32_t)d->nparts;
         for (;;) {
             st = loom_source_next(ctx, src, &batch, 1 << 16);
             if (st != LOOM_OK || batch.count == 0) break;
             for (size_t i = 0; i < batch.count && st == LOOM_OK; i++) {
                 uint64_t u = batch.src[i], v = batch.dst[i];
-                st = scatter_put(ctx, &s, (int)loom_part_hash(&u, 8, (uint32_t)d->nparts), &u, 8,
-                                 &v, 8);
-                if (st == LOOM_OK && both)
-                    st = scatter_put(ctx, &s, (int)loom_part_hash(&v, 8, (uint32_t)d->nparts), &v,
-                                     8, &u, 8);
+                int pu = (int)loom_part_hash(&u, 8, np), pv = (int)loom_part_hash(&v, 8, np);
+                if (!only || only[pu]) st = scatter_put(ctx, &s, pu, &u, 8, &v, 8);
+                if (st == LOOM_OK && both && (!only || only[pv]))
+                    st = scatter_put(ctx, &s, pv, &v, 8, &u, 8);
             }
             if (st != LOOM_OK) break;
         }
     }
     loom_edges_free(&batch);
     loom_source_destroy(&src);
-    st = scatter_run(&s, st);
+    return scatter_run(&s, st, only);
+}
+
+loom_ds_t *loom_ds_edges(loom_ds_engine_t *e, const char *graph, int undirected)
+{
+    loom_ds_t *d = ds_node(e, DS_STORED, "edges", NULL, NULL, 0);
+    if (!d) return NULL;
+    d->partitioning = DS_PART_HASH;
+    d->undirected = undirected;
+    d->source = strdup(graph);
+    loom_status_t st = d->source ? LOOM_OK : LOOM_ERROR(e->ctx, LOOM_ERR_NOMEM, "out of memory");
+    st = loom_agree(e->ctx, loom_comm(e->ctx), st);
+    if (st == LOOM_OK) st = edges_read(d, NULL);
     if (st != LOOM_OK) ds_fail(e, st);
     return d;
+}
+
+/* Rank 0: hand out its records again (those of the partitions in `only`, or all). */
+static loom_status_t given_scatter(loom_ds_t *d, const unsigned char *only)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    scatter_t s = {0};
+    loom_status_t st = scatter_init(d, &s);
+    if (loom_is_master(ctx)) {
+        const unsigned char *p = d->given.data, *end = p + d->given.len;
+        loom_ds_rec_t r;
+        for (size_t i = 0; st == LOOM_OK && ds_next_record(&p, end, &r) > 0; i++) {
+            int q = (int)((unsigned __int128)i * (unsigned)d->nparts / d->ngiven);
+            if (!only || only[q]) st = scatter_put(ctx, &s, q, r.key, r.klen, r.val, r.vlen);
+        }
+    }
+    return scatter_run(&s, st, only);
 }
 
 loom_ds_t *loom_ds_parallelize(loom_ds_engine_t *e, const loom_ds_rec_t *records, size_t n,
@@ -288,15 +316,39 @@ loom_ds_t *loom_ds_parallelize(loom_ds_engine_t *e, const loom_ds_rec_t *records
     loom_ctx_t *ctx = e->ctx;
     loom_ds_t *d = ds_node(e, DS_STORED, "parallelize", NULL, NULL, parts);
     if (!d) return NULL;
-    scatter_t s = {0};
-    loom_status_t st = scatter_init(d, &s);
-    if (loom_is_master(ctx))
+    loom_status_t st = LOOM_OK;
+    if (loom_is_master(ctx)) { /* kept, as Spark's driver keeps them, to hand out again */
+        d->ngiven = n;
         for (size_t i = 0; i < n && st == LOOM_OK; i++)
-            st = scatter_put(ctx, &s, (int)((unsigned __int128)i * (unsigned)d->nparts / n),
-                             records[i].key, records[i].klen, records[i].val, records[i].vlen);
-    st = scatter_run(&s, st);
+            st = loom_buf_put_record(ctx, &d->given, records[i].key, records[i].klen,
+                                     records[i].val, records[i].vlen);
+    }
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) st = given_scatter(d, NULL);
     if (st != LOOM_OK) ds_fail(e, st);
     return d;
+}
+
+loom_status_t ds_stored_reload(loom_ds_engine_t *e)
+{
+    loom_status_t st = LOOM_OK;
+    for (int i = 0; i < e->n && st == LOOM_OK; i++) {
+        loom_ds_t *d = e->all[i];
+        if (d->kind != DS_STORED || !d->nlost) continue;
+        loom_log(e->ctx, LOOM_LOG_INFO, "dataset #%d (%s): %s %d lost partition%s", d->id, d->name,
+                 d->source ? "reading again" : "handing out again", d->nlost,
+                 d->nlost == 1 ? "" : "s");
+        for (int p = 0; p < d->nparts; p++)
+            if (d->lost[p] && d->part) loom_buf_free(&d->part[p]);
+        st = d->source ? edges_read(d, d->lost) : given_scatter(d, d->lost);
+        if (st == LOOM_OK) {
+            for (int p = 0; p < d->nparts; p++)
+                e->recomputed += d->lost[p] && ds_mine(d, p);
+            memset(d->lost, 0, (size_t)d->nparts);
+            d->nlost = 0;
+        }
+    }
+    return st;
 }
 
 /* ------------------------------------------------------------------ vectors of numbers */

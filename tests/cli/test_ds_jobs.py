@@ -12,6 +12,7 @@ import collections, glob, json, os, re, shlex, shutil, subprocess, sys
 LOOM = os.environ.get("LOOM", "loom")
 LAUNCH = shlex.split(os.environ.get("LOOM_MPIEXEC", ""))
 NP = int(os.environ.get("LOOM_NP", "1"))
+FT = os.environ.get("LOOM_FT") == "1"  # ULFM: a dead worker is survived
 TMP = os.environ.get("LOOM_TMP", "/tmp")
 WORD = re.compile(rb"[A-Za-z0-9]+")
 
@@ -181,6 +182,37 @@ def checkpoints(work):
     print("ok SIGUSR1 -> checkpoint, exit 75; --restart here and at one rank")
 
 
+def deaths(work):
+    """A worker killed for real (SIGKILL, --inject-fault kill:RANK@stage:N). With ULFM the
+    survivors recompute what it held and the results are the references'; without, the
+    job ends at once naming the dead rank, with no output."""
+    g = os.path.join(work, "g.el")
+    edges = edges_of(g)
+    files = sorted(glob.glob("/usr/share/common-licenses/*"))[:6]
+    wc_ref = collections.Counter()
+    for f in files:
+        wc_ref.update(w.lower() for w in WORD.findall(open(f, "rb").read()))
+    out = os.path.join(work, "dead")
+    for args, check in (
+        (["ds-pagerank", g, "--iters", "12", "--inject-fault", "kill:2@stage:5"],
+         lambda: compare("ds-pagerank, worker killed", read_kv(out, float), spark_example(edges, 12))),
+        (["ds-wordcount"] + files + ["--split-size", "8K", "--inject-fault", "kill:1@stage:0"],
+         lambda: read_kv(out, int) == dict(wc_ref) or sys.exit("FAIL ds-wordcount after a death"))):
+        shutil.rmtree(out, ignore_errors=True)
+        p = run(args + ["--out", out, "--json"], expect_ok=FT)
+        if FT:
+            s = summary(p)
+            assert s.get("lost_ranks") == 1 and s.get("ds_recoveries") == 1, s
+            check()
+            print("ok %s: a worker killed, %d partitions recomputed" % (args[0], s["ds_partitions_recomputed"]))
+        else:
+            # (the message naming the dead rank is the runtime's, checked by test_faults.py)
+            err = p.stderr.decode(errors="replace")
+            left = [f for f in os.listdir(work) if ".loom-tmp." in f]
+            assert p.returncode != 0 and not os.path.exists(out) and not left, (left, err[-400:])
+            print("ok %s: a worker killed ends the job, no output, no temporary" % args[0])
+
+
 def numeric(work):
     import numpy as np
     rng = np.random.default_rng(5)
@@ -265,6 +297,8 @@ def main():
     pagerank(work)
     if NP in (1, 3):  # a stop and two restarts: launches are the cost, two counts suffice
         checkpoints(work)
+    if NP >= 3:
+        deaths(work)
     numeric(work)
     bad_input(work)
     shutil.rmtree(work, ignore_errors=True)
