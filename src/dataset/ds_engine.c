@@ -128,11 +128,12 @@ loom_status_t loom_ds_sum_f64v(const void *a, size_t alen, const void *b, size_t
 
 const char *loom_ds_where(loom_ds_out_t *out)
 {
+    static _Thread_local char where[4200];
     loom_ds_engine_t *e = out ? out->e : NULL;
-    if (!e || e->cur_file < 0) return "a record";
-    const char *path = e->files[e->cur_file];
+    if (!e || ds_cur_file < 0 || (size_t)ds_cur_file >= e->nfiles) return "a record";
+    const char *path = e->files[ds_cur_file];
     FILE *f = fopen(path, "rb");
-    uint64_t line = 1, left = e->cur_off;
+    uint64_t line = 1, left = ds_cur_off;
     char buf[65536];
     while (f && left > 0) {
         size_t n = fread(buf, 1, left < sizeof buf ? (size_t)left : sizeof buf, f);
@@ -142,8 +143,8 @@ const char *loom_ds_where(loom_ds_out_t *out)
         left -= n;
     }
     if (f) fclose(f);
-    snprintf(e->where, sizeof e->where, "%s:%llu", path, (unsigned long long)line);
-    return e->where;
+    snprintf(where, sizeof where, "%s:%llu", path, (unsigned long long)line);
+    return where;
 }
 
 uint64_t loom_ds_u64(const void *p, size_t len)
@@ -204,7 +205,6 @@ loom_status_t loom_ds_engine_create(loom_ctx_t *ctx, const loom_ds_config_t *cfg
         if (!e->cfg.split_size) e->cfg.split_size = (size_t)32 << 20;
         if (!e->cfg.memory) e->cfg.memory = (size_t)1 << 30;
         e->fault_node = -1;
-        e->cur_file = -1;
         if (cfg && cfg->checkpoint_dir && !(e->ckpt_dir = strdup(cfg->checkpoint_dir)))
             st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
         if (cfg && cfg->restart && !(e->restart_dir = strdup(cfg->restart)))

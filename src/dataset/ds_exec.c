@@ -7,6 +7,8 @@
 #include "dataset/ds_internal.h"
 #include "kernels/sort.h"
 
+#include <omp.h>
+
 /* ------------------------------------------------------------------ placement */
 
 int ds_owner(const loom_ds_t *d, int p)
@@ -269,19 +271,25 @@ typedef struct stage {
     loom_ds_engine_t *e;
     loom_ds_t *d;
     const unsigned char *only; /* recompute only these partitions (NULL: all) */
-    loom_buf_t *out;           /* per destination worker */
+    loom_buf_t *out;           /* per destination worker (the lanes' buffers, joined) */
     size_t *sent;              /* bytes of out[w] already packed */
-    ds_table_t combine;        /* map-side combining (reduce_by_key) */
-    ds_table_t *tables;        /* per partition after the shuffle (reduce, distinct) */
-    loom_buf_t *recv;          /* per partition after the shuffle (the others) */
-    loom_buf_t scratch;
-    int side;
-    uint64_t rr; /* repartition: the next partition, round robin */
+    loom_buf_t *recv;          /* per partition: what the shuffle brought it */
+    struct lane *lanes;        /* one per thread routing records */
+    int nlanes;
 } stage_t;
+
+/* What one thread routes into: buffers per destination worker and a map-side table. */
+typedef struct lane {
+    loom_buf_t *out;
+    ds_table_t combine; /* map-side combining (reduce_by_key, aggregate_by_key) */
+    int side;           /* which input (joins, cogroup) */
+    uint64_t rr;        /* repartition: the next partition, round robin */
+} lane_t;
 
 typedef struct route_sink {
     ds_sink_t base;
     stage_t *s;
+    lane_t *l;
 } route_sink_t;
 
 static int dest_part(const loom_ds_t *d, uint64_t h, const loom_ds_rec_t *r)
@@ -309,21 +317,10 @@ static loom_status_t put_tagged(loom_ctx_t *ctx, loom_buf_t *b, const loom_ds_re
 /* A record for partition q, which this rank owns: into its table or buffer. */
 static loom_status_t receive(stage_t *s, uint64_t h, int q, const loom_ds_rec_t *r)
 {
-    loom_ds_t *d = s->d;
-    loom_ctx_t *ctx = s->e->ctx;
+    (void)h;
     s->e->shuffle_records++;
-    if (d->kind == DS_REDUCE || d->kind == DS_AGG)
-        return ds_table_add(ctx, &s->tables[q], h, r->key, r->klen, r->val, r->vlen, d->comb,
-                            d->user);
-    if (d->kind == DS_DISTINCT) { /* the whole record is the table's key */
-        s->scratch.len = 0;
-        LOOM_TRY(loom_buf_put_record(ctx, &s->scratch, r->key, r->klen, r->val, r->vlen));
-        int added;
-        uint64_t hr = loom_key_hash(s->scratch.data, s->scratch.len);
-        return ds_table_insert(ctx, &s->tables[q], hr, s->scratch.data, s->scratch.len, "", 0,
-                               &added);
-    }
-    return loom_buf_put_record(ctx, &s->recv[q], r->key, r->klen, r->val, r->vlen);
+    /* bucketed only: the tables, sorts and joins run per partition afterwards, on threads */
+    return loom_buf_put_record(s->e->ctx, &s->recv[q], r->key, r->klen, r->val, r->vlen);
 }
 
 /* A repartitioned record carries its partition before its value (4 bytes). */
@@ -348,45 +345,50 @@ static int two_sided(const loom_ds_t *d)
 static loom_status_t route_put(ds_sink_t *sk, const loom_ds_rec_t *r)
 {
     stage_t *s = ((route_sink_t *)sk)->s;
+    lane_t *l = ((route_sink_t *)sk)->l;
     loom_ds_t *d = s->d;
     loom_ctx_t *ctx = s->e->ctx;
     uint64_t h = loom_key_hash(r->key, r->klen);
+    /* with one lane, records for partitions owned here skip the exchange; with
+     * several, they go through it too (the receiving side is not shared) */
+    int here = s->nlanes == 1 ? s->e->slot : -1;
     if (d->kind == DS_REPART) {
-        int q = (int)(s->rr++ % (uint64_t)d->nparts);
+        int q = (int)(l->rr++ % (uint64_t)d->nparts);
         if (s->only && !s->only[q]) return LOOM_OK;
-        if (ds_owner(d, q) == s->e->slot) return receive(s, h, q, r);
-        return put_routed(ctx, &s->out[ds_owner(d, q)], r, (uint32_t)q);
+        if (ds_owner(d, q) == here) return receive(s, h, q, r);
+        return put_routed(ctx, &l->out[ds_owner(d, q)], r, (uint32_t)q);
     }
     int q = dest_part(d, h, r);
     if (s->only && !s->only[q]) return LOOM_OK;
     if (d->kind == DS_AGG) /* values become accumulators first, wherever they go */
-        return ds_table_seq(ctx, &s->combine, h, r->key, r->klen, r->val, r->vlen, d->seq, d->user,
+        return ds_table_seq(ctx, &l->combine, h, r->key, r->klen, r->val, r->vlen, d->seq, d->user,
                             &d->zero);
-    if (ds_owner(d, q) == s->e->slot) { /* stays here: straight to its partition */
+    if (ds_owner(d, q) == here) { /* stays here: straight to its partition */
         if (two_sided(d)) {
             s->e->shuffle_records++;
-            return put_tagged(ctx, &s->recv[q], r, s->side);
+            return put_tagged(ctx, &s->recv[q], r, l->side);
         }
         return receive(s, h, q, r);
     }
     if (d->kind == DS_REDUCE)
-        return ds_table_add(ctx, &s->combine, h, r->key, r->klen, r->val, r->vlen, d->comb,
+        return ds_table_add(ctx, &l->combine, h, r->key, r->klen, r->val, r->vlen, d->comb,
                             d->user);
-    return put_tagged(ctx, &s->out[ds_owner(d, q)], r, two_sided(d) ? s->side : -1);
+    return put_tagged(ctx, &l->out[ds_owner(d, q)], r, two_sided(d) ? l->side : -1);
 }
 
 /* After map-side combining: the combined records to their owners. */
 typedef struct flush_sink {
     ds_sink_t base;
     stage_t *s;
+    lane_t *l;
 } flush_sink_t;
 
 static loom_status_t flush_put(ds_sink_t *sk, const loom_ds_rec_t *r)
 {
     stage_t *s = ((flush_sink_t *)sk)->s;
     int q = dest_part(s->d, loom_key_hash(r->key, r->klen), r);
-    return loom_buf_put_record(s->e->ctx, &s->out[ds_owner(s->d, q)], r->key, r->klen, r->val,
-                               r->vlen);
+    return loom_buf_put_record(s->e->ctx, &((flush_sink_t *)sk)->l->out[ds_owner(s->d, q)], r->key,
+                               r->klen, r->val, r->vlen);
 }
 
 static loom_status_t stage_pack(loom_exchange_t *x, void *user, int *more)
@@ -633,14 +635,153 @@ static void stage_free(stage_t *s)
         loom_buf_free(&s->out[w]);
     free(s->out);
     free(s->sent);
-    ds_table_free(&s->combine);
-    for (int q = 0; s->tables && q < s->d->nparts; q++)
-        ds_table_free(&s->tables[q]);
-    free(s->tables);
+    for (int t = 0; s->lanes && t < s->nlanes; t++) {
+        for (int w = 0; s->lanes[t].out && w < s->e->workers; w++)
+            loom_buf_free(&s->lanes[t].out[w]);
+        free(s->lanes[t].out);
+        ds_table_free(&s->lanes[t].combine);
+    }
+    free(s->lanes);
     for (int q = 0; s->recv && q < s->d->nparts; q++)
         loom_buf_free(&s->recv[q]);
     free(s->recv);
-    loom_buf_free(&s->scratch);
+}
+
+/* Partition q of the stage's output from what the shuffle brought it. Thread-safe across q. */
+static loom_status_t finish_partition(stage_t *s, int q)
+{
+    loom_ds_t *d = s->d;
+    loom_ctx_t *ctx = s->e->ctx;
+    loom_buf_t *dst = &d->part[q];
+    dst->len = 0;
+    buf_sink_t bs = {{buf_put}, ctx, dst};
+    loom_status_t st = LOOM_OK;
+    const unsigned char *p = s->recv[q].data, *end = p + s->recv[q].len;
+    loom_ds_rec_t r;
+    switch (d->kind) {
+    case DS_REDUCE:
+    case DS_AGG: {
+        ds_table_t t = {0};
+        while (st == LOOM_OK && ds_next_record(&p, end, &r) > 0)
+            st = ds_table_add(ctx, &t, loom_key_hash(r.key, r.klen), r.key, r.klen, r.val, r.vlen,
+                              d->comb, d->user);
+        if (st == LOOM_OK) st = ds_table_each(ctx, &t, &bs.base);
+        ds_table_free(&t);
+        break;
+    }
+    case DS_DISTINCT: { /* the whole record is the table's key */
+        ds_table_t t = {0};
+        loom_buf_t whole = {0};
+        while (st == LOOM_OK && ds_next_record(&p, end, &r) > 0) {
+            whole.len = 0;
+            int added;
+            st = loom_buf_put_record(ctx, &whole, r.key, r.klen, r.val, r.vlen);
+            if (st == LOOM_OK)
+                st = ds_table_insert(ctx, &t, loom_key_hash(whole.data, whole.len), whole.data,
+                                     whole.len, "", 0, &added);
+            if (st == LOOM_OK && added) st = loom_buf_append(ctx, dst, whole.data, whole.len);
+        }
+        loom_buf_free(&whole);
+        ds_table_free(&t);
+        break;
+    }
+    case DS_PARTITION:
+    case DS_REPART:
+        loom_buf_free(dst);
+        *dst = s->recv[q];
+        memset(&s->recv[q], 0, sizeof s->recv[q]);
+        break;
+    case DS_GROUP:
+    case DS_SORT:
+    case DS_COGROUP:
+        st = finish_group(s, q, dst);
+        break;
+    case DS_JOIN:
+        st = finish_join(s, q, dst);
+        break;
+    default:
+        st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "dataset #%d is not a shuffle", d->id);
+    }
+    loom_buf_free(&s->recv[q]);
+    if (st == LOOM_OK) d->have[q] = 1;
+    return st;
+}
+
+/* The stage's narrow steps, pipelined into the routing sinks: the input
+ * partitions this worker owns, spread over its threads (a lane each), then
+ * each lane's map-side table flushed and the lanes' buffers joined per
+ * destination. User functions may run on several threads at once. */
+static loom_status_t route_inputs(stage_t *s)
+{
+    loom_ds_t *d = s->d;
+    loom_ctx_t *ctx = s->e->ctx;
+    int W = s->e->workers, n = 0;
+    for (int i = 0; i < d->nin; i++)
+        for (int p = 0; p < d->in[i]->nparts; p++)
+            n += ds_mine(d->in[i], p);
+    int *item = malloc((size_t)(n ? n : 1) * 2 * sizeof *item), k = 0;
+    if (!item) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a stage");
+    for (int i = 0; i < d->nin; i++)
+        for (int p = 0; p < d->in[i]->nparts; p++)
+            if (ds_mine(d->in[i], p)) {
+                item[2 * k] = i;
+                item[2 * k + 1] = p;
+                k++;
+            }
+    int T = loom_threads(ctx);
+    s->nlanes = T < 1 ? 1 : T > n ? (n ? n : 1) : T;
+    s->lanes = calloc((size_t)s->nlanes, sizeof *s->lanes);
+    loom_status_t st = s->lanes ? LOOM_OK : LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    for (int t = 0; st == LOOM_OK && t < s->nlanes; t++)
+        if (!(s->lanes[t].out = calloc((size_t)W, sizeof *s->lanes[t].out)))
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    int failed = st != LOOM_OK;
+#pragma omp parallel for num_threads(s->nlanes) schedule(dynamic, 1) if (s->nlanes > 1)
+    for (int j = 0; j < n; j++) {
+        int stop;
+#pragma omp atomic read
+        stop = failed;
+        if (stop) continue;
+        int t = s->nlanes > 1 ? omp_get_thread_num() : 0;
+        lane_t *l = &s->lanes[t];
+        loom_ds_t *in = d->in[item[2 * j]];
+        int p = item[2 * j + 1];
+        l->side = item[2 * j];
+        l->rr = loom_hash_mix64((uint64_t)p + 1) % (uint64_t)d->nparts; /* repartition */
+        route_sink_t rs = {{route_put}, s, l};
+        if (ds_pull(in, p, &rs.base) != LOOM_OK) { /* the message is in ctx */
+#pragma omp atomic write
+            failed = 1;
+        }
+    }
+    free(item);
+    if (failed) return loom_error_code(ctx) != LOOM_OK ? loom_error_code(ctx) : LOOM_ERR_INTERNAL;
+    if (d->kind == DS_REDUCE || d->kind == DS_AGG) {
+#pragma omp parallel for num_threads(s->nlanes) schedule(static, 1) if (s->nlanes > 1)
+        for (int t = 0; t < s->nlanes; t++) {
+            flush_sink_t fs = {{flush_put}, s, &s->lanes[t]};
+            if (ds_table_each(ctx, &s->lanes[t].combine, &fs.base) != LOOM_OK) {
+#pragma omp atomic write
+                failed = 1;
+            }
+            ds_table_free(&s->lanes[t].combine);
+        }
+        if (failed) return loom_error_code(ctx);
+    }
+    /* the lanes' buffers, joined per destination */
+    for (int w = 0; w < W; w++) {
+        if (s->nlanes == 1) {
+            s->out[w] = s->lanes[0].out[w];
+            memset(&s->lanes[0].out[w], 0, sizeof s->out[w]);
+            continue;
+        }
+        for (int t = 0; t < s->nlanes; t++) {
+            loom_buf_t *b = &s->lanes[t].out[w];
+            if (b->len) LOOM_TRY(loom_buf_append(ctx, &s->out[w], b->data, b->len));
+            loom_buf_free(b);
+        }
+    }
+    return LOOM_OK;
 }
 
 /* Run the shuffle stage that makes d (only the partitions in `only`, when
@@ -655,9 +796,8 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
     loom_status_t st = ds_keep_alloc(d);
     s.out = calloc((size_t)W, sizeof *s.out);
     s.sent = calloc((size_t)W, sizeof *s.sent);
-    s.tables = calloc((size_t)d->nparts, sizeof *s.tables);
     s.recv = calloc((size_t)d->nparts, sizeof *s.recv);
-    if (st == LOOM_OK && (!s.out || !s.sent || !s.tables || !s.recv))
+    if (st == LOOM_OK && (!s.out || !s.sent || !s.recv))
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a stage of %d partitions", d->nparts);
     st = loom_agree(ctx, wc, st);
     loom_fault_point(ctx, &e->kill, LOOM_PHASE_STAGE, e->stages_begun++); /* a real death */
@@ -667,22 +807,7 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
         return st;
     }
     loom_timer_start(ctx, "stages");
-    /* the stage's narrow steps, pipelined into the routing sink */
-    route_sink_t rs = {{route_put}, &s};
-    for (int i = 0; i < d->nin && st == LOOM_OK; i++) {
-        loom_ds_t *in = d->in[i];
-        s.side = i;
-        for (int p = 0; p < in->nparts && st == LOOM_OK; p++) {
-            if (!ds_mine(in, p)) continue;
-            s.rr = loom_hash_mix64((uint64_t)p + 1) % (uint64_t)d->nparts; /* repartition */
-            st = ds_pull(in, p, &rs.base);
-        }
-    }
-    if (st == LOOM_OK && (d->kind == DS_REDUCE || d->kind == DS_AGG)) {
-        flush_sink_t fs = {{flush_put}, &s};
-        st = ds_table_each(ctx, &s.combine, &fs.base);
-        ds_table_free(&s.combine);
-    }
+    st = route_inputs(&s);
     st = loom_agree(ctx, wc, st);
     loom_exchange_t *x = NULL;
     loom_exchange_opts_t xo = {
@@ -694,51 +819,21 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
     loom_exchange_destroy(&x);
     for (int w = 0; w < W; w++)
         loom_buf_free(&s.out[w]);
-    /* what the shuffle brought becomes the kept partitions */
-    for (int q = 0; q < d->nparts && st == LOOM_OK; q++) {
-        if (!ds_mine(d, q) || (only && !only[q])) continue;
-        loom_buf_t *dst = &d->part[q];
-        dst->len = 0;
-        buf_sink_t bs = {{buf_put}, ctx, dst};
-        switch (d->kind) {
-        case DS_REDUCE:
-        case DS_AGG:
-            st = ds_table_each(ctx, &s.tables[q], &bs.base);
-            break;
-        case DS_DISTINCT: {
-            const ds_table_t *t = &s.tables[q];
-            for (size_t i = 0; i < t->cap && st == LOOM_OK; i++) {
-                if (!t->slot[i]) continue;
-                const unsigned char *rp;
-                loom_ds_rec_t outer, inner = {0};
-                ds_table_rec(t, i, &outer);
-                rp = outer.key;
-                ds_next_record(&rp, rp + outer.klen, &inner);
-                st = loom_buf_put_record(ctx, dst, inner.key, inner.klen, inner.val, inner.vlen);
-            }
-            break;
+    /* what the shuffle brought becomes the kept partitions: one partition per thread */
+    int failed = st != LOOM_OK;
+#pragma omp parallel for schedule(dynamic, 1) if (loom_threads(ctx) > 1)
+    for (int q = 0; q < d->nparts; q++) {
+        int stop;
+#pragma omp atomic read
+        stop = failed;
+        if (stop || !ds_mine(d, q) || (only && !only[q])) continue;
+        if (finish_partition(&s, q) != LOOM_OK) {
+#pragma omp atomic write
+            failed = 1;
         }
-        case DS_PARTITION:
-        case DS_REPART:
-            loom_buf_free(dst);
-            *dst = s.recv[q];
-            memset(&s.recv[q], 0, sizeof s.recv[q]);
-            break;
-        case DS_GROUP:
-        case DS_SORT:
-        case DS_COGROUP:
-            st = finish_group(&s, q, dst);
-            break;
-        case DS_JOIN:
-            st = finish_join(&s, q, dst);
-            break;
-        default:
-            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "dataset #%d is not a shuffle", d->id);
-        }
-        ds_table_free(&s.tables[q]);
-        loom_buf_free(&s.recv[q]);
-        if (st == LOOM_OK) d->have[q] = 1;
     }
+    if (failed && st == LOOM_OK)
+        st = loom_error_code(ctx) ? loom_error_code(ctx) : LOOM_ERR_INTERNAL;
     loom_timer_stop(ctx, "stages");
     stage_free(&s);
     e->stages++;

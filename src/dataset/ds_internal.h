@@ -157,9 +157,13 @@ void ds_explain(loom_ds_t *d, const char *action);
  * A hash table of records keyed by their key bytes, for combining values
  * (reduce_by_key) and finding distinct records. */
 
+typedef struct ds_slot {
+    uint64_t hash;
+    uint64_t at; /* 0: empty, else (offset in arena) + 1 */
+} ds_slot_t;
+
 typedef struct ds_table {
-    uint64_t *slot; /* 0: empty, else (offset in arena) + 1 */
-    uint64_t *hash;
+    ds_slot_t *slot; /* hash and place together: one cache line per probe */
     size_t cap, n;
     loom_buf_t arena; /* records */
     size_t garbage;   /* bytes of replaced records in the arena */
@@ -176,7 +180,7 @@ loom_status_t ds_table_seq(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const voi
 /* Insert when no equal key is present; *added says whether it was. */
 loom_status_t ds_table_insert(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const void *key,
                               size_t klen, const void *val, size_t vlen, int *added);
-/* The record in slot i (slot[i] != 0). */
+/* The record in slot i (slot[i].at != 0). */
 void ds_table_rec(const ds_table_t *t, size_t i, loom_ds_rec_t *r);
 /* Visit every record. */
 loom_status_t ds_table_each(loom_ctx_t *ctx, const ds_table_t *t, ds_sink_t *sink);
@@ -211,6 +215,11 @@ static inline int ds_next_record(const unsigned char **pp, const unsigned char *
 }
 
 /* ------------------------------------------------------------------ sources (ds_source.c) */
+
+/* The text line this thread is processing (loom_ds_where): file index (-1:
+ * none) and offset; per thread, since partitions are pulled on several. */
+extern _Thread_local long ds_cur_file;
+extern _Thread_local uint64_t ds_cur_off;
 
 /* Push split p of a text source. */
 loom_status_t ds_text_pull(loom_ds_t *d, int p, ds_sink_t *sink);

@@ -14,6 +14,9 @@
 
 /* ------------------------------------------------------------------ text */
 
+_Thread_local long ds_cur_file = -1;
+_Thread_local uint64_t ds_cur_off;
+
 /* Rank 0: expand the inputs and cut every file into splits of about split_size. */
 static loom_status_t text_plan_master(loom_ds_engine_t *e, const char *const *inputs, int n,
                                       loom_strlist_t *files, loom_buf_t *splits)
@@ -119,17 +122,16 @@ loom_status_t ds_text_pull(loom_ds_t *d, int p, ds_sink_t *sink)
     loom_status_t st = loom_text_read_range(ctx, path, fd, s.begin, s.end, &data);
     close(fd);
     size_t len = (size_t)(s.end - s.begin), i = 0;
-    loom_ds_engine_t *eng = d->e;
     while (st == LOOM_OK && i < len) {
         const char *nl = memchr(data + i, '\n', len - i);
         size_t e = nl ? (size_t)(nl - data) : len;
         loom_ds_rec_t r = {data + i, e - i, "", 0};
-        eng->cur_file = (long)s.file;
-        eng->cur_off = s.begin + i;
+        ds_cur_file = (long)s.file;
+        ds_cur_off = s.begin + i;
         st = sink->put(sink, &r);
         i = e + 1;
     }
-    if (st == LOOM_OK) eng->cur_file = -1; /* kept on failure: the message may name the line */
+    if (st == LOOM_OK) ds_cur_file = -1; /* kept on failure: the message may name the line */
     free(data);
     return st;
 }

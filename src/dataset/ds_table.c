@@ -8,24 +8,18 @@
 static loom_status_t grow(loom_ctx_t *ctx, ds_table_t *t)
 {
     size_t cap = t->cap ? 2 * t->cap : 1024;
-    uint64_t *slot = calloc(cap, sizeof *slot), *hash = malloc(cap * sizeof *hash);
-    if (!slot || !hash) {
-        free(slot);
-        free(hash);
+    ds_slot_t *slot = calloc(cap, sizeof *slot);
+    if (!slot)
         return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a table of %zu records", cap / 2);
-    }
     for (size_t i = 0; i < t->cap; i++) {
-        if (!t->slot[i]) continue;
-        size_t j = t->hash[i] & (cap - 1);
-        while (slot[j])
+        if (!t->slot[i].at) continue;
+        size_t j = t->slot[i].hash & (cap - 1);
+        while (slot[j].at)
             j = (j + 1) & (cap - 1);
         slot[j] = t->slot[i];
-        hash[j] = t->hash[i];
     }
     free(t->slot);
-    free(t->hash);
     t->slot = slot;
-    t->hash = hash;
     t->cap = cap;
     return LOOM_OK;
 }
@@ -45,7 +39,7 @@ static inline void entry(const ds_table_t *t, uint64_t slot, loom_ds_rec_t *r)
 
 void ds_table_rec(const ds_table_t *t, size_t i, loom_ds_rec_t *r)
 {
-    entry(t, t->slot[i], r);
+    entry(t, t->slot[i].at, r);
 }
 
 /* The slot of the key, or the empty slot where it goes. */
@@ -53,13 +47,14 @@ static size_t find(const ds_table_t *t, uint64_t h, const void *key, size_t klen
 {
     size_t j = h & (t->cap - 1);
     for (;; j = (j + 1) & (t->cap - 1)) {
-        if (!t->slot[j]) {
+        const ds_slot_t *sl = &t->slot[j];
+        if (!sl->at) {
             *found = 0;
             return j;
         }
-        if (t->hash[j] != h) continue;
+        if (sl->hash != h) continue;
         loom_ds_rec_t r;
-        entry(t, t->slot[j], &r);
+        entry(t, sl->at, &r);
         if (r.klen == klen && (klen == 8 ? memcmp(r.key, key, 8) : memcmp(r.key, key, klen)) == 0) {
             *found = 1;
             return j;
@@ -82,8 +77,8 @@ static loom_status_t place(loom_ctx_t *ctx, ds_table_t *t, size_t j, uint64_t h,
     memcpy(p + 8, key, klen);
     memcpy(p + 8 + klen, val, vlen);
     t->arena.len = at + 8 + klen + vlen;
-    t->slot[j] = at + 1;
-    t->hash[j] = h;
+    t->slot[j].at = at + 1;
+    t->slot[j].hash = h;
     return LOOM_OK;
 }
 
@@ -104,7 +99,7 @@ loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const voi
         return place(ctx, t, j, h, key, klen, val, vlen);
     }
     loom_ds_rec_t old;
-    entry(t, t->slot[j], &old);
+    entry(t, t->slot[j].at, &old);
     unsigned char *ov = (unsigned char *)old.val;
     if ((fn == loom_ds_sum_u64 || fn == loom_ds_sum_f64) && old.vlen == 8 && vlen == 8) {
         if (fn == loom_ds_sum_u64) {
@@ -181,9 +176,9 @@ loom_status_t ds_table_each(loom_ctx_t *ctx, const ds_table_t *t, ds_sink_t *sin
 {
     (void)ctx;
     for (size_t i = 0; i < t->cap; i++) {
-        if (!t->slot[i]) continue;
+        if (!t->slot[i].at) continue;
         loom_ds_rec_t r;
-        entry(t, t->slot[i], &r);
+        entry(t, t->slot[i].at, &r);
         LOOM_TRY(sink->put(sink, &r));
     }
     return LOOM_OK;
@@ -191,13 +186,12 @@ loom_status_t ds_table_each(loom_ctx_t *ctx, const ds_table_t *t, ds_sink_t *sin
 
 size_t ds_table_bytes(const ds_table_t *t)
 {
-    return t->arena.cap + t->cap * 16;
+    return t->arena.cap + t->cap * sizeof(ds_slot_t);
 }
 
 void ds_table_free(ds_table_t *t)
 {
     free(t->slot);
-    free(t->hash);
     loom_buf_free(&t->arena);
     memset(t, 0, sizeof *t);
 }
