@@ -114,7 +114,9 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     double step = loom_opt_double(opts, "step");
     int64_t iters = loom_opt_int(opts, "iters");
     double *g = st == LOOM_OK ? malloc((size_t)m.dim * sizeof *g) : NULL;
+    double *secs = calloc((size_t)iters, sizeof *secs);
     for (int64_t it = 0; it < iters && st == LOOM_OK; it++) {
+        double t0 = loom_wtime();
         size_t len = 0;
         int found = 0;
         st = loom_ds_reduce(loom_ds_map(points, gradient, &m), loom_ds_sum_f64v, NULL, g,
@@ -127,10 +129,21 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         if (st == LOOM_OK)
             loom_log(ctx, LOOM_LOG_INFO, "iteration %lld: |gradient|_1 = %.6g", (long long)it + 1,
                      norm);
+        if (secs) secs[it] = loom_wtime() - t0;
     }
     if (st == LOOM_OK && loom_is_master(ctx))
         for (int j = 0; j < m.dim; j++)
             printf("weight %d %.17g\n", j, m.w[j]);
+    if (st == LOOM_OK && secs) { /* the median iteration (the first also parses the points) */
+        for (int64_t i = 1; i < iters; i++)
+            for (int64_t j = i; j > 0 && secs[j - 1] > secs[j]; j--) {
+                double t = secs[j];
+                secs[j] = secs[j - 1];
+                secs[j - 1] = t;
+            }
+        loom_summary_double(ctx, "seconds_per_iteration", secs[iters / 2]);
+    }
+    free(secs);
     loom_summary_int(ctx, "iterations", iters);
     loom_summary_int(ctx, "dimensions", m.dim);
     loom_ds_engine_destroy(&e);

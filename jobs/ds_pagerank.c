@@ -100,6 +100,17 @@ static loom_status_t as_text(const loom_ds_rec_t *r, loom_ds_out_t *out, void *u
     return loom_ds_emit(out, k, (size_t)kn, v, (size_t)vn);
 }
 
+static double median10(double *x)
+{
+    for (int i = 1; i < 10; i++)
+        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) {
+            double t = x[j];
+            x[j] = x[j - 1];
+            x[j - 1] = t;
+        }
+    return (x[4] + x[5]) / 2;
+}
+
 static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
 {
     const char *out = loom_opt_string(opts, "out");
@@ -139,6 +150,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         links = loom_ds_persist(loom_ds_group_by_key(edges, 0));
     }
     loom_ds_name(links, "links");
+    if (st == LOOM_OK && !nx) st = loom_ds_count(links, &n); /* built (and kept) before timing */
+    double t0 = loom_wtime();
     int64_t first = 0, every = loom_opt_int(opts, "checkpoint-every");
     loom_ds_t *ranks = loom_ds_restore(e, "ranks", &first); /* --restart: iterations done */
     if (!ranks) {
@@ -148,6 +161,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "the checkpoint has %lld iterations, --iters is %lld",
                         (long long)first, (long long)iters);
     }
+    double *tick = nx ? calloc((size_t)iters, sizeof *tick) : NULL;
     for (int64_t i = first; i < iters && st == LOOM_OK; i++) {
         /* a stop request (SIGUSR1, SIGTERM) or the period: save the ranks, cutting lineage */
         int stop = i > first && loom_ds_stop_requested(e);
@@ -167,6 +181,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
             st = loom_ds_reduce(loom_ds_flat_map(joined, dangling_rank, NULL), loom_ds_sum_f64,
                                 NULL, &mass, sizeof mass, &len, &found);
             steps[i].spread = mass / (double)n;
+            if (tick) tick[i] = loom_wtime(); /* one iteration done in each of these actions */
         }
         loom_ds_t *sums =
             loom_ds_reduce_by_key(loom_ds_flat_map(joined, contributions, nx ? (void *)1 : NULL),
@@ -176,7 +191,24 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (st == LOOM_OK)
         st = loom_ds_save_text(loom_ds_map(ranks, as_text, NULL), out,
                                loom_opt_flag(opts, "overwrite"));
+    /* the iterations and the save (Spark's convention runs them all in the save) */
+    if (st == LOOM_OK && iters > first)
+        loom_summary_double(ctx, "seconds_per_iteration",
+                            (loom_wtime() - t0) / (double)(iters - first));
+    /* networkx's convention runs an action per iteration: the first and the last ten
+     * iterations' median times show whether an iteration's cost grows with the lineage */
+    if (st == LOOM_OK && tick && iters - first >= 21) {
+        double a[10], b[10];
+        for (int k = 0; k < 10; k++) {
+            a[k] = tick[first + 2 + k] - tick[first + 1 + k];
+            b[k] = tick[iters - 10 + k] - tick[iters - 11 + k];
+        }
+        loom_summary_double(ctx, "iteration_s_first10", median10(a));
+        loom_summary_double(ctx, "iteration_s_last10", median10(b));
+    }
+    free(tick);
     loom_summary_int(ctx, "iterations", iters);
+    loom_summary_int(ctx, "links", (int64_t)n);
     loom_ds_engine_destroy(&e);
     free(steps);
     return st;

@@ -32,7 +32,7 @@ fi
 base_py=/usr/bin/python3
 [[ -x $base_py ]] || base_py=$(command -v python3)
 
-if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import pyspark' >/dev/null 2>&1; then
+if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import pyspark, numpy' >/dev/null 2>&1; then
     mkdir -p "$home"
     say "installing $spec into $venv (one time, ~400 MB)"
     "$base_py" -m venv "$venv" >&2
@@ -40,8 +40,9 @@ if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import pyspark' >/dev
     # flock makes the second wait for the first.
     (
         flock 9
-        if ! "$venv/bin/python" -c 'import pyspark' >/dev/null 2>&1; then
-            "$venv/bin/pip" install -q --disable-pip-version-check "$spec" >&2
+        if ! "$venv/bin/python" -c 'import pyspark, numpy' >/dev/null 2>&1; then
+            # numpy: PySpark's numeric programs (logistic regression) are written with it
+            "$venv/bin/pip" install -q --disable-pip-version-check "$spec" numpy >&2
         fi
     ) 9>"$home/.install.lock"
 fi

@@ -133,6 +133,8 @@ def start_session(app, args):
     partitions matched to the cores (the default 200 is for clusters), no UI,
     warnings only. Returns (spark, seconds it took)."""
     t0 = time.perf_counter()
+    # the Python workers run this interpreter (the venv's, with numpy), not python3 on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     cores = cores_of(args.master) or 2

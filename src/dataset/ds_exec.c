@@ -11,7 +11,7 @@
 
 /* ------------------------------------------------------------------ placement */
 
-int ds_owner(const loom_ds_t *d, int p)
+int ds_owner_walk(const loom_ds_t *d, int p)
 {
     while (d->kind >= DS_MAP && d->kind <= DS_UNION) {
         if (d->kind == DS_UNION) {
@@ -352,6 +352,7 @@ static loom_status_t route_put(ds_sink_t *sk, const loom_ds_rec_t *r)
     /* with one lane, records for partitions owned here skip the exchange; with
      * several, they go through it too (the receiving side is not shared) */
     int here = s->nlanes == 1 ? s->e->slot : -1;
+    if (d->kind == DS_REDUCE || d->kind == DS_AGG) here = -1; /* combined first, even if local */
     if (d->kind == DS_REPART) {
         int q = (int)(l->rr++ % (uint64_t)d->nparts);
         if (s->only && !s->only[q]) return LOOM_OK;

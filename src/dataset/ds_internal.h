@@ -111,7 +111,12 @@ struct loom_ds_engine {
 /* The worker slot owning partition p of d: p mod W, except that a union's
  * partitions stay where its inputs' are (narrow steps keep their input's
  * placement); and whether this rank owns it. */
-int ds_owner(const loom_ds_t *d, int p);
+int ds_owner_walk(const loom_ds_t *d, int p);
+static inline int ds_owner(const loom_ds_t *d, int p)
+{
+    if (d->kind < DS_MAP || d->kind > DS_UNION) return d->e->slot_owner[p % d->e->slots];
+    return ds_owner_walk(d, p);
+}
 static inline int ds_mine(const loom_ds_t *d, int p)
 {
     return d->e->slot >= 0 && ds_owner(d, p) == d->e->slot;
