@@ -18,6 +18,8 @@ static const loom_option_t options[] = {
      "dangling rank spread evenly",
      "spark|networkx", 0, 0, 0},
     {"undirected", LOOM_OPT_FLAG, NULL, "take every edge in both directions", NULL, 0, 0, 0},
+    {"persist", LOOM_OPT_CHOICE, "memory", "where the links are kept",
+     "memory|disk|memory-and-disk", 0, 0, 0},
     {"checkpoint-every", LOOM_OPT_INT, "0",
      "checkpoint the ranks every N iterations (with "
      "--checkpoint-dir; 0: only on SIGUSR1/SIGTERM)",
@@ -140,14 +142,18 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         loom_ds_edges(e, loom_opts_arg(opts, 0), loom_opt_flag(opts, "undirected")), 0);
     loom_ds_t *links;
     uint64_t n = 0;
+    const char *where = loom_opt_string(opts, "persist");
+    loom_ds_storage_t keep = !strcmp(where, "disk")              ? LOOM_DS_DISK
+                             : !strcmp(where, "memory-and-disk") ? LOOM_DS_MEMORY_AND_DISK
+                                                                 : LOOM_DS_MEMORY;
     double start = 1.0;
     if (nx) { /* every vertex has a group, dangling ones with only the empty marker */
         loom_ds_t *verts = loom_ds_flat_map(edges, endpoints, NULL);
-        links = loom_ds_persist(loom_ds_group_by_key(loom_ds_union(edges, verts), 0));
+        links = loom_ds_persist_as(loom_ds_group_by_key(loom_ds_union(edges, verts), 0), keep);
         st = loom_ds_count(links, &n);
         start = n ? 1.0 / (double)n : 0;
     } else {
-        links = loom_ds_persist(loom_ds_group_by_key(edges, 0));
+        links = loom_ds_persist_as(loom_ds_group_by_key(edges, 0), keep);
     }
     loom_ds_name(links, "links");
     if (st == LOOM_OK && !nx) st = loom_ds_count(links, &n); /* built (and kept) before timing */

@@ -116,6 +116,7 @@ typedef struct loom_ds_config {
     const char *restart;        /* where loom_ds_restore reads */
     const char *identity;       /* what the job computes ("ds-pagerank g.el damping=0.85"):
                                    recorded in checkpoints, checked on restore */
+    const char *spill_dir;      /* base of the spill directory (NULL: $TMPDIR, /tmp) */
 } loom_ds_config_t;
 
 /* Make an engine. Collective over the job communicator. Adds its counters to
@@ -198,6 +199,10 @@ loom_ds_t *loom_ds_partition_by(loom_ds_t *d, int parts);
  * values (read with loom_ds_pair). Co-partitioned inputs (hash, same count)
  * join where they lie; otherwise both are shuffled to `parts` partitions. */
 loom_ds_t *loom_ds_join(loom_ds_t *a, loom_ds_t *b, int parts);
+/* The same inner join with b broadcast: every worker receives all of b
+ * (MPI_Allgatherv among the workers, at most 2 GiB) and a's partitions probe it
+ * where they are, so a, the big side, does not move. */
+loom_ds_t *loom_ds_join_broadcast(loom_ds_t *a, loom_ds_t *b);
 /* One record per key of either input: value pair(list of a's values, list of
  * b's values), each list as group_by_key's (loom_ds_pair, then
  * loom_ds_values_next on each side). */
@@ -209,8 +214,19 @@ loom_ds_t *loom_ds_repartition(loom_ds_t *d, int parts);
  * from a sample, so the partitions concatenate in order. */
 loom_ds_t *loom_ds_sort_by_key(loom_ds_t *d, int parts);
 
+/* Where persisted partitions are kept: in memory; in files of the worker's
+ * spill directory (--spill-dir, else $TMPDIR or /tmp; removed when the engine
+ * ends or the job dies of a signal), read back each time they are used; or in
+ * memory while the rank's kept partitions fit the --memory budget, on disk past it. */
+typedef enum loom_ds_storage {
+    LOOM_DS_MEMORY = 0,
+    LOOM_DS_DISK,
+    LOOM_DS_MEMORY_AND_DISK
+} loom_ds_storage_t;
+
 /* Keep the partitions once computed (in memory), until unpersisted. */
 loom_ds_t *loom_ds_persist(loom_ds_t *d);
+loom_ds_t *loom_ds_persist_as(loom_ds_t *d, loom_ds_storage_t where);
 void loom_ds_unpersist(loom_ds_t *d);
 
 /* Next value of a group (group_by_key); 0 at the end. *cursor starts at the
@@ -299,7 +315,9 @@ loom_status_t loom_ds_interrupted(loom_ds_engine_t *e, int64_t step);
      "(testing)", NULL, 0, 0, 0}, \
     {"checkpoint-dir", LOOM_OPT_STRING, NULL, "write checkpoints here; SIGUSR1/SIGTERM then " \
      "checkpoint and exit 75", NULL, 0, 0, 0}, \
-    {"restart", LOOM_OPT_STRING, NULL, "resume from the newest checkpoint in DIR", NULL, 0, 0, 0}
+    {"restart", LOOM_OPT_STRING, NULL, "resume from the newest checkpoint in DIR", NULL, 0, 0, 0}, \
+    {"spill-dir", LOOM_OPT_STRING, NULL, "where partitions kept on disk go (default $TMPDIR, " \
+     "/tmp)", NULL, 0, 0, 0}
 // clang-format on
 
 /* An engine configured from options parsed with LOOM_DS_OPTION_ROWS, with the

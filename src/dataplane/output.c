@@ -258,7 +258,10 @@ static void sweep(loom_ctx_t *ctx, const char *dir)
     closedir(d);
 }
 
-static loom_status_t make_temp(loom_ctx_t *ctx, const char *path, unsigned flags, char **tmp)
+/* Create the temporary beside `path`, registered for removal on a signal before it
+ * exists (so that no signal can leave it); *handle is the registration. */
+static loom_status_t make_temp(loom_ctx_t *ctx, const char *path, unsigned flags, char **tmp,
+                               int *handle)
 {
     char *dir = NULL, *base = NULL;
     LOOM_TRY(split_path(ctx, path, &dir, &base));
@@ -270,6 +273,7 @@ static loom_status_t make_temp(loom_ctx_t *ctx, const char *path, unsigned flags
     for (int tries = 0; st == LOOM_OK; tries++) {
         snprintf(name, cap, "%s/.%s.loom-tmp.%s.%ld.%016llx", dir, base, host, (long)getpid(),
                  (unsigned long long)random_bits());
+        *handle = loom_temp_register(ctx, name, (flags & LOOM_OUTPUT_DIR) != 0);
         int rc;
         if (flags & LOOM_OUTPUT_DIR) {
             rc = mkdir(name, 0777);
@@ -279,9 +283,12 @@ static loom_status_t make_temp(loom_ctx_t *ctx, const char *path, unsigned flags
             if (fd >= 0) close(fd);
         }
         if (rc == 0) break;
-        if (errno != EEXIST || tries >= 16)
+        int err = errno;
+        loom_temp_forget(ctx, *handle);
+        *handle = -1;
+        if (err != EEXIST || tries >= 16)
             st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create temporary %s: %s", path, name,
-                            strerror(errno));
+                            strerror(err));
     }
     free(dir);
     free(base);
@@ -301,8 +308,9 @@ loom_status_t loom_output_begin(loom_ctx_t *ctx, MPI_Comm comm, const char *path
     LOOM_MPI(ctx, MPI_Comm_rank(comm, &rank));
     LOOM_TRY(loom_output_check(ctx, comm, path, flags, NULL, 0));
     char *tmp = NULL;
+    int handle = -1;
     loom_status_t st = LOOM_OK;
-    if (rank == 0) st = make_temp(ctx, path, flags, &tmp);
+    if (rank == 0) st = make_temp(ctx, path, flags, &tmp, &handle);
     loom_output_t *o = calloc(1, sizeof *o);
     if (!o) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
     st = loom_agree(ctx, comm, st);
@@ -317,6 +325,7 @@ loom_status_t loom_output_begin(loom_ctx_t *ctx, MPI_Comm comm, const char *path
     if (st == LOOM_OK) LOOM_MPI_KEEP(ctx, st, MPI_Bcast(tmp, (int)len + 1, MPI_CHAR, 0, comm));
     if (st != LOOM_OK) {
         if (rank == 0 && tmp) loom_remove_tree(tmp);
+        loom_temp_forget(ctx, handle);
         free(tmp);
         if (o) free(o->final);
         free(o);
@@ -326,7 +335,7 @@ loom_status_t loom_output_begin(loom_ctx_t *ctx, MPI_Comm comm, const char *path
     o->job_comm = comm == loom_comm(ctx);
     o->flags = flags;
     o->tmp = tmp;
-    o->temp = rank == 0 ? loom_temp_register(ctx, tmp, (flags & LOOM_OUTPUT_DIR) != 0) : -1;
+    o->temp = handle;
     *out = o;
     return LOOM_OK;
 }

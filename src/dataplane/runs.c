@@ -25,7 +25,13 @@ loom_status_t loom_spill_dir_create(loom_ctx_t *ctx, const char *base, const cha
     for (int tries = 0;; tries++) {
         snprintf(sd->path, n, "%s/loom-%s-%ld-%s-%u", base, loom_hostname(ctx), (long)getpid(), tag,
                  __atomic_fetch_add(&run_seq, 1, __ATOMIC_RELAXED));
+        /* registered before it exists: a signal between the two would otherwise leave it */
+        sd->temp = loom_temp_register(ctx, sd->path, 1);
         if (mkdir(sd->path, 0700) == 0) break;
+        int err = errno;
+        loom_temp_forget(ctx, sd->temp);
+        sd->temp = -1;
+        errno = err;
         if (errno != EEXIST || tries > 100) {
             loom_status_t st = LOOM_ERROR(
                 ctx, LOOM_ERR_IO, "%s: cannot create a spill directory: %s (see --spill-dir)",
@@ -35,7 +41,6 @@ loom_status_t loom_spill_dir_create(loom_ctx_t *ctx, const char *base, const cha
             return st;
         }
     }
-    sd->temp = loom_temp_register(ctx, sd->path, 1);
     return LOOM_OK;
 }
 

@@ -351,7 +351,7 @@ static loom_status_t reduce_once(loom_ds_t *d, loom_ds_combine_fn fn, void *user
             st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "reduce: the result has %zu bytes, room for %zu",
                             g.acc.len, cap);
         if (st == LOOM_OK && g.found) {
-            memcpy(out, g.acc.data, g.acc.len);
+            if (g.acc.len) memcpy(out, g.acc.data, g.acc.len);
             res[0] = 1;
             res[1] = g.acc.len;
         }
@@ -391,7 +391,7 @@ loom_status_t loom_ds_fold(loom_ds_t *d, const void *zero, size_t zlen, loom_ds_
         st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "fold: the result has %zu bytes, room for %zu", r.len,
                         cap);
     if (st == LOOM_OK) {
-        memcpy(out, r.data, r.len);
+        if (r.len) memcpy(out, r.data, r.len);
         *len = r.len;
     }
     loom_buf_free(&r);

@@ -155,7 +155,7 @@ static loom_status_t checkpoint_once(loom_ds_t *d, const char *tag, int64_t step
     if (st == LOOM_OK) {
         /* the lineage is cut: d is now read from memory, or from its files */
         for (int p = 0; d->part && p < d->nparts; p++)
-            loom_buf_free(&d->part[p]);
+            ds_part_free(d, p);
         st = ds_keep_alloc(d);
     }
     if (st == LOOM_OK) {
@@ -173,6 +173,7 @@ static loom_status_t checkpoint_once(loom_ds_t *d, const char *tag, int64_t step
                 d->part[p] = parts[p];
                 memset(&parts[p], 0, sizeof parts[p]);
                 d->have[p] = 1;
+                e->kept_bytes += (int64_t)d->part[p].cap;
             }
         }
         d->kept = 0; /* a source: partitions missing here are read from the files */
@@ -313,10 +314,12 @@ loom_status_t ds_ckpt_load(loom_ds_t *d, int p)
     }
     if (st == LOOM_OK && q != end)
         st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: a torn or foreign checkpoint file", file);
-    if (st == LOOM_OK)
+    if (st == LOOM_OK) {
         d->have[p] = 1;
-    else
+        __atomic_fetch_add(&d->e->kept_bytes, (int64_t)b->cap, __ATOMIC_RELAXED);
+    } else {
         loom_buf_free(b);
+    }
     return st;
 }
 

@@ -10,6 +10,8 @@
 loom_status_t loom_ds_emit(loom_ds_out_t *out, const void *key, size_t klen, const void *val,
                            size_t vlen)
 {
+    if (!key) key = ""; /* an empty key or value may come as NULL */
+    if (!val) val = "";
     if (out->capture) return loom_buf_append(out->ctx, out->capture, val, vlen);
     loom_ds_rec_t r = {key, klen, val, vlen};
     if (out->key_by) { /* value = pair(key, value) of the input record */
@@ -211,9 +213,11 @@ loom_status_t loom_ds_engine_create(loom_ctx_t *ctx, const loom_ds_config_t *cfg
             st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
         if (cfg && cfg->identity && !(e->identity = strdup(cfg->identity)))
             st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        if (cfg && cfg->spill_dir && !(e->spill_base = strdup(cfg->spill_dir)))
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
         e->cfg.dot = NULL;
         e->cfg.fault = NULL;
-        e->cfg.checkpoint_dir = e->cfg.restart = e->cfg.identity = NULL;
+        e->cfg.checkpoint_dir = e->cfg.restart = e->cfg.identity = e->cfg.spill_dir = NULL;
     }
     if (st == LOOM_OK) {
         e->slots = e->workers;
@@ -258,9 +262,10 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
     if (!e) return;
     loom_ctx_t *ctx = e->ctx;
     /* counters summed over the workers (stages counted once) */
-    int64_t c[5] = {e->shuffle_records, e->shuffle_bytes, e->dropped, e->recomputed, e->stages},
-            sum[5];
-    if (MPI_Reduce(c, sum, 5, MPI_INT64_T, MPI_SUM, 0, loom_comm(ctx)) != MPI_SUCCESS)
+    int64_t c[6] = {e->shuffle_records, e->shuffle_bytes, e->dropped,
+                    e->recomputed,      e->stages,        e->on_disk},
+            sum[6];
+    if (MPI_Reduce(c, sum, 6, MPI_INT64_T, MPI_SUM, 0, loom_comm(ctx)) != MPI_SUCCESS)
         memset(sum, 0, sizeof sum);
     if (e->actions) {
         loom_summary_int(ctx, "ds_actions", e->actions);
@@ -271,17 +276,21 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         loom_summary_int(ctx, "ds_partitions_recomputed", sum[3]);
         if (e->checkpoints) loom_summary_int(ctx, "ds_checkpoints", e->checkpoints);
         if (e->recoveries) loom_summary_int(ctx, "ds_recoveries", e->recoveries);
+        if (sum[5]) loom_summary_int(ctx, "ds_partitions_on_disk", sum[5]);
     }
+    loom_spill_dir_remove(ctx, &e->spill); /* every partition kept on disk is in it */
     for (int i = 0; i < e->n; i++) {
         loom_ds_t *d = e->all[i];
         for (int p = 0; d->part && p < d->nparts; p++)
             loom_buf_free(&d->part[p]);
+        free(d->ondisk);
         free(d->part);
         free(d->have);
         free(d->lost);
         loom_buf_free(&d->zero);
         free(d->splits);
         free(d->ckpt_path);
+        ds_bindex_free(d->bindex);
         free(d->source);
         loom_buf_free(&d->given);
         loom_ranges_free(&d->ranges);
@@ -292,6 +301,7 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         free(e->files[i]);
     free(e->files);
     free(e->slot_owner);
+    free(e->spill_base);
     free(e->ckpt_dir);
     free(e->restart_dir);
     free(e->identity);
@@ -336,20 +346,24 @@ nomem:
 
 loom_status_t ds_keep_alloc(loom_ds_t *d)
 {
-    if (d->part && d->have && d->lost) return LOOM_OK;
+    if (d->part && d->have && d->lost && d->ondisk) return LOOM_OK;
     free(d->part);
     free(d->have);
     free(d->lost);
+    free(d->ondisk);
     d->part = calloc((size_t)d->nparts, sizeof *d->part);
     d->have = calloc((size_t)d->nparts, 1);
     d->lost = calloc((size_t)d->nparts, 1);
-    if (!d->part || !d->have || !d->lost) {
+    d->ondisk = calloc((size_t)d->nparts, 1);
+    if (!d->part || !d->have || !d->lost || !d->ondisk) {
         free(d->part);
         free(d->have);
         free(d->lost);
+        free(d->ondisk);
         d->part = NULL;
         d->have = NULL;
         d->lost = NULL;
+        d->ondisk = NULL;
     }
     if (!d->part)
         return LOOM_ERROR(d->e->ctx, LOOM_ERR_NOMEM, "out of memory: partitions of dataset %d",
@@ -360,10 +374,8 @@ loom_status_t ds_keep_alloc(loom_ds_t *d)
 void ds_drop(loom_ds_t *d)
 {
     if (d->kind == DS_STORED) return;
-    for (int p = 0; d->part && p < d->nparts; p++) {
-        loom_buf_free(&d->part[p]);
-        d->have[p] = 0;
-    }
+    for (int p = 0; d->part && p < d->nparts; p++)
+        ds_part_free(d, p);
     d->kept = 0;
 }
 
@@ -512,6 +524,15 @@ loom_ds_t *loom_ds_join(loom_ds_t *a, loom_ds_t *b, int parts)
     return n;
 }
 
+loom_ds_t *loom_ds_join_broadcast(loom_ds_t *a, loom_ds_t *b)
+{
+    DS_GUARD(a);
+    DS_GUARD(b);
+    loom_ds_t *n = ds_node(a->e, DS_BJOIN, "join (broadcast)", a, b, a->nparts);
+    if (n) n->partitioning = a->partitioning;
+    return n;
+}
+
 loom_ds_t *loom_ds_cogroup(loom_ds_t *a, loom_ds_t *b, int parts)
 {
     DS_GUARD(a);
@@ -537,7 +558,17 @@ loom_ds_t *loom_ds_sort_by_key(loom_ds_t *d, int parts)
 
 loom_ds_t *loom_ds_persist(loom_ds_t *d)
 {
-    if (d) d->persist = 1;
+    return loom_ds_persist_as(d, LOOM_DS_MEMORY);
+}
+
+loom_ds_t *loom_ds_persist_as(loom_ds_t *d, loom_ds_storage_t where)
+{
+    if (!d) return d;
+    if (where != LOOM_DS_MEMORY && where != LOOM_DS_DISK && where != LOOM_DS_MEMORY_AND_DISK)
+        ds_fail(d->e,
+                LOOM_ERROR(d->e->ctx, LOOM_ERR_USAGE, "persist: unknown storage %d", (int)where));
+    d->persist = 1;
+    d->storage = where;
     return d;
 }
 
@@ -654,6 +685,7 @@ loom_status_t loom_ds_engine_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts,
         .checkpoint_dir = loom_opt_string(opts, "checkpoint-dir"),
         .restart = loom_opt_string(opts, "restart"),
         .identity = identity,
+        .spill_dir = loom_opt_string(opts, "spill-dir"),
     };
     return loom_ds_engine_create(ctx, &cfg, e);
 }

@@ -210,12 +210,89 @@ static loom_status_t join_local(loom_ds_t *d, int p, ds_sink_t *sink)
     return st;
 }
 
+void ds_bindex_free(void *x)
+{
+    if (!x) return;
+    join_index_free(x);
+    free(x);
+}
+
+/* A broadcast join's partition p: the other input's partition p probes the small side,
+ * which every worker holds whole. */
+static loom_status_t join_broadcast(loom_ds_t *d, int p, ds_sink_t *sink)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    if (!d->bindex)
+        return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "broadcast join #%d: the small side is missing",
+                          d->id);
+    probe_sink_t ps = {{probe_put}, ctx, d->bindex, 0, sink, {0}};
+    loom_status_t st = ds_pull(d->in[0], p, &ps.base);
+    loom_buf_free(&ps.pair);
+    return st;
+}
+
+/* Every worker gets every record of d's small side (MPI_Allgatherv among the
+ * workers) and indexes it. Workers only; agrees on failure. */
+static loom_status_t broadcast_side(loom_ds_t *d)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    MPI_Comm wc = loom_worker_comm(ctx);
+    loom_ds_t *b = d->in[1];
+    loom_buf_t mine = {0};
+    buf_sink_t bs = {{buf_put}, ctx, &mine};
+    loom_status_t st = LOOM_OK;
+    for (int p = 0; p < b->nparts && st == LOOM_OK; p++)
+        if (ds_mine(b, p)) st = ds_pull(b, p, &bs.base);
+    int W = d->e->workers, len = (int)mine.len;
+    if (st == LOOM_OK && mine.len > INT32_MAX)
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "broadcast join: the small side is not small");
+    int *lens = calloc((size_t)W, sizeof *lens), *displ = calloc((size_t)W, sizeof *displ);
+    join_index_t *x = calloc(1, sizeof *x);
+    if (st == LOOM_OK && (!lens || !displ || !x))
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    st = loom_agree(ctx, wc, st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(ctx, st, MPI_Allgather(&len, 1, MPI_INT, lens, 1, MPI_INT, wc));
+    uint64_t total = 0;
+    for (int w = 0; st == LOOM_OK && w < W; w++) {
+        displ[w] = (int)total;
+        total += (uint64_t)lens[w];
+    }
+    if (st == LOOM_OK && total > INT32_MAX)
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                        "broadcast join: the small side has %llu bytes, more than one "
+                        "collective moves (2 GiB); use loom_ds_join",
+                        (unsigned long long)total);
+    if (st == LOOM_OK) st = loom_buf_reserve(ctx, &x->recs, (size_t)total + 1);
+    st = loom_agree(ctx, wc, st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(
+            ctx, st,
+            MPI_Allgatherv(mine.data, len, MPI_BYTE, x->recs.data, lens, displ, MPI_BYTE, wc));
+    if (st == LOOM_OK) {
+        x->recs.len = (size_t)total;
+        st = join_index_build(ctx, x);
+    }
+    st = loom_agree(ctx, wc, st);
+    if (st == LOOM_OK) {
+        ds_bindex_free(d->bindex);
+        d->bindex = x;
+        x = NULL;
+    }
+    ds_bindex_free(x);
+    free(lens);
+    free(displ);
+    loom_buf_free(&mine);
+    return st;
+}
+
 /* ------------------------------------------------------------------ pulling a partition */
 
 loom_status_t ds_pull(loom_ds_t *d, int p, ds_sink_t *sink)
 {
     loom_ctx_t *ctx = d->e->ctx;
-    if (d->have && d->have[p]) return ds_buf_each(ctx, &d->part[p], sink);
+    if (d->have && d->have[p])
+        return d->ondisk[p] ? ds_disk_pull(d, p, sink) : ds_buf_each(ctx, &d->part[p], sink);
     switch (d->kind) {
     case DS_TEXT:
         return ds_text_pull(d, p, sink);
@@ -254,6 +331,8 @@ loom_status_t ds_pull(loom_ds_t *d, int p, ds_sink_t *sink)
         return ds_pull(d->in[1], p - d->in[0]->nparts, sink);
     case DS_JOIN_LOCAL:
         return join_local(d, p, sink);
+    case DS_BJOIN:
+        return join_broadcast(d, p, sink);
     case DS_STORED:
         return LOOM_ERROR(ctx, LOOM_ERR_FAULT,
                           "partition %d of dataset #%d (%s) is lost and its source cannot be "
@@ -704,7 +783,10 @@ static loom_status_t finish_partition(stage_t *s, int q)
         st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "dataset #%d is not a shuffle", d->id);
     }
     loom_buf_free(&s->recv[q]);
-    if (st == LOOM_OK) d->have[q] = 1;
+    if (st == LOOM_OK) {
+        d->have[q] = 1;
+        st = ds_keep_store(d, q);
+    }
     return st;
 }
 
@@ -858,6 +940,7 @@ static loom_status_t keep_narrow(loom_ds_t *d, const unsigned char *only)
         }
         d->part[p] = b;
         d->have[p] = 1;
+        LOOM_TRY(ds_keep_store(d, p));
     }
     return LOOM_OK;
 }
@@ -888,8 +971,7 @@ static void fault_drop(loom_ds_t *d)
     e->fault_done = 1;
     int p = e->fault_part;
     if (d->have && d->have[p]) {
-        loom_buf_free(&d->part[p]);
-        d->have[p] = 0;
+        ds_part_free(d, p);
         e->dropped++;
         loom_log_all(e->ctx, "fault injection: rank %d drops partition %d of dataset #%d (%s)",
                      loom_rank(e->ctx), p, d->id, d->name);
@@ -939,6 +1021,7 @@ static loom_status_t run_plan(loom_ds_t *d, int dry)
     if (d->kept && !d->nlost) return LOOM_OK;
     for (int i = 0; i < d->nin; i++)
         LOOM_TRY(run_plan(d->in[i], dry));
+    if (d->kind == DS_BJOIN && !d->bindex && !dry) LOOM_TRY(broadcast_side(d));
     if (!is_point(d)) return LOOM_OK;
     const unsigned char *only = d->nlost ? d->lost : NULL;
     if (d->kind == DS_STORED) return LOOM_OK; /* a lost stored partition fails when read */

@@ -17,6 +17,7 @@ typedef enum ds_kind {
     DS_MAP_VALUES,
     DS_KEY_BY,
     DS_SAMPLE,
+    DS_BJOIN, /* join with a broadcast side: placed where the other input is */
     DS_UNION,
     DS_JOIN_LOCAL, /* join of co-partitioned inputs */
     /* wide: the output of a shuffle */
@@ -56,6 +57,8 @@ struct loom_ds {
     uint64_t seed;
     void *user;
     int persist; /* kept until unpersisted */
+    loom_ds_storage_t storage;
+    unsigned char *ondisk; /* [p]: partition p is kept in its spill file, not in part[p] */
     /* Kept partitions (shuffle output, persisted or stored): `kept` says the
      * whole dataset is materialised (the same on every rank); have[p] whether
      * this rank holds partition p, in part[p]. */
@@ -73,6 +76,7 @@ struct loom_ds {
     ds_split_t *splits;
     char *ckpt_path; /* DS_CKPT: the checkpoint's directory */
     char *source;    /* edges: the graph, read again for partitions lost with a worker */
+    void *bindex;    /* broadcast join: every record of the small side, indexed (workers) */
     int undirected;
     loom_buf_t given; /* parallelize: rank 0 keeps the records, to hand out again */
     size_t ngiven;
@@ -103,6 +107,10 @@ struct loom_ds_engine {
     uint64_t cur_off;
     char where[4200];
     char *ckpt_dir, *restart_dir, *identity;
+    char *spill_base;
+    loom_spill_dir_t spill; /* made when a partition first goes to disk */
+    int64_t kept_bytes;     /* kept in memory on this rank (MEMORY_AND_DISK's budget) */
+    int64_t on_disk;        /* partitions written to disk */
     int stop_signal;
     /* counters for the summary */
     int64_t stages, shuffle_bytes, shuffle_records, recomputed, actions, dropped, checkpoints;
@@ -228,6 +236,17 @@ extern _Thread_local uint64_t ds_cur_off;
 
 /* Push split p of a text source. */
 loom_status_t ds_text_pull(loom_ds_t *d, int p, ds_sink_t *sink);
+/* Partition p of d was just filled in part[p]: count it, and move it to its
+ * spill file when d is kept on disk (or past the memory budget). Thread-safe
+ * across partitions. */
+loom_status_t ds_keep_store(loom_ds_t *d, int p);
+/* Push partition p kept on disk through sink. */
+loom_status_t ds_disk_pull(loom_ds_t *d, int p, ds_sink_t *sink);
+/* Free a broadcast join's index. */
+void ds_bindex_free(void *x);
+/* Forget partition p (memory or file). */
+void ds_part_free(loom_ds_t *d, int p);
+
 /* Read partition p of a checkpointed dataset from its file (and keep it). */
 loom_status_t ds_ckpt_load(loom_ds_t *d, int p);
 /* Plan the text source (collective): expand inputs on rank 0, cut splits, broadcast. */

@@ -237,6 +237,8 @@ static loom_status_t scatter_run(scatter_t *s, loom_status_t st, const unsigned 
     free(s->out);
     free(s->sent);
     if (st == LOOM_OK) d->kept = 1;
+    for (int p = 0; st == LOOM_OK && p < d->nparts; p++)
+        if ((!only || only[p]) && d->have[p]) d->e->kept_bytes += (int64_t)d->part[p].cap;
     return loom_agree(ctx, loom_comm(ctx), st);
 }
 
@@ -341,7 +343,7 @@ loom_status_t ds_stored_reload(loom_ds_engine_t *e)
                  d->source ? "reading again" : "handing out again", d->nlost,
                  d->nlost == 1 ? "" : "s");
         for (int p = 0; p < d->nparts; p++)
-            if (d->lost[p] && d->part) loom_buf_free(&d->part[p]);
+            if (d->lost[p]) ds_part_free(d, p);
         st = d->source ? edges_read(d, d->lost) : given_scatter(d, d->lost);
         if (st == LOOM_OK) {
             for (int p = 0; p < d->nparts; p++)

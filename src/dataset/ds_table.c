@@ -74,8 +74,8 @@ static loom_status_t place(loom_ctx_t *ctx, ds_table_t *t, size_t j, uint64_t h,
     unsigned char *p = t->arena.data + at;
     memcpy(p, &kl, 4);
     memcpy(p + 4, &vl, 4);
-    memcpy(p + 8, key, klen);
-    memcpy(p + 8 + klen, val, vlen);
+    if (klen) memcpy(p + 8, key, klen);
+    if (vlen) memcpy(p + 8 + klen, val, vlen);
     t->arena.len = at + 8 + klen + vlen;
     t->slot[j].at = at + 1;
     t->slot[j].hash = h;
@@ -131,7 +131,7 @@ loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const voi
     loom_ds_out_t out = {.ctx = ctx, .capture = &cap};
     loom_status_t st = fn(old.val, old.vlen, val, vlen, &out, user);
     if (st == LOOM_OK && cap.len == old.vlen) {
-        memcpy(ov, cap.data, cap.len);
+        if (cap.len) memcpy(ov, cap.data, cap.len);
     } else if (st == LOOM_OK) {
         /* the combined value has another length: append it, the old record is garbage */
         t->garbage += old.klen + old.vlen;

@@ -123,6 +123,15 @@ def pagerank(work):
         compare("ds-pagerank networkx undirected", read_kv(out, float),
                 networkx_iterations(edges, 5, undirected=True))
 
+    # the links kept on disk, and in memory past a 64 KiB budget: the same ranks
+    for where in ("disk", "memory-and-disk"):
+        p = run(["ds-pagerank", g, "--iters", "12", "--out", out, "--overwrite", "--json",
+                 "--persist", where, "--memory", "64K", "--spill-dir", work])
+        compare("ds-pagerank, links kept in %s" % where, read_kv(out, float), spark_example(edges, 12))
+        if where == "disk":  # (past the budget: this graph may fit it at many ranks)
+            assert summary(p).get("ds_partitions_on_disk", 0) > 0, summary(p)
+        assert not [f for f in os.listdir(work) if f.startswith("loom-")], os.listdir(work)
+
     # a kept partition of the persisted links (dataset #2) lost in the middle of the
     # iterations: recomputed from lineage, only it, and the result is unchanged
     p = run(["ds-pagerank", g, "--iters", "12", "--out", out, "--overwrite", "--json",

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "loom/dataset.h"
 #include "loom_test.h"
@@ -322,6 +323,10 @@ static void test_join(void)
     CU_ASSERT(loom_ds_collect(loom_ds_join(da, db, 4), collect_pair, &got) == LOOM_OK);
     if (is_root()) CU_ASSERT(strs_equal(&got, &want));
     strs_free(&got);
+    /* broadcast: all of db on every worker, da stays where it is */
+    CU_ASSERT(loom_ds_collect(loom_ds_join_broadcast(da, db), collect_pair, &got) == LOOM_OK);
+    if (is_root()) CU_ASSERT(strs_equal(&got, &want));
+    strs_free(&got);
     /* co-partitioned: both hash-partitioned alike, the join moves nothing */
     loom_ds_t *ja = loom_ds_join(loom_ds_partition_by(da, 6), loom_ds_partition_by(db, 6), 0);
     CU_ASSERT(loom_ds_collect(ja, collect_pair, &got) == LOOM_OK);
@@ -460,6 +465,12 @@ static void test_drop_recompute(void)
         expect += num.num[i];
     CU_ASSERT(sum1 == expect);
     loom_ds_engine_destroy(&e);
+}
+
+static loom_status_t copy_value(const loom_ds_rec_t *r, loom_ds_out_t *out, void *user)
+{
+    (void)user;
+    return loom_ds_emit(out, NULL, 0, r->val, r->vlen);
 }
 
 /* aggregate_by_key: per key (count, longest value length) as two 8-byte numbers. */
@@ -656,16 +667,64 @@ static void test_more_ops(void)
     loom_ds_engine_destroy(&e);
 }
 
+/* Files of partitions kept on disk under the engine's spill directory (this rank). */
+static int spilled_files(const char *base)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "ls %s/loom-*-ds-*/d*-p* 2>/dev/null | wc -l", base);
+    FILE *f = popen(cmd, "r");
+    int n = 0;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1) n = 0;
+        pclose(f);
+    }
+    return n;
+}
+
+/* Persisted on disk, and in memory past a small budget: the same results, files while the
+ * engine lives, none after. */
+static void test_storage(void)
+{
+    static data_t num;
+    make_data(&num, N, 37, 1);
+    char base[1024];
+    snprintf(base, sizeof base, "%s/spill", loom_test_tmpdir());
+    mkdir(base, 0777);
+    loom_ds_config_t cfg = {.partitions = 6, .memory = 64 << 10, .spill_dir = base};
+    loom_ds_engine_t *e = NULL;
+    CU_ASSERT_FATAL(loom_ds_engine_create(loom_test_ctx, &cfg, &e) == LOOM_OK);
+    loom_ds_t *x = loom_ds_parallelize(e, num.rec, N, 4);
+    loom_ds_t *disk =
+        loom_ds_persist_as(loom_ds_reduce_by_key(x, loom_ds_sum_u64, NULL, 0), LOOM_DS_DISK);
+    loom_ds_t *mixed =
+        loom_ds_persist_as(loom_ds_map_values(x, copy_value, NULL), LOOM_DS_MEMORY_AND_DISK);
+    strs_t a = {0}, b = {0};
+    uint64_t n1 = 0, n2 = 0, n3 = 0;
+    CU_ASSERT(loom_ds_collect(disk, collect_plain, &a) == LOOM_OK);
+    CU_ASSERT(loom_ds_count(disk, &n1) == LOOM_OK); /* read back from the files */
+    CU_ASSERT(loom_ds_collect(disk, collect_plain, &b) == LOOM_OK);
+    if (is_root()) CU_ASSERT(strs_equal(&a, &b) && n1 == a.n);
+    strs_free(&a);
+    strs_free(&b);
+    CU_ASSERT(loom_ds_count(mixed, &n2) == LOOM_OK);
+    CU_ASSERT(loom_ds_count(mixed, &n3) == LOOM_OK);
+    CU_ASSERT(n2 == N && n3 == N);
+    if (loom_is_worker(loom_test_ctx)) CU_ASSERT(spilled_files(base) > 0);
+    loom_ds_engine_destroy(&e);
+    CU_ASSERT(spilled_files(base) == 0);
+}
+
 static void register_suites(void)
 {
     static const CU_TestInfo tests[] = {
         {"reduce_by_key, group_by_key, distinct", test_reduce_group_distinct},
-        {"join, shuffled and co-partitioned", test_join},
+        {"join, shuffled, broadcast and co-partitioned", test_join},
         {"sort_by_key, filter, union", test_sort_and_narrow},
         {"empty datasets and partitions", test_empty},
         {"a failing user function", test_failure_agreed},
         {"a dropped partition recomputed", test_drop_recompute},
         {"aggregate_by_key, cogroup, repartition, key_by, take, top, sample, fold", test_more_ops},
+        {"partitions kept on disk and past the memory budget", test_storage},
         CU_TEST_INFO_NULL,
     };
     loom_test_suite("dataset", tests);
