@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "loom/dataset.h"
 #include "loom_test.h"
@@ -667,11 +668,12 @@ static void test_more_ops(void)
     loom_ds_engine_destroy(&e);
 }
 
-/* Files of partitions kept on disk under the engine's spill directory (this rank). */
+/* Files of partitions kept on disk under this process's spill directory. */
 static int spilled_files(const char *base)
 {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "ls %s/loom-*-ds-*/d*-p* 2>/dev/null | wc -l", base);
+    snprintf(cmd, sizeof cmd, "ls %s/loom-*-%ld-ds-*/d*-p* 2>/dev/null | wc -l", base,
+             (long)getpid());
     FILE *f = popen(cmd, "r");
     int n = 0;
     if (f) {
