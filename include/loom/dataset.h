@@ -306,13 +306,14 @@ loom_status_t loom_ds_interrupted(loom_ds_engine_t *e, int64_t step);
      NULL, 1, 0, 1e6}, \
     {"split-size", LOOM_OPT_SIZE, "32M", "bytes of text per source partition", NULL, 1, 4096, \
      1.8e19}, \
-    {"memory", LOOM_OPT_SIZE, "1G", "buffer budget per rank for shuffles", NULL, 1, 65536, \
-     1.8e19}, \
+    {"memory", LOOM_OPT_SIZE, "1G", "budget per rank: a shuffle round's buffers, and partitions " \
+     "kept in memory (past it, shuffle output and memory-and-disk datasets go to disk)", NULL, \
+     1, 65536, 1.8e19}, \
     {"explain", LOOM_OPT_FLAG, NULL, "print each action's lineage and stages (stderr)", NULL, 0, \
      0, 0}, \
     {"dot", LOOM_OPT_STRING, NULL, "write each action's plan as Graphviz to FILE", NULL, 0, 0, 0}, \
-    {"inject-fault", LOOM_OPT_STRING, NULL, "drop:DATASET@PARTITION: lose a kept partition once " \
-     "(testing)", NULL, 0, 0, 0}, \
+    {"inject-fault", LOOM_OPT_STRING, NULL, "drop:DATASET@PARTITION (lose a kept partition " \
+     "once) or kill:RANK@stage:N (a real death; testing)", NULL, 0, 0, 0}, \
     {"checkpoint-dir", LOOM_OPT_STRING, NULL, "write checkpoints here; SIGUSR1/SIGTERM then " \
      "checkpoint and exit 75", NULL, 0, 0, 0}, \
     {"restart", LOOM_OPT_STRING, NULL, "resume from the newest checkpoint in DIR", NULL, 0, 0, 0}, \
