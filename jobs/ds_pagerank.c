@@ -33,19 +33,31 @@ typedef struct step {
     double base, d, spread;
 } step_t;
 
-/* A vertex's rank, split over its out-links (one 8-byte id per value of the
- * group); networkx's convention also sends the vertex 0 so that it stays. */
-static loom_status_t contributions(const loom_ds_rec_t *r, loom_ds_out_t *out, void *keep_self)
+/* A joined record (links, rank): the rank and the out-degree (one 8-byte id per
+ * value of the group; an empty value marks a vertex, not a link). */
+static uint64_t links_rank(const loom_ds_rec_t *r, const unsigned char **links, size_t *llen,
+                           const void **rank, size_t *rlen)
 {
-    const void *links, *rank;
-    size_t llen, rlen;
-    loom_ds_pair(r->val, r->vlen, &links, &llen, &rank, &rlen);
-    const unsigned char *c = links, *end = c + llen;
-    const void *v;
+    const void *l, *v;
     size_t vl;
+    loom_ds_pair(r->val, r->vlen, &l, llen, rank, rlen);
+    *links = l;
+    const unsigned char *c = *links, *end = c + *llen;
     uint64_t deg = 0;
     while (loom_ds_values_next(&c, end, &v, &vl))
-        deg += vl == 8; /* an empty value marks a vertex, not a link */
+        deg += vl == 8;
+    return deg;
+}
+
+/* A vertex's rank, split over its out-links; networkx's convention also sends
+ * the vertex 0 so that it stays. */
+static loom_status_t contributions(const loom_ds_rec_t *r, loom_ds_out_t *out, void *keep_self)
+{
+    const unsigned char *links, *c, *end;
+    const void *rank, *v;
+    size_t llen, rlen, vl;
+    uint64_t deg = links_rank(r, &links, &llen, &rank, &rlen);
+    end = links + llen;
     if (keep_self) {
         static const double zero = 0;
         LOOM_TRY(loom_ds_emit(out, r->key, r->klen, &zero, 8));
@@ -74,14 +86,10 @@ static loom_status_t initial(const loom_ds_rec_t *r, loom_ds_out_t *out, void *u
 static loom_status_t dangling_rank(const loom_ds_rec_t *r, loom_ds_out_t *out, void *user)
 {
     (void)user;
-    const void *links, *rank;
+    const unsigned char *links;
+    const void *rank;
     size_t llen, rlen;
-    loom_ds_pair(r->val, r->vlen, &links, &llen, &rank, &rlen);
-    const unsigned char *c = links, *end = c + llen;
-    const void *v;
-    size_t vl;
-    while (loom_ds_values_next(&c, end, &v, &vl))
-        if (vl == 8) return LOOM_OK;
+    if (links_rank(r, &links, &llen, &rank, &rlen)) return LOOM_OK;
     return loom_ds_emit(out, r->key, r->klen, rank, rlen);
 }
 

@@ -252,19 +252,9 @@ static loom_status_t take_once(loom_ds_t *d, uint64_t n, loom_ds_each_fn fn, voi
 /* Sort a buffer's records by key then value; keep the last n, largest first, in *out. */
 static loom_status_t largest(loom_ctx_t *ctx, const loom_buf_t *in, uint64_t n, loom_buf_t *out)
 {
-    size_t count = 0;
-    const unsigned char *p = in->data, *end = in->data + in->len;
-    loom_ds_rec_t r;
-    while (ds_next_record(&p, end, &r) > 0)
-        count++;
-    loom_kvref_t *refs = malloc((count ? count : 1) * sizeof *refs);
-    if (!refs) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: top of %zu records", count);
-    p = in->data;
-    for (size_t i = 0; i < count; i++) {
-        ds_next_record(&p, end, &r);
-        refs[i] = (loom_kvref_t){loom_sort_prefix(r.key, r.klen), r.key, r.val, r.klen, r.vlen, 0};
-    }
-    loom_sort_kvrefs(refs, count, 1);
+    loom_kvref_t *refs;
+    size_t count;
+    LOOM_TRY(ds_sorted_refs(ctx, in, 1, &refs, &count));
     loom_status_t st = LOOM_OK;
     for (size_t i = count; i > 0 && count - i < n && st == LOOM_OK; i--)
         st = loom_buf_put_record(ctx, out, refs[i - 1].key, refs[i - 1].klen, refs[i - 1].val,

@@ -59,6 +59,19 @@ static loom_status_t keep_put(ds_sink_t *s, const loom_ds_rec_t *r)
     return loom_buf_put_record(f->ctx, f->keep, r->key, r->klen, r->val, r->vlen);
 }
 
+/* Whether `path` is a dataset checkpoint (its meta starts with the magic line). */
+static int is_checkpoint(const char *path)
+{
+    char meta[4200], head[64] = "";
+    snprintf(meta, sizeof meta, "%s/meta", path);
+    FILE *f = fopen(meta, "rb");
+    if (!f) return 0;
+    size_t n = fread(head, 1, sizeof head - 1, f);
+    fclose(f);
+    head[n] = 0;
+    return strncmp(head, DS_CKPT_MAGIC "\n", strlen(DS_CKPT_MAGIC) + 1) == 0;
+}
+
 /* Rank 0, after the commit: point `<tag>.latest` at step (write, rename) and
  * remove the other checkpoints of the tag. */
 static loom_status_t publish(loom_ds_engine_t *e, const char *tag, int64_t step)
@@ -90,7 +103,7 @@ static loom_status_t publish(loom_ds_engine_t *e, const char *tag, int64_t step)
         long long s = strtoll(nm + tl + 1, &end, 10);
         if (end == nm + tl + 1 || *end || s == step) continue;
         char *old = ckpt_path(dir, tag, s);
-        if (old) loom_remove_tree(old);
+        if (old && is_checkpoint(old)) loom_remove_tree(old); /* never what Loom did not write */
         free(old);
     }
     if (d) closedir(d);

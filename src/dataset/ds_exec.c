@@ -568,24 +568,34 @@ static loom_status_t emit_cogroups(loom_ctx_t *ctx, const loom_kvref_t *refs, si
     return st;
 }
 
+loom_status_t ds_sorted_refs(loom_ctx_t *ctx, const loom_buf_t *b, int by_value,
+                             loom_kvref_t **refs, size_t *n)
+{
+    size_t count = 0;
+    const unsigned char *p = b->data, *end = b->data + b->len;
+    loom_ds_rec_t r;
+    while (ds_next_record(&p, end, &r) > 0)
+        count++;
+    *refs = malloc((count ? count : 1) * sizeof **refs);
+    *n = count;
+    if (!*refs) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: sorting %zu records", count);
+    p = b->data;
+    for (size_t i = 0; i < count; i++) {
+        ds_next_record(&p, end, &r);
+        (*refs)[i] =
+            (loom_kvref_t){loom_sort_prefix(r.key, r.klen), r.key, r.val, r.klen, r.vlen, 0};
+    }
+    loom_sort_kvrefs(*refs, count, by_value);
+    return LOOM_OK;
+}
+
 /* Group partition q's records by key: sort references, then one record per key. */
 static loom_status_t finish_group(stage_t *s, int q, loom_buf_t *dst)
 {
     loom_ctx_t *ctx = s->e->ctx;
-    loom_buf_t *src = &s->recv[q];
-    size_t n = 0;
-    const unsigned char *p = src->data, *end = src->data + src->len;
-    loom_ds_rec_t r;
-    while (ds_next_record(&p, end, &r) > 0)
-        n++;
-    loom_kvref_t *refs = malloc((n ? n : 1) * sizeof *refs);
-    if (!refs) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: grouping %zu records", n);
-    p = src->data;
-    for (size_t i = 0; i < n; i++) {
-        ds_next_record(&p, end, &r);
-        refs[i] = (loom_kvref_t){loom_sort_prefix(r.key, r.klen), r.key, r.val, r.klen, r.vlen, 0};
-    }
-    loom_sort_kvrefs(refs, n, 0);
+    loom_kvref_t *refs;
+    size_t n;
+    LOOM_TRY(ds_sorted_refs(ctx, &s->recv[q], 0, &refs, &n));
     loom_status_t st = LOOM_OK;
     if (s->d->kind == DS_COGROUP) {
         st = emit_cogroups(ctx, refs, n, dst);

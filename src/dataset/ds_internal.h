@@ -3,6 +3,7 @@
 #define LOOM_DS_INTERNAL_H
 
 #include "dataplane/dataplane.h"
+#include "kernels/sort.h"
 #include "loom/dataset.h"
 
 typedef enum ds_kind {
@@ -159,6 +160,10 @@ loom_status_t ds_prepare(loom_ds_t *d);
 void ds_action_done(loom_ds_t *d);
 /* Drop d's kept partitions (not for stored sources). */
 void ds_drop(loom_ds_t *d);
+/* A buffer's records as references sorted by key (then value, with by_value);
+ * *refs is the caller's to free. Thread-safe across buffers. */
+loom_status_t ds_sorted_refs(loom_ctx_t *ctx, const loom_buf_t *b, int by_value,
+                             loom_kvref_t **refs, size_t *n);
 /* Iterate the records of a kept buffer. */
 loom_status_t ds_buf_each(loom_ctx_t *ctx, const loom_buf_t *b, ds_sink_t *sink);
 loom_status_t ds_keep_alloc(loom_ds_t *d);
@@ -179,7 +184,6 @@ typedef struct ds_table {
     ds_slot_t *slot; /* hash and place together: one cache line per probe */
     size_t cap, n;
     loom_buf_t arena; /* records */
-    size_t garbage;   /* bytes of replaced records in the arena */
 } ds_table_t;
 
 /* Combine `val` into the key's value (insert when new). fn: the user's

@@ -133,8 +133,7 @@ loom_status_t ds_table_add(loom_ctx_t *ctx, ds_table_t *t, uint64_t h, const voi
     if (st == LOOM_OK && cap.len == old.vlen) {
         if (cap.len) memcpy(ov, cap.data, cap.len);
     } else if (st == LOOM_OK) {
-        /* the combined value has another length: append it, the old record is garbage */
-        t->garbage += old.klen + old.vlen;
+        /* the combined value has another length: append it (the old record stays unused) */
         st = place(ctx, t, j, h, key, klen, cap.data, cap.len);
     }
     loom_buf_free(&cap);

@@ -162,6 +162,10 @@ def checkpoints(work):
     args = ["ds-pagerank", g, "--iters", "150"]
     run(args + ["--out", ref])
     ck, out = os.path.join(work, "ck"), os.path.join(work, "stopped")
+    # a directory named like a checkpoint that Loom did not write: never removed
+    mine = os.path.join(ck, "ranks.999")
+    os.makedirs(mine)
+    open(os.path.join(mine, "notes.txt"), "w").write("not Loom's\n")
     p = subprocess.Popen(LAUNCH + [LOOM] + args + ["--out", out, "--checkpoint-dir", ck,
                          "--checkpoint-every", "3"], stderr=subprocess.PIPE)
     err = b""
@@ -188,6 +192,7 @@ def checkpoints(work):
     # a checkpoint of another computation is refused, naming both
     p = run(args + ["--out", out + "x", "--restart", ck, "--damping", "0.5"], expect_ok=False)
     assert p.returncode != 0 and b"not by this job" in p.stderr, p.stderr[-400:]
+    assert os.path.exists(os.path.join(mine, "notes.txt")), "a foreign directory was removed"
     print("ok SIGUSR1 -> checkpoint, exit 75; --restart here and at one rank")
 
 
