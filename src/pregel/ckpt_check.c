@@ -8,7 +8,8 @@ const char *loom_ckpt_check_ranges(int64_t superstep, int64_t nparts, int64_t n)
     if (superstep < 0 || superstep > LOOM_CKPT_MAX_SUPERSTEP)
         return "the superstep is out of range";
     if (n < 0) return "the vertex count is negative";
-    if (nparts < (n > 0) || nparts > LOOM_CKPT_MAX_PARTS || nparts > n + 1)
+    /* nparts >= 0 once the first test passes, so nparts - 1 cannot overflow (n + 1 can). */
+    if (nparts < (n > 0) || nparts > LOOM_CKPT_MAX_PARTS || nparts - 1 > n)
         return "the number of parts is out of range";
     return NULL;
 }

@@ -18,6 +18,7 @@ static void test_ranges(void)
     CU_ASSERT_PTR_NOT_NULL(loom_ckpt_check_ranges(0, -1, 10));
     CU_ASSERT_PTR_NOT_NULL(loom_ckpt_check_ranges(0, LOOM_CKPT_MAX_PARTS + 1, INT64_MAX));
     CU_ASSERT_PTR_NOT_NULL(loom_ckpt_check_ranges(0, 1, -5));
+    CU_ASSERT_PTR_NULL(loom_ckpt_check_ranges(0, 1, INT64_MAX)); /* n + 1 would overflow */
 }
 
 static void test_parts(void)
