@@ -22,7 +22,10 @@ extern "C" {
  * communicator, load the hwloc topology. When MPI is already initialised (a
  * library user's program) Loom neither re-initialises nor finalises it.
  * On failure *ctx is still a valid context holding the message (only an
- * allocation failure leaves *ctx NULL). Collective over MPI_COMM_WORLD. */
+ * allocation failure leaves *ctx NULL). A process started without a launcher (an MPI
+ * singleton) of Open MPI gets the ob1 PML unless OMPI_MCA_pml is set: it needs no
+ * network transport, and probing them doubles its start-up. Collective over
+ * MPI_COMM_WORLD. */
 loom_status_t loom_ctx_create(int *argc, char ***argv, loom_ctx_t **ctx);
 
 /* The status the process will exit with, told before loom_ctx_destroy. With

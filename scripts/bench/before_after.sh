@@ -21,8 +21,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${WORK:-/tmp/loom-bench-ba}
 WC_WORK=${WC_WORK:-/tmp/loom-bench-wc}
 mkdir -p "$WORK"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+. "$HERE/../one-node.sh"
 
 if [ ! -f "$WC_WORK/corpus/.done" ]; then
     # wordcount.sh builds the corpus (the Linux source, concatenated) on its first run

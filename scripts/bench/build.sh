@@ -14,8 +14,7 @@ REPS=${2:-5}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 LOOM=${LOOM:-$ROOT/build/loom}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
+. "$HERE/../one-node.sh"
 [ -x "$LOOM" ] || { echo "build.sh: no loom binary at $LOOM (set LOOM)" >&2; exit 2; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

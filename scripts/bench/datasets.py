@@ -14,10 +14,12 @@ networkx convention, ds-pagerank Spark's: the per-iteration work is the same (ev
 carries one contribution). Word count: end-to-end seconds of the whole command. Prints
 median and min-max over --reps; machine facts first.
 """
-import argparse, json, os, platform, statistics, subprocess, time
+import argparse, json, os, platform, statistics, subprocess, sys, time
 
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from one_node import one_node_env  # noqa: E402
+
+ENV = one_node_env()
 
 
 def launch(np_, loom):

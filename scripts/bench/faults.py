@@ -23,8 +23,10 @@ Whole-command wall time (MPI start-up included) and the job's own time; median a
 import argparse, glob, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_pml="ob1", OMPI_MCA_btl="self,sm", OMP_NUM_THREADS="1")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from one_node import one_node_env  # noqa: E402
+
+ENV = one_node_env(OMPI_MCA_btl="self,sm", OMP_NUM_THREADS="1")
 KILLED_AT = re.compile(r"kills itself in \S+ \d+ at ([0-9.]+)")
 
 

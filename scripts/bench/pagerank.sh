@@ -20,8 +20,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 LOOM=${LOOM:-$ROOT/build/loom}
 WORK=${WORK:-/tmp/loom-bench-pr}
 mkdir -p "$WORK"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
+. "$HERE/../one-node.sh"
 [ -x "$LOOM" ] || { echo "pagerank.sh: no loom binary at $LOOM (set LOOM)" >&2; exit 2; }
 
 GB=$WORK/gb_pagerank

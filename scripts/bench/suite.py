@@ -49,6 +49,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from one_node import one_node_env  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BEGIN, END = "<!-- suite:begin -->", "<!-- suite:end -->"
@@ -68,11 +71,7 @@ def sh(cmd):
 
 
 def mpi_env(threads):
-    e = dict(os.environ)
-    e.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-             OMPI_MCA_btl_vader_single_copy_mechanism="none",
-             OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS=str(threads))
-    return e
+    return one_node_env(OMP_NUM_THREADS=str(threads))
 
 
 def loadavg():

@@ -24,8 +24,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 LOOM=${LOOM:-$ROOT/build/loom}
 WORK=${WORK:-/tmp/loom-bench-wc}
 mkdir -p "$WORK"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+. "$HERE/../one-node.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ -x "$LOOM" ] || { echo "wordcount.sh: no loom binary at $LOOM (set LOOM)" >&2; exit 2; }
 

@@ -8,6 +8,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from one_node import one_node_env  # noqa: E402
+
 # ---------------------------------------------------------------- running loom
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,11 +30,7 @@ def find_loom(given=None):
 
 def mpi_env():
     """The environment for mpiexec here: root allowed, oversubscription, one thread per rank."""
-    env = dict(os.environ)
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_btl_vader_single_copy_mechanism="none",
-               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
-    return env
+    return one_node_env(OMP_NUM_THREADS="1")
 
 
 # ---------------------------------------------------------------- memory
