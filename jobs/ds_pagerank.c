@@ -8,7 +8,8 @@
 #include "loom/loom.h"
 
 static const loom_option_t options[] = {
-    {"out", LOOM_OPT_STRING, NULL, "output directory: vertex<TAB>score lines", NULL, 0, 0, 0},
+    {"out", LOOM_OPT_STRING, NULL,
+     "output directory (vertex<TAB>score lines) or FILE.h5 (/keys, /values)", NULL, 0, 0, 0},
     {"overwrite", LOOM_OPT_FLAG, NULL, "replace an earlier Loom output at --out", NULL, 0, 0, 0},
     {"iters", LOOM_OPT_INT, "10", "iterations", NULL, 1, 1, 1e6},
     {"damping", LOOM_OPT_DOUBLE, "0.85", "damping factor", NULL, 1, 0, 1},
@@ -203,8 +204,7 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         ranks = loom_ds_name(loom_ds_map_values(sums, update, &steps[i]), "ranks");
     }
     if (st == LOOM_OK)
-        st = loom_ds_save_text(loom_ds_map(ranks, as_text, NULL), out,
-                               loom_opt_flag(opts, "overwrite"));
+        st = loom_ds_save(loom_ds_map(ranks, as_text, NULL), out, loom_opt_flag(opts, "overwrite"));
     /* the iterations and the save (Spark's convention runs them all in the save) */
     if (st == LOOM_OK && iters > first)
         loom_summary_double(ctx, "seconds_per_iteration",

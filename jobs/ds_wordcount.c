@@ -23,7 +23,8 @@ static loom_status_t as_text(const loom_ds_rec_t *r, loom_ds_out_t *out, void *u
 }
 
 static const loom_option_t options[] = {
-    {"out", LOOM_OPT_STRING, NULL, "output directory (part files, _SUCCESS)", NULL, 0, 0, 0},
+    {"out", LOOM_OPT_STRING, NULL, "output directory (part files, _SUCCESS) or FILE.h5", NULL, 0, 0,
+     0},
     {"overwrite", LOOM_OPT_FLAG, NULL, "replace an earlier Loom output at --out", NULL, 0, 0, 0},
     LOOM_DS_OPTION_ROWS,
     {NULL, LOOM_OPT_END, NULL, NULL, NULL, 0, 0, 0},
@@ -44,8 +45,8 @@ static loom_status_t run(loom_ctx_t *ctx, const loom_opts_t *opts)
         loom_ds_t *lines = loom_ds_text(e, inputs, n);
         loom_ds_t *counts =
             loom_ds_reduce_by_key(loom_ds_flat_map(lines, words, NULL), loom_ds_sum_u64, NULL, 0);
-        st = loom_ds_save_text(loom_ds_map(counts, as_text, NULL), out,
-                               loom_opt_flag(opts, "overwrite"));
+        st =
+            loom_ds_save(loom_ds_map(counts, as_text, NULL), out, loom_opt_flag(opts, "overwrite"));
         loom_ds_engine_destroy(&e);
     }
     free(inputs);

@@ -152,6 +152,20 @@ loom_ds_t *loom_ds_range(loom_ds_engine_t *e, uint64_t n, int parts);
  * nothing). Read when made (collective over the job): a read error is
  * returned by the next action. With `undirected`, both directions of every edge. */
 loom_ds_t *loom_ds_edges(loom_ds_engine_t *e, const char *graph, int undirected);
+/* How the 8-byte values of loom_ds_h5 hold the elements. */
+typedef enum loom_ds_num {
+    LOOM_DS_INT64 = 0,  /* signed integers of any width, as int64_t */
+    LOOM_DS_UINT64 = 1, /* unsigned integers of any width, as uint64_t */
+    LOOM_DS_DOUBLE = 2, /* floats of any width, as double */
+} loom_ds_num_t;
+/* The elements of a 1-D numeric HDF5 dataset, `spec` = FILE:/DATASET (e.g. x.h5:/g/x):
+ * key = the element's index, value = the element, both 8 bytes (*kind, may be NULL, says
+ * how the value holds it), in `parts` contiguous index ranges (0: the engine's default),
+ * each read by its owner with independent hyperslab reads when an action needs it (and
+ * again for a partition lost with its worker). Collective: rank 0 checks the dataset when
+ * made; a missing file or dataset, one that is not 1-D, or not of integers or floats
+ * fails the next action with one message naming file and dataset. */
+loom_ds_t *loom_ds_h5(loom_ds_engine_t *e, const char *spec, int parts, loom_ds_num_t *kind);
 /* Rank 0's records (records[i] of n; other ranks' arguments are ignored),
  * spread over `parts` partitions in order. Collective. */
 loom_ds_t *loom_ds_parallelize(loom_ds_engine_t *e, const loom_ds_rec_t *records, size_t n,
@@ -270,6 +284,12 @@ loom_status_t loom_ds_fold(loom_ds_t *d, const void *zero, size_t zlen, loom_ds_
  * the value is empty); key and value are written as bytes, so map them to text
  * first. `overwrite` may replace an earlier Loom output. */
 loom_status_t loom_ds_save_text(loom_ds_t *d, const char *dir, int overwrite);
+/* loom_ds_save_text, or for a `path` ending in .h5 or .hdf5 one HDF5 file (atomically, like
+ * a directory) holding the same lines as two 1-D variable-length string datasets of equal
+ * length, /keys and /values, in partition order (include/loom/output.h). A key holding a
+ * TAB, newline or NUL byte, or a value holding a newline or NUL byte, cannot be such a
+ * line and fails the action (LOOM_ERR_FORMAT, no output). */
+loom_status_t loom_ds_save(loom_ds_t *d, const char *path, int overwrite);
 
 /* ------------------------------------------------------------------ checkpoints
  *

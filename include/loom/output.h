@@ -49,6 +49,36 @@ const char *loom_output_path(const loom_output_t *out);
  * temporary. Returns the agreed status. Frees *out and sets it to NULL. */
 loom_status_t loom_output_end(loom_ctx_t *ctx, loom_output_t **out, loom_status_t st);
 
+/* ------------------------------------------------------------------ HDF5 outputs of lines
+ *
+ * An output named *.h5 or *.hdf5 is one HDF5 file holding two 1-D variable-length string
+ * datasets of equal length, /keys and /values: the lines the job would have written as
+ * part files, in partition order, each split at its first TAB (LOOM_LINES_KV), or all key
+ * (LOOM_LINES_KEY: values are "") or all value (LOOM_LINES_VALUE: keys are ""). Strings end
+ * at a NUL byte; h5py reads them as bytes objects. The part files go to a directory
+ * beside the output's temporary (begun without LOOM_OUTPUT_DIR), then rank 0 writes the
+ * temporary file from them, which loom_output_end renames into place. */
+
+typedef enum loom_lines { LOOM_LINES_KV, LOOM_LINES_KEY, LOOM_LINES_VALUE } loom_lines_t;
+typedef struct loom_output_parts loom_output_parts_t;
+
+/* 1 when `path` names an HDF5 output (*.h5, *.hdf5). */
+int loom_output_is_h5(const char *path);
+/* Collective over `comm`: rank 0 creates `<temporary>.parts` (registered for removal on a
+ * signal) and every rank learns its name. Fails with LOOM_ERR_IO or LOOM_ERR_NOMEM;
+ * *parts is then still to be passed to loom_output_parts_end. */
+loom_status_t loom_output_parts_begin(loom_ctx_t *ctx, MPI_Comm comm, const loom_output_t *out,
+                                      loom_output_parts_t **parts);
+/* Where part file p goes: `<dir>/part-%05d`. Borrowed. */
+const char *loom_output_parts_dir(const loom_output_parts_t *parts);
+/* Collective: agree on `st`; on success rank 0 reads part-00000 .. part-<nparts - 1> (a
+ * missing one is empty) into the output's temporary as above. The part directory is
+ * removed either way. Returns the agreed status (LOOM_ERR_IO naming the file on a write
+ * failure); call loom_output_end with it. Frees *parts and sets it to NULL (NULL: returns st). */
+loom_status_t loom_output_parts_end(loom_ctx_t *ctx, MPI_Comm comm, const loom_output_t *out,
+                                    loom_output_parts_t **parts, int nparts, loom_lines_t mode,
+                                    loom_status_t st);
+
 /* ------------------------------------------------------------------ scratch directories */
 
 /* A job's directory for intermediate files that every rank reads and writes

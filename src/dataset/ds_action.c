@@ -395,11 +395,19 @@ typedef struct text_sink {
     loom_ctx_t *ctx;
     FILE *f;
     const char *path;
+    int lines; /* HDF5: every record must make one line */
 } text_sink_t;
 
 static loom_status_t text_put(ds_sink_t *s, const loom_ds_rec_t *r)
 {
     text_sink_t *t = (text_sink_t *)s;
+    if (t->lines &&
+        (memchr(r->key, '\t', r->klen) || memchr(r->key, '\n', r->klen) ||
+         memchr(r->key, 0, r->klen) || memchr(r->val, '\n', r->vlen) || memchr(r->val, 0, r->vlen)))
+        return LOOM_ERROR(t->ctx, LOOM_ERR_FORMAT,
+                          "save: a record cannot be a line of the HDF5 output (a TAB, newline or "
+                          "NUL byte in its key, or a newline or NUL byte in its value); map it "
+                          "to text first");
     int ok = fwrite(r->key, 1, r->klen, t->f) == r->klen;
     if (r->vlen) ok = ok && fputc('\t', t->f) != EOF && fwrite(r->val, 1, r->vlen, t->f) == r->vlen;
     ok = ok && fputc('\n', t->f) != EOF;
@@ -408,16 +416,17 @@ static loom_status_t text_put(ds_sink_t *s, const loom_ds_rec_t *r)
     return LOOM_OK;
 }
 
-static loom_status_t save_text_once(loom_ds_t *d, const char *dir, int overwrite)
+static loom_status_t save_once(loom_ds_t *d, const char *dir, int overwrite, int h5)
 {
     if (!d) return LOOM_ERR_NOMEM;
     loom_ctx_t *ctx = d->e->ctx;
     loom_output_t *out = NULL;
+    loom_output_parts_t *parts = NULL;
     loom_status_t st = loom_agree(ctx, loom_comm(ctx), d->e->err);
     if (st != LOOM_OK) return st;
     /* the target is checked before any work; its temporary is made once the
      * stages have run, so that a job killed while computing leaves nothing */
-    unsigned flags = LOOM_OUTPUT_DIR | (overwrite ? LOOM_OUTPUT_OVERWRITE : 0u);
+    unsigned flags = (h5 ? 0u : LOOM_OUTPUT_DIR) | (overwrite ? LOOM_OUTPUT_OVERWRITE : 0u);
     st = loom_output_check(ctx, loom_comm(ctx), dir, flags, (const char *const *)d->e->files,
                            (int)d->e->nfiles);
     if (st != LOOM_OK) return st;
@@ -426,30 +435,33 @@ static loom_status_t save_text_once(loom_ds_t *d, const char *dir, int overwrite
     if (st != LOOM_OK) return st;
     st = loom_output_begin(ctx, loom_comm(ctx), dir, flags, &out);
     if (st != LOOM_OK) return st;
+    if (h5) st = loom_output_parts_begin(ctx, loom_comm(ctx), out, &parts);
+    const char *where = h5 ? loom_output_parts_dir(parts) : loom_output_path(out);
     loom_timer_start(ctx, "ds_save");
     char *path = NULL;
     for (int p = 0; p < d->nparts && st == LOOM_OK; p++) {
         if (!ds_mine(d, p)) continue;
-        size_t n = strlen(loom_output_path(out)) + 32;
+        size_t n = strlen(where) + 32;
         free(path);
         path = malloc(n);
         if (!path) {
             st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
             break;
         }
-        snprintf(path, n, "%s/part-%05d", loom_output_path(out), p);
+        snprintf(path, n, "%s/part-%05d", where, p);
         FILE *f = fopen(path, "w");
         if (!f) {
             st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
             break;
         }
-        text_sink_t ts = {{text_put}, ctx, f, path};
+        text_sink_t ts = {{text_put}, ctx, f, path, h5};
         st = ds_pull(d, p, &ts.base);
         if (fclose(f) != 0 && st == LOOM_OK)
             st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     }
     free(path);
     loom_timer_stop(ctx, "ds_save");
+    st = loom_output_parts_end(ctx, loom_comm(ctx), out, &parts, d->nparts, LOOM_LINES_KV, st);
     st = loom_output_end(ctx, &out, st);
     if (st == LOOM_OK) ds_action_done(d);
     return st;
@@ -503,7 +515,16 @@ loom_status_t loom_ds_reduce(loom_ds_t *d, loom_ds_combine_fn fn, void *user, vo
 loom_status_t loom_ds_save_text(loom_ds_t *d, const char *dir, int overwrite)
 {
     loom_status_t st;
-    while (ds_again(d, (st = save_text_once(d, dir, overwrite), &st)))
+    while (ds_again(d, (st = save_once(d, dir, overwrite, 0), &st)))
+        ;
+    return st;
+}
+
+loom_status_t loom_ds_save(loom_ds_t *d, const char *path, int overwrite)
+{
+    loom_status_t st;
+    int h5 = loom_output_is_h5(path);
+    while (ds_again(d, (st = save_once(d, path, overwrite, h5), &st)))
         ;
     return st;
 }

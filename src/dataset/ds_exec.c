@@ -299,10 +299,11 @@ loom_status_t ds_pull(loom_ds_t *d, int p, ds_sink_t *sink)
     case DS_CKPT:
         LOOM_TRY(ds_ckpt_load(d, p));
         return ds_buf_each(ctx, &d->part[p], sink);
+    case DS_H5:
+        return ds_h5_pull(d, p, sink);
     case DS_RANGE: {
-        uint64_t lo = (uint64_t)((unsigned __int128)d->range_n * (unsigned)p / (unsigned)d->nparts);
-        uint64_t hi =
-            (uint64_t)((unsigned __int128)d->range_n * (unsigned)(p + 1) / (unsigned)d->nparts);
+        uint64_t lo, hi;
+        ds_part_range(d->range_n, p, d->nparts, &lo, &hi);
         for (uint64_t i = lo; i < hi; i++) {
             loom_ds_rec_t r = {&i, 8, "", 0};
             LOOM_TRY(sink->put(sink, &r));

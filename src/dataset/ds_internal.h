@@ -10,6 +10,7 @@ typedef enum ds_kind {
     /* sources */
     DS_TEXT = 1, /* line-aligned byte ranges of files */
     DS_RANGE,    /* 0 .. n-1 */
+    DS_H5,       /* the elements of a 1-D numeric HDF5 dataset, read by ranges */
     DS_STORED,   /* partitions given when made (edges, parallelize): kept for good */
     DS_CKPT,     /* a checkpoint: partitions in memory or in its files */
     /* narrow */
@@ -73,10 +74,12 @@ struct loom_ds {
     int nlost;
     /* sources */
     uint64_t range_n;
-    int dim; /* text vectors: numbers per line (the parser's argument) */
+    int dim;    /* text vectors: numbers per line (the parser's argument) */
+    int h5kind; /* DS_H5: loom_ds_num_t of the elements */
     ds_split_t *splits;
     char *ckpt_path; /* DS_CKPT: the checkpoint's directory */
-    char *source;    /* edges: the graph, read again for partitions lost with a worker */
+    char *source;    /* edges: the graph, read again for partitions lost with a worker;
+                        DS_H5: FILE:/DATASET */
     void *bindex;    /* broadcast join: every record of the small side, indexed (workers) */
     int undirected;
     loom_buf_t given; /* parallelize: rank 0 keeps the records, to hand out again */
@@ -240,6 +243,13 @@ extern _Thread_local uint64_t ds_cur_off;
 
 /* Push split p of a text source. */
 loom_status_t ds_text_pull(loom_ds_t *d, int p, ds_sink_t *sink);
+loom_status_t ds_h5_pull(loom_ds_t *d, int p, ds_sink_t *sink);
+/* The elements [*lo, *hi) of partition p when n are cut into nparts contiguous ranges. */
+static inline void ds_part_range(uint64_t n, int p, int nparts, uint64_t *lo, uint64_t *hi)
+{
+    *lo = (uint64_t)((unsigned __int128)n * (unsigned)p / (unsigned)nparts);
+    *hi = (uint64_t)((unsigned __int128)n * (unsigned)(p + 1) / (unsigned)nparts);
+}
 /* Partition p of d was just filled in part[p]: count it, and move it to its
  * spill file when d is kept on disk (or past the memory budget). Thread-safe
  * across partitions. */

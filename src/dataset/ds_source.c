@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "dataset/ds_internal.h"
+#include "io/elements.h"
 #include "io/inputs.h"
 #include "io/textsplit.h"
 #include "loom/graph.h"
@@ -150,6 +151,64 @@ loom_ds_t *loom_ds_range(loom_ds_engine_t *e, uint64_t n, int parts)
     loom_ds_t *d = ds_node(e, DS_RANGE, "range", NULL, NULL, parts);
     if (d) d->range_n = n;
     return d;
+}
+
+/* ------------------------------------------------------------------ HDF5 elements */
+
+loom_ds_t *loom_ds_h5(loom_ds_engine_t *e, const char *spec, int parts, loom_ds_num_t *kind)
+{
+    loom_ds_t *d = ds_node(e, DS_H5, "hdf5", NULL, NULL, parts);
+    if (!d) return d;
+    loom_ctx_t *ctx = e->ctx;
+    uint64_t info[2] = {0, 0}; /* elements, kind */
+    loom_status_t st = LOOM_OK;
+    if (!(d->source = strdup(spec))) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    } else if (!loom_h5_elements_spec(spec)) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                        "%s: expected FILE:/DATASET, a 1-D numeric dataset of an HDF5 file", spec);
+    } else if (loom_rank(ctx) == 0) {
+        loom_elem_kind_t k = LOOM_ELEM_I64;
+        st = loom_h5_elements_info(ctx, spec, &info[0], &k);
+        info[1] = (uint64_t)k;
+    }
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK)
+        LOOM_MPI_GOTO(ctx, st, MPI_Bcast(info, 2, MPI_UINT64_T, 0, loom_comm(ctx)), out);
+out:
+    if (st != LOOM_OK) {
+        ds_fail(e, st);
+        return d;
+    }
+    d->range_n = info[0];
+    d->h5kind = (int)info[1];
+    if (kind) *kind = (loom_ds_num_t)info[1];
+    return d;
+}
+
+loom_status_t ds_h5_pull(loom_ds_t *d, int p, ds_sink_t *sink)
+{
+    enum { CHUNK = 1 << 16 }; /* elements per hyperslab read */
+    loom_ctx_t *ctx = d->e->ctx;
+    uint64_t lo, hi;
+    ds_part_range(d->range_n, p, d->nparts, &lo, &hi);
+    uint64_t *v = malloc((size_t)CHUNK * sizeof *v);
+    if (!v) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    loom_status_t st = LOOM_OK;
+    for (uint64_t at = lo; at < hi && st == LOOM_OK;) {
+        uint64_t c = hi - at < CHUNK ? hi - at : CHUNK;
+        loom_elem_kind_t k;
+        st = loom_h5_elements_read(ctx, d->source, at, c, v, &k);
+        if (st == LOOM_OK && (int)k != d->h5kind)
+            st = LOOM_ERROR(ctx, LOOM_ERR_FORMAT, "%s: the element type changed while read",
+                            d->source);
+        for (uint64_t i = 0; i < c && st == LOOM_OK; i++, at++) {
+            loom_ds_rec_t r = {&at, 8, &v[i], 8};
+            st = sink->put(sink, &r);
+        }
+    }
+    free(v);
+    return st;
 }
 
 /* ------------------------------------------------------------------ stored sources */

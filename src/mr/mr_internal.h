@@ -226,14 +226,6 @@ loom_status_t mr_input_count(loom_ctx_t *ctx, const char *spec, uint64_t *n);
 loom_status_t mr_input_read(loom_ctx_t *ctx, const char *spec, uint64_t first, uint64_t count,
                             loom_buf_t *out);
 
-/* HDF5 output (mr_h5out.c): is `path` an HDF5 output name (*.h5, *.hdf5)? */
-int mr_output_is_h5(const char *path);
-/* Rank 0: the text lines of dir/part-* (partition order) split at their first
- * TAB into the string datasets /keys and /values of a new file h5path. */
-loom_status_t mr_h5_from_parts(mr_engine_t *eng, const char *dir, const char *h5path);
-/* Delete dir/part-00000 ... and dir itself. */
-void mr_parts_remove(const char *dir, int nparts);
-
 /* ------------------------------------------------------------------ phases */
 
 /* The map phase: every rank takes part in the protocol; the master hands out

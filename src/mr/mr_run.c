@@ -713,7 +713,7 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     mr_store_t acc;
     recvside_t rs = {0};
     int acc_init = 0;
-    char *partdir = NULL;
+    loom_output_parts_t *parts = NULL;
     loom_status_t st = engine_init(&eng, ctx, job);
     st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK) goto done;
@@ -725,23 +725,13 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     if (st == LOOM_OK && job->range_partition) st = mr_sample_bounds(&eng);
     loom_timer_stop(ctx, "plan");
     if (st != LOOM_OK) goto done;
-    int h5out = mr_output_is_h5(job->output);
+    int h5out = loom_output_is_h5(job->output);
     unsigned flags = (h5out ? 0 : LOOM_OUTPUT_DIR) | (job->overwrite ? LOOM_OUTPUT_OVERWRITE : 0);
     LOOM_TRY_GOTO(st, check_output(&eng, flags), done);
     LOOM_TRY_GOTO(st, loom_output_begin(ctx, comm, job->output, flags, &out), done);
-    if (h5out) {
-        /* part files go to a directory beside the temporary file, then into it */
-        size_t n = strlen(loom_output_path(out)) + 8;
-        partdir = malloc(n);
-        if (partdir) snprintf(partdir, n, "%s.parts", loom_output_path(out));
-        if (!partdir)
-            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-        else if (loom_rank(ctx) == 0 && mkdir(partdir, 0777) != 0)
-            st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", partdir, strerror(errno));
-        st = loom_agree(ctx, comm, st);
-        if (st != LOOM_OK) goto finish;
-    }
-    const char *dir = h5out ? partdir : loom_output_path(out);
+    /* HDF5: part files go to a directory beside the temporary file, then into it */
+    if (h5out && (st = loom_output_parts_begin(ctx, comm, out, &parts)) != LOOM_OK) goto finish;
+    const char *dir = h5out ? loom_output_parts_dir(parts) : loom_output_path(out);
 
     eng.ts = calloc((size_t)(eng.ntasks ? eng.ntasks : 1), sizeof *eng.ts);
     eng.committed = malloc((size_t)(eng.ntasks ? eng.ntasks : 1) * sizeof *eng.committed);
@@ -753,11 +743,14 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     acc_init = 1;
     st = run_phases(&eng, &acc, &rs, dir);
     comm = loom_comm(ctx); /* a recovery replaces it */
-    if (st == LOOM_OK && loom_rank(ctx) == 0 && h5out)
-        st = mr_h5_from_parts(&eng, partdir, loom_output_path(out));
 finish:
-    if (partdir && loom_rank(ctx) == 0) mr_parts_remove(partdir, eng.nparts);
-    free(partdir);
+    if (parts) {
+        static const loom_lines_t lines[] = {[LOOM_MR_OUT_KV] = LOOM_LINES_KV,
+                                             [LOOM_MR_OUT_KEY] = LOOM_LINES_KEY,
+                                             [LOOM_MR_OUT_VALUE] = LOOM_LINES_VALUE};
+        st = loom_output_parts_end(ctx, loom_comm(ctx), out, &parts, eng.nparts,
+                                   lines[job->output_mode], st);
+    }
     if (acc_init) mr_store_free(&acc);
     recvside_free(&rs, eng.nparts);
     st = loom_output_end(ctx, &out, st);

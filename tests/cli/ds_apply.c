@@ -3,7 +3,9 @@
  * lines "KEYHEX<TAB>VALUEHEX" (any bytes, empty ones too); output lines are the same, a
  * group's or cogroup's values as sorted comma lists.
  *
- *   ds_apply OP OUT A [B]      (under mpiexec; OP names the transformation) */
+ *   ds_apply OP OUT A [B]      (under mpiexec; OP names the transformation)
+ *   ds_apply h5 OUT FILE:/DS   the elements of a 1-D HDF5 dataset (loom_ds_h5), unchanged
+ * An OUT ending in .h5 is saved as HDF5 (loom_ds_save). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,12 +219,15 @@ int main(int argc, char **argv)
     loom_ds_engine_t *e = NULL;
     st = loom_ds_engine_create(ctx, &cfg, &e);
     if (st == LOOM_OK) {
-        loom_ds_t *a = loom_ds_map(loom_ds_text(e, &in_a, 1), parse, NULL);
-        loom_ds_t *b = loom_ds_map(loom_ds_text(e, &in_b, 1), parse, NULL);
+        int h5 = !strcmp(op, "h5");
+        loom_ds_t *a = h5 ? NULL : loom_ds_map(loom_ds_text(e, &in_a, 1), parse, NULL);
+        loom_ds_t *b = h5 ? NULL : loom_ds_map(loom_ds_text(e, &in_b, 1), parse, NULL);
         loom_ds_t *r = NULL;
         long mode = 0;
         static const uint64_t zero[2] = {0, 0};
-        if (!strcmp(op, "filter"))
+        if (h5)
+            r = loom_ds_h5(e, in_a, 3, NULL);
+        else if (!strcmp(op, "filter"))
             r = loom_ds_filter(a, even_value, NULL);
         else if (!strcmp(op, "flat_map"))
             r = loom_ds_flat_map(a, bytes_of_value, NULL);
@@ -257,7 +262,7 @@ int main(int argc, char **argv)
         else
             st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "unknown operation %s", op);
         if (st == LOOM_OK)
-            st = loom_ds_save_text(loom_ds_map(r, as_text, (void *)(intptr_t)mode), out, 1);
+            st = loom_ds_save(loom_ds_map(r, as_text, (void *)(intptr_t)mode), out, 1);
         loom_ds_engine_destroy(&e);
     }
     if (st != LOOM_OK) loom_error_report(ctx);

@@ -53,6 +53,15 @@ def wordcount(work):
             diff = [k for k in set(got) | set(ref) if got.get(k) != ref.get(k)][:5]
             sys.exit("FAIL ds-wordcount %r: %d words vs %d; differences %r" % (extra, len(got), len(ref), diff))
         print("ok ds-wordcount", extra, len(got), "words")
+    # one HDF5 file: /keys and /values as h5py reads them
+    import h5py
+    out = os.path.join(work, "wc.h5")
+    run(["ds-wordcount"] + files + ["--out", out])
+    with h5py.File(out, "r") as h:
+        got = {k: int(v) for k, v in zip(h["keys"][:], h["values"][:])}
+    if got != dict(ref) or len(h5py.File(out, "r")["keys"]) != len(ref):
+        sys.exit("FAIL ds-wordcount --out wc.h5: %d words vs %d" % (len(got), len(ref)))
+    print("ok ds-wordcount --out wc.h5", len(got), "words")
 
 
 def edges_of(path):

@@ -5,7 +5,7 @@ any bytes (hex in the files), inputs split into many small partitions. The helpe
 ds_apply (tests/cli/ds_apply.c) applies one transformation and saves the result; the
 model below computes the same from the same records. Results compare as multisets
 (sort_by_key: also the order across the part files)."""
-import collections, glob, os, random, shlex, shutil, subprocess, sys
+import collections, glob, os, random, shlex, shutil, struct, subprocess, sys
 
 APPLY = os.environ["LOOM_DS_APPLY"]
 LAUNCH = shlex.split(os.environ.get("LOOM_MPIEXEC", ""))
@@ -90,6 +90,56 @@ def result(out):
     return lines
 
 
+def hdf5(work):
+    """loom_ds_h5 against what h5py wrote (key = index, value = the element's 8 bytes), saved
+    as part files and as HDF5 (loom_ds_save, read back with h5py); bad datasets refused."""
+    import h5py
+    import numpy as np
+    rng = np.random.default_rng(7)
+    f = os.path.join(work, "in.h5")
+    data = {"i64": (rng.integers(-2**62, 2**62, 3000, dtype=np.int64), "<q"),
+            "f32": (rng.standard_normal(1001).astype(np.float32), "<d"),
+            "u8": (rng.integers(0, 255, 17, dtype=np.uint8), "<Q"),
+            "empty": (np.zeros(0, dtype=np.int32), "<q")}
+    with h5py.File(f, "w") as h:
+        for name, (x, _) in data.items():
+            h.create_dataset("g/" + name, data=x)
+        h["matrix"] = np.zeros((3, 3))
+        h["names"] = np.array([b"a", b"b"])
+    bad = 0
+    for name, (x, fmt) in data.items():
+        want = [(struct.pack("<Q", i).hex(), struct.pack(fmt, v.item()).hex())
+                for i, v in enumerate(x)]
+        out, outh5 = os.path.join(work, "h5-" + name), os.path.join(work, "h5-%s.h5" % name)
+        for o in (out, outh5):
+            p = subprocess.run(LAUNCH + [APPLY, "h5", o, "%s:/g/%s" % (f, name)], capture_output=True,
+                               timeout=300)
+            if p.returncode != 0:
+                print("FAIL h5 %s -> %s: exit %d\n%s" % (name, o, p.returncode, p.stderr.decode()[-800:]))
+                bad += 1
+                continue
+            if o == out:
+                got = result(out)
+            else:
+                with h5py.File(o, "r") as h:
+                    got = [(k.decode(), v.decode()[1:]) for k, v in zip(h["keys"][:], h["values"][:])]
+            if got != want:
+                print("FAIL h5 %s -> %s: %d records, %d expected" % (name, o, len(got), len(want)))
+                bad += 1
+                continue
+            print("ok loom_ds_h5 %s -> %s: %d records" % (name, os.path.basename(o), len(got)))
+    for spec, why in (("/matrix", "dimensions"), ("/nope", "no dataset"), ("/names", "not numeric")):
+        o = os.path.join(work, "h5-bad.h5")
+        p = subprocess.run(LAUNCH + [APPLY, "h5", o, f + ":" + spec], capture_output=True, timeout=300)
+        err = p.stderr.decode()
+        if p.returncode == 0 or why not in err or os.path.exists(o):
+            print("FAIL h5 %s: exit %d, %r" % (spec, p.returncode, err[-400:]))
+            bad += 1
+        else:
+            print("ok loom_ds_h5 %s refused: %s" % (spec, err.strip().splitlines()[-1][:120]))
+    return bad
+
+
 def main():
     work = os.path.join(TMP, "ds_model_np%d" % NP)
     shutil.rmtree(work, ignore_errors=True)
@@ -131,6 +181,7 @@ def main():
                 bad += 1
                 continue
         print("ok %s: %d records" % (op, len(got)))
+    bad += hdf5(work)
     shutil.rmtree(work, ignore_errors=True)
     if bad:
         sys.exit("%d transformation(s) differ from the model" % bad)

@@ -2,6 +2,7 @@
  * from the same random records: skewed keys (one key holds a third of the records), empty keys
  * and values, more partitions than records (empty partitions), an empty dataset. Results are
  * compared as sorted multisets of records (group values sorted within their group). */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,6 +416,24 @@ static void test_empty(void)
     loom_ds_engine_destroy(&e);
 }
 
+/* An HDF5 save of records that cannot be text lines (8-byte keys hold NUL bytes) fails
+ * everywhere with LOOM_ERR_FORMAT and leaves no file, no temporary. */
+static void test_save_h5_refused(void)
+{
+    loom_ds_engine_t *e = engine(0);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/range.h5", loom_test_tmpdir());
+    CU_ASSERT(loom_ds_save(loom_ds_range(e, 100, 3), path, 0) == LOOM_ERR_FORMAT);
+    loom_error_clear(loom_test_ctx);
+    MPI_Barrier(loom_comm(loom_test_ctx)); /* rank 0 removes the temporary after agreeing */
+    CU_ASSERT(access(path, F_OK) != 0);
+    DIR *dir = opendir(loom_test_tmpdir()); /* no temporary, no part directory */
+    for (struct dirent *de; dir && (de = readdir(dir));)
+        CU_ASSERT(strncmp(de->d_name, ".range.h5", 9) != 0);
+    if (dir) closedir(dir);
+    loom_ds_engine_destroy(&e);
+}
+
 /* A user function that fails on one record: the action fails on every rank. */
 static loom_status_t fails_on_hot(const loom_ds_rec_t *r, loom_ds_out_t *out, void *user)
 {
@@ -724,6 +743,7 @@ static void register_suites(void)
         {"sort_by_key, filter, union", test_sort_and_narrow},
         {"empty datasets and partitions", test_empty},
         {"a failing user function", test_failure_agreed},
+        {"an HDF5 save of records that are not lines", test_save_h5_refused},
         {"a dropped partition recomputed", test_drop_recompute},
         {"aggregate_by_key, cogroup, repartition, key_by, take, top, sample, fold", test_more_ops},
         {"partitions kept on disk and past the memory budget", test_storage},
