@@ -326,8 +326,9 @@ loom_status_t loom_ds_interrupted(loom_ds_engine_t *e, int64_t step);
      NULL, 1, 0, 1e6}, \
     {"split-size", LOOM_OPT_SIZE, "32M", "bytes of text per source partition", NULL, 1, 4096, \
      1.8e19}, \
-    {"memory", LOOM_OPT_SIZE, "1G", "budget per rank: a shuffle round's buffers, and partitions " \
-     "kept in memory (past it, shuffle output and memory-and-disk datasets go to disk)", NULL, \
+    {"memory", LOOM_OPT_SIZE, "1G", "budget per rank: a shuffle routes in rounds of a quarter " \
+     "of it and spills received records past another quarter; kept partitions past it (shuffle " \
+     "output, memory-and-disk datasets) go to disk", NULL, \
      1, 65536, 1.8e19}, \
     {"explain", LOOM_OPT_FLAG, NULL, "print each action's lineage and stages (stderr)", NULL, 0, \
      0, 0}, \

@@ -3,11 +3,12 @@
 they agree, then timings alternating the systems.
 
 Usage: /usr/bin/python3 scripts/spark/ds_compare.py [--loom build/release/loom]
-       [--scales 16,18] [--points 400000] [--dim 10] [--iters 10] [--reps 3]
+       [--scales 18,20] [--points 400000] [--dim 10] [--iters 10] [--reps 3]
        [--out-dir bench-out/ds-spark]
 
 Check (small inputs): `loom ds-pagerank --convention spark` against Spark's example program
-(scripts/spark/ds_programs.py pagerank), every vertex within 1e-9; `loom ds-logreg` against
+(scripts/spark/ds_programs.py pagerank) and the same with DataFrames (pagerank-df), every
+vertex within 1e-9; `loom ds-logreg` against
 the RDD paper's program in PySpark, every weight within 1e-9.
 Timing: PageRank on kron:S undirected edge lists and logistic regression on a points file,
 Loom at 3 ranks (master + 2 workers x 1 thread) and Spark local[2]; per iteration (Loom:
@@ -41,17 +42,20 @@ def fmt(xs):
     return f"{statistics.median(xs):.4g} ({min(xs):.4g}-{max(xs):.4g})"
 
 
-def race(reps, what, loom_cmd, spark_cmd):
-    """Alternate the two commands; print a row per system: per iteration and whole command."""
-    r = {"loom": ([], []), "spark": ([], [])}
+def race(reps, what, loom_cmd, spark_cmds):
+    """Alternate Loom and the Spark commands ({name: cmd}); print a row per system: per
+    iteration and whole command, and the ratio to Loom's per-iteration median."""
+    r = {"loom": ([], [])}
+    r.update({name: ([], []) for name in spark_cmds})
     for _ in range(reps):
         so, w = timed(loom_cmd)
         r["loom"][0].append(json.loads(so.strip().splitlines()[-1])["seconds_per_iteration"])
         r["loom"][1].append(w)
-        so, w = timed(spark_cmd)
-        r["spark"][0].append(json.loads(so.strip().splitlines()[-1])["per_iteration_s"]["median"])
-        r["spark"][1].append(w)
-    for name in ("loom", "spark"):
+        for name, cmd in spark_cmds.items():
+            so, w = timed(cmd)
+            r[name][0].append(json.loads(so.strip().splitlines()[-1])["per_iteration_s"]["median"])
+            r[name][1].append(w)
+    for name in r:
         ratio = statistics.median(r[name][0]) / statistics.median(r["loom"][0])
         print(f"| {what} | {name} | {fmt(r[name][0])} | {fmt(r[name][1])} | {ratio:.1f}x |",
               flush=True)
@@ -68,7 +72,7 @@ def points_file(path, n, dim, seed=7):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loom")
-    ap.add_argument("--scales", default="16,18")
+    ap.add_argument("--scales", default="18,20")
     ap.add_argument("--points", type=int, default=400000)
     ap.add_argument("--dim", type=int, default=10)
     ap.add_argument("--iters", type=int, default=10)
@@ -87,18 +91,20 @@ def main():
     g = os.path.join(a.out_dir, "kron10.el")
     subprocess.run([loom, "generate", "kron", "--scale", "10", "--out", g, "--quiet"], check=True,
                    env=mpi_env())
-    timed([py, prog, "pagerank", g, "--iters", "10", "--out", out + ".spark"])
     timed(mpi3 + ["ds-pagerank", g, "--iters", "10", "--out", out, "--overwrite", "--quiet"])
-    want = dict(l.split("\t") for l in open(out + ".spark"))
     got = {}
     for part in os.listdir(out):
         if part.startswith("part-"):
             got.update(l.rstrip("\n").split("\t") for l in open(os.path.join(out, part)))
-    assert set(got) == set(want), (len(got), len(want))
-    worst = max(abs(float(got[k]) - float(want[k])) / float(want[k]) for k in want)
-    assert worst < 1e-9, worst
-    print(f"check: ds-pagerank = Spark's example program on {len(want)} vertices "
-          f"(worst relative difference {worst:.2g})")
+    for program, name in (("pagerank", "Spark's example program (RDDs)"),
+                          ("pagerank-df", "the DataFrame program")):
+        timed([py, prog, program, g, "--iters", "10", "--out", out + ".spark"])
+        want = dict(l.rstrip("\n").split("\t") for l in open(out + ".spark"))
+        assert set(got) == set(want), (program, len(got), len(want))
+        worst = max(abs(float(got[k]) - float(want[k])) / float(want[k]) for k in want)
+        assert worst < 1e-9, (program, worst)
+        print(f"check: ds-pagerank = {name} on {len(want)} vertices "
+              f"(worst relative difference {worst:.2g})")
     pts = os.path.join(a.out_dir, "points-small.txt")
     points_file(pts, 2000, 5)
     timed([py, prog, "logreg", pts, "--iters", "10", "--out", out + ".w"])
@@ -123,13 +129,15 @@ def main():
         race(a.reps, f"PageRank kron:{scale} undirected",
              mpi3 + ["ds-pagerank", el, "--iters", str(a.iters), "--threads", "1", "--out", out,
                      "--overwrite", "--json", "--quiet"],
-             [py, prog, "pagerank", el, "--iters", str(a.iters), "--json"])
+             {"spark rdd": [py, prog, "pagerank", el, "--iters", str(a.iters), "--json"],
+              "spark dataframe": [py, prog, "pagerank-df", el, "--iters", str(a.iters),
+                                  "--json"]})
     pts = os.path.join(a.out_dir, f"points-{a.points}x{a.dim}.txt")
     if not os.path.exists(pts):
         points_file(pts, a.points, a.dim)
     race(a.reps, f"logistic regression, {a.points} points x {a.dim}",
          mpi3 + ["ds-logreg", pts, "--iters", str(a.iters), "--threads", "1", "--json"],
-         [py, prog, "logreg", pts, "--iters", str(a.iters), "--json"])
+         {"spark rdd": [py, prog, "logreg", pts, "--iters", str(a.iters), "--json"]})
 
 
 if __name__ == "__main__":

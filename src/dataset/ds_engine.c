@@ -262,10 +262,10 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
     if (!e) return;
     loom_ctx_t *ctx = e->ctx;
     /* counters summed over the workers (stages counted once) */
-    int64_t c[6] = {e->shuffle_records, e->shuffle_bytes, e->dropped,
-                    e->recomputed,      e->stages,        e->on_disk},
-            sum[6];
-    if (MPI_Reduce(c, sum, 6, MPI_INT64_T, MPI_SUM, 0, loom_comm(ctx)) != MPI_SUCCESS)
+    int64_t c[8] = {e->shuffle_records, e->shuffle_bytes, e->dropped,        e->recomputed,
+                    e->stages,          e->on_disk,       e->shuffle_rounds, e->shuffle_spilled},
+            sum[8];
+    if (MPI_Reduce(c, sum, 8, MPI_INT64_T, MPI_SUM, 0, loom_comm(ctx)) != MPI_SUCCESS)
         memset(sum, 0, sizeof sum);
     if (e->actions) {
         loom_summary_int(ctx, "ds_actions", e->actions);
@@ -277,6 +277,9 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         if (e->checkpoints) loom_summary_int(ctx, "ds_checkpoints", e->checkpoints);
         if (e->recoveries) loom_summary_int(ctx, "ds_recoveries", e->recoveries);
         if (sum[5]) loom_summary_int(ctx, "ds_partitions_on_disk", sum[5]);
+        /* more rounds than stages: the stages' routed records passed --memory / 4 */
+        loom_summary_int(ctx, "ds_shuffle_rounds", sum[6] / (e->workers ? e->workers : 1));
+        if (sum[7]) loom_summary_int(ctx, "ds_shuffle_spilled_bytes", sum[7]);
     }
     loom_spill_dir_remove(ctx, &e->spill); /* every partition kept on disk is in it */
     for (int i = 0; i < e->n; i++) {

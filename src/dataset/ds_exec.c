@@ -3,6 +3,7 @@
  * that no later stage reads. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dataset/ds_internal.h"
 #include "kernels/sort.h"
@@ -356,6 +357,15 @@ typedef struct stage {
     loom_buf_t *recv;          /* per partition: what the shuffle brought it */
     struct lane *lanes;        /* one per thread routing records */
     int nlanes;
+    /* Bounded memory: a round routes input partitions until the lanes hold `limit` bytes,
+     * then exchanges them; received records past `limit` go to per-partition spill files,
+     * read back one partition at a time when the partition is finished. */
+    size_t limit;
+    size_t recv_bytes;      /* received records held in recv */
+    unsigned char *spilled; /* [q]: the first part of recv[q] is in its spill file */
+    int64_t id;             /* the stage's number on this rank: names its spill files */
+    int *item, nitems;      /* the input partitions to route: (input, partition) pairs */
+    unsigned char *done;    /* [j]: item j routed */
 } stage_t;
 
 /* What one thread routes into: buffers per destination worker and a map-side table. */
@@ -394,13 +404,61 @@ static loom_status_t put_tagged(loom_ctx_t *ctx, loom_buf_t *b, const loom_ds_re
     return LOOM_OK;
 }
 
-/* A record for partition q, which this rank owns: into its table or buffer. */
-static loom_status_t receive(stage_t *s, uint64_t h, int q, const loom_ds_rec_t *r)
+static void recv_path(const stage_t *s, int q, char *buf, size_t cap)
 {
-    (void)h;
+    snprintf(buf, cap, "%s/s%lld-q%05d", s->e->spill.path, (long long)s->id, q);
+}
+
+/* Received records past the limit: every partition's buffer appended to its spill file. */
+static loom_status_t recv_spill(stage_t *s)
+{
+    loom_ctx_t *ctx = s->e->ctx;
+    LOOM_TRY(ds_spill_ready(s->e));
+    char path[4200];
+    for (int q = 0; q < s->d->nparts; q++) {
+        if (!s->recv[q].len) continue;
+        recv_path(s, q, path, sizeof path);
+        s->spilled[q] = 1; /* before writing: a partial file is removed with the stage */
+        LOOM_TRY(ds_file_append(ctx, path, &s->recv[q]));
+        s->e->shuffle_spilled += (int64_t)s->recv[q].len;
+        loom_buf_free(&s->recv[q]);
+    }
+    s->recv_bytes = 0;
+    return LOOM_OK;
+}
+
+/* A record for partition q, which this rank owns, with a one-byte side tag before the value
+ * for a join or cogroup (side >= 0). Bucketed only: the tables, sorts and joins run per
+ * partition afterwards, on threads. Called by one thread at a time. */
+static loom_status_t receive(stage_t *s, int q, const loom_ds_rec_t *r, int side)
+{
     s->e->shuffle_records++;
-    /* bucketed only: the tables, sorts and joins run per partition afterwards, on threads */
-    return loom_buf_put_record(s->e->ctx, &s->recv[q], r->key, r->klen, r->val, r->vlen);
+    size_t before = s->recv[q].len;
+    LOOM_TRY(put_tagged(s->e->ctx, &s->recv[q], r, side));
+    s->recv_bytes += s->recv[q].len - before;
+    return s->recv_bytes > s->limit ? recv_spill(s) : LOOM_OK;
+}
+
+/* Partition q's received records in recv[q] again: its spill file, then what stayed. */
+static loom_status_t recv_unspill(stage_t *s, int q)
+{
+    if (!s->spilled[q]) return LOOM_OK;
+    loom_ctx_t *ctx = s->e->ctx;
+    char path[4200];
+    recv_path(s, q, path, sizeof path);
+    loom_buf_t all = {0};
+    loom_status_t st = ds_file_read(ctx, path, &all);
+    if (st == LOOM_OK && s->recv[q].len)
+        st = loom_buf_append(ctx, &all, s->recv[q].data, s->recv[q].len);
+    unlink(path);
+    s->spilled[q] = 0;
+    loom_buf_free(&s->recv[q]);
+    if (st != LOOM_OK) {
+        loom_buf_free(&all);
+        return st;
+    }
+    s->recv[q] = all;
+    return LOOM_OK;
 }
 
 /* A repartitioned record carries its partition before its value (4 bytes). */
@@ -436,7 +494,7 @@ static loom_status_t route_put(ds_sink_t *sk, const loom_ds_rec_t *r)
     if (d->kind == DS_REPART) {
         int q = (int)(l->rr++ % (uint64_t)d->nparts);
         if (s->only && !s->only[q]) return LOOM_OK;
-        if (ds_owner(d, q) == here) return receive(s, h, q, r);
+        if (ds_owner(d, q) == here) return receive(s, q, r, -1);
         return put_routed(ctx, &l->out[ds_owner(d, q)], r, (uint32_t)q);
     }
     int q = dest_part(d, h, r);
@@ -444,13 +502,8 @@ static loom_status_t route_put(ds_sink_t *sk, const loom_ds_rec_t *r)
     if (d->kind == DS_AGG) /* values become accumulators first, wherever they go */
         return ds_table_seq(ctx, &l->combine, h, r->key, r->klen, r->val, r->vlen, d->seq, d->user,
                             &d->zero);
-    if (ds_owner(d, q) == here) { /* stays here: straight to its partition */
-        if (two_sided(d)) {
-            s->e->shuffle_records++;
-            return put_tagged(ctx, &s->recv[q], r, l->side);
-        }
-        return receive(s, h, q, r);
-    }
+    if (ds_owner(d, q) == here) /* stays here: straight to its partition */
+        return receive(s, q, r, two_sided(d) ? l->side : -1);
     if (d->kind == DS_REDUCE)
         return ds_table_add(ctx, &l->combine, h, r->key, r->klen, r->val, r->vlen, d->comb,
                             d->user);
@@ -510,7 +563,6 @@ static loom_status_t stage_unpack(loom_exchange_t *x, void *user, int src,
     loom_ds_rec_t r;
     int k;
     while ((k = ds_next_record(&p, end, &r)) > 0) {
-        uint64_t h = loom_key_hash(r.key, r.klen);
         if (d->kind == DS_REPART) {
             uint32_t q;
             if (r.vlen < 4 || (memcpy(&q, r.val, 4), q >= (uint32_t)d->nparts)) {
@@ -519,10 +571,10 @@ static loom_status_t stage_unpack(loom_exchange_t *x, void *user, int src,
             }
             r.val = (const unsigned char *)r.val + 4;
             r.vlen -= 4;
-            LOOM_TRY(receive(s, h, (int)q, &r));
+            LOOM_TRY(receive(s, (int)q, &r, -1));
             continue;
         }
-        LOOM_TRY(receive(s, h, dest_part(d, h, &r), &r));
+        LOOM_TRY(receive(s, dest_part(d, loom_key_hash(r.key, r.klen), &r), &r, -1));
     }
     if (k < 0) return LOOM_ERROR(s->e->ctx, LOOM_ERR_INTERNAL, "a shuffled segment is corrupt");
     return LOOM_OK;
@@ -733,9 +785,18 @@ static void stage_free(stage_t *s)
         ds_table_free(&s->lanes[t].combine);
     }
     free(s->lanes);
-    for (int q = 0; s->recv && q < s->d->nparts; q++)
+    for (int q = 0; s->recv && q < s->d->nparts; q++) {
+        if (s->spilled && s->spilled[q]) { /* a stage that failed */
+            char path[4200];
+            recv_path(s, q, path, sizeof path);
+            unlink(path);
+        }
         loom_buf_free(&s->recv[q]);
+    }
     free(s->recv);
+    free(s->spilled);
+    free(s->item);
+    free(s->done);
 }
 
 /* Partition q of the stage's output from what the shuffle brought it. Thread-safe across q. */
@@ -746,6 +807,7 @@ static loom_status_t finish_partition(stage_t *s, int q)
     loom_buf_t *dst = &d->part[q];
     dst->len = 0;
     buf_sink_t bs = {{buf_put}, ctx, dst};
+    LOOM_TRY(recv_unspill(s, q));
     loom_status_t st = LOOM_OK;
     const unsigned char *p = s->recv[q].data, *end = p + s->recv[q].len;
     loom_ds_rec_t r;
@@ -801,11 +863,9 @@ static loom_status_t finish_partition(stage_t *s, int q)
     return st;
 }
 
-/* The stage's narrow steps, pipelined into the routing sinks: the input
- * partitions this worker owns, spread over its threads (a lane each), then
- * each lane's map-side table flushed and the lanes' buffers joined per
- * destination. User functions may run on several threads at once. */
-static loom_status_t route_inputs(stage_t *s)
+/* The input partitions this worker owns, as (input, partition) items, and a lane per
+ * thread (at most one per item). */
+static loom_status_t route_setup(stage_t *s)
 {
     loom_ds_t *d = s->d;
     loom_ctx_t *ctx = s->e->ctx;
@@ -813,42 +873,72 @@ static loom_status_t route_inputs(stage_t *s)
     for (int i = 0; i < d->nin; i++)
         for (int p = 0; p < d->in[i]->nparts; p++)
             n += ds_mine(d->in[i], p);
-    int *item = malloc((size_t)(n ? n : 1) * 2 * sizeof *item), k = 0;
-    if (!item) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a stage");
+    s->item = malloc((size_t)(n ? n : 1) * 2 * sizeof *s->item);
+    s->done = calloc((size_t)(n ? n : 1), 1);
+    if (!s->item || !s->done) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a stage");
     for (int i = 0; i < d->nin; i++)
         for (int p = 0; p < d->in[i]->nparts; p++)
             if (ds_mine(d->in[i], p)) {
-                item[2 * k] = i;
-                item[2 * k + 1] = p;
-                k++;
+                s->item[2 * s->nitems] = i;
+                s->item[2 * s->nitems + 1] = p;
+                s->nitems++;
             }
     int T = loom_threads(ctx);
     s->nlanes = T < 1 ? 1 : T > n ? (n ? n : 1) : T;
     s->lanes = calloc((size_t)s->nlanes, sizeof *s->lanes);
-    loom_status_t st = s->lanes ? LOOM_OK : LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-    for (int t = 0; st == LOOM_OK && t < s->nlanes; t++)
+    if (!s->lanes) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    for (int t = 0; t < s->nlanes; t++)
         if (!(s->lanes[t].out = calloc((size_t)W, sizeof *s->lanes[t].out)))
-            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-    int failed = st != LOOM_OK;
+            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    return LOOM_OK;
+}
+
+/* Bytes a lane holds: its buffers and its map-side table. */
+static size_t lane_bytes(const lane_t *l, int W)
+{
+    size_t b = l->combine.arena.len + l->combine.cap * sizeof *l->combine.slot;
+    for (int w = 0; w < W; w++)
+        b += l->out[w].len;
+    return b;
+}
+
+/* One round of the stage's narrow steps, pipelined into the routing sinks: input
+ * partitions not yet routed, spread over the worker's threads (a lane each), until the
+ * lanes hold the stage's limit (a partition is routed whole, so a round takes at least
+ * one); then each lane's map-side table flushed and the lanes' buffers joined per
+ * destination. User functions may run on several threads at once. */
+static loom_status_t route_round(stage_t *s)
+{
+    loom_ds_t *d = s->d;
+    loom_ctx_t *ctx = s->e->ctx;
+    int W = s->e->workers, n = s->nitems, failed = 0;
+    size_t held = 0;
 #pragma omp parallel for num_threads(s->nlanes) schedule(dynamic, 1) if (s->nlanes > 1)
     for (int j = 0; j < n; j++) {
         int stop;
+        size_t now;
 #pragma omp atomic read
         stop = failed;
-        if (stop) continue;
+#pragma omp atomic read
+        now = held;
+        if (stop || s->done[j] || now >= s->limit) continue; /* past the limit: next round */
         int t = s->nlanes > 1 ? omp_get_thread_num() : 0;
         lane_t *l = &s->lanes[t];
-        loom_ds_t *in = d->in[item[2 * j]];
-        int p = item[2 * j + 1];
-        l->side = item[2 * j];
+        loom_ds_t *in = d->in[s->item[2 * j]];
+        int p = s->item[2 * j + 1];
+        l->side = s->item[2 * j];
         l->rr = loom_hash_mix64((uint64_t)p + 1) % (uint64_t)d->nparts; /* repartition */
         route_sink_t rs = {{route_put}, s, l};
+        size_t before = lane_bytes(l, W);
+        s->done[j] = 1;
         if (ds_pull(in, p, &rs.base) != LOOM_OK) { /* the message is in ctx */
 #pragma omp atomic write
             failed = 1;
         }
+        size_t grew = lane_bytes(l, W) - before;
+#pragma omp atomic update
+        held += grew;
     }
-    free(item);
     if (failed) return loom_error_code(ctx) != LOOM_OK ? loom_error_code(ctx) : LOOM_ERR_INTERNAL;
     if (d->kind == DS_REDUCE || d->kind == DS_AGG) {
 #pragma omp parallel for num_threads(s->nlanes) schedule(static, 1) if (s->nlanes > 1)
@@ -886,12 +976,14 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
     loom_ctx_t *ctx = e->ctx;
     MPI_Comm wc = loom_worker_comm(ctx);
     int W = e->workers;
-    stage_t s = {.e = e, .d = d, .only = only};
+    stage_t s = {.e = e, .d = d, .only = only, .id = e->stages_begun};
+    s.limit = e->cfg.memory / 4 > 4096 ? e->cfg.memory / 4 : 4096;
     loom_status_t st = ds_keep_alloc(d);
     s.out = calloc((size_t)W, sizeof *s.out);
     s.sent = calloc((size_t)W, sizeof *s.sent);
     s.recv = calloc((size_t)d->nparts, sizeof *s.recv);
-    if (st == LOOM_OK && (!s.out || !s.sent || !s.recv))
+    s.spilled = calloc((size_t)d->nparts, 1);
+    if (st == LOOM_OK && (!s.out || !s.sent || !s.recv || !s.spilled))
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: a stage of %d partitions", d->nparts);
     st = loom_agree(ctx, wc, st);
     loom_fault_point(ctx, &e->kill, LOOM_PHASE_STAGE, e->stages_begun++); /* a real death */
@@ -901,18 +993,32 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
         return st;
     }
     loom_timer_start(ctx, "stages");
-    st = route_inputs(&s);
+    st = route_setup(&s);
     st = loom_agree(ctx, wc, st);
-    loom_exchange_t *x = NULL;
-    loom_exchange_opts_t xo = {
-        .among = LOOM_AMONG_WORKERS, .elem = 1, .budget = e->cfg.memory, .timer = "shuffle"};
-    if (st == LOOM_OK) st = loom_exchange_create(ctx, &xo, &x);
-    st = loom_agree(ctx, wc, st);
-    if (st == LOOM_OK) st = loom_exchange_run(x, stage_pack, stage_unpack, &s);
-    if (x) e->shuffle_bytes += (int64_t)loom_exchange_bytes_sent(x);
-    loom_exchange_destroy(&x);
-    for (int w = 0; w < W; w++)
-        loom_buf_free(&s.out[w]);
+    /* rounds until every worker has routed all its input partitions */
+    for (int more = st == LOOM_OK; more;) {
+        st = route_round(&s);
+        st = loom_agree(ctx, wc, st);
+        loom_exchange_t *x = NULL;
+        loom_exchange_opts_t xo = {
+            .among = LOOM_AMONG_WORKERS, .elem = 1, .budget = e->cfg.memory, .timer = "shuffle"};
+        if (st == LOOM_OK) st = loom_exchange_create(ctx, &xo, &x);
+        st = loom_agree(ctx, wc, st);
+        if (st == LOOM_OK) st = loom_exchange_run(x, stage_pack, stage_unpack, &s);
+        if (x) e->shuffle_bytes += (int64_t)loom_exchange_bytes_sent(x);
+        loom_exchange_destroy(&x);
+        for (int w = 0; w < W; w++) {
+            loom_buf_free(&s.out[w]);
+            s.sent[w] = 0;
+        }
+        e->shuffle_rounds++;
+        int left = 0;
+        for (int j = 0; j < s.nitems; j++)
+            left |= !s.done[j];
+        if (st == LOOM_OK)
+            LOOM_MPI_KEEP(ctx, st, MPI_Allreduce(MPI_IN_PLACE, &left, 1, MPI_INT, MPI_MAX, wc));
+        more = st == LOOM_OK && left;
+    }
     /* what the shuffle brought becomes the kept partitions: one partition per thread */
     int failed = st != LOOM_OK;
 #pragma omp parallel for schedule(dynamic, 1) if (loom_threads(ctx) > 1)

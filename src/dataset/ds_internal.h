@@ -118,6 +118,8 @@ struct loom_ds_engine {
     int stop_signal;
     /* counters for the summary */
     int64_t stages, shuffle_bytes, shuffle_records, recomputed, actions, dropped, checkpoints;
+    int64_t shuffle_rounds;  /* exchange rounds of the stages (more than one past --memory) */
+    int64_t shuffle_spilled; /* bytes received by shuffles and written to the spill directory */
 };
 
 /* The worker slot owning partition p of d: p mod W, except that a union's
@@ -254,6 +256,11 @@ static inline void ds_part_range(uint64_t n, int p, int nparts, uint64_t *lo, ui
  * spill file when d is kept on disk (or past the memory budget). Thread-safe
  * across partitions. */
 loom_status_t ds_keep_store(loom_ds_t *d, int p);
+/* The engine's spill directory, made when first needed. Thread-safe. */
+loom_status_t ds_spill_ready(loom_ds_engine_t *e);
+/* Append b's bytes to the file `path` (made if missing); read a whole file after b's bytes. */
+loom_status_t ds_file_append(loom_ctx_t *ctx, const char *path, const loom_buf_t *b);
+loom_status_t ds_file_read(loom_ctx_t *ctx, const char *path, loom_buf_t *b);
 /* Push partition p kept on disk through sink. */
 loom_status_t ds_disk_pull(loom_ds_t *d, int p, ds_sink_t *sink);
 /* Free a broadcast join's index. */

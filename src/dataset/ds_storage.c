@@ -14,7 +14,7 @@ static void disk_path(const loom_ds_t *d, int p, char *buf, size_t cap)
 }
 
 /* The spill directory, made the first time a partition goes to disk. */
-static loom_status_t spill_ready(loom_ds_engine_t *e)
+loom_status_t ds_spill_ready(loom_ds_engine_t *e)
 {
     loom_status_t st = LOOM_OK;
 #pragma omp critical(ds_spill)
@@ -49,7 +49,7 @@ loom_status_t ds_keep_store(loom_ds_t *d, int p)
         __atomic_fetch_add(&e->kept_bytes, bytes, __ATOMIC_RELAXED);
         return LOOM_OK;
     }
-    LOOM_TRY(spill_ready(e));
+    LOOM_TRY(ds_spill_ready(e));
     char path[4200];
     disk_path(d, p, path, sizeof path);
     FILE *f = fopen(path, "wb");
@@ -68,25 +68,43 @@ loom_status_t ds_keep_store(loom_ds_t *d, int p)
     return LOOM_OK;
 }
 
-loom_status_t ds_disk_pull(loom_ds_t *d, int p, ds_sink_t *sink)
+loom_status_t ds_file_append(loom_ctx_t *ctx, const char *path, const loom_buf_t *b)
 {
-    loom_ctx_t *ctx = d->e->ctx;
-    char path[4200];
-    disk_path(d, p, path, sizeof path);
+    FILE *f = fopen(path, "ab");
+    if (!f) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    int ok = !b->len || fwrite(b->data, 1, b->len, f) == b->len;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot write: %s (spill directory full?)", path,
+                          strerror(errno));
+    return LOOM_OK;
+}
+
+loom_status_t ds_file_read(loom_ctx_t *ctx, const char *path, loom_buf_t *b)
+{
     FILE *f = fopen(path, "rb");
     if (!f) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    loom_buf_t b = {0};
     loom_status_t st = LOOM_OK;
     for (;;) {
-        st = loom_buf_reserve(ctx, &b, 1 << 20);
+        st = loom_buf_reserve(ctx, b, 1 << 20);
         if (st != LOOM_OK) break;
-        size_t n = fread(b.data + b.len, 1, b.cap - b.len, f);
-        b.len += n;
+        size_t n = fread(b->data + b->len, 1, b->cap - b->len, f);
+        b->len += n;
         if (n == 0) break;
     }
     if (st == LOOM_OK && ferror(f))
         st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
     fclose(f);
+    return st;
+}
+
+loom_status_t ds_disk_pull(loom_ds_t *d, int p, ds_sink_t *sink)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    char path[4200];
+    disk_path(d, p, path, sizeof path);
+    loom_buf_t b = {0};
+    loom_status_t st = ds_file_read(ctx, path, &b);
     if (st == LOOM_OK) st = ds_buf_each(ctx, &b, sink);
     loom_buf_free(&b);
     return st;

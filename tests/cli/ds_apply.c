@@ -5,7 +5,8 @@
  *
  *   ds_apply OP OUT A [B]      (under mpiexec; OP names the transformation)
  *   ds_apply h5 OUT FILE:/DS   the elements of a 1-D HDF5 dataset (loom_ds_h5), unchanged
- * An OUT ending in .h5 is saved as HDF5 (loom_ds_save). */
+ * An OUT ending in .h5 is saved as HDF5 (loom_ds_save). DS_APPLY_MEMORY=BYTES sets the
+ * engine's memory budget (shuffles then route in rounds and spill received records). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,8 @@ int main(int argc, char **argv)
     const char *op = argv[1], *out = argv[2];
     const char *in_a = argv[3], *in_b = argc > 4 ? argv[4] : argv[3];
     loom_ds_config_t cfg = {.partitions = 5, .split_size = 4096};
+    const char *mem = getenv("DS_APPLY_MEMORY");
+    if (mem) cfg.memory = (size_t)strtoull(mem, NULL, 10);
     loom_ds_engine_t *e = NULL;
     st = loom_ds_engine_create(ctx, &cfg, &e);
     if (st == LOOM_OK) {

@@ -53,6 +53,18 @@ def wordcount(work):
             diff = [k for k in set(got) | set(ref) if got.get(k) != ref.get(k)][:5]
             sys.exit("FAIL ds-wordcount %r: %d words vs %d; differences %r" % (extra, len(got), len(ref), diff))
         print("ok ds-wordcount", extra, len(got), "words")
+    # a 64 KiB budget: the shuffle routes in rounds and spills what workers receive
+    out = os.path.join(work, "wc-small")
+    p = run(["ds-wordcount"] + files + ["--out", out, "--memory", "64K", "--split-size", "4K", "--json",
+                                    "--quiet"])
+    s = summary(p)
+    if read_kv(out, int) != dict(ref):
+        sys.exit("FAIL ds-wordcount --memory 64K: the counts differ from collections.Counter")
+    if s["ds_shuffle_rounds"] <= s["ds_stages"] or s.get("ds_shuffle_spilled_bytes", 0) <= 0:
+        sys.exit("FAIL ds-wordcount --memory 64K: %d rounds for %d stages, %d bytes spilled" % (
+            s["ds_shuffle_rounds"], s["ds_stages"], s.get("ds_shuffle_spilled_bytes", 0)))
+    print("ok ds-wordcount --memory 64K: %d shuffle rounds, %d bytes spilled, counts unchanged"
+          % (s["ds_shuffle_rounds"], s["ds_shuffle_spilled_bytes"]))
     # one HDF5 file: /keys and /values as h5py reads them
     import h5py
     out = os.path.join(work, "wc.h5")
