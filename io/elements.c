@@ -81,8 +81,8 @@ out:
     return st;
 }
 
-loom_status_t loom_h5_elements_info(loom_ctx_t *ctx, const char *spec, uint64_t *n,
-                                    loom_elem_kind_t *kind)
+static loom_status_t elements_info(loom_ctx_t *ctx, const char *spec, uint64_t *n,
+                                   loom_elem_kind_t *kind)
 {
     hid_t fid, did;
     LOOM_TRY(h5_open(ctx, spec, &fid, &did, n, kind));
@@ -91,8 +91,8 @@ loom_status_t loom_h5_elements_info(loom_ctx_t *ctx, const char *spec, uint64_t 
     return LOOM_OK;
 }
 
-loom_status_t loom_h5_elements_read(loom_ctx_t *ctx, const char *spec, uint64_t first,
-                                    uint64_t count, uint64_t *out, loom_elem_kind_t *kind)
+static loom_status_t elements_read(loom_ctx_t *ctx, const char *spec, uint64_t first,
+                                   uint64_t count, uint64_t *out, loom_elem_kind_t *kind)
 {
     hid_t fid, did;
     uint64_t n;
@@ -113,6 +113,26 @@ loom_status_t loom_h5_elements_read(loom_ctx_t *ctx, const char *spec, uint64_t 
     if (fs >= 0) H5Sclose(fs);
     H5Dclose(did);
     H5Fclose(fid);
+    return st;
+}
+
+/* Debian's parallel HDF5 is not built thread-safe, and the engines read sources on several
+ * threads: one HDF5 call sequence at a time. */
+loom_status_t loom_h5_elements_info(loom_ctx_t *ctx, const char *spec, uint64_t *n,
+                                    loom_elem_kind_t *kind)
+{
+    loom_status_t st;
+#pragma omp critical(loom_hdf5)
+    st = elements_info(ctx, spec, n, kind);
+    return st;
+}
+
+loom_status_t loom_h5_elements_read(loom_ctx_t *ctx, const char *spec, uint64_t first,
+                                    uint64_t count, uint64_t *out, loom_elem_kind_t *kind)
+{
+    loom_status_t st;
+#pragma omp critical(loom_hdf5)
+    st = elements_read(ctx, spec, first, count, out, kind);
     return st;
 }
 

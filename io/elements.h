@@ -26,7 +26,8 @@ loom_status_t loom_h5_elements_info(loom_ctx_t *ctx, const char *spec, uint64_t 
                                     loom_elem_kind_t *kind);
 
 /* Elements [first, first + count) of `spec` into out[0 .. count) as 8-byte values of
- * their kind (*kind), by an independent hyperslab read. Local. */
+ * their kind (*kind), by an independent hyperslab read. Local. Both calls are thread-safe
+ * (serialised: HDF5 is not). */
 loom_status_t loom_h5_elements_read(loom_ctx_t *ctx, const char *spec, uint64_t first,
                                     uint64_t count, uint64_t *out, loom_elem_kind_t *kind);
 

@@ -185,6 +185,22 @@ loom_ds_t *loom_ds_union(loom_ds_t *a, loom_ds_t *b);
 /* Spark's keyBy: fn emits the new key (loom_ds_emit's value is ignored); the
  * value becomes the whole input record as pair(key, value) (loom_ds_pair). */
 loom_ds_t *loom_ds_key_by(loom_ds_t *d, loom_ds_map_fn fn, void *user);
+
+/* A partition's records, one after another (map_partitions, foreach_partition). */
+typedef struct loom_ds_iter loom_ds_iter_t;
+/* The next record into *rec (borrowed until the partition's function returns): 1, or 0 at
+ * the end of the partition. */
+int loom_ds_next(loom_ds_iter_t *it, loom_ds_rec_t *rec);
+/* Called once per partition (its number, its records) on the worker that owns it; emits
+ * any number of records with loom_ds_emit. */
+typedef loom_status_t (*loom_ds_part_fn)(int partition, loom_ds_iter_t *in, loom_ds_out_t *out,
+                                         void *user);
+/* Spark's mapPartitions: fn sees a whole partition, for work set up once per partition
+ * (a buffer, a model, a partial aggregate). The partition's records are held in memory
+ * while fn runs (read in place when the input is a partition kept in memory). With
+ * `keeps_keys` (fn emits only keys it was given, in the same partition) d's partitioning
+ * is kept, so later joins on it do not shuffle. Narrow: pipelined in the stage. */
+loom_ds_t *loom_ds_map_partitions(loom_ds_t *d, loom_ds_part_fn fn, int keeps_keys, void *user);
 /* A sample of about fraction of the records (Bernoulli, without replacement),
  * the same records every time the partition is computed (a generator seeded
  * by seed and the partition). */
@@ -263,6 +279,12 @@ loom_status_t loom_ds_count(loom_ds_t *d, uint64_t *n);
  * `fn` is called once per record on rank 0. */
 typedef loom_status_t (*loom_ds_each_fn)(const loom_ds_rec_t *rec, void *user);
 loom_status_t loom_ds_collect(loom_ds_t *d, loom_ds_each_fn fn, void *user);
+/* An action: fn once per partition, on the worker that owns it, one partition at a time
+ * on each worker (side effects: writing a partition somewhere, feeding a service). A
+ * failing fn fails the action everywhere. After a worker's death (ULFM) the action runs
+ * again, so fn may see a partition more than once, as in Spark. */
+typedef loom_status_t (*loom_ds_part_each_fn)(int partition, loom_ds_iter_t *in, void *user);
+loom_status_t loom_ds_foreach_partition(loom_ds_t *d, loom_ds_part_each_fn fn, void *user);
 /* Fold every value with `fn` (associative, commutative); the result goes to
  * every rank, in `out` (cap bytes; *len its length; LOOM_ERR_USAGE when it
  * does not fit). *found = 0 for an empty dataset. */

@@ -74,7 +74,8 @@ const char *loom_output_parts_dir(const loom_output_parts_t *parts);
 /* Collective: agree on `st`; on success rank 0 reads part-00000 .. part-<nparts - 1> (a
  * missing one is empty) into the output's temporary as above. The part directory is
  * removed either way. Returns the agreed status (LOOM_ERR_IO naming the file on a write
- * failure); call loom_output_end with it. Frees *parts and sets it to NULL (NULL: returns st). */
+ * failure); call loom_output_end with it. Frees *parts and sets it to NULL. Call it on every
+ * rank after loom_output_parts_begin, also when that failed (*parts may then be NULL). */
 loom_status_t loom_output_parts_end(loom_ctx_t *ctx, MPI_Comm comm, const loom_output_t *out,
                                     loom_output_parts_t **parts, int nparts, loom_lines_t mode,
                                     loom_status_t st);

@@ -55,6 +55,9 @@ def race(reps, what, loom_cmd, spark_cmds):
             so, w = timed(cmd)
             r[name][0].append(json.loads(so.strip().splitlines()[-1])["per_iteration_s"]["median"])
             r[name][1].append(w)
+        # each round as it ends, so that a run stopped early still has its figures
+        print(f"# {what}: " + ", ".join(f"{n} {v[0][-1]:.4g} s/it {v[1][-1]:.4g} s" for n, v in
+                                        r.items()), file=sys.stderr, flush=True)
     for name in r:
         ratio = statistics.median(r[name][0]) / statistics.median(r["loom"][0])
         print(f"| {what} | {name} | {fmt(r[name][0])} | {fmt(r[name][1])} | {ratio:.1f}x |",

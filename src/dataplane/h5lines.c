@@ -137,14 +137,13 @@ loom_status_t loom_output_parts_end(loom_ctx_t *ctx, MPI_Comm comm, const loom_o
 {
     loom_output_parts_t *p = *parts;
     *parts = NULL;
-    if (!p) return st;
-    st = loom_agree(ctx, comm, st);
-    if (loom_rank(ctx) == 0 && p->dir) {
+    st = loom_agree(ctx, comm, st); /* every rank, also one whose begin failed (p NULL) */
+    if (p && loom_rank(ctx) == 0 && p->dir) {
         if (st == LOOM_OK) st = h5_from_parts(ctx, p->dir, nparts, loom_output_path(out), mode);
         loom_remove_tree(p->dir);
         if (p->handle >= 0) loom_temp_forget(ctx, p->handle);
     }
-    free(p->dir);
+    if (p) free(p->dir);
     free(p);
     return loom_agree(ctx, comm, st);
 }

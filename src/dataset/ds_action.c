@@ -55,6 +55,30 @@ static loom_status_t count_once(loom_ds_t *d, uint64_t *n)
     return st;
 }
 
+/* ------------------------------------------------------------------ foreach_partition */
+
+static loom_status_t foreach_partition_once(loom_ds_t *d, loom_ds_part_each_fn fn, void *user)
+{
+    if (d && !fn) /* the same on every rank: before any work */
+        return LOOM_ERROR(d->e->ctx, LOOM_ERR_USAGE, "foreach_partition without a function");
+    loom_status_t st = action_prepare(d, "foreach_partition");
+    if (!d) return st;
+    loom_ctx_t *ctx = d->e->ctx;
+    for (int p = 0; p < d->nparts && st == LOOM_OK; p++) {
+        if (!ds_mine(d, p)) continue;
+        loom_buf_t copy = {0};
+        loom_ds_iter_t it;
+        st = ds_part_iter(d, p, &copy, &it);
+        if (st == LOOM_OK) st = fn(p, &it, user);
+        if (st == LOOM_OK && it.bad)
+            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "a partition is corrupt");
+        loom_buf_free(&copy);
+    }
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) ds_action_done(d);
+    return st;
+}
+
 /* ------------------------------------------------------------------ collect */
 
 typedef struct part_sink {
@@ -475,6 +499,14 @@ loom_status_t loom_ds_count(loom_ds_t *d, uint64_t *n)
 {
     loom_status_t st;
     while (ds_again(d, (st = count_once(d, n), &st)))
+        ;
+    return st;
+}
+
+loom_status_t loom_ds_foreach_partition(loom_ds_t *d, loom_ds_part_each_fn fn, void *user)
+{
+    loom_status_t st;
+    while (ds_again(d, (st = foreach_partition_once(d, fn, user), &st)))
         ;
     return st;
 }

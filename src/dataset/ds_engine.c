@@ -427,6 +427,19 @@ loom_ds_t *loom_ds_map_values(loom_ds_t *d, loom_ds_map_fn fn, void *user)
     return narrow(d, DS_MAP_VALUES, "map_values", fn, NULL, user);
 }
 
+loom_ds_t *loom_ds_map_partitions(loom_ds_t *d, loom_ds_part_fn fn, int keeps_keys, void *user)
+{
+    DS_GUARD(d);
+    loom_ds_t *n = ds_node(d->e, DS_MAP_PART, "map_partitions", d, NULL, d->nparts);
+    if (!n) return NULL;
+    n->part_fn = fn;
+    n->user = user;
+    if (keeps_keys) n->partitioning = d->partitioning;
+    if (!fn)
+        ds_fail(d->e, LOOM_ERROR(d->e->ctx, LOOM_ERR_USAGE, "map_partitions without a function"));
+    return n;
+}
+
 loom_ds_t *loom_ds_key_by(loom_ds_t *d, loom_ds_map_fn fn, void *user)
 {
     return narrow(d, DS_KEY_BY, "key_by", fn, NULL, user);

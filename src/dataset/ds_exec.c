@@ -104,6 +104,42 @@ static loom_status_t filter_put(ds_sink_t *s, const loom_ds_rec_t *r)
     return m->next->put(m->next, r);
 }
 
+/* ------------------------------------------------------------------ whole partitions */
+
+int loom_ds_next(loom_ds_iter_t *it, loom_ds_rec_t *rec)
+{
+    if (it->bad) return 0;
+    int k = ds_next_record(&it->p, it->end, rec);
+    if (k < 0) it->bad = 1;
+    return k > 0;
+}
+
+loom_status_t ds_part_iter(loom_ds_t *d, int p, loom_buf_t *copy, loom_ds_iter_t *it)
+{
+    const loom_buf_t *b = copy;
+    if (d->have && d->have[p] && !(d->ondisk && d->ondisk[p])) {
+        b = &d->part[p];
+    } else {
+        buf_sink_t bs = {{buf_put}, d->e->ctx, copy};
+        LOOM_TRY(ds_pull(d, p, &bs.base));
+    }
+    *it = (loom_ds_iter_t){b->data, b->data + b->len, 0};
+    return LOOM_OK;
+}
+
+static loom_status_t map_partition(loom_ds_t *d, int p, ds_sink_t *sink)
+{
+    loom_ctx_t *ctx = d->e->ctx;
+    loom_buf_t copy = {0};
+    loom_ds_iter_t it;
+    loom_status_t st = ds_part_iter(d->in[0], p, &copy, &it);
+    loom_ds_out_t out = {.ctx = ctx, .e = d->e, .next = sink};
+    if (st == LOOM_OK) st = d->part_fn(p, &it, &out, d->user);
+    if (st == LOOM_OK && it.bad) st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "a partition is corrupt");
+    loom_buf_free(&copy);
+    return st;
+}
+
 /* ------------------------------------------------------------------ joins inside a partition */
 
 /* Records of one side with a chained hash index on their keys. */
@@ -319,6 +355,8 @@ loom_status_t ds_pull(loom_ds_t *d, int p, ds_sink_t *sink)
         loom_buf_free(&s.pair);
         return st;
     }
+    case DS_MAP_PART:
+        return map_partition(d, p, sink);
     case DS_SAMPLE: {
         step_sink_t s = {{bernoulli_put}, d, sink, {0}, 0};
         s.rng = loom_hash_mix64(d->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(p + 1))) | 1;
@@ -1000,8 +1038,9 @@ static loom_status_t run_stage(loom_ds_t *d, const unsigned char *only)
         st = route_round(&s);
         st = loom_agree(ctx, wc, st);
         loom_exchange_t *x = NULL;
+        /* a quarter each: routed records, received records, the exchange's room, kept output */
         loom_exchange_opts_t xo = {
-            .among = LOOM_AMONG_WORKERS, .elem = 1, .budget = e->cfg.memory, .timer = "shuffle"};
+            .among = LOOM_AMONG_WORKERS, .elem = 1, .budget = s.limit, .timer = "shuffle"};
         if (st == LOOM_OK) st = loom_exchange_create(ctx, &xo, &x);
         st = loom_agree(ctx, wc, st);
         if (st == LOOM_OK) st = loom_exchange_run(x, stage_pack, stage_unpack, &s);

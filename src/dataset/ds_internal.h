@@ -18,6 +18,7 @@ typedef enum ds_kind {
     DS_FILTER,
     DS_MAP_VALUES,
     DS_KEY_BY,
+    DS_MAP_PART, /* map_partitions */
     DS_SAMPLE,
     DS_BJOIN, /* join with a broadcast side: placed where the other input is */
     DS_UNION,
@@ -52,6 +53,7 @@ struct loom_ds {
     int partitioning; /* DS_PART_* */
     loom_ds_map_fn map;
     loom_ds_pred_fn pred;
+    loom_ds_part_fn part_fn; /* map_partitions */
     loom_ds_combine_fn comb;
     loom_ds_combine_fn seq; /* aggregate_by_key: folds a value into the accumulator */
     loom_buf_t zero;        /* aggregate_by_key: the accumulator's start */
@@ -154,6 +156,14 @@ struct loom_ds_out {
     /* combiner output capture */
     loom_buf_t *capture;
 };
+
+struct loom_ds_iter {
+    const unsigned char *p, *end;
+    int bad; /* a corrupt record was met */
+};
+/* Partition p of d as an iterator: over its kept buffer when it is in memory, else over a
+ * copy pulled into *copy (freed by the caller). */
+loom_status_t ds_part_iter(loom_ds_t *d, int p, loom_buf_t *copy, loom_ds_iter_t *it);
 
 /* Push partition p of d through `sink`, record by record (kept partitions
  * are read; narrow steps are applied on the way). Local. */

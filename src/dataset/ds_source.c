@@ -157,6 +157,7 @@ loom_ds_t *loom_ds_range(loom_ds_engine_t *e, uint64_t n, int parts)
 
 loom_ds_t *loom_ds_h5(loom_ds_engine_t *e, const char *spec, int parts, loom_ds_num_t *kind)
 {
+    if (kind) *kind = LOOM_DS_INT64;
     loom_ds_t *d = ds_node(e, DS_H5, "hdf5", NULL, NULL, parts);
     if (!d) return d;
     loom_ctx_t *ctx = e->ctx;

@@ -744,7 +744,7 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     st = run_phases(&eng, &acc, &rs, dir);
     comm = loom_comm(ctx); /* a recovery replaces it */
 finish:
-    if (parts) {
+    if (h5out) {
         static const loom_lines_t lines[] = {[LOOM_MR_OUT_KV] = LOOM_LINES_KV,
                                              [LOOM_MR_OUT_KEY] = LOOM_LINES_KEY,
                                              [LOOM_MR_OUT_VALUE] = LOOM_LINES_VALUE};

@@ -5,6 +5,7 @@
  *
  *   ds_apply OP OUT A [B]      (under mpiexec; OP names the transformation)
  *   ds_apply h5 OUT FILE:/DS   the elements of a 1-D HDF5 dataset (loom_ds_h5), unchanged
+ *   ds_apply h5_repartition OUT FILE:/DS   the same through a shuffle (read on several threads)
  * An OUT ending in .h5 is saved as HDF5 (loom_ds_save). DS_APPLY_MEMORY=BYTES sets the
  * engine's memory budget (shuffles then route in rounds and spill received records). */
 #include <stdio.h>
@@ -167,6 +168,32 @@ static loom_status_t first_byte(const loom_ds_rec_t *r, loom_ds_out_t *out, void
     return loom_ds_emit(out, r->val, r->vlen ? 1 : 0, NULL, 0);
 }
 
+/* map_partitions: a partition's records, last first (the whole partition is needed). */
+static loom_status_t reversed_partition(int p, loom_ds_iter_t *in, loom_ds_out_t *out, void *user)
+{
+    (void)p;
+    (void)user;
+    loom_ds_rec_t r, *all = NULL;
+    size_t n = 0, cap = 0;
+    while (loom_ds_next(in, &r)) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            loom_ds_rec_t *g = realloc(all, cap * sizeof *all);
+            if (!g) {
+                free(all);
+                return LOOM_ERR_NOMEM;
+            }
+            all = g;
+        }
+        all[n++] = r; /* borrowed until this function returns */
+    }
+    loom_status_t st = LOOM_OK;
+    while (n-- > 0 && st == LOOM_OK)
+        st = loom_ds_emit(out, all[n].key, all[n].klen, all[n].val, all[n].vlen);
+    free(all);
+    return st;
+}
+
 /* reduce_by_key: the larger value in byte order (a shorter prefix first) */
 static loom_status_t larger(const void *a, size_t al, const void *b, size_t bl, loom_ds_out_t *out,
                             void *user)
@@ -222,14 +249,16 @@ int main(int argc, char **argv)
     loom_ds_engine_t *e = NULL;
     st = loom_ds_engine_create(ctx, &cfg, &e);
     if (st == LOOM_OK) {
-        int h5 = !strcmp(op, "h5");
+        int h5 = !strncmp(op, "h5", 2);
         loom_ds_t *a = h5 ? NULL : loom_ds_map(loom_ds_text(e, &in_a, 1), parse, NULL);
         loom_ds_t *b = h5 ? NULL : loom_ds_map(loom_ds_text(e, &in_b, 1), parse, NULL);
         loom_ds_t *r = NULL;
         long mode = 0;
         static const uint64_t zero[2] = {0, 0};
-        if (h5)
+        if (!strcmp(op, "h5"))
             r = loom_ds_h5(e, in_a, 3, NULL);
+        else if (!strcmp(op, "h5_repartition"))
+            r = loom_ds_repartition(loom_ds_h5(e, in_a, 6, NULL), 4);
         else if (!strcmp(op, "filter"))
             r = loom_ds_filter(a, even_value, NULL);
         else if (!strcmp(op, "flat_map"))
@@ -238,6 +267,8 @@ int main(int argc, char **argv)
             r = loom_ds_map_values(a, reversed, NULL);
         else if (!strcmp(op, "key_by"))
             r = loom_ds_key_by(a, first_byte, NULL), mode = 3;
+        else if (!strcmp(op, "map_partitions"))
+            r = loom_ds_map_partitions(a, reversed_partition, 0, NULL);
         else if (!strcmp(op, "union"))
             r = loom_ds_union(a, b);
         else if (!strcmp(op, "reduce_by_key"))

@@ -53,6 +53,8 @@ def model(op, a, b):
         return [(v[:1].hex(), k.hex() + "|" + v.hex()) for k, v in a]
     if op == "union":
         return kv(a + b)
+    if op == "map_partitions":  # every record, in reverse order within its partition
+        return kv(a)
     groups = collections.defaultdict(list)
     for k, v in a:
         groups[k].append(v)
@@ -128,6 +130,14 @@ def hdf5(work):
                 bad += 1
                 continue
             print("ok loom_ds_h5 %s -> %s: %d records" % (name, os.path.basename(o), len(got)))
+        # through a shuffle: the source's partitions read on several threads at once
+        p = subprocess.run(LAUNCH + [APPLY, "h5_repartition", out, "%s:/g/%s" % (f, name)],
+                           capture_output=True, timeout=300)
+        if p.returncode != 0 or sorted(result(out)) != sorted(want):
+            print("FAIL h5_repartition %s: exit %d %s" % (name, p.returncode, p.stderr.decode()[-400:]))
+            bad += 1
+        else:
+            print("ok loom_ds_h5 %s through repartition" % name)
     for spec, why in (("/matrix", "dimensions"), ("/nope", "no dataset"), ("/names", "not numeric")):
         o = os.path.join(work, "h5-bad.h5")
         p = subprocess.run(LAUNCH + [APPLY, "h5", o, f + ":" + spec], capture_output=True, timeout=300)
@@ -149,7 +159,7 @@ def main():
     fa, fb = os.path.join(work, "a.txt"), os.path.join(work, "b.txt")
     write(fa, a)
     write(fb, b)
-    ops = ["filter", "flat_map", "map_values", "key_by", "union", "reduce_by_key",
+    ops = ["filter", "flat_map", "map_values", "key_by", "union", "map_partitions", "reduce_by_key",
            "aggregate_by_key", "group_by_key", "cogroup", "distinct", "partition_by",
            "repartition", "join", "join_broadcast", "join_copartitioned", "sort_by_key"]
     bad = 0

@@ -416,6 +416,105 @@ static void test_empty(void)
     loom_ds_engine_destroy(&e);
 }
 
+/* map_partitions: one record per partition, (partition, records, sum of values). */
+static loom_status_t part_summary(int p, loom_ds_iter_t *in, loom_ds_out_t *out, void *user)
+{
+    (void)user;
+    uint64_t v[2] = {0, 0}, x;
+    uint32_t key = (uint32_t)p;
+    loom_ds_rec_t r;
+    while (loom_ds_next(in, &r)) {
+        memcpy(&x, r.val, 8);
+        v[0]++;
+        v[1] += x;
+    }
+    return loom_ds_emit(out, &key, 4, v, 16);
+}
+
+/* map_partitions that passes records on unchanged, failing on partition 3 when asked. */
+static loom_status_t part_identity(int p, loom_ds_iter_t *in, loom_ds_out_t *out, void *user)
+{
+    if (user && p == 3) return LOOM_ERROR(loom_ds_out_ctx(out), LOOM_ERR_FORMAT, "partition 3");
+    loom_ds_rec_t r;
+    while (loom_ds_next(in, &r))
+        LOOM_TRY(loom_ds_emit(out, r.key, r.klen, r.val, r.vlen));
+    return LOOM_OK;
+}
+
+typedef struct seen {
+    uint64_t records, sum, parts;
+} seen_t;
+
+static loom_status_t part_seen(int p, loom_ds_iter_t *in, void *user)
+{
+    (void)p;
+    seen_t *s = user;
+    loom_ds_rec_t r;
+    uint64_t x;
+    while (loom_ds_next(in, &r)) {
+        memcpy(&x, r.val, 8);
+        s->records++;
+        s->sum += x;
+    }
+    s->parts++;
+    return LOOM_OK;
+}
+
+static loom_status_t collect_summary(const loom_ds_rec_t *r, void *user)
+{
+    seen_t *s = user;
+    uint64_t v[2];
+    memcpy(v, r->val, 16);
+    s->records += v[0];
+    s->sum += v[1];
+    s->parts++;
+    return LOOM_OK;
+}
+
+static void test_partitions(void)
+{
+    static data_t d;
+    make_data(&d, 500, 23, 1);
+    uint64_t sum = 0;
+    for (int i = 0; i < 500; i++)
+        sum += d.num[i];
+    loom_ds_engine_t *e = engine(0);
+    loom_ds_t *src = loom_ds_parallelize(e, d.rec, 500, 7);
+    /* one record per partition, empty ones too; then again over a persisted input (in place) */
+    for (int kept = 0; kept < 2; kept++) {
+        loom_ds_t *in =
+            kept ? loom_ds_persist(loom_ds_map_partitions(src, part_identity, 1, NULL)) : src;
+        seen_t got = {0};
+        CU_ASSERT(loom_ds_collect(loom_ds_map_partitions(in, part_summary, 0, NULL),
+                                  collect_summary, &got) == LOOM_OK);
+        if (is_root()) CU_ASSERT(got.parts == 7 && got.records == 500 && got.sum == sum);
+    }
+    /* more partitions than records: every partition still seen, empty ones too */
+    seen_t few = {0};
+    CU_ASSERT(loom_ds_collect(loom_ds_map_partitions(loom_ds_parallelize(e, d.rec, 3, 7),
+                                                     part_summary, 0, NULL),
+                              collect_summary, &few) == LOOM_OK);
+    if (is_root())
+        CU_ASSERT(few.parts == 7 && few.records == 3 && few.sum == d.num[0] + d.num[1] + d.num[2]);
+    /* pipelined into a shuffle */
+    uint64_t n = 0, n2 = 0;
+    CU_ASSERT(
+        loom_ds_count(loom_ds_distinct(loom_ds_map_partitions(src, part_identity, 0, NULL), 3),
+                      &n) == LOOM_OK);
+    CU_ASSERT(loom_ds_count(loom_ds_distinct(src, 3), &n2) == LOOM_OK);
+    CU_ASSERT(n == n2 && n > 0);
+    /* foreach_partition: every partition once, on its owner */
+    seen_t mine = {0}, all;
+    CU_ASSERT(loom_ds_foreach_partition(src, part_seen, &mine) == LOOM_OK);
+    MPI_Allreduce(&mine, &all, 3, MPI_UINT64_T, MPI_SUM, loom_comm(loom_test_ctx));
+    CU_ASSERT(all.parts == 7 && all.records == 500 && all.sum == sum);
+    /* a failing function fails the action everywhere */
+    CU_ASSERT(loom_ds_count(loom_ds_map_partitions(src, part_identity, 0, "fail"), &n) ==
+              LOOM_ERR_FORMAT);
+    loom_error_clear(loom_test_ctx);
+    loom_ds_engine_destroy(&e);
+}
+
 /* An HDF5 save of records that cannot be text lines (8-byte keys hold NUL bytes) fails
  * everywhere with LOOM_ERR_FORMAT and leaves no file, no temporary. */
 static void test_save_h5_refused(void)
@@ -744,6 +843,7 @@ static void register_suites(void)
         {"empty datasets and partitions", test_empty},
         {"a failing user function", test_failure_agreed},
         {"an HDF5 save of records that are not lines", test_save_h5_refused},
+        {"map_partitions and foreach_partition", test_partitions},
         {"a dropped partition recomputed", test_drop_recompute},
         {"aggregate_by_key, cogroup, repartition, key_by, take, top, sample, fold", test_more_ops},
         {"partitions kept on disk and past the memory budget", test_storage},
