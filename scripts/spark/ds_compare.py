@@ -4,7 +4,7 @@ they agree, then timings alternating the systems.
 
 Usage: /usr/bin/python3 scripts/spark/ds_compare.py [--loom build/release/loom]
        [--scales 18,20] [--points 400000] [--dim 10] [--iters 10] [--reps 3]
-       [--out-dir bench-out/ds-spark]
+       [--out-dir bench-out/ds-spark] [--spark rdd,dataframe] [--no-check]
 
 Check (small inputs): `loom ds-pagerank --convention spark` against Spark's example program
 (scripts/spark/ds_programs.py pagerank) and the same with DataFrames (pagerank-df), every
@@ -72,25 +72,8 @@ def points_file(path, n, dim, seed=7):
             f.write(" ".join([repr(y)] + [repr(rng.gauss(0.6 * y, 1.0)) for _ in range(dim)]) + "\n")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--loom")
-    ap.add_argument("--scales", default="18,20")
-    ap.add_argument("--points", type=int, default=400000)
-    ap.add_argument("--dim", type=int, default=10)
-    ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--out-dir", default="bench-out/ds-spark")
-    a = ap.parse_args()
-    loom = find_loom(a.loom) or sys.exit("ds_compare: no loom binary")
-    py = subprocess.run([os.path.join(HERE, "setup.sh")], capture_output=True, text=True,
-                        check=True).stdout.strip()
-    prog = os.path.join(HERE, "ds_programs.py")
-    os.makedirs(a.out_dir, exist_ok=True)
-    mpi3 = ["mpiexec", "-n", "3", "--bind-to", "none", loom]
-    out = os.path.join(a.out_dir, "out")
-
-    # ---- check
+def check(a, loom, py, prog, mpi3, out):
+    """Loom and Spark agree on small inputs before anything is timed."""
     g = os.path.join(a.out_dir, "kron10.el")
     subprocess.run([loom, "generate", "kron", "--scale", "10", "--out", g, "--quiet"], check=True,
                    env=mpi_env())
@@ -119,6 +102,32 @@ def main():
     print(f"check: ds-logreg = PySpark's gradient descent, {len(w1)} weights "
           f"(worst relative difference {worst:.2g})")
 
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--loom")
+    ap.add_argument("--scales", default="18,20")
+    ap.add_argument("--points", type=int, default=400000)
+    ap.add_argument("--dim", type=int, default=10)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out-dir", default="bench-out/ds-spark")
+    ap.add_argument("--spark", default="rdd,dataframe",
+                    help="Spark PageRank programs to time: rdd, dataframe or both")
+    ap.add_argument("--no-check", action="store_true", help="skip the agreement checks")
+    a = ap.parse_args()
+    loom = find_loom(a.loom) or sys.exit("ds_compare: no loom binary")
+    py = subprocess.run([os.path.join(HERE, "setup.sh")], capture_output=True, text=True,
+                        check=True).stdout.strip()
+    prog = os.path.join(HERE, "ds_programs.py")
+    os.makedirs(a.out_dir, exist_ok=True)
+    mpi3 = ["mpiexec", "-n", "3", "--bind-to", "none", loom]
+    out = os.path.join(a.out_dir, "out")
+
+    # ---- check
+    if not a.no_check:
+        check(a, loom, py, prog, mpi3, out)
+
     # ---- timing
     print(f"\nLoom 3 ranks (master + 2 workers x 1 thread) vs Spark local[2]; {a.iters} "
           f"iterations; median (min-max) of {a.reps}, alternating\n")
@@ -132,9 +141,10 @@ def main():
         race(a.reps, f"PageRank kron:{scale} undirected",
              mpi3 + ["ds-pagerank", el, "--iters", str(a.iters), "--threads", "1", "--out", out,
                      "--overwrite", "--json", "--quiet"],
-             {"spark rdd": [py, prog, "pagerank", el, "--iters", str(a.iters), "--json"],
-              "spark dataframe": [py, prog, "pagerank-df", el, "--iters", str(a.iters),
-                                  "--json"]})
+             {f"spark {s}": [py, prog, {"rdd": "pagerank", "dataframe": "pagerank-df"}[s], el,
+                             "--iters", str(a.iters), "--json"] for s in a.spark.split(",")})
+    if a.points <= 0:
+        return
     pts = os.path.join(a.out_dir, f"points-{a.points}x{a.dim}.txt")
     if not os.path.exists(pts):
         points_file(pts, a.points, a.dim)
