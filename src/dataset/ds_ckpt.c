@@ -302,23 +302,9 @@ loom_status_t ds_ckpt_load(loom_ds_t *d, int p)
     loom_ctx_t *ctx = d->e->ctx;
     char file[4200];
     snprintf(file, sizeof file, "%s/part-%05d", d->ckpt_path, p);
-    FILE *f = fopen(file, "rb");
-    if (!f)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s (checkpoint partition)", file,
-                          strerror(errno));
     loom_buf_t *b = &d->part[p];
     b->len = 0;
-    loom_status_t st = LOOM_OK;
-    for (;;) {
-        st = loom_buf_reserve(ctx, b, 1 << 20);
-        if (st != LOOM_OK) break;
-        size_t n = fread(b->data + b->len, 1, b->cap - b->len, f);
-        b->len += n;
-        if (n == 0) break;
-    }
-    if (st == LOOM_OK && ferror(f))
-        st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot read: %s", file, strerror(errno));
-    fclose(f);
+    loom_status_t st = ds_file_read(ctx, file, b);
     /* a torn or foreign file is refused, not half read */
     const unsigned char *q = b->data, *end = b->data + b->len;
     loom_ds_rec_t r;
