@@ -11,5 +11,6 @@
 #include "loom/pregel.h"
 #include "loom/mr.h"
 #include "loom/dataset.h"
+#include "loom/chunks.h"
 
 #endif

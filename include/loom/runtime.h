@@ -164,8 +164,9 @@ void loom_members_resumed(loom_ctx_t *ctx);
  *                       writing N reduce partitions), superstep (at the start
  *                       of superstep N), stage (datasets: at the start of
  *                       the N-th stage the rank runs, a shuffle or the
- *                       keeping of a persisted dataset); N = 0 is the start
- *                       of the phase
+ *                       keeping of a persisted dataset), transfer (chunk
+ *                       store: after N pieces, of up to 1 MiB, of chunk data
+ *                       this rank read or received); N = 0 is the start of the phase
  *   slow:RANK:SECONDS   every map task on RANK takes SECONDS longer
  * Older spellings stay: lose-worker:RANK@map:N, slow-worker:RANK:SECONDS, and
  * abort-worker:W@superstep:N (W a worker index, taken modulo the workers).
@@ -175,7 +176,8 @@ enum {
     LOOM_PHASE_SHUFFLE,
     LOOM_PHASE_REDUCE,
     LOOM_PHASE_SUPERSTEP,
-    LOOM_PHASE_STAGE /* datasets: at the start of this rank's N-th stage */
+    LOOM_PHASE_STAGE,   /* datasets: at the start of this rank's N-th stage */
+    LOOM_PHASE_TRANSFER /* chunk store: after N pieces of chunk data read or received here */
 };
 enum { LOOM_FAULT_NONE = 0, LOOM_FAULT_KILL, LOOM_FAULT_SLOW };
 

@@ -11,7 +11,7 @@
 static const char *const phase_names[] = {
     [LOOM_PHASE_MAP] = "map",       [LOOM_PHASE_SHUFFLE] = "shuffle",
     [LOOM_PHASE_REDUCE] = "reduce", [LOOM_PHASE_SUPERSTEP] = "superstep",
-    [LOOM_PHASE_STAGE] = "stage",
+    [LOOM_PHASE_STAGE] = "stage",   [LOOM_PHASE_TRANSFER] = "transfer",
 };
 #define NPHASES ((int)(sizeof phase_names / sizeof *phase_names))
 

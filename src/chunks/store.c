@@ -1,0 +1,381 @@
+/* The chunk store as a whole: opening a store root, learning what every holder keeps, and
+ * keeping the store whole (healing, rebalancing, checking). The master plans; the workers
+ * move and delete replicas. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chunks/chunks_internal.h"
+
+#define MARKER "loom chunk store 1\n"
+#define CHECKPOINT_AFTER (4u << 20) /* log bytes folded into a checkpoint at close */
+
+/* ------------------------------------------------------------------ collective helpers */
+
+static loom_status_t wait_here(loom_chunks_t *fs, MPI_Request *req)
+{
+    /* the master waits without spinning: it may share a core with a worker */
+    return loom_is_master(fs->ctx) && loom_size(fs->ctx) > 1
+               ? loom_wait(fs->ctx, req, MPI_STATUS_IGNORE)
+               : loom_wait_hot(fs->ctx, req, MPI_STATUS_IGNORE);
+}
+
+loom_status_t ch_sync(loom_chunks_t *fs, loom_status_t st)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    if (st == LOOM_ERR_LOST) return st;
+    MPI_Request req;
+    int e = MPI_Ibarrier(loom_comm(ctx), &req);
+    loom_status_t w = e == MPI_SUCCESS ? wait_here(fs, &req)
+                                       : loom_error_mpi(ctx, e, "MPI_Ibarrier", __FILE__, __LINE__);
+    if (w == LOOM_ERR_LOST) return w;
+    return loom_agree(ctx, loom_comm(ctx), st != LOOM_OK ? st : w);
+}
+
+loom_status_t ch_bcast_buf(loom_chunks_t *fs, loom_buf_t *b)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    uint64_t n = b->len;
+    LOOM_MPI(ctx, MPI_Bcast(&n, 1, MPI_UINT64_T, 0, loom_comm(ctx)));
+    if (!loom_is_master(ctx)) {
+        b->len = 0;
+        LOOM_TRY(loom_buf_reserve(ctx, b, n));
+        b->len = n;
+    }
+    if (n) LOOM_MPI(ctx, MPI_Bcast(b->data, (int)n, MPI_BYTE, 0, loom_comm(ctx)));
+    return LOOM_OK;
+}
+
+loom_status_t ch_gather(loom_chunks_t *fs, const void *mine, size_t bytes, loom_buf_t *all,
+                        uint64_t *offs)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    int P = loom_size(ctx), master = loom_is_master(ctx);
+    int n = (int)bytes, *counts = NULL, *displs = NULL;
+    MPI_Request req;
+    if (master) {
+        counts = calloc((size_t)P, sizeof *counts);
+        displs = calloc((size_t)P, sizeof *displs);
+        if (!counts || !displs) {
+            free(counts);
+            free(displs);
+            return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        }
+    }
+    loom_status_t st = LOOM_OK;
+    int e = MPI_Igather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, loom_comm(ctx), &req);
+    st = e == MPI_SUCCESS ? wait_here(fs, &req)
+                          : loom_error_mpi(ctx, e, "MPI_Igather", __FILE__, __LINE__);
+    size_t total = 0;
+    if (st == LOOM_OK && master) {
+        for (int r = 0; r < P; r++) {
+            displs[r] = (int)total;
+            if (offs) offs[r] = total;
+            total += (size_t)counts[r];
+        }
+        if (offs) offs[P] = total;
+        all->len = 0;
+        st = loom_buf_reserve(ctx, all, total);
+        all->len = total;
+    }
+    if (st == LOOM_OK) {
+        e = MPI_Igatherv(mine, n, MPI_BYTE, master ? all->data : NULL, counts, displs, MPI_BYTE, 0,
+                         loom_comm(ctx), &req);
+        st = e == MPI_SUCCESS ? wait_here(fs, &req)
+                              : loom_error_mpi(ctx, e, "MPI_Igatherv", __FILE__, __LINE__);
+    }
+    free(counts);
+    free(displs);
+    return st;
+}
+
+const char *ch_holder_name(const loom_chunks_t *fs, int w)
+{
+    if (fs->holders && w >= 0 && w < fs->nholders) return fs->holders[w].name;
+    return "?";
+}
+
+/* ------------------------------------------------------------------ inventory */
+
+static int cmp_rep(const void *a, const void *b)
+{
+    const ch_rep_t *x = a, *y = b;
+    if (x->id != y->id) return x->id < y->id ? -1 : 1;
+    return (x->holder > y->holder) - (x->holder < y->holder);
+}
+
+static void holder_name(loom_chunks_t *fs, char *buf, size_t len)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    int slot = loom_size(ctx) == 1 ? 1 : loom_start_rank(ctx, loom_rank(ctx));
+    snprintf(buf, len, "%s-%d", loom_hostname(ctx), slot);
+}
+
+loom_status_t ch_inventory(loom_chunks_t *fs, int verify)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    loom_buf_t mine = {0}, all = {0};
+    loom_status_t st = LOOM_OK;
+    if (loom_is_worker(ctx)) {
+        ch_rep_t *reps = NULL;
+        size_t n = 0;
+        uint64_t used = 0;
+        st = ch_scan(fs, verify, &reps, &n, &used);
+        ch_holder_t h = {{0}, used, 0};
+        holder_name(fs, h.name, sizeof h.name);
+        h.free = ch_free_bytes(fs, used);
+        if (st == LOOM_OK) st = loom_buf_append(ctx, &mine, &h, sizeof h);
+        if (st == LOOM_OK) st = loom_buf_append(ctx, &mine, reps, n * sizeof *reps);
+        free(reps);
+    }
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    int P = loom_size(ctx);
+    uint64_t *offs = calloc((size_t)P + 1, sizeof *offs);
+    if (!offs) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    if (st == LOOM_OK) st = ch_gather(fs, mine.data, mine.len, &all, offs);
+    loom_buf_free(&mine);
+    fs->nholders = loom_num_workers(ctx);
+    if (st == LOOM_OK && loom_is_master(ctx)) {
+        free(fs->holders);
+        free(fs->reps);
+        fs->reps = NULL;
+        fs->nreps = 0;
+        fs->holders = calloc((size_t)fs->nholders, sizeof *fs->holders);
+        size_t total = 0;
+        for (int r = 0; r < P; r++)
+            if (offs[r + 1] - offs[r] >= sizeof(ch_holder_t))
+                total += (offs[r + 1] - offs[r] - sizeof(ch_holder_t)) / sizeof(ch_rep_t);
+        fs->reps = malloc((total ? total : 1) * sizeof *fs->reps);
+        if (!fs->holders || !fs->reps) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        for (int r = 0; st == LOOM_OK && r < P; r++) {
+            if (offs[r + 1] - offs[r] < sizeof(ch_holder_t)) continue;
+            int w = P == 1 ? 0 : r - 1;
+            memcpy(&fs->holders[w], all.data + offs[r], sizeof(ch_holder_t));
+            size_t k = (offs[r + 1] - offs[r] - sizeof(ch_holder_t)) / sizeof(ch_rep_t);
+            memcpy(fs->reps + fs->nreps, all.data + offs[r] + sizeof(ch_holder_t),
+                   k * sizeof(ch_rep_t));
+            for (size_t i = 0; i < k; i++)
+                fs->reps[fs->nreps + i].holder = w;
+            fs->nreps += k;
+        }
+        if (st == LOOM_OK) qsort(fs->reps, fs->nreps, sizeof *fs->reps, cmp_rep);
+    }
+    free(offs);
+    loom_buf_free(&all);
+    /* every rank learns the holders' names (for messages) */
+    if (!loom_is_master(ctx) && st == LOOM_OK) {
+        free(fs->holders);
+        fs->holders = calloc((size_t)fs->nholders, sizeof *fs->holders);
+        if (!fs->holders) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    }
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK)
+        LOOM_MPI(ctx, MPI_Bcast(fs->holders, (int)(fs->nholders * sizeof *fs->holders), MPI_BYTE, 0,
+                                loom_comm(ctx)));
+    return st;
+}
+
+void ch_reps_of(const loom_chunks_t *fs, uint64_t id, size_t *first, size_t *last)
+{
+    size_t lo = 0, hi = fs->nreps;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (fs->reps[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t j = lo;
+    while (j < fs->nreps && fs->reps[j].id == id)
+        j++;
+    *first = lo;
+    *last = j;
+}
+
+int ch_rep_good(const ch_rep_t *r, const ch_chunk_t *c)
+{
+    return r->state == CH_REP_OK && r->version >= c->version && r->len >= c->len;
+}
+
+loom_status_t ch_delete(loom_chunks_t *fs, const uint64_t *pairs, size_t npairs)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    loom_buf_t b = {0};
+    loom_status_t st = LOOM_OK;
+    if (loom_is_master(ctx)) st = loom_buf_append(ctx, &b, pairs, npairs * 2 * sizeof *pairs);
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) st = ch_bcast_buf(fs, &b);
+    int me = loom_worker_index(ctx);
+    size_t removed = 0;
+    for (size_t at = 0; st == LOOM_OK && at + 16 <= b.len; at += 16) {
+        uint64_t pair[2];
+        memcpy(pair, b.data + at, 16);
+        if ((int)pair[0] == me) ch_remove_replica(fs, pair[1]);
+        removed++;
+    }
+    loom_buf_free(&b);
+    fs->removed_replicas += (int64_t)removed;
+    return st;
+}
+
+/* ------------------------------------------------------------------ open and close */
+
+static loom_status_t write_marker(loom_ctx_t *ctx, const char *root)
+{
+    char path[4200], tmp[4200];
+    snprintf(path, sizeof path, "%s/LOOM_STORE", root);
+    snprintf(tmp, sizeof tmp, "%s/.LOOM_STORE.tmp", root);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fputs(MARKER, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    return LOOM_OK;
+}
+
+/* The master checks the root: a store, or a missing or empty directory that becomes one. */
+static loom_status_t check_root(loom_ctx_t *ctx, const char *root)
+{
+    struct stat sb;
+    if (stat(root, &sb) != 0) {
+        if (errno != ENOENT) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", root, strerror(errno));
+        if (mkdir(root, 0755) != 0)
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "--store %s: cannot create it: %s", root,
+                              strerror(errno));
+        return write_marker(ctx, root);
+    }
+    if (!S_ISDIR(sb.st_mode))
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--store %s: not a Loom store (not a directory)",
+                          root);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/LOOM_STORE", root);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char line[64] = "";
+        int ok = fgets(line, sizeof line, f) && !strcmp(line, MARKER);
+        fclose(f);
+        if (!ok)
+            return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                              "--store %s: LOOM_STORE is not a Loom chunk store marker of a "
+                              "version this Loom reads",
+                              root);
+        return LOOM_OK;
+    }
+    int empty = 1;
+    DIR *d = opendir(root);
+    if (!d) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", root, strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            empty = 0;
+            break;
+        }
+    closedir(d);
+    if (!empty)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "--store %s: not a Loom store (a directory with files but no LOOM_STORE; "
+                          "a missing or empty directory becomes a store)",
+                          root);
+    return write_marker(ctx, root);
+}
+
+static loom_status_t make_holder_dir(loom_chunks_t *fs)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    char name[CH_NAME_MAX], path[4200];
+    holder_name(fs, name, sizeof name);
+    if (mkdir(fs->root, 0755) != 0 && errno != EEXIST)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s (on %s)", fs->root, strerror(errno),
+                          loom_hostname(ctx));
+    snprintf(path, sizeof path, "%s/holders", fs->root);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/holders/%s", fs->root, name);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    fs->hdir = strdup(path);
+    if (!fs->hdir) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    return LOOM_OK;
+}
+
+static void chunks_free(loom_chunks_t *fs)
+{
+    if (!fs) return;
+    ch_meta_close(&fs->meta);
+    free(fs->root);
+    free(fs->hdir);
+    free(fs->holders);
+    free(fs->reps);
+    free(fs);
+}
+
+loom_status_t loom_chunks_open(loom_ctx_t *ctx, const char *root, const loom_chunks_opts_t *opts,
+                               loom_chunks_t **out)
+{
+    *out = NULL;
+    loom_chunks_t *fs = calloc(1, sizeof *fs);
+    if (!fs) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    fs->ctx = ctx;
+    fs->meta.log_fd = fs->meta.lock_fd = -1;
+    if (opts) fs->o = *opts;
+    if (!fs->o.chunk_size) fs->o.chunk_size = LOOM_CHUNKS_DEFAULT_SIZE;
+    if (!fs->o.replication) fs->o.replication = LOOM_CHUNKS_DEFAULT_REPLICATION;
+    loom_status_t st = LOOM_OK;
+    if (!root || !*root)
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "no store given (--store DIR or LOOM_STORE)");
+    else if (fs->o.chunk_size % LOOM_CHUNKS_BLOCK || fs->o.chunk_size > (1ull << 32))
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                        "--chunk-size %zu: must be a multiple of 64K and at most 4G",
+                        fs->o.chunk_size);
+    else if (fs->o.replication < 1 || fs->o.replication > CH_MAX_REPL)
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--replication %d: must be 1..%d", fs->o.replication,
+                        CH_MAX_REPL);
+    if (st == LOOM_OK)
+        st = loom_fault_parse(ctx, fs->o.fault, 1u << LOOM_PHASE_TRANSFER, &fs->fault);
+    if (st == LOOM_OK && !(fs->root = strdup(root)))
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    if (st == LOOM_OK && loom_is_master(ctx)) {
+        st = check_root(ctx, root);
+        if (st == LOOM_OK) st = ch_meta_open(ctx, root, &fs->meta);
+    }
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK && loom_is_worker(ctx)) st = make_holder_dir(fs);
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) st = ch_inventory(fs, 0);
+    if (st == LOOM_OK && fs->o.heal) st = loom_chunks_heal(fs);
+    if (st != LOOM_OK) {
+        chunks_free(fs);
+        return st;
+    }
+    *out = fs;
+    return LOOM_OK;
+}
+
+loom_status_t loom_chunks_close(loom_chunks_t **pfs)
+{
+    if (!pfs || !*pfs) return LOOM_OK;
+    loom_chunks_t *fs = *pfs;
+    loom_status_t st = LOOM_OK;
+    if (loom_is_master(fs->ctx)) st = ch_meta_checkpoint(fs->ctx, &fs->meta, CHECKPOINT_AFTER);
+    chunks_free(fs);
+    *pfs = NULL;
+    return st;
+}
+
+loom_status_t ch_recover(loom_chunks_t *fs, loom_status_t st)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    if (st != LOOM_ERR_LOST || !loom_ft_enabled(ctx)) return st;
+    int ok = 0;
+    LOOM_TRY(loom_members_agree(ctx, &ok));
+    loom_recovery_t rec;
+    st = loom_members_recover(ctx, &rec);
+    loom_recovery_free(&rec);
+    LOOM_TRY(st);
+    loom_members_resumed(ctx);
+    return ch_inventory(fs, 0);
+}
