@@ -23,13 +23,15 @@ typedef struct loom_chunks loom_chunks_t;
 #define LOOM_CHUNKS_DEFAULT_REPLICATION 3
 
 typedef struct loom_chunks_opts {
-    size_t chunk_size;        /* of files created through this handle (0: 64 MiB); a multiple of
-                                 LOOM_CHUNKS_BLOCK */
-    int replication;          /* replicas of files created through this handle (0: 3), capped by
-                                 the holders present */
-    uint64_t holder_capacity; /* bytes a holder may keep in the store (0: the disk's free space) */
-    int heal;                 /* repair the store when it is opened (loom_chunks_heal) */
-    const char *fault;        /* --inject-fault spec (phase "transfer": pieces moved) or NULL */
+    size_t chunk_size;         /* of files created through this handle (0: 64 MiB); a multiple of
+                                  LOOM_CHUNKS_BLOCK */
+    int replication;           /* replicas of files created through this handle (0: 3), capped by
+                                  the holders present */
+    uint64_t holder_capacity;  /* bytes a holder may keep in the store (0: the disk's free space) */
+    int heal;                  /* repair the store when it is opened (loom_chunks_heal) */
+    uint64_t checkpoint_bytes; /* fold the operation log into a checkpoint at close once it
+                                  holds more than this (0: 4 MiB) */
+    const char *fault;         /* --inject-fault spec (phase "transfer": pieces moved) or NULL */
 } loom_chunks_opts_t;
 
 /* Open the store at `root` (node-local or shared). A missing or empty directory becomes a

@@ -203,6 +203,8 @@ int ch_rep_good(const ch_rep_t *r, const ch_chunk_t *c);
 /* Every rank gets the master's status (and message); the master waits without spinning
  * for the workers to get there. */
 loom_status_t ch_sync(loom_chunks_t *fs, loom_status_t st);
+/* Master: add the replicas a plan committed to fs->reps (and the holders' bytes). */
+loom_status_t ch_reps_note(loom_chunks_t *fs, const ch_plan_t *p);
 /* Master: holders to delete replica lists (holder, id) pairs; every holder removes its own. */
 loom_status_t ch_delete(loom_chunks_t *fs, const uint64_t *pairs, size_t npairs);
 /* Broadcast a byte buffer from the master. */

@@ -203,6 +203,50 @@ int ch_rep_good(const ch_rep_t *r, const ch_chunk_t *c)
     return r->state == CH_REP_OK && r->version >= c->version && r->len >= c->len;
 }
 
+/* The master's table after a change it made, without asking the holders again. */
+static void reps_drop(loom_chunks_t *fs, uint64_t holder, uint64_t id)
+{
+    size_t a, b;
+    ch_reps_of(fs, id, &a, &b);
+    for (size_t i = a; i < b; i++)
+        if ((uint64_t)fs->reps[i].holder == holder) {
+            uint64_t len = fs->reps[i].data_bytes;
+            ch_holder_t *h = &fs->holders[holder];
+            h->used = h->used > len ? h->used - len : 0;
+            h->free += len;
+            memmove(&fs->reps[i], &fs->reps[i + 1], (fs->nreps - i - 1) * sizeof *fs->reps);
+            fs->nreps--;
+            return;
+        }
+}
+
+loom_status_t ch_reps_note(loom_chunks_t *fs, const ch_plan_t *p)
+{
+    if (!loom_is_master(fs->ctx)) return LOOM_OK;
+    size_t add = 0;
+    for (size_t i = 0; i < p->nc; i++)
+        add += (size_t)p->c[i].nholders;
+    ch_rep_t *r = realloc(fs->reps, (fs->nreps + add + 1) * sizeof *r);
+    if (!r) return LOOM_ERROR(fs->ctx, LOOM_ERR_NOMEM, "out of memory");
+    fs->reps = r;
+    for (size_t i = 0; i < p->nc; i++)
+        for (int k = 0; k < p->c[i].nholders; k++) {
+            const ch_commit_t *c = &p->c[i];
+            reps_drop(fs, (uint64_t)c->holders[k], c->id);
+            fs->reps[fs->nreps++] = (ch_rep_t){.id = c->id,
+                                               .version = c->version,
+                                               .len = c->len,
+                                               .data_bytes = c->len,
+                                               .holder = c->holders[k],
+                                               .state = CH_REP_OK};
+            ch_holder_t *h = &fs->holders[c->holders[k]];
+            h->used += c->len;
+            h->free = h->free > c->len ? h->free - c->len : 0;
+        }
+    qsort(fs->reps, fs->nreps, sizeof *fs->reps, cmp_rep);
+    return LOOM_OK;
+}
+
 loom_status_t ch_delete(loom_chunks_t *fs, const uint64_t *pairs, size_t npairs)
 {
     loom_ctx_t *ctx = fs->ctx;
@@ -221,6 +265,9 @@ loom_status_t ch_delete(loom_chunks_t *fs, const uint64_t *pairs, size_t npairs)
     }
     loom_buf_free(&b);
     fs->removed_replicas += (int64_t)removed;
+    if (st == LOOM_OK && loom_is_master(ctx))
+        for (size_t i = 0; i < npairs; i++)
+            reps_drop(fs, pairs[2 * i], pairs[2 * i + 1]);
     return st;
 }
 
@@ -360,7 +407,8 @@ loom_status_t loom_chunks_close(loom_chunks_t **pfs)
     if (!pfs || !*pfs) return LOOM_OK;
     loom_chunks_t *fs = *pfs;
     loom_status_t st = LOOM_OK;
-    if (loom_is_master(fs->ctx)) st = ch_meta_checkpoint(fs->ctx, &fs->meta, CHECKPOINT_AFTER);
+    uint64_t after = fs->o.checkpoint_bytes ? fs->o.checkpoint_bytes : CHECKPOINT_AFTER;
+    if (loom_is_master(fs->ctx)) st = ch_meta_checkpoint(fs->ctx, &fs->meta, after);
     chunks_free(fs);
     *pfs = NULL;
     return st;

@@ -324,5 +324,8 @@ loom_status_t ch_transfer(loom_chunks_t *fs, const ch_plan_t *p, loom_buf_t *bad
     }
     xfer_free(fs, &x, p);
     if (st == LOOM_OK) st = gst;
-    return ch_sync(fs, st);
+    st = ch_sync(fs, st);
+    /* the master's table of replicas follows what was committed */
+    if (st == LOOM_OK) st = ch_reps_note(fs, p);
+    return st;
 }
