@@ -116,6 +116,40 @@ loom_status_t loom_chunks_heal(loom_chunks_t *fs);
  * within one chunk of each other. */
 loom_status_t loom_chunks_rebalance(loom_chunks_t *fs);
 
+/* ------------------------------------------------------------------ store files as engine input
+ *
+ * Engines read a store file as lines in splits, one per chunk: split i holds the lines that
+ * start in chunk i, and a line that runs into the next chunk is finished with bytes the
+ * holders sent to every rank when the file was opened. A split is read by a worker that
+ * holds its chunk (from its own disk), or, when every worker sees every holder's directory
+ * (a shared store root), by any worker. */
+typedef struct loom_chunks_lines loom_chunks_lines_t;
+
+/* Collective over the job. LOOM_ERR_USAGE when `path` is not a file of the store,
+ * LOOM_ERR_FORMAT for a line longer than a chunk (or than max_record; 0: 64 MiB),
+ * LOOM_ERR_IO for a chunk without a good replica on the holders present. */
+loom_status_t loom_chunks_lines_open(loom_chunks_t *fs, const char *path, size_t max_record,
+                                     loom_chunks_lines_t **lf);
+void loom_chunks_lines_close(loom_chunks_lines_t **lf);
+/* Splits, and the file's size. Local. */
+uint64_t loom_chunks_lines_count(const loom_chunks_lines_t *lf);
+uint64_t loom_chunks_lines_size(const loom_chunks_lines_t *lf);
+/* Split i's bytes in the file: [*off, *off + *len), whole lines. */
+void loom_chunks_lines_range(const loom_chunks_lines_t *lf, uint64_t i, uint64_t *off,
+                             uint64_t *len);
+/* The split whose range holds file offset `off`. */
+uint64_t loom_chunks_lines_find(const loom_chunks_lines_t *lf, uint64_t off);
+/* Whether the rank that started as `start_rank` holds split i's chunk. */
+int loom_chunks_lines_local(const loom_chunks_lines_t *lf, uint64_t i, int start_rank);
+/* Whether any worker can read any split (a shared store root). */
+int loom_chunks_lines_remote_ok(const loom_chunks_lines_t *lf);
+/* Read split i into buf (its length in bytes), checking every block: from this rank's
+ * replica when it holds one (*local = 1), else from another holder's directory when the
+ * root is shared; a replica that fails is reported and another one read. Not collective;
+ * LOOM_ERR_IO when no replica can be read. */
+loom_status_t loom_chunks_lines_read(loom_chunks_t *fs, const loom_chunks_lines_t *lf, uint64_t i,
+                                     char *buf, int *local);
+
 #ifdef __cplusplus
 }
 #endif

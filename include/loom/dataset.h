@@ -117,6 +117,8 @@ typedef struct loom_ds_config {
     const char *identity;       /* what the job computes ("ds-pagerank g.el damping=0.85"):
                                    recorded in checkpoints, checked on restore */
     const char *spill_dir;      /* base of the spill directory (NULL: $TMPDIR, /tmp) */
+    const char *store;          /* the chunk store (loom/chunks.h) of text inputs spelled
+                                   store:/PATH: a source partition per chunk */
 } loom_ds_config_t;
 
 /* Make an engine. Collective over the job communicator. Adds its counters to
@@ -361,7 +363,8 @@ loom_status_t loom_ds_interrupted(loom_ds_engine_t *e, int64_t step);
      "checkpoint and exit 75", NULL, 0, 0, 0}, \
     {"restart", LOOM_OPT_STRING, NULL, "resume from the newest checkpoint in DIR", NULL, 0, 0, 0}, \
     {"spill-dir", LOOM_OPT_STRING, NULL, "where partitions kept on disk go (default $TMPDIR, " \
-     "/tmp)", NULL, 0, 0, 0}
+     "/tmp)", NULL, 0, 0, 0}, \
+    {"store", LOOM_OPT_STRING, NULL, "the chunk store of store:/PATH inputs", NULL, 0, 0, 0}
 // clang-format on
 
 /* An engine configured from options parsed with LOOM_DS_OPTION_ROWS, with the

@@ -13,9 +13,9 @@ extern "C" {
  * the agreed status (use loom_agree before returning a failure). The CLI prints
  * the error and the run summary. */
 typedef struct loom_job {
-    const char *name;           /* "pagerank" */
-    const char *summary;        /* one line for `loom --help` */
-    const char *usage;          /* "loom pagerank GRAPH [options]" */
+    const char *name;             /* "pagerank" */
+    const char *summary;          /* one line for `loom --help` */
+    const char *usage;            /* "loom pagerank GRAPH [options]" */
     const loom_option_t *options; /* the command's own table (runtime options are added) */
     loom_status_t (*run)(loom_ctx_t *ctx, const loom_opts_t *opts);
 } loom_job_t;

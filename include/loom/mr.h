@@ -37,6 +37,14 @@ extern "C" {
  * or not integer/float is refused with one error naming file and dataset, and so is one
  * whose map tasks would not fit the master's memory (LOOM_ERR_NOMEM).
  *
+ * Store inputs. `store:/PATH` is a file of the chunk store at job->store (--store DIR or
+ * LOOM_STORE; include/loom/chunks.h): one map task per chunk, holding the lines that start
+ * in it, and the master hands a task to a worker that keeps a replica of its chunk when one
+ * asks; another worker takes it only when the store root is shared (every worker sees every
+ * holder's directory). The summary counts local and remote reads. line_numbers is not
+ * available for store inputs (LOOM_ERR_USAGE), and range partitioning (sampling on the
+ * master) needs a shared root.
+ *
  * Keys and values are byte strings with size_t lengths. Within one reduce
  * partition keys are grouped and presented in byte order (memcmp, a shorter
  * prefix first), which is the order of `LC_ALL=C sort`. */
@@ -123,6 +131,7 @@ typedef struct loom_mr_job {
     const char *fault;     /* --inject-fault spec or NULL (see LOOM_MR_OPTION_ROWS) */
     int overwrite;         /* an existing output that an earlier Loom job wrote (it holds
                               _SUCCESS) may be replaced; without it the job refuses to start */
+    const char *store;     /* the chunk store (loom/chunks.h) of inputs spelled store:/PATH */
 } loom_mr_job_t;
 
 /* Global counts of a finished job (the same on every rank). */
@@ -134,6 +143,7 @@ typedef struct loom_mr_result {
     int64_t output_records; /* lines written */
     int64_t spill_runs, spill_bytes;
     int64_t reexecuted_tasks, lost_workers, backups_run, backups_won;
+    int64_t store_local_reads, store_remote_reads; /* map tasks of store:/PATH inputs */
 } loom_mr_result_t;
 
 /* Run a job. Collective over loom_comm(ctx). Rank 0 expands the inputs, checks
@@ -234,6 +244,7 @@ loom_status_t loom_mr_emit_words(loom_mr_emit_t *out, const char *s, size_t len,
     {"spill-dir", LOOM_OPT_STRING, NULL, "directory for spill files (default $TMPDIR, /tmp)", \
      NULL, 0, 0, 0}, \
     {"max-record", LOOM_OPT_SIZE, "64M", "longest input line accepted", NULL, 0, 0, 0}, \
+    {"store", LOOM_OPT_STRING, NULL, "the chunk store of store:/PATH inputs", NULL, 0, 0, 0}, \
     {"inject-fault", LOOM_OPT_STRING, NULL, \
      "kill:RANK@map|shuffle|reduce:N (a real death) or slow:RANK:SECONDS (testing)", NULL, 0, \
      0, 0}

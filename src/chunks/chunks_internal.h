@@ -132,6 +132,10 @@ loom_status_t ch_read_checked(loom_chunks_t *fs, int fd, const ch_crcs_t *c, uin
                               uint64_t off, uint64_t n, unsigned char *buf, int *bad, char *why,
                               size_t whylen);
 int ch_open_data(loom_chunks_t *fs, uint64_t id);
+/* The same for a replica in another holder's directory `dir` (a shared store root). */
+loom_status_t ch_crcs_load_in(loom_chunks_t *fs, const char *dir, uint64_t id, ch_crcs_t *c,
+                              int *ok);
+int ch_open_data_in(const char *dir, uint64_t id);
 /* Writing a replica: a fresh one goes to <id>.chunk.tmp and replaces any old copy at commit; an
  * existing one is written in place past its committed length. */
 typedef struct ch_writer {

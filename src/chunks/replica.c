@@ -98,10 +98,16 @@ static int crcs_parse(const unsigned char *d, size_t n, ch_crcs_t *c)
 
 loom_status_t ch_crcs_load(loom_chunks_t *fs, uint64_t id, ch_crcs_t *c, int *ok)
 {
+    return ch_crcs_load_in(fs, fs->hdir, id, c, ok);
+}
+
+loom_status_t ch_crcs_load_in(loom_chunks_t *fs, const char *dir, uint64_t id, ch_crcs_t *c,
+                              int *ok)
+{
     memset(c, 0, sizeof *c);
     *ok = 0;
     char path[4200];
-    ch_rep_path(fs, id, ".crc", path, sizeof path);
+    snprintf(path, sizeof path, "%s/%016" PRIx64 ".crc", dir, id);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return LOOM_OK;
     struct stat sb;
@@ -128,8 +134,13 @@ void ch_crcs_free(ch_crcs_t *c)
 
 int ch_open_data(loom_chunks_t *fs, uint64_t id)
 {
+    return ch_open_data_in(fs->hdir, id);
+}
+
+int ch_open_data_in(const char *dir, uint64_t id)
+{
     char path[4200];
-    ch_rep_path(fs, id, ".chunk", path, sizeof path);
+    snprintf(path, sizeof path, "%s/%016" PRIx64 ".chunk", dir, id);
     return open(path, O_RDONLY | O_CLOEXEC);
 }
 

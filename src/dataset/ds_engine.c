@@ -281,6 +281,22 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         loom_summary_int(ctx, "ds_shuffle_rounds", sum[6] / (e->workers ? e->workers : 1));
         if (sum[7]) loom_summary_int(ctx, "ds_shuffle_spilled_bytes", sum[7]);
     }
+    int64_t reads[2] = {e->local_reads, e->remote_reads}, rsum[2] = {0, 0};
+    if (e->chunks &&
+        MPI_Reduce(reads, rsum, 2, MPI_INT64_T, MPI_SUM, 0, loom_comm(ctx)) == MPI_SUCCESS &&
+        rsum[0] + rsum[1]) {
+        loom_summary_int(ctx, "store_local_reads", rsum[0]);
+        loom_summary_int(ctx, "store_remote_reads", rsum[1]);
+        loom_summary_double(ctx, "store_local_fraction",
+                            (double)rsum[0] / (double)(rsum[0] + rsum[1]));
+    }
+    for (int i = 0; i < e->nlines; i++) {
+        loom_chunks_lines_close(&e->lines[i]);
+        free(e->line_specs[i]);
+    }
+    free(e->lines);
+    free(e->line_specs);
+    loom_chunks_close(&e->chunks);
     loom_spill_dir_remove(ctx, &e->spill); /* every partition kept on disk is in it */
     for (int i = 0; i < e->n; i++) {
         loom_ds_t *d = e->all[i];
@@ -702,6 +718,7 @@ loom_status_t loom_ds_engine_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts,
         .restart = loom_opt_string(opts, "restart"),
         .identity = identity,
         .spill_dir = loom_opt_string(opts, "spill-dir"),
+        .store = loom_opt_string(opts, "store"),
     };
     return loom_ds_engine_create(ctx, &cfg, e);
 }

@@ -4,6 +4,7 @@
 
 #include "dataplane/dataplane.h"
 #include "kernels/sort.h"
+#include "loom/chunks.h"
 #include "loom/dataset.h"
 
 typedef enum ds_kind {
@@ -122,6 +123,12 @@ struct loom_ds_engine {
     int64_t stages, shuffle_bytes, shuffle_records, recomputed, actions, dropped, checkpoints;
     int64_t shuffle_rounds;  /* exchange rounds of the stages (more than one past --memory) */
     int64_t shuffle_spilled; /* bytes received by shuffles and written to the spill directory */
+    /* store:/PATH text inputs: the store, each file's splits, this rank's reads */
+    loom_chunks_t *chunks;
+    loom_chunks_lines_t **lines;
+    char **line_specs;
+    int nlines;
+    int64_t local_reads, remote_reads;
 };
 
 /* The worker slot owning partition p of d: p mod W, except that a union's

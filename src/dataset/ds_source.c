@@ -18,15 +18,67 @@
 _Thread_local long ds_cur_file = -1;
 _Thread_local uint64_t ds_cur_off;
 
-/* Rank 0: expand the inputs and cut every file into splits of about split_size. */
+static int is_store(const char *spec)
+{
+    return strncmp(spec, "store:", 6) == 0;
+}
+
+static loom_chunks_lines_t *store_lines(loom_ds_engine_t *e, const char *spec)
+{
+    for (int i = 0; i < e->nlines; i++)
+        if (!strcmp(e->line_specs[i], spec)) return e->lines[i];
+    return NULL;
+}
+
+/* Every rank: open the store (once per engine) and the splits of each store:/PATH input. */
+static loom_status_t open_store_inputs(loom_ds_engine_t *e, const char *const *inputs, int n)
+{
+    loom_ctx_t *ctx = e->ctx;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        k += is_store(inputs[i]) && !store_lines(e, inputs[i]);
+    if (!k) return LOOM_OK;
+    if (!e->cfg.store || !*e->cfg.store)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "store:/PATH inputs need the store's root (--store DIR or LOOM_STORE)");
+    loom_chunks_lines_t **l = realloc(e->lines, (size_t)(e->nlines + k) * sizeof *l);
+    if (l) e->lines = l;
+    char **s = realloc(e->line_specs, (size_t)(e->nlines + k) * sizeof *s);
+    if (s) e->line_specs = s;
+    if (!l || !s) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    if (!e->chunks) {
+        loom_chunks_opts_t o = {.heal = 1};
+        LOOM_TRY(loom_chunks_open(ctx, e->cfg.store, &o, &e->chunks));
+    }
+    for (int i = 0; i < n; i++) {
+        if (!is_store(inputs[i]) || store_lines(e, inputs[i])) continue;
+        loom_chunks_lines_t *lf = NULL;
+        LOOM_TRY(loom_chunks_lines_open(e->chunks, inputs[i] + 6, 0, &lf));
+        e->line_specs[e->nlines] = strdup(inputs[i]);
+        e->lines[e->nlines++] = lf;
+        if (!e->line_specs[e->nlines - 1]) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    }
+    return LOOM_OK;
+}
+
+/* Rank 0: expand the inputs and cut every file into splits of about split_size (a store file:
+ * one split per chunk). */
 static loom_status_t text_plan_master(loom_ds_engine_t *e, const char *const *inputs, int n,
                                       loom_strlist_t *files, loom_buf_t *splits)
 {
     loom_ctx_t *ctx = e->ctx;
     if (n <= 0) return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "no input given");
-    LOOM_TRY(loom_inputs_expand(ctx, inputs, n, NULL, files));
+    LOOM_TRY(loom_inputs_expand(ctx, inputs, n, is_store, files));
     for (size_t f = 0; f < files->n; f++) {
         const char *path = files->v[f];
+        loom_chunks_lines_t *lf = store_lines(e, path);
+        for (uint64_t i = 0; lf && i < loom_chunks_lines_count(lf); i++) {
+            uint64_t off, len;
+            loom_chunks_lines_range(lf, i, &off, &len);
+            ds_split_t s = {(uint32_t)(e->nfiles + f), off, off + len};
+            if (len) LOOM_TRY(loom_buf_append(ctx, splits, &s, sizeof s));
+        }
+        if (lf) continue;
         int fd = open(path, O_RDONLY);
         struct stat sb;
         if (fd < 0 || fstat(fd, &sb) != 0) {
@@ -56,8 +108,8 @@ loom_status_t ds_text_plan(loom_ds_t *d, const char *const *inputs, int ninputs)
     MPI_Comm comm = loom_comm(ctx);
     loom_strlist_t files = {0};
     loom_buf_t splits = {0}, names = {0};
-    loom_status_t st = LOOM_OK;
-    if (loom_is_master(ctx)) {
+    loom_status_t st = loom_agree(ctx, comm, open_store_inputs(e, inputs, ninputs));
+    if (st == LOOM_OK && loom_is_master(ctx)) {
         st = text_plan_master(e, inputs, ninputs, &files, &splits);
         for (size_t f = 0; f < files.n && st == LOOM_OK; f++)
             st = loom_buf_append(ctx, &names, files.v[f], strlen(files.v[f]) + 1);
@@ -117,11 +169,26 @@ loom_status_t ds_text_pull(loom_ds_t *d, int p, ds_sink_t *sink)
     if (d->range_n) return LOOM_OK; /* no input bytes at all */
     ds_split_t s = d->splits[p];
     const char *path = d->e->files[s.file];
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     char *data = NULL;
-    loom_status_t st = loom_text_read_range(ctx, path, fd, s.begin, s.end, &data);
-    close(fd);
+    loom_status_t st = LOOM_OK;
+    loom_chunks_lines_t *lf = is_store(path) ? store_lines(d->e, path) : NULL;
+    if (lf) {
+        /* a chunk's lines, from this rank's replica when it keeps one */
+        int local = 0;
+        data = malloc((size_t)(s.end - s.begin) + 1);
+        if (!data) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        st = loom_chunks_lines_read(d->e->chunks, lf, loom_chunks_lines_find(lf, s.begin), data,
+                                    &local);
+        int64_t *count = local ? &d->e->local_reads : &d->e->remote_reads;
+#pragma omp atomic
+        (*count)++;
+    } else {
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        st = loom_text_read_range(ctx, path, fd, s.begin, s.end, &data);
+        close(fd);
+    }
     size_t len = (size_t)(s.end - s.begin), i = 0;
     while (st == LOOM_OK && i < len) {
         const char *nl = memchr(data + i, '\n', len - i);

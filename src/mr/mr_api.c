@@ -250,6 +250,7 @@ loom_status_t loom_mr_job_from_opts(loom_ctx_t *ctx, const loom_opts_t *opts, in
     job->spill_dir = loom_opt_string(opts, "spill-dir");
     job->fault = loom_opt_string(opts, "inject-fault");
     job->overwrite = loom_opt_flag(opts, "overwrite");
+    job->store = loom_opt_string(opts, "store");
     return LOOM_OK;
 }
 
@@ -268,6 +269,13 @@ void loom_mr_report(loom_ctx_t *ctx, const loom_mr_job_t *job, const loom_mr_res
     loom_summary_int(ctx, "lost_workers", r->lost_workers);
     loom_summary_int(ctx, "reexecuted_tasks", r->reexecuted_tasks);
     loom_summary_int(ctx, "backups_run", r->backups_run);
+    if (r->store_local_reads + r->store_remote_reads) {
+        loom_summary_int(ctx, "store_local_reads", r->store_local_reads);
+        loom_summary_int(ctx, "store_remote_reads", r->store_remote_reads);
+        loom_summary_double(ctx, "store_local_fraction",
+                            (double)r->store_local_reads /
+                                (double)(r->store_local_reads + r->store_remote_reads));
+    }
     loom_summary_int(ctx, "backups_won", r->backups_won);
     double map_s = loom_timer_get(ctx, "map");
     if (map_s > 0) loom_summary_double(ctx, "map_MBps", (double)r->input_bytes / 1e6 / map_s);

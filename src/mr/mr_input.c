@@ -12,7 +12,14 @@
 int mr_input_kind(const char *spec)
 {
     if (strncmp(spec, "gen:", 4) == 0) return MR_IN_GEN;
+    if (strncmp(spec, "store:", 6) == 0) return MR_IN_STORE;
     return loom_h5_elements_spec(spec) ? MR_IN_H5 : MR_IN_TEXT;
+}
+
+int mr_input_elements(const char *spec)
+{
+    int k = mr_input_kind(spec);
+    return k == MR_IN_H5 || k == MR_IN_GEN;
 }
 
 loom_status_t mr_input_count(loom_ctx_t *ctx, const char *spec, uint64_t *n)

@@ -7,6 +7,7 @@
 
 #include "dataplane/dataplane.h"
 #include "kernels/sort.h"
+#include "loom/chunks.h"
 #include "loom/mr.h"
 
 /* ------------------------------------------------------------------ engine state */
@@ -112,6 +113,13 @@ struct mr_engine {
      * truth a recovery rebuilds the master's table from) */
     int64_t *committed;
     int64_t ncommitted;
+    /* store:/PATH inputs: the store, each input's splits, reads of this rank */
+    loom_chunks_t *chunks;
+    loom_chunks_lines_t **lines;
+    const char **line_specs;
+    int nlines;
+    int64_t local_reads, remote_reads;
+    int sampling; /* the master reads samples: not map tasks' reads */
 };
 
 /* Partition of a key whose hash is `h`. */
@@ -214,11 +222,27 @@ void mr_plan_free(mr_engine_t *eng);
  * An input spec FILE:/DATASET is a 1-D numeric HDF5 dataset, gen:N a generator
  * of N records; their tasks count elements (off, len) instead of bytes. */
 
-enum { MR_IN_TEXT = 0, MR_IN_H5, MR_IN_GEN };
+enum { MR_IN_TEXT = 0, MR_IN_H5, MR_IN_GEN, MR_IN_STORE };
 /* Most elements one input may hold: their sizes (8 bytes an element) and
  * record numbers stay well inside 64 bits. */
 #define MR_MAX_ELEMENTS ((uint64_t)1 << 60)
 int mr_input_kind(const char *spec);
+/* Is it an element input (HDF5 dataset, generator), whose tasks count elements? */
+int mr_input_elements(const char *spec);
+
+/* ------------------------------------------------------------------ store inputs (mr_chunks.c)
+ * store:/PATH inputs: the store is opened and each file's splits learned, collectively,
+ * before planning; a task is one split. */
+loom_status_t mr_chunks_open(mr_engine_t *eng);
+void mr_chunks_close(mr_engine_t *eng);
+/* The splits of store input `spec` ("store:/PATH"), NULL when it is not one. */
+loom_chunks_lines_t *mr_chunks_lines(mr_engine_t *eng, const char *spec);
+/* Read task t (a split, or a prefix of one cut to whole lines) into inbuf. */
+loom_status_t mr_chunks_read(mr_engine_t *eng, int64_t t, loom_buf_t *inbuf);
+/* Whether the worker of rank `rank` holds task t's chunk (1 for other inputs), and whether
+ * it can run t at all. */
+int mr_task_local(mr_engine_t *eng, int64_t t, int rank);
+int mr_task_runnable(mr_engine_t *eng, int64_t t, int rank);
 /* Number of elements; refuses a missing, non-1-D or non-numeric dataset, and
  * gen:N with N not a number or above MR_MAX_ELEMENTS. */
 loom_status_t mr_input_count(loom_ctx_t *ctx, const char *spec, uint64_t *n);

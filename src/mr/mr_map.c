@@ -75,8 +75,7 @@ static loom_status_t run_task(mr_engine_t *eng, mapper_t *mp, int64_t t, int64_t
     const char *d = (const char *)mp->in.data;
     int nt = mp->nx + 1;
     /* element inputs (HDF5, gen:) map on one thread: their offsets count elements */
-    if (nt == 1 || tk->len < ((size_t)1 << 18) ||
-        mr_input_kind(eng->files[tk->file]) != MR_IN_TEXT) {
+    if (nt == 1 || tk->len < ((size_t)1 << 18) || mr_input_elements(eng->files[tk->file])) {
         loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = &mp->stage};
         loom_status_t st = mr_map_records(eng, t, d, mp->in.len, tk->off, tk->line0, &em, records);
         *pairs = em.count;
@@ -371,6 +370,30 @@ static int64_t next_idle(master_t *m)
     return -1;
 }
 
+/* The next idle task for `rank`: with store inputs, one whose chunk it keeps if there is
+ * one (as the MapReduce paper schedules near the data), else one it can read from
+ * elsewhere; -1 when none is left that it can run. */
+static int64_t next_idle_for(master_t *m, int rank)
+{
+    mr_engine_t *eng = m->eng;
+    if (!eng->nlines) return next_idle(m);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t i = m->nrequeue - 1; i >= 0; i--) {
+            int64_t t = m->requeue[i];
+            if (m->t[t].state != 0) continue;
+            if (pass == 0 ? !mr_task_local(eng, t, rank) : !mr_task_runnable(eng, t, rank))
+                continue;
+            m->requeue[i] = m->requeue[--m->nrequeue];
+            return t;
+        }
+        for (int64_t t = m->cursor; t < eng->ntasks; t++) {
+            if (m->t[t].state != 0) continue;
+            if (pass == 0 ? mr_task_local(eng, t, rank) : mr_task_runnable(eng, t, rank)) return t;
+        }
+    }
+    return -1;
+}
+
 /* A running task worth a backup copy on `rank`: near the end (nothing idle), running
  * alone for well over the typical task time. The longest-running one wins. */
 static int64_t backup_candidate(master_t *m, int rank)
@@ -383,6 +406,7 @@ static int64_t backup_candidate(master_t *m, int rank)
     for (int64_t t = 0; t < m->eng->ntasks; t++) {
         mr_taskstate_t *tk = &m->t[t];
         if (tk->state != 1 || tk->ncopies != 1 || tk->copy_rank[0] == rank) continue;
+        if (!mr_task_runnable(m->eng, t, rank)) continue;
         double el = now - tk->start;
         if (el >= threshold && el > best_el) {
             best = t;
@@ -400,7 +424,7 @@ static loom_status_t try_assign(master_t *m, int rank)
         w->parked = 0;
         return send_ctrl(m, rank, M_END, -1);
     }
-    int64_t t = next_idle(m);
+    int64_t t = next_idle_for(m, rank);
     int backup = 0;
     if (t < 0) {
         t = backup_candidate(m, rank);

@@ -134,7 +134,22 @@ static loom_status_t plan_master(mr_engine_t *eng)
     size_t cap = 0;
     for (uint32_t f = 0; f < eng->nfiles; f++) {
         const char *path = eng->files[f];
-        if (mr_input_kind(path) != MR_IN_TEXT) {
+        loom_chunks_lines_t *lf = mr_chunks_lines(eng, path);
+        if (lf) {
+            /* a store file: one task per split (the lines that start in a chunk) */
+            if (eng->job->line_numbers)
+                return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                                  "%s: line numbers are not available for store inputs", path);
+            eng->file_size[f] = loom_chunks_lines_size(lf);
+            eng->total_bytes += eng->file_size[f];
+            for (uint64_t i = 0; i < loom_chunks_lines_count(lf); i++) {
+                uint64_t off, len;
+                loom_chunks_lines_range(lf, i, &off, &len);
+                if (len) LOOM_TRY(add_task(eng, &cap, f, off, len));
+            }
+            continue;
+        }
+        if (mr_input_elements(path)) {
             /* element ranges of about split_size bytes at 8 bytes an element */
             uint64_t n, per = eng->split_size / 8 ? eng->split_size / 8 : 1;
             LOOM_TRY(mr_input_count(ctx, path, &n));
@@ -259,7 +274,8 @@ loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, loom_buf_t *inbuf)
     loom_ctx_t *ctx = eng->ctx;
     const mr_task_t *tk = &eng->tasks[t];
     const char *path = eng->files[tk->file];
-    if (mr_input_kind(path) != MR_IN_TEXT) return mr_input_read(ctx, path, tk->off, tk->len, inbuf);
+    if (mr_input_kind(path) == MR_IN_STORE) return mr_chunks_read(eng, t, inbuf);
+    if (mr_input_elements(path)) return mr_input_read(ctx, path, tk->off, tk->len, inbuf);
     inbuf->len = 0;
     LOOM_TRY(loom_buf_reserve(ctx, inbuf, tk->len + 1));
     int fd = open(path, O_RDONLY);
@@ -325,7 +341,7 @@ loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size
     const char *p = data, *end = p + len;
     loom_mr_record_t rec = {.file_index = tk->file, .line = line0};
     int64_t n = 0;
-    int elems = mr_input_kind(path) != MR_IN_TEXT; /* offset is the element index */
+    int elems = mr_input_elements(path); /* offset is the element index */
     if (eng->job->map_blocks && !elems) {
         LOOM_TRY(check_lines(eng, path, data, len, off, line0, records));
         if (!len) return LOOM_OK;
@@ -369,11 +385,15 @@ static loom_status_t sample_master(mr_engine_t *eng, loom_ranges_t *out)
     int64_t want = eng->ntasks < 64 ? eng->ntasks : 64;
     loom_mr_emit_t em = {.kind = MR_EMIT_SAMPLE, .eng = eng, .sample = &keys};
     /* Sample at most 1 MiB of records from each of up to 64 evenly spaced tasks. */
+    eng->sampling = 1;
     for (int64_t i = 0; i < want && st == LOOM_OK; i++) {
         int64_t t = i * eng->ntasks / want;
         mr_task_t saved = eng->tasks[t];
-        if (mr_input_kind(eng->files[saved.file]) != MR_IN_TEXT) {
+        if (mr_input_elements(eng->files[saved.file])) {
             if (eng->tasks[t].len > 65536) eng->tasks[t].len = 65536;
+        } else if (mr_input_kind(eng->files[saved.file]) == MR_IN_STORE) {
+            /* read as a split, then cut to whole lines in its first MiB */
+            if (eng->tasks[t].len > (1u << 20)) eng->tasks[t].len = 1u << 20;
         } else if (eng->tasks[t].len > (1u << 20)) {
             /* shorten to whole lines within the first MiB, or skip */
             int fd = open(eng->files[saved.file], O_RDONLY);
@@ -393,6 +413,7 @@ static loom_status_t sample_master(mr_engine_t *eng, loom_ranges_t *out)
         st = mr_map_task(eng, t, &em, &in, &recs);
         eng->tasks[t] = saved;
     }
+    eng->sampling = 0;
     loom_buf_free(&in);
     /* Cut nparts - 1 bounds at even ranks of the sorted sample. */
     if (st == LOOM_OK) st = loom_ranges_from_sample(ctx, &keys, (uint32_t)eng->nparts, out);

@@ -603,24 +603,19 @@ static void engine_free(mr_engine_t *eng)
     free(eng->ts);
     free(eng->committed);
     mr_plan_free(eng);
+    mr_chunks_close(eng);
 }
 
 /* Sum the per-rank counts and take the master's fault counters. */
 static loom_status_t gather_result(mr_engine_t *eng, loom_mr_result_t *res)
 {
     loom_ctx_t *ctx = eng->ctx;
-    int64_t v[12] = {eng->counts.input_records,
-                     eng->counts.map_pairs,
-                     eng->counts.shuffle_bytes,
-                     eng->counts.output_records,
-                     eng->counts.spill_runs,
-                     eng->counts.spill_bytes,
-                     eng->reexecuted,
-                     eng->lost_workers,
-                     eng->backups_run,
-                     eng->backups_won,
-                     0,
-                     0};
+    int64_t v[12] = {eng->counts.input_records, eng->counts.map_pairs,
+                     eng->counts.shuffle_bytes, eng->counts.output_records,
+                     eng->counts.spill_runs,    eng->counts.spill_bytes,
+                     eng->reexecuted,           eng->lost_workers,
+                     eng->backups_run,          eng->backups_won,
+                     eng->local_reads,          eng->remote_reads};
     int64_t g[12];
     LOOM_MPI(ctx, MPI_Allreduce(v, g, 12, MPI_INT64_T, MPI_SUM, loom_comm(ctx)));
     memset(res, 0, sizeof *res);
@@ -637,6 +632,8 @@ static loom_status_t gather_result(mr_engine_t *eng, loom_mr_result_t *res)
     res->lost_workers = g[7];
     res->backups_run = g[8];
     res->backups_won = g[9];
+    res->store_local_reads = g[10];
+    res->store_remote_reads = g[11];
     return LOOM_OK;
 }
 
@@ -721,7 +718,8 @@ loom_status_t loom_mr_run(loom_ctx_t *ctx, const loom_mr_job_t *job, loom_mr_res
     if (st != LOOM_OK) goto done;
 
     loom_timer_start(ctx, "plan");
-    st = mr_plan(&eng);
+    st = mr_chunks_open(&eng);
+    if (st == LOOM_OK) st = mr_plan(&eng);
     if (st == LOOM_OK && job->range_partition) st = mr_sample_bounds(&eng);
     loom_timer_stop(ctx, "plan");
     if (st != LOOM_OK) goto done;
