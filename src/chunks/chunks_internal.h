@@ -142,6 +142,12 @@ typedef struct ch_writer {
     uint64_t id;
     int fd, fresh;
     uint64_t dirty; /* lowest offset written */
+    /* CRCs computed as the bytes arrive, while they arrive in order from offset 0 (a fresh
+     * replica streamed from one source): the commit then need not read the data back */
+    uint32_t *crc;
+    uint64_t ncrc, crc_cap, crc_upto; /* whole blocks done; bytes covered (in order) */
+    uint32_t partial;                 /* CRC of the block being filled */
+    int in_order;
 } ch_writer_t;
 loom_status_t ch_writer_open(loom_chunks_t *fs, ch_writer_t *w, uint64_t id, int fresh);
 loom_status_t ch_writer_write(loom_chunks_t *fs, ch_writer_t *w, uint64_t off, const void *data,

@@ -14,14 +14,22 @@
 
 #define RETRIES 3
 
-/* After a worker's death (ULFM) the survivors shrink and the operation runs again. */
+/* After a worker's death (ULFM) the survivors shrink, copy again what the dead held (up to
+ * the replication the survivors allow) and run the operation again. */
+static loom_status_t survive(loom_chunks_t *fs, loom_status_t st)
+{
+    st = ch_recover(fs, st);
+    return st == LOOM_OK ? loom_chunks_heal(fs) : st;
+}
+
 #define WITH_RECOVERY(fs, call)                                                                    \
     do {                                                                                           \
         loom_status_t with_st_ = LOOM_OK;                                                          \
         for (int with_try_ = 0;; with_try_++) {                                                    \
             with_st_ = (call);                                                                     \
             if (with_st_ != LOOM_ERR_LOST || with_try_ == RETRIES) break;                          \
-            if (ch_recover((fs), with_st_) != LOOM_OK) break;                                      \
+            loom_status_t with_r_ = survive((fs), with_st_);                                       \
+            if (with_r_ != LOOM_OK) return with_r_;                                                \
         }                                                                                          \
         return with_st_;                                                                           \
     } while (0)
@@ -372,7 +380,12 @@ loom_status_t loom_chunks_get(loom_chunks_t *fs, const char *path, const char *l
     loom_status_t st = LOOM_OK;
     for (int t = 0;; t++) {
         st = get_once(fs, path, local, overwrite, &bad);
-        if (st != LOOM_ERR_LOST || t == RETRIES || ch_recover(fs, st) != LOOM_OK) break;
+        if (st != LOOM_ERR_LOST || t == RETRIES) break;
+        loom_status_t r = survive(fs, st);
+        if (r != LOOM_OK) {
+            st = r;
+            break;
+        }
     }
     st = repair_after_read(fs, st, &bad);
     loom_buf_free(&bad);

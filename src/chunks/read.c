@@ -336,11 +336,26 @@ static loom_status_t read_from(loom_chunks_t *fs, const char *dir, const split_t
         ch_crcs_free(&c);
         return LOOM_OK;
     }
-    uint64_t from = s->skip / BLK * BLK, n = s->chunk_len - from;
-    unsigned char *tmp = malloc(n + BLK);
+    /* the first and last blocks go through a small buffer (the split starts inside the first;
+     * the last may be followed by bytes the replica holds past the chunk's length); the blocks
+     * between are read and checked in place */
+    unsigned char *tmp = malloc(BLK);
     loom_status_t st = tmp ? LOOM_OK : LOOM_ERROR(fs->ctx, LOOM_ERR_NOMEM, "out of memory");
-    if (st == LOOM_OK) st = ch_read_checked(fs, fd, &c, s->id, from, n, tmp, bad, why, whylen);
-    if (st == LOOM_OK && !*bad) memcpy(buf, tmp + (s->skip - from), s->chunk_len - s->skip);
+    *bad = 0;
+    uint64_t end = s->chunk_len;
+    if (s->skip < end) {
+        uint64_t b0 = s->skip / BLK, bl = (end - 1) / BLK;
+        for (uint64_t b = b0; st == LOOM_OK && !*bad && b <= bl; b = b == b0 && bl > b0 + 1 ? bl : b + 1) {
+            uint64_t lo = b * BLK, hi = lo + BLK < end ? lo + BLK : end;
+            st = ch_read_checked(fs, fd, &c, s->id, lo, hi - lo, tmp, bad, why, whylen);
+            uint64_t from = lo > s->skip ? lo : s->skip;
+            if (st == LOOM_OK && !*bad) memcpy(buf + (from - s->skip), tmp + (from - lo), hi - from);
+            if (st == LOOM_OK && !*bad && b == b0 && bl > b0 + 1)
+                st = ch_read_checked(fs, fd, &c, s->id, (b0 + 1) * BLK, (bl - b0 - 1) * BLK,
+                                     (unsigned char *)buf + ((b0 + 1) * BLK - s->skip), bad, why,
+                                     whylen);
+        }
+    }
     free(tmp);
     close(fd);
     ch_crcs_free(&c);
