@@ -105,7 +105,8 @@ typedef struct ch_crcs {
 struct loom_chunks {
     loom_ctx_t *ctx;
     char *root;
-    char *hdir; /* this worker's holder directory (NULL on a pure master) */
+    char *hdir;  /* this worker's holder directory (NULL on a pure master) */
+    uint64_t id; /* the store's id (LOOM_STORE), recorded in every holder directory */
     loom_chunks_opts_t o;
     loom_fault_t fault;
     int64_t transfer_pieces;
@@ -114,6 +115,7 @@ struct loom_chunks {
     ch_rep_t *reps;       /* master: every replica reported, sorted by (id, holder) */
     size_t nreps;
     ch_meta_t meta; /* master */
+    int committed;  /* master: the running operation's record is in the log */
     /* counts for the summary */
     int64_t healed_chunks, healed_bytes, removed_replicas, corrupt_found;
 };
@@ -157,6 +159,9 @@ loom_status_t ch_writer_write(loom_chunks_t *fs, ch_writer_t *w, uint64_t off, c
 loom_status_t ch_writer_commit(loom_chunks_t *fs, ch_writer_t *w, uint64_t version, uint64_t len);
 void ch_writer_abort(loom_chunks_t *fs, ch_writer_t *w);
 void ch_remove_replica(loom_chunks_t *fs, uint64_t id);
+/* Give this holder's replica of `id` a new version, its bytes unchanged (the CRC file is
+ * rewritten aside and renamed). */
+loom_status_t ch_set_version(loom_chunks_t *fs, uint64_t id, uint64_t version);
 loom_status_t ch_sync_dir(loom_chunks_t *fs);
 /* Bytes this holder may still take: the disk's free space, capped by --holder-capacity. */
 uint64_t ch_free_bytes(loom_chunks_t *fs, uint64_t used);
@@ -217,6 +222,10 @@ loom_status_t ch_sync(loom_chunks_t *fs, loom_status_t st);
 loom_status_t ch_reps_note(loom_chunks_t *fs, const ch_plan_t *p);
 /* Master: holders to delete replica lists (holder, id) pairs; every holder removes its own. */
 loom_status_t ch_delete(loom_chunks_t *fs, const uint64_t *pairs, size_t npairs);
+/* Master: (holder, id, version) triples; every holder gives its replicas their new version
+ * (before a mutation, as GFS does when it grants a lease: a version then never names two
+ * contents). Collective; agrees on the status. */
+loom_status_t ch_bump(loom_chunks_t *fs, const uint64_t *triples, size_t n);
 /* Broadcast a byte buffer from the master. */
 loom_status_t ch_bcast_buf(loom_chunks_t *fs, loom_buf_t *b);
 /* Gather every rank's bytes on the master (all: concatenation; offs[r]..offs[r+1]). */
@@ -229,8 +238,12 @@ loom_status_t ch_recover(loom_chunks_t *fs, loom_status_t st);
  * room after `planned` (added to), emptiest first; returns how many. Master. */
 int ch_place(loom_chunks_t *fs, uint64_t len, int k, const char *exclude, uint64_t *planned,
              int32_t *out);
-/* Heal, counting `bad` ((holder, id) pairs found corrupt by reading) as damaged. */
-loom_status_t ch_heal_with(loom_chunks_t *fs, loom_buf_t *bad);
+/* Heal, counting `bad` ((start rank of the holder, id) pairs found corrupt by reading) as
+ * damaged. */
+loom_status_t ch_heal_with(loom_chunks_t *fs, loom_buf_t *bad, int verify);
+/* A worker index's rank at start: what names a holder across a recovery (lists of replicas
+ * found corrupt keep it). */
+int ch_holder_start(const loom_chunks_t *fs, int w);
 /* The holder a worker index names, for messages. */
 const char *ch_holder_name(const loom_chunks_t *fs, int w);
 

@@ -124,7 +124,8 @@ static loom_status_t plan_heal(loom_chunks_t *fs, const loom_buf_t *known_bad, c
         size_t a, b;
         ch_reps_of(fs, pair[1], &a, &b);
         for (size_t i = a; i < b; i++)
-            if (fs->reps[i].holder == (int32_t)pair[0]) fs->reps[i].state = CH_REP_CORRUPT;
+            if ((uint64_t)ch_holder_start(fs, fs->reps[i].holder) == pair[0])
+                fs->reps[i].state = CH_REP_CORRUPT;
     }
     for (size_t i = 0; st == LOOM_OK && i < fs->nreps; i++)
         if (!is_referenced(ids, nids, fs->reps[i].id))
@@ -140,19 +141,20 @@ static loom_status_t plan_heal(loom_chunks_t *fs, const loom_buf_t *known_bad, c
             int good = 0, src = -1;
             for (size_t i = a; i < b; i++) {
                 const ch_rep_t *r = &fs->reps[i];
-                if (ch_rep_good(r, c)) {
-                    good++;
-                    has[r->holder] = 1;
-                    /* sources rotate, so that healing reads from every holder */
-                    if (src < 0 || (c->id + (uint64_t)r->holder) % 3 == 0) src = r->holder;
-                } else {
-                    st = add_pair(fs, del, r->holder, c->id);
-                }
+                if (!ch_rep_good(r, c)) continue;
+                good++;
+                has[r->holder] = 1;
+                /* sources rotate, so that healing reads from every holder */
+                if (src < 0 || (c->id + (uint64_t)r->holder) % 3 == 0) src = r->holder;
             }
             if (good == 0) {
+                /* the damaged copies are all there is: kept for whoever can salvage them */
                 (*lost)++;
                 continue;
             }
+            for (size_t i = a; st == LOOM_OK && i < b; i++)
+                if (!ch_rep_good(&fs->reps[i], c))
+                    st = add_pair(fs, del, fs->reps[i].holder, c->id);
             if (good >= want) continue;
             int32_t targets[CH_MAX_REPL];
             int nt = ch_place(fs, c->len, want - good, has, planned, targets);
@@ -220,12 +222,12 @@ static loom_status_t heal_round(loom_chunks_t *fs, loom_buf_t *bad, int *again)
     return st;
 }
 
-loom_status_t ch_heal_with(loom_chunks_t *fs, loom_buf_t *bad)
+loom_status_t ch_heal_with(loom_chunks_t *fs, loom_buf_t *bad, int verify)
 {
     loom_status_t st = LOOM_OK;
     for (int attempt = 0; attempt < 4; attempt++) {
         int again = 0;
-        st = ch_inventory(fs, 0);
+        st = ch_inventory(fs, verify && attempt == 0);
         if (st == LOOM_OK) st = heal_round(fs, bad, &again);
         if (st == LOOM_ERR_LOST && ch_recover(fs, st) == LOOM_OK) continue;
         if (st != LOOM_OK || !again) break;
@@ -237,7 +239,7 @@ loom_status_t ch_heal_with(loom_chunks_t *fs, loom_buf_t *bad)
 loom_status_t loom_chunks_heal(loom_chunks_t *fs)
 {
     loom_buf_t bad = {0};
-    loom_status_t st = ch_heal_with(fs, &bad);
+    loom_status_t st = ch_heal_with(fs, &bad, 0);
     loom_buf_free(&bad);
     return st;
 }
@@ -285,6 +287,10 @@ static loom_status_t plan_balance(loom_chunks_t *fs, ch_plan_t *p, loom_buf_t *d
                     if (fs->reps[i].holder == lo) on_lo = 1;
                 }
                 if (on_hi == SIZE_MAX || on_lo || c->len > (used[hi] - used[lo]) / 2 + 1) continue;
+                int planned = 0; /* a chunk moves once per plan: the table is not updated */
+                for (size_t k = 0; k < p->nc && !planned; k++)
+                    planned = p->c[k].id == c->id;
+                if (planned) continue;
                 if (!pc || c->len > pc->len) pc = c, pick = on_hi;
             }
         if (!pc) break;
@@ -306,7 +312,11 @@ static loom_status_t plan_balance(loom_chunks_t *fs, ch_plan_t *p, loom_buf_t *d
 loom_status_t loom_chunks_rebalance(loom_chunks_t *fs)
 {
     loom_ctx_t *ctx = fs->ctx;
-    LOOM_TRY(loom_chunks_heal(fs));
+    /* every replica is read and checked first: what fails is replaced before moves */
+    loom_buf_t none0 = {0};
+    loom_status_t hs = ch_heal_with(fs, &none0, 1);
+    loom_buf_free(&none0);
+    LOOM_TRY(hs);
     ch_plan_t p = {0};
     loom_buf_t del = {0}, bad = {0}, none = {0};
     loom_status_t st = LOOM_OK;

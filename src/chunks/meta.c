@@ -263,7 +263,7 @@ static loom_status_t apply_mkdirs(loom_ctx_t *ctx, ch_meta_t *m, const char *pat
 {
     char buf[CH_PATH_MAX + 1];
     size_t len = strlen(path);
-    for (size_t i = 1; i <= len; i++) {
+    for (size_t i = 2; i <= len; i++) {
         if (i < len && path[i] != '/') continue;
         memcpy(buf, path, i);
         buf[i] = '\0';
@@ -433,6 +433,19 @@ static loom_status_t slurp(loom_ctx_t *ctx, const char *path, unsigned char **da
     return LOOM_OK;
 }
 
+/* Is there a whole record with a good CRC at p? */
+static int record_at(const unsigned char *data, size_t n, size_t p)
+{
+    if (n - p < 8) return 0;
+    uint32_t len = 0, crc = 0;
+    for (int i = 0; i < 4; i++)
+        len |= (uint32_t)data[p + i] << (8 * i);
+    for (int i = 0; i < 4; i++)
+        crc |= (uint32_t)data[p + 4 + i] << (8 * i);
+    return len >= 9 && len <= REC_MAX && len <= n - p - 8 &&
+           loom_crc32c(0, data + p + 8, len) == crc;
+}
+
 /* Replay a file of records. A checkpoint must be whole (it is written under another name and
  * renamed); the log may end in a torn record, which is reported and cut off. A damaged record
  * with good ones after it is not a torn end: the log is refused. */
@@ -477,8 +490,10 @@ static loom_status_t replay(loom_ctx_t *ctx, ch_meta_t *m, const char *path, int
         }
         if (st != LOOM_OK) break;
         if (why) {
-            /* torn: the damage reaches the end of the file (a write cut short) */
-            int torn = is_log && (n - off < 8 || len > n - off - 8 || off + 8 + len == n);
+            /* torn: a write cut short, so no whole record follows the damage */
+            int torn = is_log;
+            for (size_t q = off + 1; torn && q + 8 < n; q++)
+                if (record_at(data, n, q)) torn = 0;
             if (torn) {
                 loom_log(ctx, LOOM_LOG_WARN,
                          "chunk store: the operation log %s ends in a torn record at offset %zu "
@@ -552,6 +567,19 @@ loom_status_t ch_meta_open(loom_ctx_t *ctx, const char *root, ch_meta_t *m)
     if (m->log_fd < 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(m->log_fd, &sb) == 0 && (uint64_t)sb.st_size > end) {
+        /* the torn bytes are kept aside (log.torn) before the log is cut */
+        char torn[4200];
+        snprintf(torn, sizeof torn, "%s/log.torn", m->dir);
+        size_t tn = (size_t)sb.st_size - end;
+        unsigned char *tb = malloc(tn);
+        int tfd = tb ? open(torn, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+        if (tfd >= 0 && pread(m->log_fd, tb, tn, (off_t)end) == (ssize_t)tn) {
+            if (write(tfd, tb, tn) != (ssize_t)tn) {
+                /* best effort: the cut goes ahead */
+            }
+        }
+        if (tfd >= 0) close(tfd);
+        free(tb);
         if (ftruncate(m->log_fd, (off_t)end) != 0 || fdatasync(m->log_fd) != 0)
             return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cutting the torn record: %s", path,
                               strerror(errno));
@@ -720,6 +748,11 @@ loom_status_t ch_meta_checkpoint(loom_ctx_t *ctx, ch_meta_t *m, uint64_t min_byt
         unlink(tmp);
         return st;
     }
+    /* the new checkpoint's name is durable before the log it replaces is emptied */
+    int dfd = open(m->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int synced = dfd >= 0 && fsync(dfd) == 0;
+    if (dfd >= 0) close(dfd);
+    if (!synced) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: fsync: %s", m->dir, strerror(errno));
     if (ftruncate(m->log_fd, 0) != 0 || fdatasync(m->log_fd) != 0 || lseek(m->log_fd, 0, SEEK_SET))
         return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", log, strerror(errno));
     m->log_bytes = 0;

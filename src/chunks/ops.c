@@ -22,17 +22,18 @@ static loom_status_t survive(loom_chunks_t *fs, loom_status_t st)
     return st == LOOM_OK ? loom_chunks_heal(fs) : st;
 }
 
-#define WITH_RECOVERY(fs, call)                                                                    \
-    do {                                                                                           \
-        loom_status_t with_st_ = LOOM_OK;                                                          \
-        for (int with_try_ = 0;; with_try_++) {                                                    \
-            with_st_ = (call);                                                                     \
-            if (with_st_ != LOOM_ERR_LOST || with_try_ == RETRIES) break;                          \
-            loom_status_t with_r_ = survive((fs), with_st_);                                       \
-            if (with_r_ != LOOM_OK) return with_r_;                                                \
-        }                                                                                          \
-        return with_st_;                                                                           \
-    } while (0)
+/* After LOOM_ERR_LOST: the survivors shrink and heal, and learn whether the operation's
+ * record reached the log before the death (then it happened, and is not done twice). */
+static loom_status_t after_death(loom_chunks_t *fs, loom_status_t st, int *committed)
+{
+    *committed = 0;
+    st = survive(fs, st);
+    if (st != LOOM_OK) return st;
+    int c = loom_is_master(fs->ctx) && fs->committed;
+    LOOM_MPI(fs->ctx, MPI_Bcast(&c, 1, MPI_INT, 0, loom_comm(fs->ctx)));
+    *committed = c;
+    return LOOM_OK;
+}
 
 static loom_status_t master_check(loom_chunks_t *fs, loom_status_t st)
 {
@@ -153,17 +154,14 @@ static loom_status_t put_once(loom_chunks_t *fs, const char *local, const char *
     ch_plan_t p = {0};
     ch_entry_t f = {0};
     loom_status_t st = LOOM_OK;
+    fs->committed = 0;
     if (loom_is_master(ctx)) st = plan_put(fs, local, path, &p, &f);
     st = master_check(fs, st);
     if (st == LOOM_OK) st = ch_plan_bcast(fs, &p);
     if (st == LOOM_OK) st = ch_transfer(fs, &p, NULL);
-    if (st == LOOM_OK && loom_is_master(ctx)) {
-        char parent[CH_PATH_MAX + 1];
-        ch_path_parent(f.path, parent, sizeof parent);
-        if (strcmp(parent, "/") && !ch_meta_find(&fs->meta, parent))
-            st = ch_meta_mkdirs(ctx, &fs->meta, parent);
-        if (st == LOOM_OK) st = ch_meta_put_file(ctx, &fs->meta, &f);
-    }
+    /* one record commits the file (its parents come with it) */
+    if (st == LOOM_OK && loom_is_master(ctx)) st = ch_meta_put_file(ctx, &fs->meta, &f);
+    if (st == LOOM_OK && loom_is_master(ctx)) fs->committed = 1;
     if (st != LOOM_ERR_LOST) st = master_check(fs, st);
     if (st != LOOM_OK && st != LOOM_ERR_LOST && p.nc) {
         /* replicas of a put that did not happen are orphans: removed now */
@@ -188,7 +186,13 @@ static loom_status_t put_once(loom_chunks_t *fs, const char *local, const char *
 
 loom_status_t loom_chunks_put(loom_chunks_t *fs, const char *local, const char *path)
 {
-    WITH_RECOVERY(fs, put_once(fs, local, path));
+    for (int t = 0;; t++) {
+        loom_status_t st = put_once(fs, local, path);
+        if (st != LOOM_ERR_LOST || t == RETRIES) return st;
+        int done;
+        LOOM_TRY(after_death(fs, st, &done));
+        if (done) return LOOM_OK;
+    }
 }
 
 /* ------------------------------------------------------------------ reading */
@@ -220,7 +224,8 @@ static loom_status_t assign_readers(loom_chunks_t *fs, const ch_entry_t *f, cons
             for (size_t at = 0; at + 16 <= bad->len; at += 16) {
                 uint64_t pair[2];
                 memcpy(pair, bad->data + at, 16);
-                known_bad |= pair[0] == (uint64_t)fs->reps[r].holder && pair[1] == c->id;
+                known_bad |= pair[0] == (uint64_t)ch_holder_start(fs, fs->reps[r].holder) &&
+                             pair[1] == c->id;
             }
             int h = fs->reps[r].holder;
             if (!known_bad && (best < 0 || load[h] < load[best])) best = h;
@@ -268,8 +273,10 @@ static loom_status_t read_assigned(loom_chunks_t *fs, const loom_buf_t *as, int 
                     ssize_t w = pwrite(fd, buf + done, n - done, (off_t)(a.file_off + off + done));
                     if (w < 0 && errno == EINTR) continue;
                     if (w <= 0)
-                        st = LOOM_ERROR(fs->ctx, LOOM_ERR_IO, "writing the copy: %s",
-                                        strerror(errno));
+                        st = LOOM_ERROR(fs->ctx, LOOM_ERR_IO,
+                                        "writing chunk %016" PRIx64
+                                        " into the output's temporary file: %s",
+                                        a.id, strerror(errno));
                     done += w > 0 ? (size_t)w : 0;
                 }
             }
@@ -282,7 +289,7 @@ static loom_status_t read_assigned(loom_chunks_t *fs, const loom_buf_t *as, int 
                     "corrupt (%s); reading another replica and replacing this one\n",
                     a.id, ch_holder_name(fs, me), why);
             fs->corrupt_found++;
-            uint64_t pair[2] = {(uint64_t)me, a.id};
+            uint64_t pair[2] = {(uint64_t)ch_holder_start(fs, me), a.id};
             st = loom_buf_append(fs->ctx, bad, pair, sizeof pair);
         }
     }
@@ -345,7 +352,7 @@ static loom_status_t get_once(loom_chunks_t *fs, const char *path, const char *l
                 for (size_t b = 0; b + 16 <= all.len; b += 16) {
                     uint64_t pair[2];
                     memcpy(pair, all.data + b, 16);
-                    failed |= pair[1] == a.id && pair[0] == (uint64_t)a.reader;
+                    failed |= pair[1] == a.id && pair[0] == (uint64_t)ch_holder_start(fs, a.reader);
                 }
                 if (!failed) done[a.index] = 1;
             }
@@ -371,7 +378,7 @@ static loom_status_t repair_after_read(loom_chunks_t *fs, loom_status_t st, loom
     if (st != LOOM_OK) return st;
     LOOM_MPI(fs->ctx, MPI_Bcast(&n, 1, MPI_UINT64_T, 0, loom_comm(fs->ctx)));
     if (!n) return LOOM_OK;
-    return ch_heal_with(fs, bad);
+    return ch_heal_with(fs, bad, 0);
 }
 
 loom_status_t loom_chunks_get(loom_chunks_t *fs, const char *path, const char *local, int overwrite)
@@ -422,7 +429,8 @@ static loom_status_t cat_once(loom_chunks_t *fs, const char *path, FILE *outf, l
                 for (size_t at = 0; at + 16 <= bad->len; at += 16) {
                     uint64_t pair[2];
                     memcpy(pair, bad->data + at, 16);
-                    known_bad |= pair[0] == (uint64_t)fs->reps[r].holder && pair[1] == c->id;
+                    known_bad |= pair[0] == (uint64_t)ch_holder_start(fs, fs->reps[r].holder) &&
+                                 pair[1] == c->id;
                 }
                 if (ch_rep_good(&fs->reps[r], c) && !known_bad) best = fs->reps[r].holder;
             }
@@ -442,23 +450,28 @@ static loom_status_t cat_once(loom_chunks_t *fs, const char *path, FILE *outf, l
         int reader = (int)job[3], src = loom_worker_rank(ctx, reader);
         int failed = 0;
         if (me == reader && !loom_is_master(ctx)) {
-            /* stream: each message is u64 status (0 data, 1 bad) + piece */
+            /* stream: each message is u64 status (0 data, 1 a bad replica, 2 an error here, the
+             * message in this rank's context) + piece; the master hears of every outcome */
             ch_crcs_t c;
-            int ok, dfd = -1, isbad = 0;
+            int ok = 0, dfd = -1, isbad = 0;
             char why[200] = "its CRC file is missing or damaged";
             st = ch_crcs_load(fs, job[0], &c, &ok);
             if (ok) dfd = ch_open_data(fs, job[0]);
             isbad = dfd < 0;
-            for (uint64_t off = job[2]; st == LOOM_OK && off < job[1]; off += CH_PIECE) {
+            for (uint64_t off = job[2]; off < job[1]; off += CH_PIECE) {
                 loom_fault_point(ctx, &fs->fault, LOOM_PHASE_TRANSFER, fs->transfer_pieces++);
                 uint64_t n = job[1] - off < CH_PIECE ? job[1] - off : CH_PIECE;
-                if (!isbad)
+                if (!isbad && st == LOOM_OK)
                     st = ch_read_checked(fs, dfd, &c, job[0], off, n, buf + 8, &isbad, why,
                                          sizeof why);
-                uint64_t status = isbad;
+                uint64_t status = st != LOOM_OK ? 2 : isbad ? 1 : 0;
                 memcpy(buf, &status, 8);
-                if (st == LOOM_OK)
-                    LOOM_MPI(ctx, MPI_Send(buf, isbad ? 8 : (int)(n + 8), MPI_BYTE, 0, 7, comm));
+                int e = MPI_Send(buf, status ? 8 : (int)(n + 8), MPI_BYTE, 0, 7, comm);
+                if (e != MPI_SUCCESS) {
+                    if (st == LOOM_OK) st = loom_error_mpi(ctx, e, "MPI_Send", __FILE__, __LINE__);
+                    break;
+                }
+                if (status == 2) break;
                 if (isbad) {
                     fprintf(stderr,
                             "loom: warning: chunk store: the replica of chunk %016" PRIx64 " on %s "
@@ -471,7 +484,7 @@ static loom_status_t cat_once(loom_chunks_t *fs, const char *path, FILE *outf, l
             ch_crcs_free(&c);
         } else if (loom_is_master(ctx)) {
             uint64_t off = job[2];
-            while (st == LOOM_OK && off < job[1]) {
+            while (off < job[1]) {
                 uint64_t n = job[1] - off < CH_PIECE ? job[1] - off : CH_PIECE;
                 if (src == 0) {
                     /* one rank: the master reads its own replica */
@@ -502,21 +515,25 @@ static loom_status_t cat_once(loom_chunks_t *fs, const char *path, FILE *outf, l
                 }
                 MPI_Request req;
                 MPI_Status status;
-                LOOM_MPI(ctx, MPI_Irecv(buf, CH_PIECE + 8, MPI_BYTE, src, 7, comm, &req));
-                st = loom_wait(ctx, &req, &status);
-                if (st != LOOM_OK) break;
-                uint64_t flag;
-                memcpy(&flag, buf, 8);
-                if (flag) {
-                    failed = 1;
+                int e = MPI_Irecv(buf, CH_PIECE + 8, MPI_BYTE, src, 7, comm, &req);
+                loom_status_t rs = e == MPI_SUCCESS
+                                       ? loom_wait(ctx, &req, &status)
+                                       : loom_error_mpi(ctx, e, "MPI_Irecv", __FILE__, __LINE__);
+                if (rs != LOOM_OK) {
+                    st = rs;
                     break;
                 }
-                if (fwrite(buf + 8, 1, n, outf) != n)
+                uint64_t flag;
+                memcpy(&flag, buf, 8);
+                if (flag == 1) failed = 1;
+                if (flag) break; /* 2: the reader's own error, agreed below */
+                /* a failed write still takes the rest of the chunk, so the reader finishes */
+                if (st == LOOM_OK && fwrite(buf + 8, 1, n, outf) != n)
                     st = LOOM_ERROR(ctx, LOOM_ERR_IO, "writing to stdout: %s", strerror(errno));
                 off += n;
             }
             if (failed) {
-                uint64_t pair[2] = {(uint64_t)reader, job[0]};
+                uint64_t pair[2] = {(uint64_t)ch_holder_start(fs, reader), job[0]};
                 if (st == LOOM_OK) st = loom_buf_append(ctx, bad, pair, sizeof pair);
                 if (src == 0 && st == LOOM_OK)
                     st = LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: chunk %" PRIu64 " is corrupt", path, i);
@@ -591,6 +608,10 @@ static loom_status_t plan_append(loom_chunks_t *fs, const char *path, const loom
         for (uint64_t j = offs[r] / 8; st == LOOM_OK && j < offs[r + 1] / 8; j++) {
             uint64_t len;
             memcpy(&len, lens->data + 8 * j, 8);
+            if (len == 0) {
+                st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "append to %s: a record of 0 bytes", path);
+                break;
+            }
             if (len > cs / 4) {
                 st = LOOM_ERROR(ctx, LOOM_ERR_USAGE,
                                 "append to %s: a record of %" PRIu64 " bytes is longer than a "
@@ -701,6 +722,7 @@ static loom_status_t append_once(loom_chunks_t *fs, const char *path, const void
     int P = loom_size(ctx);
     loom_buf_t my = {0}, all = {0};
     loom_status_t st = LOOM_OK;
+    fs->committed = 0;
     for (size_t i = 0; st == LOOM_OK && i < n; i++) {
         uint64_t l = lens[i];
         st = loom_buf_append(ctx, &my, &l, 8);
@@ -717,17 +739,43 @@ static loom_status_t append_once(loom_chunks_t *fs, const char *path, const void
         st = fo ? plan_append(fs, path, &all, offs, &p, &f, fo)
                 : LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
     }
+    /* chunks that grow get their new version first, logged and on their holders, with
+     * their old length: a version never names two contents, and a holder that misses the
+     * bytes is stale */
+    loom_buf_t bump = {0};
+    if (st == LOOM_OK && loom_is_master(ctx)) {
+        ch_entry_t *old = ch_meta_find(&fs->meta, path);
+        ch_entry_t pre = old ? *old : (ch_entry_t){0};
+        ch_chunk_t *pc = old ? malloc((old->nchunks ? old->nchunks : 1) * sizeof *pc) : NULL;
+        if (old && !pc) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; st == LOOM_OK && i < p.nc; i++) {
+            if (p.c[i].fresh) continue;
+            for (uint64_t k = 0; k < old->nchunks; k++)
+                if (old->chunks[k].id == p.c[i].id) {
+                    if (!bump.len) memcpy(pc, old->chunks, old->nchunks * sizeof *pc);
+                    pc[k].version = p.c[i].version;
+                }
+            for (int h = 0; st == LOOM_OK && h < p.c[i].nholders; h++) {
+                uint64_t t[3] = {(uint64_t)p.c[i].holders[h], p.c[i].id, p.c[i].version};
+                st = loom_buf_append(ctx, &bump, t, sizeof t);
+            }
+        }
+        if (st == LOOM_OK && bump.len) {
+            pre.chunks = pc;
+            st = ch_meta_put_file(ctx, &fs->meta, &pre);
+        }
+        free(pc);
+    }
     st = master_check(fs, st);
+    uint64_t nb = bump.len / 24;
+    if (st == LOOM_OK) LOOM_MPI_KEEP(ctx, st, MPI_Bcast(&nb, 1, MPI_UINT64_T, 0, loom_comm(ctx)));
+    if (st == LOOM_OK && nb) st = ch_bump(fs, (const uint64_t *)bump.data, nb);
+    loom_buf_free(&bump);
     if (st == LOOM_OK) st = ch_plan_bcast(fs, &p);
     p.mem = data;
     if (st == LOOM_OK) st = ch_transfer(fs, &p, NULL);
-    if (st == LOOM_OK && loom_is_master(ctx)) {
-        char parent[CH_PATH_MAX + 1];
-        ch_path_parent(path, parent, sizeof parent);
-        if (strcmp(parent, "/") && !ch_meta_find(&fs->meta, parent))
-            st = ch_meta_mkdirs(ctx, &fs->meta, parent);
-        if (st == LOOM_OK) st = ch_meta_put_file(ctx, &fs->meta, &f);
-    }
+    if (st == LOOM_OK && loom_is_master(ctx)) st = ch_meta_put_file(ctx, &fs->meta, &f);
+    if (st == LOOM_OK && loom_is_master(ctx)) fs->committed = 1;
     if (st != LOOM_ERR_LOST) st = master_check(fs, st);
     /* every rank learns its records' offsets */
     if (st == LOOM_OK) {
@@ -762,7 +810,19 @@ static loom_status_t append_once(loom_chunks_t *fs, const char *path, const void
 loom_status_t loom_chunks_append(loom_chunks_t *fs, const char *path, const void *data,
                                  const size_t *lens, size_t n, uint64_t *offsets)
 {
-    WITH_RECOVERY(fs, append_once(fs, path, data, lens, n, offsets));
+    loom_status_t st = append_once(fs, path, data, lens, n, offsets);
+    if (st != LOOM_ERR_LOST) return st;
+    int done;
+    LOOM_TRY(after_death(fs, st, &done));
+    if (offsets && done)
+        for (size_t i = 0; i < n; i++)
+            offsets[i] = UINT64_MAX; /* lost with the scatter */
+    if (done) return LOOM_OK;
+    /* the dead rank's records are gone with it: the caller appends again */
+    return LOOM_ERROR(fs->ctx, LOOM_ERR_LOST,
+                      "append to %s: a rank died before the records were committed; the file "
+                      "is unchanged, append them again",
+                      path);
 }
 
 /* ------------------------------------------------------------------ namespace */
@@ -935,53 +995,70 @@ loom_status_t loom_chunks_describe(loom_chunks_t *fs, const char *path, FILE *ou
     return master_check(fs, st);
 }
 
+/* This rank's share of `local`'s lines as records (a last line gets its newline). */
+static loom_status_t local_records(loom_chunks_t *fs, const char *local, loom_text_chunk_t *tc,
+                                   size_t **lens, size_t *n)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    int part = loom_size(ctx) == 1 ? 0 : loom_rank(ctx) - 1;
+    *lens = NULL;
+    *n = 0;
+    LOOM_TRY(loom_text_read_split(ctx, loom_comm(ctx), local, 0, LOOM_TEXT_TO_END, 1, part,
+                                  loom_num_workers(ctx), tc));
+    loom_status_t st = LOOM_OK;
+    if (tc->len && tc->data[tc->len - 1] != '\n') {
+        char *d = realloc(tc->data, tc->len + 2);
+        if (!d) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+        if (d) {
+            d[tc->len++] = '\n';
+            d[tc->len] = '\0';
+            tc->data = d;
+        }
+    }
+    size_t cap = 0;
+    for (size_t at = 0; st == LOOM_OK && at < tc->len;) {
+        const char *nl = memchr(tc->data + at, '\n', tc->len - at);
+        size_t l = (size_t)(nl - (tc->data + at)) + 1;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            size_t *nl2 = realloc(*lens, cap * sizeof *nl2);
+            if (!nl2) {
+                st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+                break;
+            }
+            *lens = nl2;
+        }
+        (*lens)[(*n)++] = l;
+        at += l;
+    }
+    return loom_agree(ctx, loom_comm(ctx), st);
+}
+
 loom_status_t loom_chunks_append_lines(loom_chunks_t *fs, const char *path, const char *local,
                                        uint64_t *records, uint64_t *bytes)
 {
     loom_ctx_t *ctx = fs->ctx;
-    int P = loom_size(ctx), part = P == 1 ? 0 : loom_rank(ctx) - 1;
-    loom_text_chunk_t tc = {0};
-    LOOM_TRY(loom_text_read_split(ctx, loom_comm(ctx), local, 0, LOOM_TEXT_TO_END, 1, part,
-                                  loom_num_workers(ctx), &tc));
-    /* records are the lines with their newline; a last line without one gets one */
-    size_t n = 0, cap = 0, *lens = NULL;
-    char *data = tc.data;
-    size_t len = tc.len;
     loom_status_t st = LOOM_OK;
-    if (len && data[len - 1] != '\n') {
-        char *d = realloc(data, len + 2);
-        if (!d) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-        if (d) {
-            d[len++] = '\n';
-            d[len] = '\0';
-            data = tc.data = d;
+    uint64_t sum[2] = {0, 0};
+    /* after a death the survivors split the file again among themselves */
+    for (int t = 0;; t++) {
+        loom_text_chunk_t tc = {0};
+        size_t *lens = NULL, n = 0;
+        st = local_records(fs, local, &tc, &lens, &n);
+        uint64_t mine[2] = {n, tc.len};
+        if (st == LOOM_OK) {
+            int e = MPI_Allreduce(mine, sum, 2, MPI_UINT64_T, MPI_SUM, loom_comm(ctx));
+            if (e != MPI_SUCCESS) st = loom_error_mpi(ctx, e, "MPI_Allreduce", __FILE__, __LINE__);
         }
-    }
-    for (size_t at = 0; st == LOOM_OK && at < len;) {
-        const char *nl = memchr(data + at, '\n', len - at);
-        size_t l = (size_t)(nl - (data + at)) + 1;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            size_t *nlens = realloc(lens, cap * sizeof *nlens);
-            if (!nlens) {
-                st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-                break;
-            }
-            lens = nlens;
-        }
-        lens[n++] = l;
-        at += l;
-    }
-    st = loom_agree(ctx, loom_comm(ctx), st);
-    if (st == LOOM_OK) st = loom_chunks_append(fs, path, data, lens, n, NULL);
-    uint64_t mine[2] = {n, len}, sum[2] = {0, 0};
-    if (st == LOOM_OK) {
-        int e = MPI_Allreduce(mine, sum, 2, MPI_UINT64_T, MPI_SUM, loom_comm(ctx));
-        if (e != MPI_SUCCESS) st = loom_error_mpi(ctx, e, "MPI_Allreduce", __FILE__, __LINE__);
+        if (st == LOOM_OK) st = append_once(fs, path, tc.data, lens, n, NULL);
+        free(lens);
+        loom_text_chunk_free(&tc);
+        if (st != LOOM_ERR_LOST || t == RETRIES) break;
+        int done;
+        st = after_death(fs, st, &done);
+        if (st != LOOM_OK || done) break;
     }
     if (records) *records = sum[0];
     if (bytes) *bytes = sum[1];
-    free(lens);
-    loom_text_chunk_free(&tc);
     return st;
 }

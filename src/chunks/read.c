@@ -40,7 +40,7 @@ typedef struct edge {
 
 /* Read the first line of a chunk (up to `limit` bytes) and its last byte, checked. */
 static loom_status_t read_edges(loom_chunks_t *fs, uint64_t id, uint64_t len, uint64_t limit,
-                                edge_t *e, loom_buf_t *head)
+                                int last, edge_t *e, loom_buf_t *head)
 {
     ch_crcs_t c;
     int ok, fd = -1, bad = 0;
@@ -64,6 +64,9 @@ static loom_status_t read_edges(loom_chunks_t *fs, uint64_t id, uint64_t len, ui
             break;
         }
     }
+    /* the file's last line may have no newline: the end of the file ends it */
+    if (st == LOOM_OK && !bad && last && e->head_len == NO_NEWLINE && head->len == len)
+        e->head_len = len;
     if (st == LOOM_OK && !bad && len) {
         uint64_t lb = (len - 1) / BLK * BLK;
         st = ch_read_checked(fs, fd, &c, id, lb, len - lb, buf, &bad, why, sizeof why);
@@ -172,7 +175,7 @@ loom_status_t loom_chunks_lines_open(loom_chunks_t *fs, const char *path, size_t
     loom_chunks_lines_t *lf = calloc(1, sizeof *lf);
     if (!lf) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
     if (!max_record) max_record = 64u << 20;
-    /* which holder reads each chunk's edges: [chunk, id, len, reader] */
+    /* which holder reads each chunk's edges: [chunk, id, len, reader, last] */
     loom_buf_t plan = {0}, mine = {0}, all = {0};
     ch_entry_t *f = NULL;
     loom_status_t st = LOOM_OK;
@@ -199,7 +202,8 @@ loom_status_t loom_chunks_lines_open(loom_chunks_t *fs, const char *path, size_t
                 break;
             }
             load[best]++;
-            uint64_t row[4] = {i, f->chunks[i].id, f->chunks[i].len, (uint64_t)best};
+            uint64_t row[5] = {i, f->chunks[i].id, f->chunks[i].len, (uint64_t)best,
+                               i + 1 == f->nchunks};
             st = loom_buf_append(ctx, &plan, row, sizeof row);
         }
         if (!load && st == LOOM_OK) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
@@ -208,19 +212,19 @@ loom_status_t loom_chunks_lines_open(loom_chunks_t *fs, const char *path, size_t
     st = loom_agree(ctx, comm, st);
     if (st == LOOM_OK) st = ch_bcast_buf(fs, &plan);
     int me = loom_worker_index(ctx);
-    for (size_t at = 0; st == LOOM_OK && at + 32 <= plan.len; at += 32) {
-        uint64_t row[4];
+    for (size_t at = 0; st == LOOM_OK && at + 40 <= plan.len; at += 40) {
+        uint64_t row[5];
         memcpy(row, plan.data + at, sizeof row);
         if ((int)row[3] != me) continue;
         edge_t e = {row[0], 0, 0};
         loom_buf_t head = {0};
-        st = read_edges(fs, row[1], row[2], max_record, &e, &head);
+        st = read_edges(fs, row[1], row[2], max_record, (int)row[4], &e, &head);
         if (st == LOOM_OK) st = loom_buf_append(ctx, &mine, &e, sizeof e);
         if (st == LOOM_OK && e.head_len != NO_NEWLINE)
             st = loom_buf_append(ctx, &mine, head.data, head.len);
         loom_buf_free(&head);
     }
-    st = loom_agree(ctx, comm, st);
+    st = ch_sync(fs, st);
     if (st == LOOM_OK) st = ch_gather(fs, mine.data, mine.len, &all, NULL);
     if (st == LOOM_OK && loom_is_master(ctx)) st = make_splits(fs, f, &all, max_record, lf);
     st = loom_agree(ctx, comm, st);
@@ -241,7 +245,10 @@ loom_status_t loom_chunks_lines_open(loom_chunks_t *fs, const char *path, size_t
     if (st == LOOM_OK && lf->heads_len)
         LOOM_MPI(ctx, MPI_Bcast(lf->heads, (int)lf->heads_len, MPI_BYTE, 0, comm));
     if (st == LOOM_OK) {
-        lf->nnames = loom_size(ctx);
+        /* holders are named by their rank at start, which may exceed the ranks left */
+        lf->nnames = 1;
+        for (int w = 0; w < fs->nholders; w++)
+            if (ch_holder_start(fs, w) + 1 > lf->nnames) lf->nnames = ch_holder_start(fs, w) + 1;
         lf->names = calloc((size_t)lf->nnames, sizeof *lf->names);
         if (!lf->names) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
         for (int w = 0; st == LOOM_OK && w < fs->nholders; w++) {
@@ -331,7 +338,7 @@ static loom_status_t read_from(loom_chunks_t *fs, const char *dir, const split_t
     *bad = 1;
     snprintf(why, whylen, "its CRC file is missing, damaged or of another version");
     LOOM_TRY(ch_crcs_load_in(fs, dir, s->id, &c, &ok));
-    if (ok && c.version >= s->version && c.len >= s->chunk_len) fd = ch_open_data_in(dir, s->id);
+    if (ok && c.version == s->version && c.len >= s->chunk_len) fd = ch_open_data_in(dir, s->id);
     if (fd < 0) {
         ch_crcs_free(&c);
         return LOOM_OK;
@@ -345,11 +352,13 @@ static loom_status_t read_from(loom_chunks_t *fs, const char *dir, const split_t
     uint64_t end = s->chunk_len;
     if (s->skip < end) {
         uint64_t b0 = s->skip / BLK, bl = (end - 1) / BLK;
-        for (uint64_t b = b0; st == LOOM_OK && !*bad && b <= bl; b = b == b0 && bl > b0 + 1 ? bl : b + 1) {
+        for (uint64_t b = b0; st == LOOM_OK && !*bad && b <= bl;
+             b = b == b0 && bl > b0 + 1 ? bl : b + 1) {
             uint64_t lo = b * BLK, hi = lo + BLK < end ? lo + BLK : end;
             st = ch_read_checked(fs, fd, &c, s->id, lo, hi - lo, tmp, bad, why, whylen);
             uint64_t from = lo > s->skip ? lo : s->skip;
-            if (st == LOOM_OK && !*bad) memcpy(buf + (from - s->skip), tmp + (from - lo), hi - from);
+            if (st == LOOM_OK && !*bad)
+                memcpy(buf + (from - s->skip), tmp + (from - lo), hi - from);
             if (st == LOOM_OK && !*bad && b == b0 && bl > b0 + 1)
                 st = ch_read_checked(fs, fd, &c, s->id, (b0 + 1) * BLK, (bl - b0 - 1) * BLK,
                                      (unsigned char *)buf + ((b0 + 1) * BLK - s->skip), bad, why,

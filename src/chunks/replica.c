@@ -160,8 +160,8 @@ loom_status_t ch_read_checked(loom_chunks_t *fs, int fd, const ch_crcs_t *c, uin
     if (span > c->len) span = c->len;
     size_t got;
     if (pread_full(fd, buf, span - off, off, &got) != 0)
-        return LOOM_ERROR(fs->ctx, LOOM_ERR_IO, "reading chunk %016" PRIx64 " on %s: %s", id,
-                          fs->hdir, strerror(errno));
+        return LOOM_ERROR(fs->ctx, LOOM_ERR_IO, "reading chunk %016" PRIx64 " (on %s): %s", id,
+                          loom_hostname(fs->ctx), strerror(errno));
     if (got < span - off) {
         *bad = 1;
         snprintf(why, whylen, "data cut short at %" PRIu64 " of %" PRIu64 " bytes", off + got,
@@ -258,8 +258,9 @@ loom_status_t ch_scan(loom_chunks_t *fs, int do_verify, ch_rep_t **reps, size_t 
         const char *ext;
         if (de->d_name[0] == '.') continue;
         if (!parse_name(de->d_name, &id, &ext)) continue;
-        if (!strcmp(ext, ".chunk.tmp") || !strcmp(ext, ".crc.tmp")) {
-            /* left by a write that never committed (this holder's own job died) */
+        if (!do_verify && (!strcmp(ext, ".chunk.tmp") || !strcmp(ext, ".crc.tmp"))) {
+            /* left by a write that never committed (this holder's own job died); fsck
+             * (verifying) changes nothing */
             snprintf(path, sizeof path, "%s/%s", fs->hdir, de->d_name);
             unlink(path);
             continue;
@@ -448,6 +449,42 @@ loom_status_t ch_writer_commit(loom_chunks_t *fs, ch_writer_t *w, uint64_t versi
     free(w->crc);
     w->crc = NULL;
     if (st != LOOM_OK) unlink(tmp);
+    return st;
+}
+
+loom_status_t ch_set_version(loom_chunks_t *fs, uint64_t id, uint64_t version)
+{
+    ch_crcs_t c;
+    int ok;
+    LOOM_TRY(ch_crcs_load(fs, id, &c, &ok));
+    char path[4200], tmp[4200];
+    ch_rep_path(fs, id, ".crc", path, sizeof path);
+    ch_rep_path(fs, id, ".crc.tmp", tmp, sizeof tmp);
+    if (!ok) {
+        ch_crcs_free(&c);
+        return LOOM_ERROR(fs->ctx, LOOM_ERR_IO, "%s: missing or damaged", path);
+    }
+    size_t bytes = CH_CRC_HEADER + 4 * c.nblocks;
+    unsigned char *out = malloc(bytes);
+    loom_status_t st = out ? LOOM_OK : LOOM_ERROR(fs->ctx, LOOM_ERR_NOMEM, "out of memory");
+    if (st == LOOM_OK) {
+        memcpy(out, CH_CRC_MAGIC, 8);
+        put64(out + 8, version);
+        put64(out + 16, c.len);
+        put32(out + 24, BLK);
+        for (uint64_t b = 0; b < c.nblocks; b++)
+            put32(out + CH_CRC_HEADER + 4 * b, c.crc[b]);
+        uint32_t crc = loom_crc32c(0, out, 28);
+        put32(out + 28, loom_crc32c(crc, out + CH_CRC_HEADER, bytes - CH_CRC_HEADER));
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || pwrite_full(fd, out, bytes, 0) != 0 || fdatasync(fd) != 0)
+            st = LOOM_ERROR(fs->ctx, LOOM_ERR_IO, "%s: %s", tmp, strerror(errno));
+        if (fd >= 0) close(fd);
+        if (st == LOOM_OK && rename(tmp, path) != 0)
+            st = LOOM_ERROR(fs->ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    free(out);
+    ch_crcs_free(&c);
     return st;
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -95,6 +96,11 @@ loom_status_t ch_gather(loom_chunks_t *fs, const void *mine, size_t bytes, loom_
     return st;
 }
 
+int ch_holder_start(const loom_chunks_t *fs, int w)
+{
+    return loom_start_rank(fs->ctx, loom_worker_rank(fs->ctx, w));
+}
+
 const char *ch_holder_name(const loom_chunks_t *fs, int w)
 {
     if (fs->holders && w >= 0 && w < fs->nholders) return fs->holders[w].name;
@@ -134,7 +140,7 @@ loom_status_t ch_inventory(loom_chunks_t *fs, int verify)
         if (st == LOOM_OK) st = loom_buf_append(ctx, &mine, reps, n * sizeof *reps);
         free(reps);
     }
-    st = loom_agree(ctx, loom_comm(ctx), st);
+    st = ch_sync(fs, st); /* the master waits for the scans (fsck reads every replica) */
     int P = loom_size(ctx);
     uint64_t *offs = calloc((size_t)P + 1, sizeof *offs);
     if (!offs) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
@@ -200,7 +206,8 @@ void ch_reps_of(const loom_chunks_t *fs, uint64_t id, size_t *first, size_t *las
 
 int ch_rep_good(const ch_rep_t *r, const ch_chunk_t *c)
 {
-    return r->state == CH_REP_OK && r->version >= c->version && r->len >= c->len;
+    /* bytes past the chunk's length are left by a write that never committed */
+    return r->state == CH_REP_OK && r->version == c->version && r->len >= c->len;
 }
 
 /* The master's table after a change it made, without asking the holders again. */
@@ -229,10 +236,13 @@ loom_status_t ch_reps_note(loom_chunks_t *fs, const ch_plan_t *p)
     ch_rep_t *r = realloc(fs->reps, (fs->nreps + add + 1) * sizeof *r);
     if (!r) return LOOM_ERROR(fs->ctx, LOOM_ERR_NOMEM, "out of memory");
     fs->reps = r;
+    /* the replicas replaced leave the (sorted) table first; the new ones are added after */
+    for (size_t i = 0; i < p->nc; i++)
+        for (int k = 0; k < p->c[i].nholders; k++)
+            reps_drop(fs, (uint64_t)p->c[i].holders[k], p->c[i].id);
     for (size_t i = 0; i < p->nc; i++)
         for (int k = 0; k < p->c[i].nholders; k++) {
             const ch_commit_t *c = &p->c[i];
-            reps_drop(fs, (uint64_t)c->holders[k], c->id);
             fs->reps[fs->nreps++] = (ch_rep_t){.id = c->id,
                                                .version = c->version,
                                                .len = c->len,
@@ -271,21 +281,56 @@ loom_status_t ch_delete(loom_chunks_t *fs, const uint64_t *pairs, size_t npairs)
     return st;
 }
 
+loom_status_t ch_bump(loom_chunks_t *fs, const uint64_t *triples, size_t n)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    loom_buf_t b = {0};
+    loom_status_t st = LOOM_OK;
+    if (loom_is_master(ctx)) st = loom_buf_append(ctx, &b, triples, n * 3 * sizeof *triples);
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) st = ch_bcast_buf(fs, &b);
+    int me = loom_worker_index(ctx);
+    for (size_t at = 0; st == LOOM_OK && at + 24 <= b.len; at += 24) {
+        uint64_t t[3];
+        memcpy(t, b.data + at, 24);
+        if ((int)t[0] == me) st = ch_set_version(fs, t[1], t[2]);
+    }
+    loom_buf_free(&b);
+    st = ch_sync(fs, st);
+    /* the master's table follows */
+    for (size_t i = 0; st == LOOM_OK && loom_is_master(ctx) && i < n; i++) {
+        size_t a, z;
+        ch_reps_of(fs, triples[3 * i + 1], &a, &z);
+        for (size_t r = a; r < z; r++)
+            if ((uint64_t)fs->reps[r].holder == triples[3 * i])
+                fs->reps[r].version = triples[3 * i + 2];
+    }
+    return st;
+}
+
 /* ------------------------------------------------------------------ open and close */
 
-static loom_status_t write_marker(loom_ctx_t *ctx, const char *root)
+/* A new store's marker: the format line and a random id that every holder directory
+ * records, so that a holder never takes orders from another store's master (a node-local
+ * root whose master directory is on another node, or was lost). */
+static loom_status_t write_marker(loom_ctx_t *ctx, const char *root, uint64_t *id)
 {
     char path[4200], tmp[4200];
     snprintf(path, sizeof path, "%s/LOOM_STORE", root);
     snprintf(tmp, sizeof tmp, "%s/.LOOM_STORE.tmp", root);
+    do {
+        if (getrandom(id, sizeof *id, 0) != (ssize_t)sizeof *id)
+            return LOOM_ERROR(ctx, LOOM_ERR_IO, "getrandom: %s", strerror(errno));
+    } while (!*id);
     FILE *f = fopen(tmp, "w");
-    if (!f || fputs(MARKER, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+    if (!f || fprintf(f, MARKER "id %016" PRIx64 "\n", *id) < 0 || fclose(f) != 0 ||
+        rename(tmp, path) != 0)
         return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
     return LOOM_OK;
 }
 
 /* The master checks the root: a store, or a missing or empty directory that becomes one. */
-static loom_status_t check_root(loom_ctx_t *ctx, const char *root)
+static loom_status_t check_root(loom_ctx_t *ctx, const char *root, uint64_t *id)
 {
     struct stat sb;
     if (stat(root, &sb) != 0) {
@@ -293,7 +338,7 @@ static loom_status_t check_root(loom_ctx_t *ctx, const char *root)
         if (mkdir(root, 0755) != 0)
             return LOOM_ERROR(ctx, LOOM_ERR_IO, "--store %s: cannot create it: %s", root,
                               strerror(errno));
-        return write_marker(ctx, root);
+        return write_marker(ctx, root, id);
     }
     if (!S_ISDIR(sb.st_mode))
         return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--store %s: not a Loom store (not a directory)",
@@ -302,8 +347,9 @@ static loom_status_t check_root(loom_ctx_t *ctx, const char *root)
     snprintf(path, sizeof path, "%s/LOOM_STORE", root);
     FILE *f = fopen(path, "r");
     if (f) {
-        char line[64] = "";
-        int ok = fgets(line, sizeof line, f) && !strcmp(line, MARKER);
+        char line[64] = "", idline[64] = "";
+        int ok = fgets(line, sizeof line, f) && !strcmp(line, MARKER) &&
+                 fgets(idline, sizeof idline, f) && sscanf(idline, "id %" SCNx64, id) == 1;
         fclose(f);
         if (!ok)
             return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
@@ -327,7 +373,7 @@ static loom_status_t check_root(loom_ctx_t *ctx, const char *root)
                           "--store %s: not a Loom store (a directory with files but no LOOM_STORE; "
                           "a missing or empty directory becomes a store)",
                           root);
-    return write_marker(ctx, root);
+    return write_marker(ctx, root, id);
 }
 
 static loom_status_t make_holder_dir(loom_chunks_t *fs)
@@ -346,6 +392,24 @@ static loom_status_t make_holder_dir(loom_chunks_t *fs)
         return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
     fs->hdir = strdup(path);
     if (!fs->hdir) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
+    /* the directory belongs to this store, or becomes this store's */
+    snprintf(path, sizeof path, "%s/STORE_ID", fs->hdir);
+    FILE *f = fopen(path, "r");
+    uint64_t id = 0;
+    if (f) {
+        int ok = fscanf(f, "%" SCNx64, &id) == 1;
+        fclose(f);
+        if (!ok || id != fs->id)
+            return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                              "%s belongs to another store (id %016" PRIx64 "; the store at %s on "
+                              "rank 0 is %016" PRIx64 "): with a node-local store root, rank 0 "
+                              "must run where the store's master directory is",
+                              fs->hdir, id, fs->root, fs->id);
+        return LOOM_OK;
+    }
+    f = fopen(path, "w");
+    if (!f || fprintf(f, "%016" PRIx64 "\n", fs->id) < 0 || fclose(f) != 0)
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
     return LOOM_OK;
 }
 
@@ -386,10 +450,12 @@ loom_status_t loom_chunks_open(loom_ctx_t *ctx, const char *root, const loom_chu
     if (st == LOOM_OK && !(fs->root = strdup(root)))
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
     if (st == LOOM_OK && loom_is_master(ctx)) {
-        st = check_root(ctx, root);
+        st = check_root(ctx, root, &fs->id);
         if (st == LOOM_OK) st = ch_meta_open(ctx, root, &fs->meta);
     }
     st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK)
+        LOOM_MPI_KEEP(ctx, st, MPI_Bcast(&fs->id, 1, MPI_UINT64_T, 0, loom_comm(ctx)));
     if (st == LOOM_OK && loom_is_worker(ctx)) st = make_holder_dir(fs);
     st = loom_agree(ctx, loom_comm(ctx), st);
     if (st == LOOM_OK) st = ch_inventory(fs, 0);
@@ -408,10 +474,11 @@ loom_status_t loom_chunks_close(loom_chunks_t **pfs)
     loom_chunks_t *fs = *pfs;
     loom_status_t st = LOOM_OK;
     uint64_t after = fs->o.checkpoint_bytes ? fs->o.checkpoint_bytes : CHECKPOINT_AFTER;
-    if (loom_is_master(fs->ctx)) st = ch_meta_checkpoint(fs->ctx, &fs->meta, after);
+    loom_ctx_t *ctx = fs->ctx;
+    if (loom_is_master(ctx)) st = ch_meta_checkpoint(ctx, &fs->meta, after);
     chunks_free(fs);
     *pfs = NULL;
-    return st;
+    return loom_agree(ctx, loom_comm(ctx), st);
 }
 
 loom_status_t ch_recover(loom_chunks_t *fs, loom_status_t st)

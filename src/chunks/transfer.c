@@ -314,7 +314,7 @@ loom_status_t ch_transfer(loom_chunks_t *fs, const ch_plan_t *p, loom_buf_t *bad
                 memcpy(&id, all.data + at, 8);
                 for (size_t ti = 0; ti < p->nt; ti++)
                     if (p->c[p->t[ti].commit].id == id && p->t[ti].src_kind == CH_SRC_REPLICA) {
-                        uint64_t pair[2] = {(uint64_t)p->t[ti].chain[0], id};
+                        uint64_t pair[2] = {(uint64_t)ch_holder_start(fs, p->t[ti].chain[0]), id};
                         if (gst == LOOM_OK) gst = loom_buf_append(ctx, bad, pair, sizeof pair);
                         break;
                     }

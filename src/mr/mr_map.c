@@ -296,6 +296,7 @@ typedef struct master {
 } master_t;
 
 static void lose_worker(master_t *m, int rank);
+static loom_status_t assign_all(master_t *m);
 
 /* A control message to a worker. A worker found dead here (ULFM) is lost:
  * that is handled, not an error. */
@@ -377,6 +378,8 @@ static int64_t next_idle_for(master_t *m, int rank)
 {
     mr_engine_t *eng = m->eng;
     if (!eng->nlines) return next_idle(m);
+    while (m->cursor < eng->ntasks && m->t[m->cursor].state != 0)
+        m->cursor++;
     for (int pass = 0; pass < 2; pass++) {
         for (int64_t i = m->nrequeue - 1; i >= 0; i--) {
             int64_t t = m->requeue[i];
@@ -416,6 +419,18 @@ static int64_t backup_candidate(master_t *m, int rank)
     return best;
 }
 
+/* Nothing runs and no live worker can run a task that is left. */
+static int stuck(const master_t *m)
+{
+    mr_engine_t *eng = m->eng;
+    for (int64_t t = 0; t < eng->ntasks; t++)
+        if (m->t[t].state == 1) return 0;
+    for (int64_t t = 0; t < eng->ntasks; t++)
+        for (int r = 1; m->t[t].state == 0 && r < loom_size(eng->ctx); r++)
+            if (m->w[r].alive && mr_task_runnable(eng, t, r)) return 0;
+    return m->ndone < eng->ntasks;
+}
+
 static loom_status_t try_assign(master_t *m, int rank)
 {
     mworker_t *w = &m->w[rank];
@@ -429,6 +444,15 @@ static loom_status_t try_assign(master_t *m, int rank)
     if (t < 0) {
         t = backup_candidate(m, rank);
         backup = 1;
+    }
+    if (t < 0 && m->eng->nlines && stuck(m)) {
+        /* store inputs on node-local disks: no live worker holds what is left */
+        m->failed = 1;
+        LOOM_ERROR(m->eng->ctx, LOOM_ERR_IO,
+                   "%s: no live worker holds a replica of the chunks left to map, and the store "
+                   "root is not shared; rerun with those holders (loom fs fsck names them)",
+                   m->eng->job->name ? m->eng->job->name : "mr");
+        return assign_all(m);
     }
     if (t < 0) return LOOM_OK; /* stays parked until something changes */
     w->parked = 0;
