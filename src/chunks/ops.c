@@ -203,6 +203,20 @@ typedef struct assign {
     int32_t reader, pad;
 } assign_t;
 
+/* Replica r of chunk c is good and was not found corrupt by this operation (`bad`: pairs of
+ * a holder's start rank and a chunk id). */
+static int readable(const loom_chunks_t *fs, size_t r, const ch_chunk_t *c, const loom_buf_t *bad)
+{
+    if (!ch_rep_good(&fs->reps[r], c)) return 0;
+    uint64_t start = (uint64_t)ch_holder_start(fs, fs->reps[r].holder);
+    for (size_t at = 0; at + 16 <= bad->len; at += 16) {
+        uint64_t pair[2];
+        memcpy(pair, bad->data + at, 16);
+        if (pair[0] == start && pair[1] == c->id) return 0;
+    }
+    return 1;
+}
+
 /* Master: a reader for every chunk not done, among the good replicas not known bad. */
 static loom_status_t assign_readers(loom_chunks_t *fs, const ch_entry_t *f, const char *done,
                                     const loom_buf_t *bad, const uint64_t *from, loom_buf_t *out)
@@ -219,16 +233,9 @@ static loom_status_t assign_readers(loom_chunks_t *fs, const ch_entry_t *f, cons
         ch_reps_of(fs, c->id, &a, &b);
         int best = -1;
         for (size_t r = a; r < b; r++) {
-            if (!ch_rep_good(&fs->reps[r], c)) continue;
-            int known_bad = 0;
-            for (size_t at = 0; at + 16 <= bad->len; at += 16) {
-                uint64_t pair[2];
-                memcpy(pair, bad->data + at, 16);
-                known_bad |= pair[0] == (uint64_t)ch_holder_start(fs, fs->reps[r].holder) &&
-                             pair[1] == c->id;
-            }
+            if (!readable(fs, r, c, bad)) continue;
             int h = fs->reps[r].holder;
-            if (!known_bad && (best < 0 || load[h] < load[best])) best = h;
+            if (best < 0 || load[h] < load[best]) best = h;
         }
         if (best < 0) {
             st = LOOM_ERROR(fs->ctx, LOOM_ERR_IO,
@@ -424,16 +431,8 @@ static loom_status_t cat_once(loom_chunks_t *fs, const char *path, FILE *outf, l
             size_t a, b;
             int best = -1;
             ch_reps_of(fs, c->id, &a, &b);
-            for (size_t r = a; r < b && best < 0; r++) {
-                int known_bad = 0;
-                for (size_t at = 0; at + 16 <= bad->len; at += 16) {
-                    uint64_t pair[2];
-                    memcpy(pair, bad->data + at, 16);
-                    known_bad |= pair[0] == (uint64_t)ch_holder_start(fs, fs->reps[r].holder) &&
-                                 pair[1] == c->id;
-                }
-                if (ch_rep_good(&fs->reps[r], c) && !known_bad) best = fs->reps[r].holder;
-            }
+            for (size_t r = a; r < b && best < 0; r++)
+                if (readable(fs, r, c, bad)) best = fs->reps[r].holder;
             if (best < 0)
                 st = LOOM_ERROR(ctx, LOOM_ERR_IO,
                                 "%s: chunk %" PRIu64 " (id %016" PRIx64 ") has no good replica on "

@@ -257,14 +257,23 @@ loom_status_t ch_reps_note(loom_chunks_t *fs, const ch_plan_t *p)
     return LOOM_OK;
 }
 
+/* The master's orders to holders (rows of `width` u64s, the first a worker index) reach
+ * every rank in b. */
+static loom_status_t bcast_orders(loom_chunks_t *fs, const uint64_t *rows, size_t n, int width,
+                                  loom_buf_t *b)
+{
+    loom_ctx_t *ctx = fs->ctx;
+    loom_status_t st = LOOM_OK;
+    if (loom_is_master(ctx)) st = loom_buf_append(ctx, b, rows, n * (size_t)width * sizeof *rows);
+    st = loom_agree(ctx, loom_comm(ctx), st);
+    return st == LOOM_OK ? ch_bcast_buf(fs, b) : st;
+}
+
 loom_status_t ch_delete(loom_chunks_t *fs, const uint64_t *pairs, size_t npairs)
 {
     loom_ctx_t *ctx = fs->ctx;
     loom_buf_t b = {0};
-    loom_status_t st = LOOM_OK;
-    if (loom_is_master(ctx)) st = loom_buf_append(ctx, &b, pairs, npairs * 2 * sizeof *pairs);
-    st = loom_agree(ctx, loom_comm(ctx), st);
-    if (st == LOOM_OK) st = ch_bcast_buf(fs, &b);
+    loom_status_t st = bcast_orders(fs, pairs, npairs, 2, &b);
     int me = loom_worker_index(ctx);
     size_t removed = 0;
     for (size_t at = 0; st == LOOM_OK && at + 16 <= b.len; at += 16) {
@@ -285,10 +294,7 @@ loom_status_t ch_bump(loom_chunks_t *fs, const uint64_t *triples, size_t n)
 {
     loom_ctx_t *ctx = fs->ctx;
     loom_buf_t b = {0};
-    loom_status_t st = LOOM_OK;
-    if (loom_is_master(ctx)) st = loom_buf_append(ctx, &b, triples, n * 3 * sizeof *triples);
-    st = loom_agree(ctx, loom_comm(ctx), st);
-    if (st == LOOM_OK) st = ch_bcast_buf(fs, &b);
+    loom_status_t st = bcast_orders(fs, triples, n, 3, &b);
     int me = loom_worker_index(ctx);
     for (size_t at = 0; st == LOOM_OK && at + 24 <= b.len; at += 24) {
         uint64_t t[3];
