@@ -309,7 +309,7 @@ static loom_status_t plan_balance(loom_chunks_t *fs, ch_plan_t *p, loom_buf_t *d
     return st;
 }
 
-loom_status_t loom_chunks_rebalance(loom_chunks_t *fs)
+static loom_status_t rebalance_once(loom_chunks_t *fs)
 {
     loom_ctx_t *ctx = fs->ctx;
     /* every replica is read and checked first: what fails is replaced before moves */
@@ -437,4 +437,14 @@ loom_status_t loom_chunks_fsck(loom_chunks_t *fs, FILE *out, int64_t *problems)
     LOOM_MPI(ctx, MPI_Bcast(&np, 1, MPI_INT64_T, 0, loom_comm(ctx)));
     *problems = np;
     return st;
+}
+
+loom_status_t loom_chunks_rebalance(loom_chunks_t *fs)
+{
+    /* after a death (ULFM) the survivors start over: heal, then balance what is left */
+    for (int t = 0;; t++) {
+        loom_status_t st = rebalance_once(fs);
+        if (st != LOOM_ERR_LOST || t == 3) return st;
+        LOOM_TRY(ch_recover(fs, st));
+    }
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,13 @@ loom_status_t ch_gather(loom_chunks_t *fs, const void *mine, size_t bytes, loom_
 {
     loom_ctx_t *ctx = fs->ctx;
     int P = loom_size(ctx), master = loom_is_master(ctx);
+    /* MPI counts are ints: a rank's part, and the whole, stay below 2 GiB */
+    int big = bytes > (size_t)INT_MAX / 2;
+    LOOM_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &big, 1, MPI_INT, MPI_LOR, loom_comm(ctx)));
+    if (big)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "a rank has more than 1 GiB of lists for the master (e.g. an append of "
+                          "over 100 M records from one rank): append in several calls");
     int n = (int)bytes, *counts = NULL, *displs = NULL;
     MPI_Request req;
     if (master) {

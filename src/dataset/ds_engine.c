@@ -308,6 +308,7 @@ void loom_ds_engine_destroy(loom_ds_engine_t **ep)
         free(d->lost);
         loom_buf_free(&d->zero);
         free(d->splits);
+        free(d->place);
         free(d->ckpt_path);
         ds_bindex_free(d->bindex);
         free(d->source);
@@ -761,7 +762,7 @@ static loom_status_t recover(loom_ds_engine_t *e)
         loom_ds_t *d = e->all[i];
         if (!d->have || (!d->kept && d->kind != DS_CKPT)) continue;
         for (int p = 0; p < d->nparts; p++) {
-            if (!dead[p % e->slots]) continue;
+            if (!dead[ds_slot(d, p)]) continue;
             if (d->kind == DS_CKPT) continue; /* read from its file when needed */
             if (!d->lost[p]) d->nlost++;
             d->lost[p] = 1;

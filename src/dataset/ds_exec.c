@@ -12,7 +12,7 @@
 
 /* ------------------------------------------------------------------ placement */
 
-int ds_owner_walk(const loom_ds_t *d, int p)
+int ds_slot_walk(const loom_ds_t *d, int p)
 {
     while (d->kind >= DS_MAP && d->kind <= DS_UNION) {
         if (d->kind == DS_UNION) {
@@ -26,7 +26,7 @@ int ds_owner_walk(const loom_ds_t *d, int p)
             d = d->in[0];
         }
     }
-    return d->e->slot_owner[p % d->e->slots];
+    return d->place ? d->place[p] : p % d->e->slots;
 }
 
 static int is_wide(const loom_ds_t *d)

@@ -80,6 +80,7 @@ struct loom_ds {
     int dim;    /* text vectors: numbers per line (the parser's argument) */
     int h5kind; /* DS_H5: loom_ds_num_t of the elements */
     ds_split_t *splits;
+    int *place; /* source partitions placed on slots (store splits: a holder's); NULL: p mod W */
     char *ckpt_path; /* DS_CKPT: the checkpoint's directory */
     char *source;    /* edges: the graph, read again for partitions lost with a worker;
                         DS_H5: FILE:/DATASET */
@@ -131,14 +132,18 @@ struct loom_ds_engine {
     int64_t local_reads, remote_reads;
 };
 
-/* The worker slot owning partition p of d: p mod W, except that a union's
- * partitions stay where its inputs' are (narrow steps keep their input's
- * placement); and whether this rank owns it. */
-int ds_owner_walk(const loom_ds_t *d, int p);
+/* The slot of partition p of d: p mod W, or where its source placed it (a store split on a
+ * holder of its chunk), except that a union's partitions stay where its inputs' are (narrow
+ * steps keep their input's placement); the worker owning it now; whether this rank does. */
+int ds_slot_walk(const loom_ds_t *d, int p);
+static inline int ds_slot(const loom_ds_t *d, int p)
+{
+    if (d->kind < DS_MAP || d->kind > DS_UNION) return d->place ? d->place[p] : p % d->e->slots;
+    return ds_slot_walk(d, p);
+}
 static inline int ds_owner(const loom_ds_t *d, int p)
 {
-    if (d->kind < DS_MAP || d->kind > DS_UNION) return d->e->slot_owner[p % d->e->slots];
-    return ds_owner_walk(d, p);
+    return d->e->slot_owner[ds_slot(d, p)];
 }
 static inline int ds_mine(const loom_ds_t *d, int p)
 {

@@ -101,6 +101,41 @@ static loom_status_t text_plan_master(loom_ds_engine_t *e, const char *const *in
     return LOOM_OK;
 }
 
+/* Every rank alike: a store split's partition goes to the slot of a holder of its chunk (the
+ * one with the fewest so far), so that its worker reads it from its own disk; other splits
+ * keep p mod W. */
+static loom_status_t place_store_splits(loom_ds_t *d)
+{
+    loom_ds_engine_t *e = d->e;
+    loom_ctx_t *ctx = e->ctx;
+    d->place = malloc((size_t)d->nparts * sizeof *d->place);
+    int *load = calloc((size_t)e->slots, sizeof *load);
+    if (!d->place || !load) {
+        free(load);
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: partition placement");
+    }
+    for (int p = 0; p < d->nparts; p++) {
+        const char *path = e->files[d->splits[p].file];
+        loom_chunks_lines_t *lf = is_store(path) ? store_lines(e, path) : NULL;
+        int best = p % e->slots;
+        if (lf) {
+            uint64_t i = loom_chunks_lines_find(lf, d->splits[p].begin);
+            int found = -1;
+            for (int s = 0; s < e->slots; s++) {
+                /* does the worker that owns slot s now hold the chunk? */
+                int start = loom_start_rank(ctx, loom_worker_rank(ctx, e->slot_owner[s]));
+                if (loom_chunks_lines_local(lf, i, start) && (found < 0 || load[s] < load[found]))
+                    found = s;
+            }
+            if (found >= 0) best = found;
+        }
+        d->place[p] = best;
+        load[best]++;
+    }
+    free(load);
+    return LOOM_OK;
+}
+
 loom_status_t ds_text_plan(loom_ds_t *d, const char *const *inputs, int ninputs)
 {
     loom_ds_engine_t *e = d->e;
@@ -157,6 +192,7 @@ loom_status_t ds_text_plan(loom_ds_t *d, const char *const *inputs, int ninputs)
             memcpy(d->splits, splits.data, splits.len);
         if (!nsplits) d->range_n = 1; /* one empty partition */
     }
+    if (st == LOOM_OK && e->nlines && nsplits) st = place_store_splits(d);
     loom_strlist_free(&files);
     loom_buf_free(&names);
     loom_buf_free(&splits);

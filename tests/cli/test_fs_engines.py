@@ -90,16 +90,23 @@ def main():
         if got != dict(ref):
             sys.exit("FAIL wordcount store:%s: %d words vs %d" % (path, len(got), len(ref)))
         print("ok wordcount store:%s: %d distinct words as collections.Counter" % (path, len(got)))
-    # datasets: the same words through ds-wordcount
+    # datasets: the same words through ds-wordcount; each source partition is placed on a
+    # holder of its chunk, so even at replication 1 every read is local
     out = os.path.join(work, "dswc")
-    run(["ds-wordcount", "store:/in/r3.txt", "--store", store, "--out", out, "--quiet"])
+    p = run(["ds-wordcount", "store:/in/r1.txt", "--store", store, "--out", out, "--json",
+             "--quiet"])
     got = {}
     for line in parts(out).splitlines():
         k, v = line.split(b"\t")
         got[k] = int(v)
     if got != dict(collections.Counter(w.lower() for w in WORD.findall(data))):
-        sys.exit("FAIL ds-wordcount store:/in/r3.txt: %d words" % len(got))
-    print("ok ds-wordcount store:/in/r3.txt: %d distinct words" % len(got))
+        sys.exit("FAIL ds-wordcount store:/in/r1.txt: %d words" % len(got))
+    s = summary(p)
+    if s.get("store_remote_reads", 0) != 0 or not s.get("store_local_reads"):
+        sys.exit("FAIL ds-wordcount store:/in/r1.txt: local %r, remote %r" % (
+            s.get("store_local_reads"), s.get("store_remote_reads")))
+    print("ok ds-wordcount store:/in/r1.txt: %d distinct words, %d local reads"
+          % (len(got), s["store_local_reads"]))
     # refusals: one message, no output
     long_line = os.path.join(work, "long.txt")
     open(long_line, "wb").write(b"short\n" + b"y" * 200_000 + b"\nend\n")
