@@ -346,6 +346,9 @@ loom_status_t ch_writer_write(loom_chunks_t *fs, ch_writer_t *w, uint64_t off, c
     if (pwrite_full(w->fd, data, n, off) != 0)
         return LOOM_ERROR(fs->ctx, LOOM_ERR_IO, "writing chunk %016" PRIx64 " on %s: %s", w->id,
                           fs->hdir, strerror(errno));
+    /* the disk starts on these bytes now, not at the commit's sync: the transfer goes on
+     * while they are written */
+    sync_file_range(w->fd, (off64_t)off, (off64_t)n, SYNC_FILE_RANGE_WRITE);
     if (off < w->dirty) w->dirty = off;
     if (w->in_order && off != w->crc_upto) w->in_order = 0;
     for (const unsigned char *p = data; w->in_order && n;) {
