@@ -909,17 +909,25 @@ loom_status_t loom_chunks_rename(loom_chunks_t *fs, const char *src, const char 
     return master_check(fs, st);
 }
 
+/* Master: the entry at an existing path (NULL for "/", which is not stored). */
+static loom_status_t need_entry(loom_chunks_t *fs, const char *path, ch_entry_t **e)
+{
+    LOOM_TRY(ch_path_check(fs->ctx, path));
+    *e = ch_meta_find(&fs->meta, path);
+    if (!*e && strcmp(path, "/"))
+        return LOOM_ERROR(fs->ctx, LOOM_ERR_USAGE, "%s: no such file or directory in the store",
+                          path);
+    return LOOM_OK;
+}
+
 loom_status_t loom_chunks_stat(loom_chunks_t *fs, const char *path, loom_chunks_info_t *info)
 {
     loom_ctx_t *ctx = fs->ctx;
     loom_status_t st = LOOM_OK;
     memset(info, 0, sizeof *info);
     if (loom_is_master(ctx)) {
-        st = ch_path_check(ctx, path);
-        ch_entry_t *e = st == LOOM_OK ? ch_meta_find(&fs->meta, path) : NULL;
-        if (st == LOOM_OK && !e && strcmp(path, "/"))
-            st =
-                LOOM_ERROR(ctx, LOOM_ERR_USAGE, "%s: no such file or directory in the store", path);
+        ch_entry_t *e = NULL;
+        st = need_entry(fs, path, &e);
         info->is_dir = !e || e->is_dir;
         if (e && !e->is_dir) {
             info->size = e->size;
@@ -939,11 +947,8 @@ loom_status_t loom_chunks_ls(loom_chunks_t *fs, const char *path, FILE *out)
     loom_ctx_t *ctx = fs->ctx;
     loom_status_t st = LOOM_OK;
     if (loom_is_master(ctx)) {
-        st = ch_path_check(ctx, path);
-        ch_entry_t *e = st == LOOM_OK ? ch_meta_find(&fs->meta, path) : NULL;
-        if (st == LOOM_OK && !e && strcmp(path, "/"))
-            st =
-                LOOM_ERROR(ctx, LOOM_ERR_USAGE, "%s: no such file or directory in the store", path);
+        ch_entry_t *e = NULL;
+        st = need_entry(fs, path, &e);
         if (st == LOOM_OK && e && !e->is_dir) {
             fprintf(out, "f %" PRIu64 " %s\n", e->size, e->path);
         } else if (st == LOOM_OK) {

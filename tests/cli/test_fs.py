@@ -725,6 +725,28 @@ def stale_holder(w, rnd):
           % problems[0][:80])
 
 
+def append_killed(w):
+    """ULFM: a worker killed during `append` of a local file: the survivors split the file
+    again among themselves, and every record lands exactly once."""
+    if not FT or NP < 3:
+        print("skipped: an append with a worker killed needs ULFM and NP >= 3")
+        return
+    store = os.path.join(w, "store-append-kill")
+    lines = b"".join(b"k-%06d-%s\n" % (i, b"x" * (i % 97)) for i in range(4000))
+    local = write(os.path.join(w, "data", "kill-append"), lines)
+    p = fs(["append", "/k/log", local, "--inject-fault", "kill:2@transfer:1"] + CS, store,
+           env=FAULT_ENV)
+    if "injected fault" not in p.err:
+        die("append with kill:2@transfer:1: rank 2 did not die (no 'injected fault')", p)
+    got = collections.Counter(fs(["cat", "/k/log"], store).out.splitlines())
+    if got != collections.Counter(lines.splitlines()):
+        die("append with rank 2 killed: %d records, %d distinct, want each of %d once"
+            % (sum(got.values()), len(got), len(lines.splitlines())))
+    fsck(store, healthy=True)
+    print("ok append with rank 2 killed (ULFM): each of %d records once, fsck clean"
+          % len(lines.splitlines()))
+
+
 def main():
     w = os.path.join(TMP, "fs_np%d" % NP)
     shutil.rmtree(w, ignore_errors=True)
@@ -746,6 +768,7 @@ def main():
     rebalance(w, rnd)
     other_master(w, rnd)
     stale_holder(w, rnd)
+    append_killed(w)
     print("ok %d launches of loom fs at %d ranks%s" % (launches, NP, " (ULFM)" if FT else ""))
     shutil.rmtree(w, ignore_errors=True)
 
