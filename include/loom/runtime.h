@@ -121,6 +121,8 @@ int loom_mpi_is_failure(int mpierr);
  * the ranks (current numbering) of the dead into ranks[0..max); returns how
  * many. Local; 0 without ULFM. Notes the failure when there is one. */
 int loom_members_dead_ranks(loom_ctx_t *ctx, int *ranks, int max);
+/* The same for another communicator of the job (ranks in comm's numbering). */
+int loom_comm_dead_ranks(loom_ctx_t *ctx, MPI_Comm comm, int *ranks, int max);
 
 /* Fault-tolerant agreement over the job communicator: every survivor passes
  * *ok and gets back the logical AND over the survivors, the same on all of

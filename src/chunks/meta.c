@@ -520,30 +520,6 @@ static loom_status_t replay(loom_ctx_t *ctx, ch_meta_t *m, const char *path, int
 
 /* ------------------------------------------------------------------ open, log, checkpoint */
 
-static loom_status_t take_lock(loom_ctx_t *ctx, ch_meta_t *m)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/LOCK", m->dir);
-    m->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (m->lock_fd < 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
-    if (flock(m->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        char who[256] = "";
-        ssize_t r = pread(m->lock_fd, who, sizeof who - 1, 0);
-        who[r > 0 ? r : 0] = '\0';
-        who[strcspn(who, "\n")] = '\0';
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "the store %s is in use by another job (%s); one job at a time", m->dir,
-                          *who ? who : "unknown");
-    }
-    char who[256];
-    int len =
-        snprintf(who, sizeof who, "pid %lld on %s\n", (long long)getpid(), loom_hostname(ctx));
-    if (ftruncate(m->lock_fd, 0) == 0 && pwrite(m->lock_fd, who, (size_t)len, 0) < 0) {
-        /* the lock itself holds; the note is for messages only */
-    }
-    return LOOM_OK;
-}
-
 loom_status_t ch_meta_open(loom_ctx_t *ctx, const char *root, ch_meta_t *m)
 {
     memset(m, 0, sizeof *m);
@@ -555,7 +531,7 @@ loom_status_t ch_meta_open(loom_ctx_t *ctx, const char *root, ch_meta_t *m)
     snprintf(m->dir, dl, "%s/master", root);
     if (mkdir(m->dir, 0755) != 0 && errno != EEXIST)
         return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", m->dir, strerror(errno));
-    LOOM_TRY(take_lock(ctx, m));
+    LOOM_TRY(loom_store_lock(ctx, m->dir, &m->lock_fd));
     char path[4200];
     uint64_t end;
     snprintf(path, sizeof path, "%s/checkpoint", m->dir);

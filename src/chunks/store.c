@@ -124,13 +124,6 @@ static int cmp_rep(const void *a, const void *b)
     return (x->holder > y->holder) - (x->holder < y->holder);
 }
 
-static void holder_name(loom_chunks_t *fs, char *buf, size_t len)
-{
-    loom_ctx_t *ctx = fs->ctx;
-    int slot = loom_size(ctx) == 1 ? 1 : loom_start_rank(ctx, loom_rank(ctx));
-    snprintf(buf, len, "%s-%d", loom_hostname(ctx), slot);
-}
-
 loom_status_t ch_inventory(loom_chunks_t *fs, int verify)
 {
     loom_ctx_t *ctx = fs->ctx;
@@ -142,7 +135,7 @@ loom_status_t ch_inventory(loom_chunks_t *fs, int verify)
         uint64_t used = 0;
         st = ch_scan(fs, verify, &reps, &n, &used);
         ch_holder_t h = {{0}, used, 0};
-        holder_name(fs, h.name, sizeof h.name);
+        loom_store_holder_name(ctx, h.name, sizeof h.name);
         h.free = ch_free_bytes(fs, used);
         if (st == LOOM_OK) st = loom_buf_append(ctx, &mine, &h, sizeof h);
         if (st == LOOM_OK) st = loom_buf_append(ctx, &mine, reps, n * sizeof *reps);
@@ -324,109 +317,6 @@ loom_status_t ch_bump(loom_chunks_t *fs, const uint64_t *triples, size_t n)
 
 /* ------------------------------------------------------------------ open and close */
 
-/* A new store's marker: the format line and a random id that every holder directory
- * records, so that a holder never takes orders from another store's master (a node-local
- * root whose master directory is on another node, or was lost). */
-static loom_status_t write_marker(loom_ctx_t *ctx, const char *root, uint64_t *id)
-{
-    char path[4200], tmp[4200];
-    snprintf(path, sizeof path, "%s/LOOM_STORE", root);
-    snprintf(tmp, sizeof tmp, "%s/.LOOM_STORE.tmp", root);
-    do {
-        if (getrandom(id, sizeof *id, 0) != (ssize_t)sizeof *id)
-            return LOOM_ERROR(ctx, LOOM_ERR_IO, "getrandom: %s", strerror(errno));
-    } while (!*id);
-    FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, MARKER "id %016" PRIx64 "\n", *id) < 0 || fclose(f) != 0 ||
-        rename(tmp, path) != 0)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
-    return LOOM_OK;
-}
-
-/* The master checks the root: a store, or a missing or empty directory that becomes one. */
-static loom_status_t check_root(loom_ctx_t *ctx, const char *root, uint64_t *id)
-{
-    struct stat sb;
-    if (stat(root, &sb) != 0) {
-        if (errno != ENOENT) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", root, strerror(errno));
-        if (mkdir(root, 0755) != 0)
-            return LOOM_ERROR(ctx, LOOM_ERR_IO, "--store %s: cannot create it: %s", root,
-                              strerror(errno));
-        return write_marker(ctx, root, id);
-    }
-    if (!S_ISDIR(sb.st_mode))
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--store %s: not a Loom store (not a directory)",
-                          root);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/LOOM_STORE", root);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        char line[64] = "", idline[64] = "";
-        int ok = fgets(line, sizeof line, f) && !strcmp(line, MARKER) &&
-                 fgets(idline, sizeof idline, f) && sscanf(idline, "id %" SCNx64, id) == 1;
-        fclose(f);
-        if (!ok)
-            return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                              "--store %s: LOOM_STORE is not a Loom chunk store marker of a "
-                              "version this Loom reads",
-                              root);
-        return LOOM_OK;
-    }
-    int empty = 1;
-    DIR *d = opendir(root);
-    if (!d) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", root, strerror(errno));
-    struct dirent *de;
-    while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-            empty = 0;
-            break;
-        }
-    closedir(d);
-    if (!empty)
-        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                          "--store %s: not a Loom store (a directory with files but no LOOM_STORE; "
-                          "a missing or empty directory becomes a store)",
-                          root);
-    return write_marker(ctx, root, id);
-}
-
-static loom_status_t make_holder_dir(loom_chunks_t *fs)
-{
-    loom_ctx_t *ctx = fs->ctx;
-    char name[CH_NAME_MAX], path[4200];
-    holder_name(fs, name, sizeof name);
-    if (mkdir(fs->root, 0755) != 0 && errno != EEXIST)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s (on %s)", fs->root, strerror(errno),
-                          loom_hostname(ctx));
-    snprintf(path, sizeof path, "%s/holders", fs->root);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
-    snprintf(path, sizeof path, "%s/holders/%s", fs->root, name);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
-    fs->hdir = strdup(path);
-    if (!fs->hdir) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
-    /* the directory belongs to this store, or becomes this store's */
-    snprintf(path, sizeof path, "%s/STORE_ID", fs->hdir);
-    FILE *f = fopen(path, "r");
-    uint64_t id = 0;
-    if (f) {
-        int ok = fscanf(f, "%" SCNx64, &id) == 1;
-        fclose(f);
-        if (!ok || id != fs->id)
-            return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
-                              "%s belongs to another store (id %016" PRIx64 "; the store at %s on "
-                              "rank 0 is %016" PRIx64 "): with a node-local store root, rank 0 "
-                              "must run where the store's master directory is",
-                              fs->hdir, id, fs->root, fs->id);
-        return LOOM_OK;
-    }
-    f = fopen(path, "w");
-    if (!f || fprintf(f, "%016" PRIx64 "\n", fs->id) < 0 || fclose(f) != 0)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
-    return LOOM_OK;
-}
-
 static void chunks_free(loom_chunks_t *fs)
 {
     if (!fs) return;
@@ -464,13 +354,14 @@ loom_status_t loom_chunks_open(loom_ctx_t *ctx, const char *root, const loom_chu
     if (st == LOOM_OK && !(fs->root = strdup(root)))
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory");
     if (st == LOOM_OK && loom_is_master(ctx)) {
-        st = check_root(ctx, root, &fs->id);
+        st = loom_store_root_check(ctx, root, "LOOM_STORE", MARKER, "store", &fs->id);
         if (st == LOOM_OK) st = ch_meta_open(ctx, root, &fs->meta);
     }
     st = loom_agree(ctx, loom_comm(ctx), st);
     if (st == LOOM_OK)
         LOOM_MPI_KEEP(ctx, st, MPI_Bcast(&fs->id, 1, MPI_UINT64_T, 0, loom_comm(ctx)));
-    if (st == LOOM_OK && loom_is_worker(ctx)) st = make_holder_dir(fs);
+    if (st == LOOM_OK && loom_is_worker(ctx))
+        st = loom_store_holder_dir(ctx, root, fs->id, &fs->hdir);
     st = loom_agree(ctx, loom_comm(ctx), st);
     if (st == LOOM_OK) st = ch_inventory(fs, 0);
     if (st == LOOM_OK && fs->o.heal) st = loom_chunks_heal(fs);

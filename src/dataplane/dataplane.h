@@ -306,4 +306,22 @@ static inline loom_reader_t *loom_merge_top(loom_merge_t *m)
 loom_status_t loom_merge_pop(loom_ctx_t *ctx, loom_merge_t *m);
 void loom_merge_free(loom_merge_t *m);
 
+/* ------------------------------------------------------------------ store roots
+ * What the chunk store and the key/value store share: a root directory marked by a file
+ * (`marker`, whose first line is `format`, then "id <16 hex digits>"), locked by one job at a
+ * time, with one directory per holder, <root>/holders/<host>-<slot> (slot: the rank at
+ * start, 1 at one rank), that records in STORE_ID the store it belongs to. */
+
+/* On the master: a store root, or a missing or empty directory that becomes one (with a new
+ * random id). LOOM_ERR_USAGE naming the root when it is neither ("not a Loom <kind>"). */
+loom_status_t loom_store_root_check(loom_ctx_t *ctx, const char *root, const char *marker,
+                                    const char *format, const char *kind, uint64_t *id);
+/* flock <dir>/LOCK without waiting (LOOM_ERR_USAGE naming the holder when taken); *fd keeps
+ * it until closed. */
+loom_status_t loom_store_lock(loom_ctx_t *ctx, const char *dir, int *fd);
+void loom_store_holder_name(const loom_ctx_t *ctx, char *buf, size_t len);
+/* On a worker: create (or find) this rank's holder directory; *dir is malloc'd.
+ * LOOM_ERR_USAGE when it belongs to another store. */
+loom_status_t loom_store_holder_dir(loom_ctx_t *ctx, const char *root, uint64_t id, char **dir);
+
 #endif

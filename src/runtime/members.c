@@ -132,18 +132,20 @@ int loom_mpi_is_failure(int mpierr)
 #endif
 }
 
-int loom_members_dead_ranks(loom_ctx_t *ctx, int *ranks, int max)
+int loom_comm_dead_ranks(loom_ctx_t *ctx, MPI_Comm comm, int *ranks, int max)
 {
     int n = 0;
 #ifdef LOOM_HAVE_ULFM
     if (!ctx->ft) return 0;
     int acked = 0;
-    MPIX_Comm_ack_failed(ctx->comm, ctx->size, &acked);
+    int csize = 0;
+    MPI_Comm_size(comm, &csize);
+    MPIX_Comm_ack_failed(comm, csize, &acked);
     MPI_Group failed = MPI_GROUP_NULL, all = MPI_GROUP_NULL;
-    if (MPIX_Comm_get_failed(ctx->comm, &failed) != MPI_SUCCESS) return 0;
+    if (MPIX_Comm_get_failed(comm, &failed) != MPI_SUCCESS) return 0;
     int nf = 0;
     MPI_Group_size(failed, &nf);
-    if (nf > 0 && MPI_Comm_group(ctx->comm, &all) == MPI_SUCCESS) {
+    if (nf > 0 && MPI_Comm_group(comm, &all) == MPI_SUCCESS) {
         for (int i = 0; i < nf && n < max; i++) {
             int r = -1;
             MPI_Group_translate_ranks(failed, 1, &i, all, &r);
@@ -155,10 +157,16 @@ int loom_members_dead_ranks(loom_ctx_t *ctx, int *ranks, int max)
     if (n) loom_members_note_failure(ctx);
 #else
     (void)ctx;
+    (void)comm;
     (void)ranks;
     (void)max;
 #endif
     return n;
+}
+
+int loom_members_dead_ranks(loom_ctx_t *ctx, int *ranks, int max)
+{
+    return loom_comm_dead_ranks(ctx, ctx->comm, ranks, max);
 }
 
 void loom_mpi_describe(const loom_ctx_t *ctx, char *buf, size_t len)
