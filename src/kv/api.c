@@ -39,26 +39,6 @@ static size_t record_len(const unsigned char *p, const unsigned char *end)
     return q ? (size_t)(q - p) + (size_t)kl + (size_t)vl : 0;
 }
 
-static loom_status_t pack_buckets(loom_exchange_t *x, void *user, int *more)
-{
-    buckets_t *k = user;
-    size_t room = loom_exchange_room(x);
-    for (int d = 0; d < k->n; d++) {
-        loom_buf_t *b = &k->b[d];
-        while (k->off[d] < b->len) {
-            size_t rl = record_len(b->data + k->off[d], b->data + b->len);
-            size_t pend = loom_exchange_pending(x, d);
-            if (pend && pend + rl > room) {
-                *more = 1;
-                break;
-            }
-            LOOM_TRY(loom_exchange_put(x, d, b->data + k->off[d], rl));
-            k->off[d] += rl;
-        }
-    }
-    return LOOM_OK;
-}
-
 /* Walk the records of a segment: fn(user, key, klen, val, vlen). */
 typedef loom_status_t (*record_fn)(void *user, int src, const unsigned char *k, size_t kl,
                                    const unsigned char *v, size_t vl);
@@ -80,11 +60,32 @@ static loom_status_t each_record(loom_ctx_t *ctx, int src, const unsigned char *
 
 typedef struct batch {
     loom_kv_t *kv;
+    buckets_t *in;         /* what this exchange sends */
     buckets_t out;         /* what the second exchange sends */
     loom_kv_values_t *res; /* gets: the results */
     kv_sibs_t *got;        /* gets: versions per key */
     record_fn fn;
 } batch_t;
+
+static loom_status_t pack_buckets(loom_exchange_t *x, void *user, int *more)
+{
+    buckets_t *k = ((batch_t *)user)->in;
+    size_t room = loom_exchange_room(x);
+    for (int d = 0; d < k->n; d++) {
+        loom_buf_t *b = &k->b[d];
+        while (k->off[d] < b->len) {
+            size_t rl = record_len(b->data + k->off[d], b->data + b->len);
+            size_t pend = loom_exchange_pending(x, d);
+            if (pend && pend + rl > room) {
+                *more = 1;
+                break;
+            }
+            LOOM_TRY(loom_exchange_put(x, d, b->data + k->off[d], rl));
+            k->off[d] += rl;
+        }
+    }
+    return LOOM_OK;
+}
 
 static loom_status_t unpack_records(loom_exchange_t *x, void *user, int src,
                                     const unsigned char *data, size_t bytes)
@@ -100,6 +101,7 @@ static loom_status_t run_exchange(loom_kv_t *kv, buckets_t *in, batch_t *bt, rec
     loom_exchange_t *x = NULL;
     LOOM_TRY(loom_exchange_create(kv->ctx, &o, &x));
     bt->fn = fn;
+    bt->in = in;
     loom_status_t st = loom_exchange_run(x, pack_buckets, unpack_records, bt);
     loom_exchange_destroy(&x);
     return st;
@@ -211,8 +213,8 @@ static loom_status_t write_batch(loom_kv_t *kv, size_t n, const void *const *key
         buckets_free(&second);
     }
     buckets_free(&bt.out);
-    if (st == LOOM_OK && kv->me >= 0 && kv->h.fsync == LOOM_KV_FSYNC_ALWAYS)
-        st = kv_holder_sync(&kv->h);
+    if (st == LOOM_OK && kv->me >= 0)
+        st = kv->h.fsync == LOOM_KV_FSYNC_ALWAYS ? kv_holder_sync(&kv->h) : kv_holder_flush(&kv->h);
     return loom_agree(ctx, loom_comm(ctx), st);
 }
 

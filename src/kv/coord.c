@@ -986,5 +986,7 @@ void kv_srv_free(kv_srv_t *s)
     free(s->peer);
     free(s->group);
     free(s->pend);
+    free(s->preq);
+    free(s->pidx);
     free(s);
 }

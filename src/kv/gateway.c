@@ -328,11 +328,12 @@ static void info_text(kv_srv_t *s, loom_buf_t *b, const kv_req_t *rq)
                       "loom_hints_delivered:%" PRIu64 "\r\nloom_read_repairs:%" PRIu64 "\r\n"
                       "loom_ae_rounds:%" PRIu64 "\r\nloom_ae_repairs:%" PRIu64 "\r\n"
                       "loom_log_bytes:%" PRIu64 "\r\nloom_requests:%" PRIu64 "\r\n"
-                      "loom_noquorum:%" PRIu64 "\r\nloom_partition:%s\r\n",
+                      "loom_noquorum:%" PRIu64 "\r\nloom_dropped:%" PRIu64
+                      "\r\nloom_partition:%s\r\n",
                       s->kv->me + 1, loom_start_rank(s->ctx, s->kv->rank), (long long)getpid(),
                       s->nh, down, s->kv->ring.n, s->kv->r, s->kv->w, h->main.count, h->hints.count,
                       h->hints_delivered, h->read_repairs, h->ae_rounds, h->ae_repairs,
-                      h->log_bytes, s->requests, s->noquorum, part);
+                      h->log_bytes, s->requests, s->noquorum, s->dropped, part);
     char head[32];
     int hl = snprintf(head, sizeof head, "$%d\r\n", k);
     loom_buf_append(s->ctx, b, head, (size_t)hl);

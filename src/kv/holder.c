@@ -150,13 +150,25 @@ static loom_status_t write_all(kv_holder_t *h, int fd, const char *path, const v
     return LOOM_OK;
 }
 
+/* Records are gathered and written together (kv_holder_flush) before anything that depends
+ * on them leaves the process: one write per loop turn or batch, not one per key. */
 static loom_status_t append_record(kv_holder_t *h, int type, kv_entry_t *e)
 {
     LOOM_TRY(build_record(h, type, e));
-    LOOM_TRY(write_all(h, h->fd, h->log_path, h->rec.data, h->rec.len));
+    LOOM_TRY(loom_buf_append(h->ctx, &h->pending, h->rec.data, h->rec.len));
     h->log_bytes += h->rec.len;
     h->dirty = 1;
+    if (h->pending.len >= (4u << 20)) return kv_holder_flush(h);
     return LOOM_OK;
+}
+
+loom_status_t kv_holder_flush(kv_holder_t *h)
+{
+    if (!h->pending.len || h->fd < 0) return LOOM_OK;
+    loom_status_t st = write_all(h, h->fd, h->log_path, h->pending.data, h->pending.len);
+    h->pending.len = 0;
+    if (h->pending.cap > (16u << 20)) loom_buf_free(&h->pending);
+    return st;
 }
 
 static void account(kv_holder_t *h, kv_entry_t *e, size_t bytes)
@@ -193,6 +205,7 @@ loom_status_t kv_holder_drop_hint(kv_holder_t *h, kv_entry_t *e)
 
 loom_status_t kv_holder_sync(kv_holder_t *h)
 {
+    LOOM_TRY(kv_holder_flush(h));
     if (!h->dirty || h->fd < 0) return LOOM_OK;
     if (fdatasync(h->fd))
         return LOOM_ERROR(h->ctx, LOOM_ERR_IO, "%s: fdatasync: %s", h->log_path, strerror(errno));
@@ -227,8 +240,9 @@ static loom_status_t write_table(kv_holder_t *h, int fd, const char *path, kv_ta
 
 loom_status_t kv_holder_compact(kv_holder_t *h, int force)
 {
-    if (!force && (h->log_bytes < (1u << 20) || h->log_bytes <= 2 * (h->live_bytes + LOG_HEAD)))
+    if (!force && (h->log_bytes < (16u << 20) || h->log_bytes <= 2 * (h->live_bytes + LOG_HEAD)))
         return LOOM_OK;
+    LOOM_TRY(kv_holder_flush(h));
     char tmp[PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.new", h->log_path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
@@ -407,6 +421,8 @@ loom_status_t kv_holder_open(loom_ctx_t *ctx, const char *dir, int fsync_mode, s
 
 void kv_holder_close(kv_holder_t *h)
 {
+    kv_holder_flush(h);
+    loom_buf_free(&h->pending);
     if (h->fd >= 0) close(h->fd);
     h->fd = -1;
     kv_table_free(&h->main);

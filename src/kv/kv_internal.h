@@ -115,7 +115,8 @@ typedef struct kv_holder {
     double synced_at;
     kv_table_t main, hints;
     uint64_t hints_delivered, read_repairs, ae_rounds, ae_repairs, torn_bytes;
-    loom_buf_t rec; /* scratch for one record */
+    loom_buf_t rec;     /* scratch for one record */
+    loom_buf_t pending; /* records not yet written */
 } kv_holder_t;
 
 /* Open the holder's directory (created when missing) and replay its log. A damaged tail
@@ -131,10 +132,13 @@ loom_status_t kv_holder_merge(kv_holder_t *h, uint32_t target, uint64_t hash, co
                               size_t klen, const kv_sibs_t *in, int *changed, kv_entry_t **out);
 /* Drop a hint once its home has it (logged). */
 loom_status_t kv_holder_drop_hint(kv_holder_t *h, kv_entry_t *e);
-/* fdatasync the log when it was written since the last sync. */
+/* Write the records gathered so far (the page cache then has them: a process that dies
+ * after this loses nothing). Called before any acknowledgement leaves. */
+loom_status_t kv_holder_flush(kv_holder_t *h);
+/* Flush, then fdatasync the log when it was written since the last sync. */
 loom_status_t kv_holder_sync(kv_holder_t *h);
 /* Rewrite the log without superseded records when it is past twice its live size (and
- * 1 MiB). Atomic (a new file renamed over the old). */
+ * 16 MiB). Atomic (a new file renamed over the old). */
 loom_status_t kv_holder_compact(kv_holder_t *h, int force);
 
 /* ------------------------------------------------------------------ the ring */

@@ -135,22 +135,29 @@ static loom_status_t flush_sends(kv_srv_t *s)
     for (int r = 0; r < s->kv->size; r++) {
         kv_peer_t *p = &s->peer[r];
         if (!p->out.len) continue;
-        if (p->state == PEER_DEAD || r == s->kv->rank) {
+        if (p->state == PEER_DEAD || r == s->kv->rank ||
+            (!p->out_ctrl && p->inflight >= KV_INFLIGHT_MAX)) {
+            if (p->state != PEER_DEAD && r != s->kv->rank) s->dropped++;
             p->out.len = 0;
             continue;
         }
         if (s->npend == s->cappend) {
             size_t cap = s->cappend ? 2 * s->cappend : 64;
             kv_pend_t *g = realloc(s->pend, cap * sizeof *g);
-            if (!g) return LOOM_ERROR(s->ctx, LOOM_ERR_NOMEM, "out of memory");
-            s->pend = g;
+            if (g) s->pend = g;
+            MPI_Request *q = realloc(s->preq, cap * sizeof *q);
+            if (q) s->preq = q;
+            int *ix = realloc(s->pidx, cap * sizeof *ix);
+            if (ix) s->pidx = ix;
+            if (!g || !q || !ix) return LOOM_ERROR(s->ctx, LOOM_ERR_NOMEM, "out of memory");
             s->cappend = cap;
         }
         kv_pend_t *q = &s->pend[s->npend];
         q->buf = p->out.data;
         q->dest = r;
         int tag = p->out_ctrl ? KV_TAG_CTRL : KV_TAG_DATA;
-        int e = MPI_Isend(q->buf, (int)p->out.len, MPI_BYTE, r, tag, s->kv->comm, &q->req);
+        int e =
+            MPI_Isend(q->buf, (int)p->out.len, MPI_BYTE, r, tag, s->kv->comm, &s->preq[s->npend]);
         p->out = (loom_buf_t){0};
         if (e != MPI_SUCCESS) {
             free(q->buf);
@@ -160,25 +167,41 @@ static loom_status_t flush_sends(kv_srv_t *s)
             }
             return loom_error_mpi(s->ctx, e, "MPI_Isend", __FILE__, __LINE__);
         }
+        p->inflight++;
         s->npend++;
     }
-    /* completed sends give their buffers back */
-    for (size_t i = 0; i < s->npend;) {
-        int done = 0;
-        int e = MPI_Test(&s->pend[i].req, &done, MPI_STATUS_IGNORE);
-        if (e != MPI_SUCCESS) {
-            if (!loom_mpi_is_failure(e))
-                return loom_error_mpi(s->ctx, e, "MPI_Test", __FILE__, __LINE__);
-            note_dead(s);
-            done = 1;
+    if (!s->npend) return LOOM_OK;
+    /* completed sends give their buffers back (one progress call for all of them) */
+    int outcount = 0;
+    int e = MPI_Testsome((int)s->npend, s->preq, &outcount, s->pidx, MPI_STATUSES_IGNORE);
+    if (e != MPI_SUCCESS) {
+        if (!loom_mpi_is_failure(e))
+            return loom_error_mpi(s->ctx, e, "MPI_Testsome", __FILE__, __LINE__);
+        note_dead(s);
+        /* sends to the dead complete in error: test them one by one */
+        outcount = 0;
+        for (size_t i = 0; i < s->npend; i++) {
+            int done = 0;
+            if (MPI_Test(&s->preq[i], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS ||
+                s->peer[s->pend[i].dest].state == PEER_DEAD)
+                done = 1;
+            if (done) s->pidx[outcount++] = (int)i;
         }
-        if (!done) {
-            i++;
-            continue;
-        }
-        free(s->pend[i].buf);
-        s->pend[i] = s->pend[--s->npend];
     }
+    if (outcount == MPI_UNDEFINED || outcount <= 0) return LOOM_OK;
+    for (int k = 0; k < outcount; k++) {
+        size_t i = (size_t)s->pidx[k];
+        free(s->pend[i].buf);
+        s->pend[i].buf = NULL;
+        s->peer[s->pend[i].dest].inflight--;
+    }
+    size_t keep = 0;
+    for (size_t i = 0; i < s->npend; i++) {
+        if (!s->pend[i].buf) continue;
+        s->pend[keep] = s->pend[i];
+        s->preq[keep++] = s->preq[i];
+    }
+    s->npend = keep;
     return LOOM_OK;
 }
 
@@ -192,7 +215,7 @@ loom_status_t kv_ctrl_send(kv_srv_t *s, int dest, int type, uint64_t id, const v
     s->peer[dest].out_ctrl = 1;
     loom_buf_t *b = kv_msg_begin(s, dest, type, id, len);
     if (!b) return LOOM_ERROR(s->ctx, LOOM_ERR_NOMEM, "out of memory");
-    memcpy(b->data + b->len, body, len);
+    if (len) memcpy(b->data + b->len, body, len);
     b->len += len;
     kv_msg_end(s, dest);
     loom_status_t st = flush_sends(s);
@@ -472,8 +495,11 @@ loom_status_t loom_kv_serve(loom_kv_t *kv, const loom_kv_serve_opts_t *opts)
         if (kv->me >= 0 && !s->stopping) st = kv_srv_clients(s);
         if (st == LOOM_OK) st = progress_mpi(s);
         if (st == LOOM_OK && kv->me >= 0 && !s->stopping) st = timers(s);
-        if (st == LOOM_OK && kv->me >= 0 && kv->h.fsync == LOOM_KV_FSYNC_ALWAYS)
-            st = kv_holder_sync(&kv->h); /* group commit: before any acknowledgement leaves */
+        /* what this turn changed is written (and with --fsync always synced: a group commit)
+         * before any acknowledgement leaves */
+        if (st == LOOM_OK && kv->me >= 0)
+            st = kv->h.fsync == LOOM_KV_FSYNC_ALWAYS ? kv_holder_sync(&kv->h)
+                                                     : kv_holder_flush(&kv->h);
         drop_blocked(s);
         if (st == LOOM_OK) st = flush_sends(s);
         if (st == LOOM_OK && kv->me >= 0) kv_srv_flush_clients(s);
@@ -497,10 +523,13 @@ loom_status_t loom_kv_serve(loom_kv_t *kv, const loom_kv_serve_opts_t *opts)
         flush_sends(s);
     }
     for (size_t i = 0; i < s->npend; i++) {
-        MPI_Cancel(&s->pend[i].req);
-        MPI_Request_free(&s->pend[i].req);
+        if (s->preq[i] != MPI_REQUEST_NULL) {
+            MPI_Cancel(&s->preq[i]);
+            MPI_Request_free(&s->preq[i]);
+        }
         free(s->pend[i].buf);
     }
+    s->npend = 0;
     if (!was_armed) loom_stop_arm(ctx, 0);
     if (kv->me >= 0 && st == LOOM_OK) st = kv_holder_sync(&kv->h);
     if (st == LOOM_OK && loom_ft_enabled(ctx)) {

@@ -44,13 +44,18 @@ typedef struct kv_peer {
     double heard, next_probe;
     loom_buf_t out; /* frames batched for this rank this turn */
     int out_ctrl;
+    int inflight; /* sends to it not yet complete */
 } kv_peer_t;
 
 typedef struct kv_pend {
-    MPI_Request req;
     unsigned char *buf;
     int dest;
 } kv_pend_t;
+
+/* Sends not yet complete to one rank past which its store messages are dropped (as a network
+ * with a full queue would): a rank that stopped answering must not make every later turn
+ * slower (each pending send is retried by MPI's progress engine). */
+#define KV_INFLIGHT_MAX 64
 
 /* A reply a client waits for, in request order. */
 enum { RS_SINGLE, RS_ARRAY, RS_SUM, RS_OK };
@@ -125,8 +130,11 @@ typedef struct kv_srv {
     int nh;
     kv_peer_t *peer;
     int *group, partitioned;
-    kv_pend_t *pend;
+    kv_pend_t *pend; /* sends in flight, their requests in preq (for MPI_Testsome) */
+    MPI_Request *preq;
+    int *pidx;
     size_t npend, cappend;
+    uint64_t dropped; /* store messages dropped for a rank with too many sends in flight */
     size_t frame_at;
     /* operations: op id = (serial << 20) | index */
     kv_op_t **ops;
