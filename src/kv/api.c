@@ -175,12 +175,15 @@ static loom_status_t replicate_one(void *user, int src, const unsigned char *k, 
 }
 
 static loom_status_t write_batch(loom_kv_t *kv, size_t n, const void *const *keys,
-                                 const size_t *klens, const void *const *vals, const size_t *vlens)
+                                 const size_t *klens, const void *const *vals, const size_t *vlens,
+                                 int del)
 {
     loom_ctx_t *ctx = kv->ctx;
     buckets_t first = {0};
     batch_t bt = {.kv = kv};
-    loom_status_t st = check_keys(kv, n, klens, vlens);
+    loom_status_t st = !del && n && (!vals || !vlens)
+                           ? LOOM_ERROR(ctx, LOOM_ERR_USAGE, "kv: a put batch without values")
+                           : check_keys(kv, n, klens, vlens);
     if (st == LOOM_OK) st = buckets_init(ctx, &first, kv->size);
     if (st == LOOM_OK) st = buckets_init(ctx, &bt.out, kv->size);
     unsigned char *tmp = NULL;
@@ -221,16 +224,13 @@ static loom_status_t write_batch(loom_kv_t *kv, size_t n, const void *const *key
 loom_status_t loom_kv_put_batch(loom_kv_t *kv, size_t n, const void *const *keys,
                                 const size_t *klens, const void *const *vals, const size_t *vlens)
 {
-    if (n && (!vals || !vlens))
-        return loom_agree(kv->ctx, loom_comm(kv->ctx),
-                          LOOM_ERROR(kv->ctx, LOOM_ERR_USAGE, "kv: a put batch without values"));
-    return write_batch(kv, n, keys, klens, vals, vlens);
+    return write_batch(kv, n, keys, klens, vals, vlens, 0);
 }
 
 loom_status_t loom_kv_del_batch(loom_kv_t *kv, size_t n, const void *const *keys,
                                 const size_t *klens)
 {
-    return write_batch(kv, n, keys, klens, NULL, NULL);
+    return write_batch(kv, n, keys, klens, NULL, NULL, 1);
 }
 
 /* ------------------------------------------------------------------ gets */

@@ -187,6 +187,11 @@ loom_status_t kv_holder_merge(kv_holder_t *h, uint32_t target, uint64_t hash, co
     int c = kv_sibs_merge(&e->sibs, in);
     if (c < 0) return LOOM_ERROR(h->ctx, LOOM_ERR_NOMEM, "out of memory merging versions");
     if (changed) *changed = c;
+    if (!c && !e->sibs.n) {
+        /* nothing came for a key this holder did not have: no entry either */
+        kv_table_remove(t, e);
+        e = NULL;
+    }
     if (out) *out = e;
     if (!c) return LOOM_OK;
     e->digest = kv_sibs_digest(&e->sibs);
@@ -305,7 +310,9 @@ static int apply(kv_holder_t *h, const unsigned char *p, const unsigned char *en
         return p == end ? 0 : -1;
     }
     kv_sibs_t s;
-    int r = kv_sibs_decode(&p, end, max_value, &s);
+    /* not the clients' --max-value: what was acknowledged stays readable under any limit */
+    (void)max_value;
+    int r = kv_sibs_decode(&p, end, SIZE_MAX, &s);
     if (r || p != end) {
         if (!r) kv_sibs_free(&s);
         return r == -2 ? -2 : -1;

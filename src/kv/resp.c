@@ -1,5 +1,6 @@
 /* RESP2 requests: arrays of bulk strings ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), as every Redis
  * client sends, and inline commands ("GET k\r\n"), as a person at a terminal types. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,7 @@ static int read_int(const unsigned char *p, const unsigned char *end, long long 
     long long v = 0;
     for (; q < cr; q++) {
         if (*q < '0' || *q > '9') return -1;
+        if (v > (LLONG_MAX - (*q - '0')) / 10) return -1; /* wider than a long long */
         v = v * 10 + (*q - '0');
     }
     *out = neg ? -v : v;

@@ -93,8 +93,9 @@ static int parse_u64(const char **p, const char *end, uint64_t *out)
     uint64_t v = 0;
     if (s == end || *s < '0' || *s > '9') return -1;
     for (; s < end && *s >= '0' && *s <= '9'; s++) {
-        if (v > (UINT64_MAX - 9) / 10) return -1;
-        v = v * 10 + (uint64_t)(*s - '0');
+        uint64_t d = (uint64_t)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
     }
     *p = s;
     *out = v;
@@ -168,7 +169,10 @@ static int same_dot(kv_dot_t a, kv_dot_t b)
 
 static int clock_equal(const kv_clock_t *a, const kv_clock_t *b)
 {
-    return a->n == b->n && (!a->n || !memcmp(a->e, b->e, a->n * sizeof *a->e));
+    if (a->n != b->n) return 0;
+    for (uint32_t i = 0; i < a->n; i++) /* field by field: kv_dot_t has padding */
+        if (a->e[i].node != b->e[i].node || a->e[i].counter != b->e[i].counter) return 0;
+    return 1;
 }
 
 /* Drop the versions of s that version `keep` (an index) supersedes. */
