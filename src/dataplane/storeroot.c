@@ -15,6 +15,29 @@
 
 #include "dataplane/dataplane.h"
 
+/* "<prefix>id <16 hex digits>\n" (or just the id when prefix is NULL) written aside, synced
+ * and renamed over `path`: a crash leaves the old file or the new one. */
+static loom_status_t write_atomic(loom_ctx_t *ctx, const char *path, const char *tmp,
+                                  const char *prefix, uint64_t id)
+{
+    FILE *f = fopen(tmp, "w");
+    if (!f) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", tmp, strerror(errno));
+    int ok = (prefix ? fprintf(f, "%sid %016" PRIx64 "\n", prefix, id)
+                     : fprintf(f, "%016" PRIx64 "\n", id)) > 0 &&
+             fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok || rename(tmp, path) != 0) {
+        if (ok) e = errno;
+        unlink(tmp);
+        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    return LOOM_OK;
+}
+
 static loom_status_t write_marker(loom_ctx_t *ctx, const char *root, const char *marker,
                                   const char *format, uint64_t *id)
 {
@@ -25,11 +48,7 @@ static loom_status_t write_marker(loom_ctx_t *ctx, const char *root, const char 
         if (getrandom(id, sizeof *id, 0) != (ssize_t)sizeof *id)
             return LOOM_ERROR(ctx, LOOM_ERR_IO, "getrandom: %s", strerror(errno));
     } while (!*id);
-    FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%sid %016" PRIx64 "\n", format, *id) < 0 || fclose(f) != 0 ||
-        rename(tmp, path) != 0)
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
-    return LOOM_OK;
+    return write_atomic(ctx, path, tmp, format, *id);
 }
 
 loom_status_t loom_store_root_check(loom_ctx_t *ctx, const char *root, const char *marker,
@@ -64,8 +83,10 @@ loom_status_t loom_store_root_check(loom_ctx_t *ctx, const char *root, const cha
     DIR *d = opendir(root);
     if (!d) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", root, strerror(errno));
     struct dirent *de;
+    char tmpname[256];
+    snprintf(tmpname, sizeof tmpname, ".%s.tmp", marker); /* a marker a crash left unfinished */
     while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, tmpname)) {
             empty = 0;
             break;
         }
@@ -146,10 +167,12 @@ loom_status_t loom_store_holder_dir(loom_ctx_t *ctx, const char *root, uint64_t 
         *out = dir;
         return LOOM_OK;
     }
-    f = fopen(path, "w");
-    if (!f || fprintf(f, "%016" PRIx64 "\n", id) < 0 || fclose(f) != 0) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s/.STORE_ID.tmp", dir);
+    loom_status_t st = write_atomic(ctx, path, tmp, NULL, id);
+    if (st != LOOM_OK) {
         free(dir);
-        return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+        return st;
     }
     *out = dir;
     return LOOM_OK;

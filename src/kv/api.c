@@ -130,26 +130,25 @@ static loom_status_t coordinate_one(void *user, int src, const unsigned char *k,
     if (vl < 1 || kv->me < 0) return LOOM_ERROR(kv->ctx, LOOM_ERR_INTERNAL, "kv: misrouted put");
     uint64_t hash = loom_key_hash(k, kl);
     kv_entry_t *e = kv_table_find(&kv->h.main, hash, KV_NO_TARGET, k, kl);
-    kv_version_t ver = {.dot = {kv->my_slot, kv_next_counter(kv)}, .ts = kv_now_us(), .dead = v[0]};
+    uint64_t floor = e ? kv_sibs_max_counter(&e->sibs, kv->my_slot) : 0;
+    kv_version_t ver = {
+        .dot = {kv->my_slot, kv_next_counter_above(kv, floor)}, .ts = kv_now_us(), .dead = v[0]};
     if (e && kv_sibs_context(&e->sibs, &ver.ctx)) goto nomem;
     ver.len = (uint32_t)(vl - 1);
     if (ver.len && !(ver.val = malloc(ver.len))) goto nomem;
     if (ver.len) memcpy(ver.val, v + 1, ver.len);
     kv_sibs_t one = {1, &ver};
-    loom_status_t st = kv_holder_merge(&kv->h, KV_NO_TARGET, hash, k, kl, &one, NULL, NULL);
-    const uint16_t *ord = kv_ring_order(&kv->ring, hash);
-    for (int i = 1; st == LOOM_OK && i < kv->ring.n; i++) {
-        int dest = kv->holder_rank[ord[i]];
-        unsigned char *enc = malloc(kv_sibs_encoded_max(&one));
-        if (!enc) {
-            kv_version_free(&ver);
-            goto nomem;
-        }
-        size_t el = (size_t)(kv_sibs_encode(&one, enc) - enc);
-        st = loom_buf_put_record(kv->ctx, &bt->out.b[dest], k, kl, enc, el);
-        free(enc);
-    }
+    loom_status_t st = kv_holder_merge(&kv->h, KV_NO_TARGET, hash, k, kl, &one, NULL, &e);
     kv_version_free(&ver);
+    if (st != LOOM_OK || !e) return st;
+    /* the other homes get the coordinator's whole state of the key */
+    const uint16_t *ord = kv_ring_order(&kv->ring, hash);
+    unsigned char *enc = malloc(kv_sibs_encoded_max(&e->sibs));
+    if (!enc) return LOOM_ERROR(kv->ctx, LOOM_ERR_NOMEM, "out of memory");
+    size_t el = (size_t)(kv_sibs_encode(&e->sibs, enc) - enc);
+    for (int i = 1; st == LOOM_OK && i < kv->ring.n; i++)
+        st = loom_buf_put_record(kv->ctx, &bt->out.b[kv->holder_rank[ord[i]]], k, kl, enc, el);
+    free(enc);
     return st;
 nomem:
     kv_clock_free(&ver.ctx);

@@ -120,13 +120,17 @@ static int newer_first(const void *a, const void *b)
 static void reply_sibs(loom_buf_t *b, loom_ctx_t *ctx, const kv_sibs_t *sibs)
 {
     kv_clock_t c = {0};
-    char text[4096];
-    size_t tl = 0;
-    if (kv_sibs_context(sibs, &c) == 0) tl = kv_clock_format(&c, text, sizeof text);
+    size_t tl = 0, cap = 0;
+    char *text = NULL;
+    if (kv_sibs_context(sibs, &c) == 0) {
+        cap = 32 * (size_t)c.n + 1; /* "slot:counter," is at most 31 characters */
+        if ((text = malloc(cap))) tl = kv_clock_format(&c, text, cap);
+    }
     kv_clock_free(&c);
     char head[32];
     loom_buf_append(ctx, b, "*2\r\n", 4);
-    reply_bulk(b, ctx, text, tl);
+    reply_bulk(b, ctx, text ? text : "", tl);
+    free(text);
     int k = snprintf(head, sizeof head, "*%u\r\n", kv_sibs_live(sibs));
     loom_buf_append(ctx, b, head, (size_t)k);
     const kv_version_t **live = malloc((sibs->n ? sibs->n : 1) * sizeof *live);
@@ -373,8 +377,11 @@ loom_status_t kv_srv_get(kv_srv_t *s, kv_conn_t *c, uint64_t seq, int part, int 
 {
     kv_op_t *op = op_new(s, OP_GET);
     if (!op || set_key(op, key, klen)) {
+        /* the request is refused, not the service ended */
         if (op) op_free(s, op);
-        return nomem(s);
+        kv_slot_done(s, c, seq, part, NULL, 0, 0,
+                     "ERR out of memory or too many requests in flight; try again");
+        return LOOM_OK;
     }
     op->c = c;
     c->refs++;
@@ -387,12 +394,17 @@ loom_status_t kv_srv_get(kv_srv_t *s, kv_conn_t *c, uint64_t seq, int part, int 
 }
 
 /* Make the write's version here (this rank coordinates it) and send it to the targets. */
+/* Make the write's version here (this rank coordinates it: the dot is this rank's) and send
+ * the key's whole state with it to the targets. Dots of a slot come only from that slot's
+ * coordinator, and every replica gets the coordinator's state, so a context that covers one
+ * of its dots comes from a state that held it (dotted version vectors' condition). */
 static loom_status_t coordinate(kv_srv_t *s, kv_op_t *op, const void *val, size_t vlen,
                                 const kv_clock_t *cctx)
 {
     kv_entry_t *e = s->kv->me >= 0
                         ? kv_table_find(&s->kv->h.main, op->hash, KV_NO_TARGET, op->key, op->klen)
                         : NULL;
+    uint32_t me = s->kv->my_slot;
     kv_version_t v = {0};
     int bad = 0;
     if (cctx)
@@ -400,23 +412,20 @@ static loom_status_t coordinate(kv_srv_t *s, kv_op_t *op, const void *val, size_
     else if (e)
         bad = kv_sibs_context(&e->sibs, &v.ctx);
     op->existed = e && kv_sibs_live(&e->sibs) > 0;
-    if (!op->dot.counter) {
-        op->dot = (kv_dot_t){s->kv->my_slot, kv_next_counter(s->kv)};
-        op->ts = kv_now_us();
-    }
-    v.dot = op->dot;
-    v.ts = op->ts;
+    /* above every counter of this slot that the key or the context shows (a context from a
+     * client, a clock that went back since those were issued) */
+    uint64_t floor = kv_clock_get(&v.ctx, me), held = e ? kv_sibs_max_counter(&e->sibs, me) : 0;
+    v.dot = (kv_dot_t){me, kv_next_counter_above(s->kv, held > floor ? held : floor)};
+    v.ts = op->ts ? op->ts : kv_now_us();
     v.dead = op->del;
     v.len = (uint32_t)(op->del ? 0 : vlen);
     if (v.len && !(v.val = malloc(v.len))) bad = 1;
     if (v.len && v.val) memcpy(v.val, val, v.len);
-    op->sibs.v = malloc(sizeof *op->sibs.v);
-    if (bad || !op->sibs.v) {
-        kv_version_free(&v);
-        return nomem(s);
-    }
-    op->sibs.v[0] = v;
-    op->sibs.n = 1;
+    kv_sibs_t one = {1, &v};
+    if (!bad && e) bad = kv_sibs_copy(&op->sibs, &e->sibs);
+    if (!bad) bad = kv_sibs_merge(&op->sibs, &one) < 0;
+    kv_version_free(&v);
+    if (bad) return nomem(s);
     return launch(s, op);
 }
 
@@ -428,8 +437,8 @@ static int first_usable_home(const kv_srv_t *s, uint64_t hash, int skip)
     return -1;
 }
 
-/* The M_FWD body: flags (1 delete, 2 context), w, dot (node, counter), ts, [context], key,
- * value. */
+/* The M_FWD body: flags (1 delete, 2 context), w, ts (u64: the gateway's clock when it
+ * sends, µs), [context], key, value. */
 static loom_status_t fwd_body(kv_srv_t *s, kv_op_t *op, const void *val, size_t vlen,
                               const kv_clock_t *cctx)
 {
@@ -438,9 +447,8 @@ static loom_status_t fwd_body(kv_srv_t *s, kv_op_t *op, const void *val, size_t 
     unsigned char *p = op->fwd.data;
     *p++ = (unsigned char)(op->del | (cctx ? 2 : 0));
     *p++ = (unsigned char)op->need;
-    p = loom_put_varint(p, op->dot.node);
-    p = loom_put_varint(p, op->dot.counter);
-    p = loom_put_varint(p, op->ts);
+    memcpy(p, &op->ts, 8); /* fixed width: send_fwd refreshes it */
+    p += 8;
     if (cctx) {
         p = loom_put_varint(p, cctx->n);
         for (uint32_t i = 0; i < cctx->n; i++) {
@@ -457,13 +465,16 @@ static loom_status_t fwd_body(kv_srv_t *s, kv_op_t *op, const void *val, size_t 
 static loom_status_t send_fwd(kv_srv_t *s, kv_op_t *op)
 {
     int dest = rank_of(s, op->coord);
+    op->ts = kv_now_us(); /* a resent forward is not stale */
+    memcpy(op->fwd.data + 2, &op->ts, 8);
     loom_buf_t *b = kv_msg_begin(s, dest, M_FWD, op->id, op->fwd.len);
     if (!b) return nomem(s);
     memcpy(b->data + b->len, op->fwd.data, op->fwd.len);
     b->len += op->fwd.len;
     kv_msg_end(s, dest);
-    /* the coordinator may itself wait out one timeout and its stand-ins another */
-    op->deadline = kv_srv_now() + 3.0 * s->o.timeout_ms / 1000.0;
+    /* a coordinator takes a forward up to one timeout old, and may wait out one timeout
+     * for its targets and another for their stand-ins */
+    op->deadline = kv_srv_now() + 4.0 * s->o.timeout_ms / 1000.0;
     return LOOM_OK;
 }
 
@@ -476,8 +487,11 @@ loom_status_t kv_srv_put(kv_srv_t *s, kv_conn_t *c, uint64_t seq, int part, cons
     int here = coord < 0 || coord == s->kv->me;
     kv_op_t *op = op_new(s, here ? OP_PUT : OP_FWD);
     if (!op || set_key(op, key, klen)) {
+        /* the request is refused, not the service ended */
         if (op) op_free(s, op);
-        return nomem(s);
+        kv_slot_done(s, c, seq, part, NULL, 0, 0,
+                     "ERR out of memory or too many requests in flight; try again");
+        return LOOM_OK;
     }
     op->c = c;
     if (c) c->refs++;
@@ -486,7 +500,6 @@ loom_status_t kv_srv_put(kv_srv_t *s, kv_conn_t *c, uint64_t seq, int part, cons
     op->mode = mode;
     op->del = del;
     op->need = w > 0 ? w : s->kv->w;
-    op->dot = (kv_dot_t){s->kv->my_slot, kv_next_counter(s->kv)};
     op->ts = kv_now_us();
     s->requests++;
     if (here) return coordinate(s, op, val, vlen, cctx);
@@ -498,7 +511,7 @@ loom_status_t kv_srv_put(kv_srv_t *s, kv_conn_t *c, uint64_t seq, int part, cons
 /* Decode an M_FWD body and coordinate it here, for `from` (rank, op id) or for a local op
  * (a forward that timed out and came back). */
 static loom_status_t coordinate_fwd(kv_srv_t *s, kv_op_t *op, const unsigned char *p,
-                                    const unsigned char *end, int *malformed)
+                                    const unsigned char *end, int stale_check, int *malformed)
 {
     uint64_t n, x, klen, vlen;
     kv_clock_t cctx = {0};
@@ -508,12 +521,15 @@ static loom_status_t coordinate_fwd(kv_srv_t *s, kv_op_t *op, const unsigned cha
     op->del = flags & 1;
     op->need = *p++;
     if (op->need < 1) op->need = 1;
-    uint64_t node, counter;
-    if (!(p = loom_get_varint(p, end, &node)) || node > UINT32_MAX ||
-        !(p = loom_get_varint(p, end, &counter)) || !counter ||
-        !(p = loom_get_varint(p, end, &op->ts)))
+    if (end - p < 8) return LOOM_OK;
+    memcpy(&op->ts, p, 8);
+    p += 8;
+    /* a forward older than one timeout: its gateway may have given up on it and sent it to
+     * another coordinator (which would make the same write twice); it is dropped, as if
+     * lost */
+    uint64_t now = kv_now_us();
+    if (stale_check && now > op->ts && now - op->ts > (uint64_t)s->o.timeout_ms * 1000u)
         return LOOM_OK;
-    op->dot = (kv_dot_t){(uint32_t)node, counter};
     if (flags & 2) {
         if (!(p = loom_get_varint(p, end, &n))) return LOOM_OK;
         for (uint64_t i = 0; i < n; i++) {
@@ -565,7 +581,7 @@ static loom_status_t fwd_timeout(kv_srv_t *s, kv_op_t *op)
     loom_buf_t body = op->fwd;
     op->fwd = (loom_buf_t){0};
     int malformed;
-    loom_status_t st = coordinate_fwd(s, op, body.data, body.data + body.len, &malformed);
+    loom_status_t st = coordinate_fwd(s, op, body.data, body.data + body.len, 0, &malformed);
     loom_buf_free(&body);
     return st;
 }
@@ -786,7 +802,7 @@ static loom_status_t on_fwd(kv_srv_t *s, int src, uint64_t id, const unsigned ch
     op->from_id = id;
     s->requests++;
     int malformed;
-    loom_status_t st = coordinate_fwd(s, op, p, end, &malformed);
+    loom_status_t st = coordinate_fwd(s, op, p, end, 1, &malformed);
     if (st == LOOM_OK && malformed) op_free(s, op); /* dropped */
     return st;
 }

@@ -68,23 +68,47 @@ loom_status_t kv_srv_anti_entropy(kv_srv_t *s)
     return LOOM_OK;
 }
 
-/* Append this holder's shared entries in the marked leaves: count (u32, patched), entries. */
-static loom_status_t put_entries(kv_srv_t *s, loom_buf_t *b, int peer, const unsigned char *mark)
+static int by_leaf(const void *a, const void *b)
 {
-    LOOM_TRY(loom_buf_reserve(s->ctx, b, 4));
-    size_t count_at = b->len;
-    b->len += 4;
-    uint32_t n = 0;
-    size_t start = b->len;
+    uint64_t x = (*(const kv_entry_t *const *)a)->hash, y = (*(const kv_entry_t *const *)b)->hash;
+    return x < y ? -1 : x > y;
+}
+
+/* Append this holder's shared entries in the marked leaves: count (u32, patched), entries,
+ * leaf by leaf in leaf order and only whole leaves, up to DIFF_BYTES_MAX: leaves past it are
+ * unmarked (in `mark`), so the next round finds the ones sent equal and goes on. */
+static loom_status_t put_entries(kv_srv_t *s, loom_buf_t *b, int peer, unsigned char *mark)
+{
     const kv_table_t *t = &s->kv->h.main;
-    for (size_t i = 0; i < t->cap && b->len - start < DIFF_BYTES_MAX; i++) {
-        const kv_entry_t *e = t->slot[i];
-        if (!e || !mark[leaf_of(e->hash)] || !shared(s, e, peer)) continue;
-        LOOM_TRY(kv_msg_put_entry(s, b, e->key, e->klen, &e->sibs));
-        n++;
+    size_t n = 0;
+    kv_entry_t **list = malloc((t->count ? t->count : 1) * sizeof *list);
+    if (!list) return LOOM_ERROR(s->ctx, LOOM_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < t->cap; i++) {
+        kv_entry_t *e = t->slot[i];
+        if (e && mark[leaf_of(e->hash)] && shared(s, e, peer)) list[n++] = e;
     }
-    memcpy(b->data + count_at, &n, 4);
-    return LOOM_OK;
+    qsort(list, n, sizeof *list, by_leaf);
+    loom_status_t st = loom_buf_reserve(s->ctx, b, 4);
+    size_t count_at = b->len, start;
+    uint32_t count = 0;
+    if (st == LOOM_OK) b->len += 4;
+    start = b->len;
+    unsigned full_from = LEAVES;
+    for (size_t i = 0; st == LOOM_OK && i < n; i++) {
+        unsigned leaf = leaf_of(list[i]->hash);
+        if (leaf >= full_from) break;
+        if (b->len - start >= DIFF_BYTES_MAX && (i == 0 || leaf != leaf_of(list[i - 1]->hash))) {
+            full_from = leaf; /* this leaf and those after it wait for the next round */
+            break;
+        }
+        st = kv_msg_put_entry(s, b, list[i]->key, list[i]->klen, &list[i]->sibs);
+        count++;
+    }
+    for (unsigned l = full_from; l < LEAVES; l++)
+        mark[l] = 0;
+    if (st == LOOM_OK) memcpy(b->data + count_at, &count, 4);
+    free(list);
+    return st;
 }
 
 /* Leaves: count (varint), then each leaf number (varint). */
@@ -134,8 +158,12 @@ loom_status_t kv_srv_ae_tree(kv_srv_t *s, int src, uint64_t id, const unsigned c
         st = LOOM_ERROR(s->ctx, LOOM_ERR_NOMEM, "out of memory");
         goto out;
     }
-    st = put_leaves(s, b, mark);
-    if (st == LOOM_OK) st = put_entries(s, b, peer, mark);
+    /* the entries first (they may leave leaves for the next round), then which leaves */
+    loom_buf_t ent = {0};
+    st = put_entries(s, &ent, peer, mark);
+    if (st == LOOM_OK) st = put_leaves(s, b, mark);
+    if (st == LOOM_OK) st = loom_buf_append(s->ctx, b, ent.data, ent.len);
+    loom_buf_free(&ent);
     if (st == LOOM_OK) kv_msg_end(s, src);
 out:
     free(mine);
@@ -189,8 +217,11 @@ loom_status_t kv_srv_ae_diff(kv_srv_t *s, int src, uint64_t id, const unsigned c
                 st = LOOM_ERROR(s->ctx, LOOM_ERR_NOMEM, "out of memory");
                 goto out;
             }
-            st = put_leaves(s, b, mark);
-            if (st == LOOM_OK) st = put_entries(s, b, holder_of_rank(s, src), mark);
+            loom_buf_t ent = {0};
+            st = put_entries(s, &ent, holder_of_rank(s, src), mark);
+            if (st == LOOM_OK) st = put_leaves(s, b, mark);
+            if (st == LOOM_OK) st = loom_buf_append(s->ctx, b, ent.data, ent.len);
+            loom_buf_free(&ent);
             if (st == LOOM_OK) kv_msg_end(s, src);
         }
     }

@@ -21,6 +21,9 @@
 
 #define MAX_PENDING_SLOTS 100000
 #define READ_PER_TURN (1u << 20)
+#define MAX_KEYS_PER_COMMAND 100000     /* MGET, MSET, DEL, EXISTS */
+#define MAX_QUERY_BYTES (1024ull << 20) /* a client's unparsed input, as Redis's 1 GiB */
+#define PARSE_PER_TURN (64u << 20)      /* request bytes taken from all clients per turn */
 
 /* ------------------------------------------------------------------ connections and slots */
 
@@ -466,6 +469,11 @@ static loom_status_t dispatch(kv_srv_t *s, kv_conn_t *c, const kv_req_t *rq)
         return kv_srv_put(s, c, seq, 0, rq->argv[1], rq->argl[1], rq->argv[2], rq->argl[2], 0,
                           G_PLAIN, NULL, 0);
     }
+    if ((is(rq, 0, "mget") || is(rq, 0, "exists") || is(rq, 0, "del") || is(rq, 0, "mset")) &&
+        n - 1 > MAX_KEYS_PER_COMMAND) {
+        reply_err(s, c, "ERR too many keys in one command (at most %d)", MAX_KEYS_PER_COMMAND);
+        return LOOM_OK;
+    }
     if (is(rq, 0, "mget") || is(rq, 0, "exists") || is(rq, 0, "del")) {
         if (n < 2) {
             arity(s, c, rq);
@@ -602,7 +610,13 @@ static loom_status_t accept_all(kv_srv_t *s)
 {
     for (;;) {
         int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return LOOM_OK; /* EAGAIN, or a client gone before we took it */
+        if (fd < 0) {
+            /* out of descriptors (or memory): stop taking clients for a while rather than
+             * spin on a listener that stays readable */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                s->accept_after = kv_srv_now() + 0.1;
+            return LOOM_OK; /* EAGAIN, or a client gone before we took it */
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (s->nconns == s->capconns) {
@@ -628,7 +642,7 @@ static loom_status_t accept_all(kv_srv_t *s)
     }
 }
 
-static loom_status_t read_conn(kv_srv_t *s, kv_conn_t *c)
+static loom_status_t read_conn(kv_srv_t *s, kv_conn_t *c, size_t *budget)
 {
     size_t got = 0;
     while ((c->rev & (POLLIN | POLLHUP | POLLERR)) && got < READ_PER_TURN) {
@@ -648,7 +662,17 @@ static loom_status_t read_conn(kv_srv_t *s, kv_conn_t *c)
     size_t limit = s->kv->max_value * 2 > s->kv->max_value + (16u << 20)
                        ? s->kv->max_value * 2
                        : s->kv->max_value + (16u << 20);
-    while (!c->dead && !c->closing && c->in_off < c->in.len && c->scount < MAX_PENDING_SLOTS) {
+    if (c->in.len - c->in_off > MAX_QUERY_BYTES) {
+        reply_err(s, c, "ERR Protocol error: more than 1 GiB of request unparsed");
+        c->closing = 1;
+        c->in_off = c->in.len;
+    }
+    c->stalled = 0;
+    while (!c->dead && !c->closing && c->in_off < c->in.len) {
+        if (c->scount >= MAX_PENDING_SLOTS || *budget == 0) {
+            c->stalled = 1; /* parsed again next turn, new bytes or not */
+            break;
+        }
         const char *err = NULL;
         long n = kv_resp_parse(c->in.data + c->in_off, c->in.len - c->in_off, limit, &s->req, &err);
         if (n == 0) break;
@@ -659,6 +683,7 @@ static loom_status_t read_conn(kv_srv_t *s, kv_conn_t *c)
             break;
         }
         c->in_off += (size_t)n;
+        *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
         LOOM_TRY(dispatch(s, c, &s->req));
     }
     if (c->dead) return LOOM_OK;
@@ -683,7 +708,8 @@ void kv_srv_poll(kv_srv_t *s, int timeout_ms)
         s->cappfd = need * 2;
     }
     nfds_t n = 0;
-    if (s->lfd >= 0) s->pfd[n++] = (struct pollfd){s->lfd, POLLIN, 0};
+    int listening = s->lfd >= 0 && kv_srv_now() >= s->accept_after;
+    if (listening) s->pfd[n++] = (struct pollfd){s->lfd, POLLIN, 0};
     for (size_t i = 0; i < s->nconns; i++) {
         kv_conn_t *c = s->conns[i];
         if (c->dead) continue;
@@ -703,7 +729,7 @@ void kv_srv_poll(kv_srv_t *s, int timeout_ms)
         s->conns[i]->rev = 0;
     if (poll(s->pfd, n, timeout_ms) <= 0) return;
     nfds_t k = 0;
-    if (s->lfd >= 0) s->lrev = s->pfd[k++].revents;
+    if (listening) s->lrev = s->pfd[k++].revents;
     for (size_t i = 0; i < s->nconns && k < n; i++) {
         kv_conn_t *c = s->conns[i];
         if (c->dead) continue;
@@ -715,12 +741,14 @@ loom_status_t kv_srv_clients(kv_srv_t *s)
 {
     /* what the last poll found ready, and requests left unparsed while a client had too
      * many replies pending */
-    if (s->lfd >= 0 && (s->lrev & POLLIN)) LOOM_TRY(accept_all(s));
+    if (s->lfd >= 0 && (s->lrev & POLLIN) && kv_srv_now() >= s->accept_after)
+        LOOM_TRY(accept_all(s));
+    size_t budget = PARSE_PER_TURN;
     for (size_t i = 0; i < s->nconns; i++) {
         kv_conn_t *c = s->conns[i];
         if (!c->dead && !c->closing && c->scount < MAX_PENDING_SLOTS &&
-            ((c->rev & (POLLIN | POLLHUP | POLLERR)) || c->in_off < c->in.len))
-            LOOM_TRY(read_conn(s, c));
+            ((c->rev & (POLLIN | POLLHUP | POLLERR)) || c->stalled))
+            LOOM_TRY(read_conn(s, c, &budget));
         if (!c->dead) c->rev = 0;
     }
     return LOOM_OK;

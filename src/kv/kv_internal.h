@@ -63,6 +63,8 @@ int kv_version_copy(kv_version_t *dst, const kv_version_t *src);
 int kv_sibs_merge(kv_sibs_t *s, const kv_sibs_t *in);
 /* The join of every version's context and dot: what a client hands back to supersede them. */
 int kv_sibs_context(const kv_sibs_t *s, kv_clock_t *out);
+/* The highest counter of `slot` in the versions' dots and contexts. */
+uint64_t kv_sibs_max_counter(const kv_sibs_t *s, uint32_t slot);
 /* The live version written last (highest ts, then dot), or NULL. */
 const kv_version_t *kv_sibs_latest(const kv_sibs_t *s);
 uint32_t kv_sibs_live(const kv_sibs_t *s);
@@ -201,6 +203,8 @@ struct loom_kv {
 
 /* The next dot counter of this rank: above every earlier one, near the wall clock in µs. */
 uint64_t kv_next_counter(loom_kv_t *kv);
+/* The same, and above `floor` (a counter of this rank's slot already seen). */
+uint64_t kv_next_counter_above(loom_kv_t *kv, uint64_t floor);
 uint64_t kv_now_us(void);
 
 #endif

@@ -182,9 +182,13 @@ static loom_status_t flush_sends(kv_srv_t *s)
         outcount = 0;
         for (size_t i = 0; i < s->npend; i++) {
             int done = 0;
-            if (MPI_Test(&s->preq[i], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS ||
-                s->peer[s->pend[i].dest].state == PEER_DEAD)
+            if (MPI_Test(&s->preq[i], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 1;
+            if (!done && s->peer[s->pend[i].dest].state == PEER_DEAD) {
+                /* a send to the dead that MPI still holds: let it go, keep its buffer */
+                MPI_Request_free(&s->preq[i]);
+                s->pend[i].buf = malloc(1); /* freed below in its place */
                 done = 1;
+            }
             if (done) s->pidx[outcount++] = (int)i;
         }
     }
@@ -205,12 +209,25 @@ static loom_status_t flush_sends(kv_srv_t *s)
     return LOOM_OK;
 }
 
+/* Drop what is batched for ranks a drill cuts off (as if the network lost it). */
+static void drop_blocked(kv_srv_t *s)
+{
+    if (!s->partitioned) return;
+    for (int r = 0; r < s->kv->size; r++)
+        if (blocked(s, r) && !s->peer[r].out_ctrl) s->peer[r].out.len = 0;
+}
+
 /* Control messages (start, stop, drills) go unbatched and are never dropped by a drill. */
 loom_status_t kv_ctrl_send(kv_srv_t *s, int dest, int type, uint64_t id, const void *body,
                            size_t len)
 {
     if (dest == s->kv->rank || s->peer[dest].state == PEER_DEAD) return LOOM_OK;
-    /* flush what is batched first so that order holds, then send this one alone */
+    /* flush what is batched first so that order holds, then send this one alone; what is
+     * batched may acknowledge writes, so the log records go first, as at the end of a turn */
+    if (s->kv->me >= 0)
+        LOOM_TRY(s->kv->h.fsync == LOOM_KV_FSYNC_ALWAYS ? kv_holder_sync(&s->kv->h)
+                                                        : kv_holder_flush(&s->kv->h));
+    drop_blocked(s);
     LOOM_TRY(flush_sends(s));
     s->peer[dest].out_ctrl = 1;
     loom_buf_t *b = kv_msg_begin(s, dest, type, id, len);
@@ -280,14 +297,6 @@ static loom_status_t progress_mpi(kv_srv_t *s)
         LOOM_TRY(st);
     }
     return LOOM_OK;
-}
-
-/* Drop what is batched for ranks a drill cuts off (as if the network lost it). */
-static void drop_blocked(kv_srv_t *s)
-{
-    if (!s->partitioned) return;
-    for (int r = 0; r < s->kv->size; r++)
-        if (blocked(s, r) && !s->peer[r].out_ctrl) s->peer[r].out.len = 0;
 }
 
 /* ------------------------------------------------------------------ timers */
@@ -444,7 +453,7 @@ static int all_stopped(kv_srv_t *s)
 static void wait_idle(kv_srv_t *s)
 {
     /* nothing to do: wait for a socket or a short while (MPI has no descriptor to wait on) */
-    int busy = s->work || s->nops || kv_srv_now() - s->last_work < 0.002;
+    int busy = s->work || kv_srv_now() - s->last_work < 0.002;
     if (busy) {
         kv_srv_poll(s, 0);
         if (!s->work) sched_yield();
@@ -516,33 +525,41 @@ loom_status_t loom_kv_serve(loom_kv_t *kv, const loom_kv_serve_opts_t *opts)
         if (s->work) s->last_work = kv_srv_now();
         wait_idle(s);
     }
-    /* give outstanding sends a moment, then cancel what nobody will receive */
+    /* give outstanding sends a moment (store messages that still arrive are not handled),
+     * then cancel what nobody will receive */
+    s->stopping = 1;
     double until = kv_srv_now() + 1.0;
     while (s->npend && kv_srv_now() < until) {
         progress_mpi(s);
         flush_sends(s);
     }
     for (size_t i = 0; i < s->npend; i++) {
+        int done = 0;
         if (s->preq[i] != MPI_REQUEST_NULL) {
             MPI_Cancel(&s->preq[i]);
-            MPI_Request_free(&s->preq[i]);
+            MPI_Test(&s->preq[i], &done, MPI_STATUS_IGNORE);
+            if (!done) MPI_Request_free(&s->preq[i]);
         }
-        free(s->pend[i].buf);
+        /* a send that may still read its buffer keeps it (the process ends soon) */
+        if (done || s->preq[i] == MPI_REQUEST_NULL) free(s->pend[i].buf);
     }
     s->npend = 0;
     if (!was_armed) loom_stop_arm(ctx, 0);
     if (kv->me >= 0 && st == LOOM_OK) st = kv_holder_sync(&kv->h);
-    if (st == LOOM_OK && loom_ft_enabled(ctx)) {
-        /* workers died during the service: the job goes on (to its summary) over the
-         * survivors, as every engine does after a recovery */
-        int ok = !s->deaths && !loom_members_failed(ctx);
-        st = loom_members_agree(ctx, &ok);
-        if (st == LOOM_OK && !ok) {
+    if (loom_ft_enabled(ctx)) {
+        /* every rank takes part, whatever its status: workers that died during the service
+         * are dropped and the job goes on (to its summary) over the survivors, as every
+         * engine does after a recovery */
+        int failed = s->deaths || loom_members_failed(ctx);
+        int ok = st == LOOM_OK && !failed;
+        loom_status_t ast = loom_members_agree(ctx, &ok);
+        if (ast == LOOM_OK && !ok && failed) {
             loom_recovery_t rec;
-            st = loom_members_recover(ctx, &rec);
+            ast = loom_members_recover(ctx, &rec);
             loom_recovery_free(&rec);
-            if (st == LOOM_OK) loom_members_resumed(ctx);
+            if (ast == LOOM_OK) loom_members_resumed(ctx);
         }
+        if (st == LOOM_OK) st = ast;
     }
     if (kv->rank == 0 && st == LOOM_OK && s->o.out) {
         fprintf(s->o.out, "kv: stopped%s\n",

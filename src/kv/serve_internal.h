@@ -69,7 +69,8 @@ typedef struct kv_slot {
 
 typedef struct kv_conn {
     int fd, dead, refs, closing;
-    short rev; /* what the last poll found */
+    int stalled; /* requests left unparsed (too many replies pending, or the turn's budget) */
+    short rev;   /* what the last poll found */
     uint64_t id;
     loom_buf_t in, out;
     size_t in_off, out_off;
@@ -104,9 +105,7 @@ typedef struct kv_op {
     int nt, acks, replies;
     kv_target_t t[2 * LOOM_KV_MAX_REPLICAS];
     kv_sibs_t sibs; /* OP_PUT: the new version; OP_GET: the replies merged */
-    kv_dot_t dot;   /* a write's dot, made where the client's request arrived: a write that
-                       two coordinators end up making (a forward that timed out) is one */
-    uint64_t ts;
+    uint64_t ts;    /* a write's time at the gateway (µs): GET returns the latest sibling */
     int existed;
     int coord;      /* OP_FWD: the holder coordinating it */
     loom_buf_t fwd; /* OP_FWD: the M_FWD body, to send again */
@@ -145,6 +144,7 @@ typedef struct kv_srv {
     /* clients */
     int lfd;
     short lrev;
+    double accept_after; /* no accept before this (out of descriptors) */
     kv_conn_t **conns;
     size_t nconns, capconns;
     uint64_t next_conn;

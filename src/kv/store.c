@@ -34,6 +34,21 @@ static loom_status_t check_opts(loom_ctx_t *ctx, const loom_kv_opts_t *o)
     return LOOM_OK;
 }
 
+/* The highest counter of `slot` this holder has seen (dots and contexts): new dots of this
+ * slot start above it, whatever the clock says now. */
+static uint64_t highest_counter(const kv_holder_t *h, uint32_t slot)
+{
+    uint64_t m = 0;
+    const kv_table_t *tables[2] = {&h->main, &h->hints};
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < tables[t]->cap; i++) {
+            const kv_entry_t *e = tables[t]->slot[i];
+            if (e && kv_sibs_max_counter(&e->sibs, slot) > m)
+                m = kv_sibs_max_counter(&e->sibs, slot);
+        }
+    return m;
+}
+
 static void kv_free(loom_kv_t *kv)
 {
     if (!kv) return;
@@ -85,6 +100,7 @@ loom_status_t loom_kv_open(loom_ctx_t *ctx, const char *dir, const loom_kv_opts_
         st = loom_store_holder_dir(ctx, dir, id, &hdir);
         if (st == LOOM_OK) st = kv_holder_open(ctx, hdir, o.fsync, kv->max_value, &kv->h);
         free(hdir);
+        if (st == LOOM_OK) kv->last_counter = highest_counter(&kv->h, kv->my_slot);
     }
     st = loom_agree(ctx, loom_comm(ctx), st);
     /* the ring: holder i is worker i, named by its slot */

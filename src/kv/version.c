@@ -20,6 +20,25 @@ uint64_t kv_next_counter(loom_kv_t *kv)
     return kv->last_counter;
 }
 
+uint64_t kv_next_counter_above(loom_kv_t *kv, uint64_t floor)
+{
+    uint64_t c = kv_next_counter(kv);
+    if (c <= floor) c = kv->last_counter = floor + 1;
+    return c;
+}
+
+uint64_t kv_sibs_max_counter(const kv_sibs_t *s, uint32_t slot)
+{
+    uint64_t m = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        const kv_version_t *v = &s->v[i];
+        if (v->dot.node == slot && v->dot.counter > m) m = v->dot.counter;
+        uint64_t c = kv_clock_get(&v->ctx, slot);
+        if (c > m) m = c;
+    }
+    return m;
+}
+
 /* ------------------------------------------------------------------ clocks */
 
 static int find_node(const kv_clock_t *c, uint32_t node)
