@@ -472,9 +472,9 @@ static loom_status_t send_fwd(kv_srv_t *s, kv_op_t *op)
     memcpy(b->data + b->len, op->fwd.data, op->fwd.len);
     b->len += op->fwd.len;
     kv_msg_end(s, dest);
-    /* a coordinator takes a forward up to one timeout old, and may wait out one timeout
+    /* a coordinator takes a forward up to half a timeout old, and may wait out one timeout
      * for its targets and another for their stand-ins */
-    op->deadline = kv_srv_now() + 4.0 * s->o.timeout_ms / 1000.0;
+    op->deadline = kv_srv_now() + 3.0 * s->o.timeout_ms / 1000.0;
     return LOOM_OK;
 }
 
@@ -524,11 +524,11 @@ static loom_status_t coordinate_fwd(kv_srv_t *s, kv_op_t *op, const unsigned cha
     if (end - p < 8) return LOOM_OK;
     memcpy(&op->ts, p, 8);
     p += 8;
-    /* a forward older than one timeout: its gateway may have given up on it and sent it to
-     * another coordinator (which would make the same write twice); it is dropped, as if
-     * lost */
+    /* a forward older than half a timeout is dropped, as if lost: its gateway gives up at
+     * three timeouts and sends it to another coordinator, and this one may take two more
+     * (its targets, then their stand-ins); so one write is never made twice */
     uint64_t now = kv_now_us();
-    if (stale_check && now > op->ts && now - op->ts > (uint64_t)s->o.timeout_ms * 1000u)
+    if (stale_check && now > op->ts && now - op->ts > (uint64_t)s->o.timeout_ms * 500u)
         return LOOM_OK;
     if (flags & 2) {
         if (!(p = loom_get_varint(p, end, &n))) return LOOM_OK;

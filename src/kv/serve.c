@@ -406,12 +406,31 @@ static loom_status_t start(kv_srv_t *s)
             pids[w] = all[r].pid;
         }
         if (!ports || !pids) st = LOOM_ERROR(s->ctx, LOOM_ERR_NOMEM, "out of memory");
+        if (st == LOOM_OK)
+            st = loom_agree(s->ctx, kv->comm, st);
+        else
+            (void)loom_agree(s->ctx, kv->comm, st);
+        /* "ready" only once every worker has left the collectives and says so: a client
+         * may stop one (SIGSTOP) as soon as it reads it */
+        for (int r = 1; st == LOOM_OK && r < kv->size; r++) {
+            int one = 0;
+            MPI_Request req;
+            LOOM_MPI_KEEP(s->ctx, st, MPI_Irecv(&one, 1, MPI_INT, r, KV_TAG_START, kv->comm, &req));
+            if (st == LOOM_OK) st = loom_wait(s->ctx, &req, MPI_STATUS_IGNORE);
+        }
         if (st == LOOM_OK) print_ready(s, ports, pids);
         free(ports);
         free(pids);
+        free(all);
+        return st;
     }
     free(all);
-    return loom_agree(s->ctx, kv->comm, st);
+    st = loom_agree(s->ctx, kv->comm, st);
+    if (st == LOOM_OK && kv->rank != 0) {
+        int one = 1;
+        LOOM_MPI_KEEP(s->ctx, st, MPI_Send(&one, 1, MPI_INT, 0, KV_TAG_START, kv->comm));
+    }
+    return st;
 }
 
 /* Ask for the service to stop: rank 0 orders it, a worker asks rank 0. */

@@ -8,6 +8,7 @@
 
 #define KV_TAG_DATA 7301
 #define KV_TAG_CTRL 7302
+#define KV_TAG_START 7303 /* a worker is past start-up's collectives */
 
 /* Store messages between workers (batched) */
 enum {
