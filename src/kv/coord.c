@@ -372,17 +372,21 @@ static loom_status_t retarget(kv_srv_t *s, kv_op_t *op, double now)
 
 /* ------------------------------------------------------------------ starting requests */
 
+/* No room for the request (the table of operations full, or memory): it is refused, the
+ * service goes on. */
+static loom_status_t refuse(kv_srv_t *s, kv_op_t *op, kv_conn_t *c, uint64_t seq, int part)
+{
+    if (op) op_free(s, op);
+    kv_slot_done(s, c, seq, part, NULL, 0, 0,
+                 "ERR out of memory or too many requests in flight; try again");
+    return LOOM_OK;
+}
+
 loom_status_t kv_srv_get(kv_srv_t *s, kv_conn_t *c, uint64_t seq, int part, int mode,
                          const void *key, size_t klen, int r)
 {
     kv_op_t *op = op_new(s, OP_GET);
-    if (!op || set_key(op, key, klen)) {
-        /* the request is refused, not the service ended */
-        if (op) op_free(s, op);
-        kv_slot_done(s, c, seq, part, NULL, 0, 0,
-                     "ERR out of memory or too many requests in flight; try again");
-        return LOOM_OK;
-    }
+    if (!op || set_key(op, key, klen)) return refuse(s, op, c, seq, part);
     op->c = c;
     c->refs++;
     op->seq = seq;
@@ -486,13 +490,7 @@ loom_status_t kv_srv_put(kv_srv_t *s, kv_conn_t *c, uint64_t seq, int part, cons
     int coord = first_usable_home(s, hash, -1);
     int here = coord < 0 || coord == s->kv->me;
     kv_op_t *op = op_new(s, here ? OP_PUT : OP_FWD);
-    if (!op || set_key(op, key, klen)) {
-        /* the request is refused, not the service ended */
-        if (op) op_free(s, op);
-        kv_slot_done(s, c, seq, part, NULL, 0, 0,
-                     "ERR out of memory or too many requests in flight; try again");
-        return LOOM_OK;
-    }
+    if (!op || set_key(op, key, klen)) return refuse(s, op, c, seq, part);
     op->c = c;
     if (c) c->refs++;
     op->seq = seq;

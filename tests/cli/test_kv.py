@@ -68,6 +68,7 @@ import sys, threading, time, traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from loomprocs import loom_ranks  # noqa: E402
+from crc32c_ref import crc32c  # noqa: E402
 
 LOOM = os.environ.get("LOOM", "loom")
 LAUNCH = shlex.split(os.environ.get("LOOM_MPIEXEC", ""))
@@ -1223,30 +1224,6 @@ def benchmark(port, pipeline=None):
 
 
 # ------------------------------------------------------------------ logs on disk
-
-def crc32c_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-CRC_TABLE = crc32c_table()
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
-    t = CRC_TABLE
-    for b in data:
-        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-assert crc32c(b"123456789") == 0xE3069283
-
 
 def holder_dirs(store):
     """slot (= rank) -> DIR/holders/<host>-<slot>."""
