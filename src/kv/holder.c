@@ -1,6 +1,7 @@
 /* A holder's replica: its keys (and the hints it keeps for others) in memory, every change
  * appended to its log (kv.log) as a checksummed record of the key's whole state. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,8 +209,106 @@ loom_status_t kv_holder_drop_hint(kv_holder_t *h, kv_entry_t *e)
     return LOOM_OK;
 }
 
+/* ------------------------------------------------------------------ syncing in the background
+ * With --fsync everysec the service's loop must not wait for the disk (an fdatasync of a
+ * second's records can take longer than a peer's timeout): a thread syncs the log while the
+ * loop goes on, as Redis's appendfsync everysec does. */
+
+struct kv_syncer {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fd, want, busy, quit, err;
+};
+
+static void *syncer_main(void *arg)
+{
+    struct kv_syncer *g = arg;
+    pthread_mutex_lock(&g->mu);
+    for (;;) {
+        while (!g->want && !g->quit)
+            pthread_cond_wait(&g->cv, &g->mu);
+        if (g->quit) break;
+        g->want = 0;
+        g->busy = 1;
+        int fd = g->fd;
+        pthread_mutex_unlock(&g->mu);
+        int e = fdatasync(fd) ? errno : 0;
+        pthread_mutex_lock(&g->mu);
+        if (e && !g->err) g->err = e;
+        g->busy = 0;
+        pthread_cond_broadcast(&g->cv);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+/* Wait until the thread is idle (before the descriptor changes or closes); its error. */
+static loom_status_t syncer_idle(kv_holder_t *h)
+{
+    struct kv_syncer *g = h->bg;
+    if (!g) return LOOM_OK;
+    pthread_mutex_lock(&g->mu);
+    while (g->want || g->busy)
+        pthread_cond_wait(&g->cv, &g->mu);
+    int e = g->err;
+    g->err = 0;
+    pthread_mutex_unlock(&g->mu);
+    if (e) return LOOM_ERROR(h->ctx, LOOM_ERR_IO, "%s: fdatasync: %s", h->log_path, strerror(e));
+    return LOOM_OK;
+}
+
+loom_status_t kv_holder_sync_later(kv_holder_t *h)
+{
+    LOOM_TRY(kv_holder_flush(h));
+    if (!h->dirty || h->fd < 0) return LOOM_OK;
+    if (!h->bg) {
+        struct kv_syncer *g = calloc(1, sizeof *g);
+        if (!g) return LOOM_ERROR(h->ctx, LOOM_ERR_NOMEM, "out of memory");
+        pthread_mutex_init(&g->mu, NULL);
+        pthread_cond_init(&g->cv, NULL);
+        if (pthread_create(&g->th, NULL, syncer_main, g)) {
+            pthread_mutex_destroy(&g->mu);
+            pthread_cond_destroy(&g->cv);
+            free(g);
+            return kv_holder_sync(h); /* no thread: sync here */
+        }
+        h->bg = g;
+    }
+    struct kv_syncer *g = h->bg;
+    pthread_mutex_lock(&g->mu);
+    int e = g->err;
+    g->err = 0;
+    if (!g->busy) { /* a sync under way covers less; the next second's call takes the rest */
+        g->fd = h->fd;
+        g->want = 1;
+        pthread_cond_signal(&g->cv);
+        h->dirty = 0;
+        h->synced_at = loom_wtime();
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (e) return LOOM_ERROR(h->ctx, LOOM_ERR_IO, "%s: fdatasync: %s", h->log_path, strerror(e));
+    return LOOM_OK;
+}
+
+static void syncer_stop(kv_holder_t *h)
+{
+    struct kv_syncer *g = h->bg;
+    if (!g) return;
+    pthread_mutex_lock(&g->mu);
+    g->quit = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    pthread_join(g->th, NULL);
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+    free(g);
+    h->bg = NULL;
+}
+
 loom_status_t kv_holder_sync(kv_holder_t *h)
 {
+    LOOM_TRY(syncer_idle(h));
     LOOM_TRY(kv_holder_flush(h));
     if (!h->dirty || h->fd < 0) return LOOM_OK;
     if (fdatasync(h->fd))
@@ -245,9 +344,11 @@ static loom_status_t write_table(kv_holder_t *h, int fd, const char *path, kv_ta
 
 loom_status_t kv_holder_compact(kv_holder_t *h, int force)
 {
-    if (!force && (h->log_bytes < (16u << 20) || h->log_bytes <= 2 * (h->live_bytes + LOG_HEAD)))
+    if (!force && (h->log_bytes < KV_COMPACT_MIN_BYTES ||
+                   h->log_bytes <= KV_COMPACT_RATIO * (h->live_bytes + LOG_HEAD)))
         return LOOM_OK;
     LOOM_TRY(kv_holder_flush(h));
+    LOOM_TRY(syncer_idle(h)); /* the descriptor is about to change */
     char tmp[PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.new", h->log_path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
@@ -429,6 +530,8 @@ loom_status_t kv_holder_open(loom_ctx_t *ctx, const char *dir, int fsync_mode, s
 void kv_holder_close(kv_holder_t *h)
 {
     kv_holder_flush(h);
+    syncer_idle(h);
+    syncer_stop(h);
     loom_buf_free(&h->pending);
     if (h->fd >= 0) close(h->fd);
     h->fd = -1;

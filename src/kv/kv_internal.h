@@ -117,8 +117,9 @@ typedef struct kv_holder {
     double synced_at;
     kv_table_t main, hints;
     uint64_t hints_delivered, read_repairs, ae_rounds, ae_repairs, torn_bytes;
-    loom_buf_t rec;     /* scratch for one record */
-    loom_buf_t pending; /* records not yet written */
+    loom_buf_t rec;       /* scratch for one record */
+    loom_buf_t pending;   /* records not yet written */
+    struct kv_syncer *bg; /* the thread of kv_holder_sync_later (NULL until needed) */
 } kv_holder_t;
 
 /* Open the holder's directory (created when missing) and replay its log. A damaged tail
@@ -137,10 +138,17 @@ loom_status_t kv_holder_drop_hint(kv_holder_t *h, kv_entry_t *e);
 /* Write the records gathered so far (the page cache then has them: a process that dies
  * after this loses nothing). Called before any acknowledgement leaves. */
 loom_status_t kv_holder_flush(kv_holder_t *h);
-/* Flush, then fdatasync the log when it was written since the last sync. */
+/* Flush, and have a thread fdatasync the log (unless one is syncing already): the caller
+ * goes on at once. Errors of an earlier background sync are returned here. */
+loom_status_t kv_holder_sync_later(kv_holder_t *h);
+/* Flush, then fdatasync the log when it was written since the last sync (after any
+ * background sync has finished). */
 loom_status_t kv_holder_sync(kv_holder_t *h);
-/* Rewrite the log without superseded records when it is past twice its live size (and
- * 16 MiB). Atomic (a new file renamed over the old). */
+/* Rewrite the log without superseded records when it is past KV_COMPACT_RATIO times its live
+ * size and KV_COMPACT_MIN_BYTES (or always, with force). Atomic (a new file renamed over the
+ * old). The holder waits for it: rare and large, rather than often. */
+#define KV_COMPACT_MIN_BYTES (64ull << 20)
+#define KV_COMPACT_RATIO 3
 loom_status_t kv_holder_compact(kv_holder_t *h, int force);
 
 /* ------------------------------------------------------------------ the ring */

@@ -333,7 +333,7 @@ static loom_status_t timers(kv_srv_t *s)
     }
     kv_holder_t *h = &s->kv->h;
     if (h->fsync == LOOM_KV_FSYNC_EVERYSEC && h->dirty && now - h->synced_at >= 1.0)
-        LOOM_TRY(kv_holder_sync(h));
+        LOOM_TRY(kv_holder_sync_later(h));
     if (now >= s->next_compact) {
         s->next_compact = now + 5.0;
         LOOM_TRY(kv_holder_compact(h, 0));
