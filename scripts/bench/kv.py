@@ -86,8 +86,12 @@ class Service:
         ping(port)
 
     def stop(self):
-        subprocess.run(["redis-cli", "-p", str(self.port), "SHUTDOWN", "NOSAVE"
-                        if "redis" in self.name else "SHUTDOWN"], capture_output=True)
+        try:
+            subprocess.run(["redis-cli", "-p", str(self.port), "SHUTDOWN", "NOSAVE"
+                            if "redis" in self.name else "SHUTDOWN"], capture_output=True,
+                           timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
         try:
             self.p.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -175,15 +175,20 @@ static loom_status_t flush_sends(kv_srv_t *s)
     int outcount = 0;
     int e = MPI_Testsome((int)s->npend, s->preq, &outcount, s->pidx, MPI_STATUSES_IGNORE);
     if (e != MPI_SUCCESS) {
-        if (!loom_mpi_is_failure(e))
-            return loom_error_mpi(s->ctx, e, "MPI_Testsome", __FILE__, __LINE__);
+        /* some send failed (MPI_ERR_IN_STATUS, or a failure class): test them one by one;
+         * sends to the dead complete in error and are let go, anything else is an error */
         note_dead(s);
-        /* sends to the dead complete in error: test them one by one */
         outcount = 0;
         for (size_t i = 0; i < s->npend; i++) {
-            int done = 0;
-            if (MPI_Test(&s->preq[i], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 1;
-            if (!done && s->peer[s->pend[i].dest].state == PEER_DEAD) {
+            int done = 0, te = MPI_Test(&s->preq[i], &done, MPI_STATUS_IGNORE);
+            int dead = s->peer[s->pend[i].dest].state == PEER_DEAD;
+            if (te != MPI_SUCCESS && !loom_mpi_is_failure(te) && !dead)
+                return loom_error_mpi(s->ctx, te, "MPI_Test", __FILE__, __LINE__);
+            if (te != MPI_SUCCESS) {
+                note_dead(s);
+                done = 1;
+            }
+            if (!done && dead) {
                 /* a send to the dead that MPI still holds: let it go, keep its buffer */
                 MPI_Request_free(&s->preq[i]);
                 s->pend[i].buf = malloc(1); /* freed below in its place */
@@ -543,6 +548,11 @@ loom_status_t loom_kv_serve(loom_kv_t *kv, const loom_kv_serve_opts_t *opts)
         }
         if (s->work) s->last_work = kv_srv_now();
         wait_idle(s);
+    }
+    if (st != LOOM_OK && kv->rank != 0 && !s->stopping) {
+        /* this worker cannot go on: the whole service stops (best effort) */
+        kv_ctrl_send(s, 0, C_STOPREQ, 0, NULL, 0);
+        kv_ctrl_send(s, 0, C_STOPPED, 0, NULL, 0);
     }
     /* give outstanding sends a moment (store messages that still arrive are not handled),
      * then cancel what nobody will receive */
