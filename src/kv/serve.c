@@ -57,7 +57,15 @@ int kv_srv_usable(const kv_srv_t *s, int holder)
 static void mark_up(kv_srv_t *s, int rank)
 {
     kv_peer_t *p = &s->peer[rank];
-    if (p->state == PEER_DOWN) p->state = PEER_UP;
+    if (p->state == PEER_DOWN) {
+        p->state = PEER_UP;
+        /* hand-off batches sent while it was away were lost or wait behind its backlog:
+         * they are sent again at once (a hint goes only when its home acknowledges it) */
+        int holder = s->kv->size == 1 ? 0 : rank - 1;
+        for (size_t i = 0; i < s->nhand; i++)
+            if (s->hand[i].holder == holder) s->hand[i].deadline = 0;
+        s->next_deadlines = s->next_handoff = 0;
+    }
     p->heard = kv_srv_now();
 }
 
