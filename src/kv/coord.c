@@ -556,6 +556,16 @@ out:
     return LOOM_OK;
 }
 
+static void handoff_free(kv_handoff_t *h)
+{
+    for (size_t k = 0; k < h->n; k++)
+        free(h->key[k]);
+    free(h->key);
+    free(h->hash);
+    free(h->digest);
+    free(h->klen);
+}
+
 /* ------------------------------------------------------------------ deadlines */
 
 static loom_status_t fwd_timeout(kv_srv_t *s, kv_op_t *op)
@@ -604,12 +614,7 @@ loom_status_t kv_srv_deadlines(kv_srv_t *s, double now)
             i++;
             continue;
         }
-        for (size_t k = 0; k < h->n; k++)
-            free(h->key[k]);
-        free(h->key);
-        free(h->hash);
-        free(h->digest);
-        free(h->klen);
+        handoff_free(h);
         s->hand[i] = s->hand[--s->nhand];
     }
     return LOOM_OK;
@@ -692,12 +697,8 @@ static loom_status_t handoff_acked(kv_srv_t *s, uint64_t id)
                 LOOM_TRY(kv_holder_drop_hint(&s->kv->h, e));
                 s->kv->h.hints_delivered++;
             }
-            free(h->key[k]);
         }
-        free(h->key);
-        free(h->hash);
-        free(h->digest);
-        free(h->klen);
+        handoff_free(h);
         s->hand[i] = s->hand[--s->nhand];
         return LOOM_OK;
     }
@@ -979,14 +980,8 @@ void kv_srv_free(kv_srv_t *s)
         if (s->ops[i]) op_free(s, s->ops[i]);
     free(s->ops);
     free(s->free_idx);
-    for (size_t i = 0; i < s->nhand; i++) {
-        for (size_t k = 0; k < s->hand[i].n; k++)
-            free(s->hand[i].key[k]);
-        free(s->hand[i].key);
-        free(s->hand[i].hash);
-        free(s->hand[i].digest);
-        free(s->hand[i].klen);
-    }
+    for (size_t i = 0; i < s->nhand; i++)
+        handoff_free(&s->hand[i]);
     free(s->hand);
     kv_srv_close_clients(s);
     for (size_t i = 0; i < s->nconns; i++)

@@ -1,7 +1,8 @@
-"""The processes of a running `loom` job, found through /proc (shared by the CLI tests that
-signal or kill ranks)."""
+"""The processes of a running `loom` job, found through /proc, and launcher prefixes for
+another rank count (shared by the CLI tests that signal or kill ranks or change the size)."""
 import glob
 import os
+import re
 
 
 def descends(pid, ancestor):
@@ -37,3 +38,20 @@ def loom_ranks(pid, loom):
             if e.startswith(b"OMPI_COMM_WORLD_RANK="):
                 found[q] = int(e.split(b"=")[1])
     return found
+
+
+def with_ranks(launch, np, n):
+    """The launcher prefix `launch` (for np ranks) rewritten for n ranks; None when its rank
+    count option is not one this knows (-n, -np, --np, --n, -c, with or without '=')."""
+    if n == np:
+        return launch
+    out = list(launch)
+    for i, a in enumerate(out):
+        if a in ("-n", "-np", "--np", "--n", "-c") and i + 1 < len(out) and out[i + 1].isdigit():
+            out[i + 1] = str(n)
+            return out
+        m = re.fullmatch(r"(--?n|--?np|-c)=(\d+)", a)
+        if m:
+            out[i] = "%s=%d" % (m.group(1), n)
+            return out
+    return None

@@ -29,6 +29,7 @@ import collections, hashlib, os, random, re, shlex, shutil, signal, string, subp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crc32c_ref import crc32c  # noqa: E402
+from loomprocs import with_ranks  # noqa: E402
 
 LOOM = os.environ.get("LOOM", "loom")
 LAUNCH = shlex.split(os.environ.get("LOOM_MPIEXEC", ""))
@@ -72,18 +73,7 @@ class Run:
 
 def launcher(n):
     """The launcher prefix for n ranks instead of NP (None when it cannot be rewritten)."""
-    if n == NP:
-        return LAUNCH
-    out = list(LAUNCH)
-    for i, a in enumerate(out):
-        if a in ("-n", "-np", "--np", "--n", "-c") and i + 1 < len(out) and out[i + 1].isdigit():
-            out[i + 1] = str(n)
-            return out
-        m = re.fullmatch(r"(--?n|--?np|-c)=(\d+)", a)
-        if m:
-            out[i] = "%s=%d" % (m.group(1), n)
-            return out
-    return None
+    return with_ranks(LAUNCH, NP, n)
 
 
 def fs(args, store, expect=0, np=None, env=None):

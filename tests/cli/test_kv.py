@@ -67,7 +67,7 @@ import atexit, collections, os, random, re, shlex, shutil, signal, socket, struc
 import sys, threading, time, traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loomprocs import loom_ranks  # noqa: E402
+from loomprocs import loom_ranks, with_ranks  # noqa: E402
 from crc32c_ref import crc32c  # noqa: E402
 
 LOOM = os.environ.get("LOOM", "loom")
@@ -363,18 +363,7 @@ def session_procs(sid):
 
 def launcher(n):
     """The launcher prefix for n ranks instead of NP (None when it cannot be rewritten)."""
-    if n == NP:
-        return LAUNCH
-    out = list(LAUNCH)
-    for i, a in enumerate(out):
-        if a in ("-n", "-np", "--np", "--n", "-c") and i + 1 < len(out) and out[i + 1].isdigit():
-            out[i + 1] = str(n)
-            return out
-        m = re.fullmatch(r"(--?n|--?np|-c)=(\d+)", a)
-        if m:
-            out[i] = "%s=%d" % (m.group(1), n)
-            return out
-    return None
+    return with_ranks(LAUNCH, NP, n)
 
 
 def ports_free(p, n):

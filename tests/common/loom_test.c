@@ -2,6 +2,7 @@
 #include "loom_test.h"
 
 #include <CUnit/Basic.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -13,10 +14,33 @@ const char *loom_test_tmpdir(void)
     return (t && *t) ? t : "/tmp";
 }
 
+uint64_t loom_test_rand(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void loom_test_rmtree(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void loom_test_suite(const char *name, const CU_TestInfo *tests)
 {
     CU_pSuite s = CU_add_suite(name, NULL, NULL);
-    for (const CU_TestInfo *t = tests; s && t->pName; t++) CU_add_test(s, t->pName, t->pTestFunc);
+    for (const CU_TestInfo *t = tests; s && t->pName; t++)
+        CU_add_test(s, t->pName, t->pTestFunc);
 }
 
 int loom_test_main(int argc, char **argv, void (*register_suites)(void))

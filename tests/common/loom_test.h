@@ -3,6 +3,7 @@
 #define LOOM_TEST_H
 
 #include <CUnit/CUnit.h>
+#include <stdint.h>
 
 #include "loom/loom.h"
 
@@ -19,5 +20,9 @@ const char *loom_test_tmpdir(void);
 
 /* Add a suite with the given tests; `tests` ends with {NULL, NULL}. */
 void loom_test_suite(const char *name, const CU_TestInfo *tests);
+/* splitmix64: the next of a reproducible sequence of 64-bit numbers kept in *state. */
+uint64_t loom_test_rand(uint64_t *state);
+/* Remove a directory tree the test made (nothing outside `dir`; symlinks not followed). */
+void loom_test_rmtree(const char *dir);
 
 #endif

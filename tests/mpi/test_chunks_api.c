@@ -4,7 +4,6 @@
  * after it, errors that every rank agrees on, and a holder's replicas lost and healed. Every
  * case opens a fresh store with 64 KiB chunks under the test's scratch directory. */
 #include <dirent.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,20 +58,11 @@ static void expect_failure(loom_status_t st, loom_status_t want, const char *wha
     loom_error_clear(loom_test_ctx);
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 /* Rank 0 empties `base` (removing what an earlier run left) and creates it. */
 static void fresh_dir(const char *base)
 {
     if (me() == 0) {
-        nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        loom_test_rmtree(base);
         CU_ASSERT_EQUAL(mkdir(base, 0755), 0);
     }
     barrier();
@@ -81,7 +71,7 @@ static void fresh_dir(const char *base)
 static void drop_dir(const char *base)
 {
     barrier();
-    if (me() == 0) nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    if (me() == 0) loom_test_rmtree(base);
     barrier();
 }
 

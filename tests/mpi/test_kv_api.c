@@ -5,7 +5,6 @@
  * empty batches on some ranks; errors agreed on every rank; and every key held by
  * N = min(3, workers) holders. Each case opens a store under a directory that rank 0 makes
  * and broadcasts. */
-#include <ftw.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -77,15 +76,6 @@ static void expect_failure(loom_status_t st, loom_status_t want, const char *wha
         fprintf(stderr, "[r%d] %s: status %d (%s), expected %s\n", me(), what, (int)st,
                 loom_error_message(loom_test_ctx), loom_status_name(want));
     loom_error_clear(loom_test_ctx);
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
 }
 
 /* The scratch directory of this run: rank 0 makes it (mkdtemp) and tells the others. */
@@ -684,7 +674,7 @@ static void test_open_refused(void)
 static void test_cleanup(void)
 {
     barrier();
-    if (me() == 0 && base_dir[0]) nftw(base_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    if (me() == 0 && base_dir[0]) loom_test_rmtree(base_dir);
     barrier();
 }
 

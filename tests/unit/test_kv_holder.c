@@ -6,7 +6,6 @@
  * and shrinks the log; a file that is not a key/value log is refused. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,23 +22,11 @@
 static uint64_t rng = 0x686f6c6465727473ULL;
 static uint64_t next_rand(void)
 {
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return loom_test_rand(&rng);
 }
 static uint64_t rand_below(uint64_t n)
 {
     return n ? next_rand() % n : 0;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
 }
 
 /* A fresh (missing) holder directory for case `name`; its log's path in log (may be NULL). */
@@ -47,7 +34,7 @@ static const char *fresh_dir(const char *name, char *log, size_t cap)
 {
     static char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/kv_holder_%s", loom_test_tmpdir(), name);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    loom_test_rmtree(dir);
     if (log && (size_t)snprintf(log, cap, "%s/kv.log", dir) >= cap) log[0] = '\0';
     return dir;
 }
@@ -798,7 +785,7 @@ static void test_compact_on_open(void)
         kv_holder_close(&h);
     }
     snap_free(&s);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* its log gone from the scratch directory */
+    loom_test_rmtree(dir); /* its log gone from the scratch directory */
 }
 
 static void register_suites(void)
