@@ -152,8 +152,14 @@ typedef struct loom_pregel loom_pregel_t;
      NULL, 0, 0, 0}, \
     {"exchange", LOOM_OPT_CHOICE, "auto", "message exchange: auto, dense or sparse", \
      "auto|dense|sparse", 0, 0, 0}, \
+    {"pull", LOOM_OPT_CHOICE, "auto", \
+     "dense kernel: blocked (partition-centric bins; sums), gather (over in-edges); auto: blocked " \
+     "where it applies", "auto|blocked|gather", 0, 0, 0}, \
+    {"pull-values", LOOM_OPT_CHOICE, "double", \
+     "values in the blocked kernel's bins: float halves their bytes (sums stay double)", \
+     "double|float", 0, 0, 0}, \
     {"pull-order", LOOM_OPT_CHOICE, "degree", \
-     "publish slots of the dense exchange: degree (hubs together) or natural", \
+     "publish slots of the gather kernel: degree (hubs together) or natural", \
      "degree|natural", 0, 0, 0}
 // clang-format on
 
@@ -180,6 +186,14 @@ loom_status_t loom_pregel_configure(loom_pregel_t *pg, const loom_opts_t *opts);
 
 /* Limit the number of supersteps (default 1000000). */
 void loom_pregel_set_max_supersteps(loom_pregel_t *pg, int64_t n);
+
+/* Build what the dense exchange needs (the blocked kernel's bins, or the
+ * gather kernel's 32-bit index in degree order) now instead of at the start of
+ * loom_pregel_run, e.g. to time it apart from the supersteps (phase timer
+ * "pregel-setup"). Does nothing when already built (also after a recovery,
+ * which rebuilds it in the run). Collective over the job communicator;
+ * agrees on failure (LOOM_ERR_NOMEM). */
+loom_status_t loom_pregel_prepare(loom_pregel_t *pg);
 
 /* Run supersteps until every vertex voted to halt and no message is pending,
  * the master compute stops, or the superstep limit is reached. Prints one

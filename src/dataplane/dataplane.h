@@ -197,6 +197,32 @@ loom_status_t loom_exchange_claim(loom_exchange_t *x, const size_t *bytes, unsig
 uint64_t loom_exchange_bytes_sent(const loom_exchange_t *x);
 uint64_t loom_exchange_rounds(const loom_exchange_t *x);
 
+/* ------------------------------------------------------------------ halo exchange
+ *
+ * A fixed pattern repeated every round (PageRank's mirrors): each rank needs
+ * the values of a fixed, ascending list of global ids, owned by the ranks of
+ * `comm` in contiguous ranges [bounds[r], bounds[r + 1]), and each owner sends
+ * every rank exactly the values it needs, no more. The lists travel once, at
+ * creation; a round is one MPI_Alltoallv of values, received in the order of
+ * the list (owners own ascending ranges, so that is rank order). */
+
+typedef struct loom_halo loom_halo_t;
+
+/* Collective over `comm`; agrees on failure: LOOM_ERR_NOMEM, LOOM_ERR_USAGE
+ * (an id outside [bounds[0], bounds[size]), an unsorted list, more than
+ * INT_MAX ids to or from one rank, an owned range of 2^32 ids or more). */
+loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *bounds,
+                               const uint64_t *need, size_t nneed, size_t elem, loom_halo_t **h);
+/* out[i] = the value of need[i]; `local` holds this rank's values, elem
+ * bytes each, indexed by id - bounds[rank]. Packs on the calling rank's
+ * OpenMP threads (call from outside a parallel region). Collective over the
+ * halo's comm; an MPI error is returned (and the caller agrees on it). */
+loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out);
+/* Elements this rank sends and receives per round (its own included). */
+size_t loom_halo_sent(const loom_halo_t *h);
+size_t loom_halo_received(const loom_halo_t *h);
+void loom_halo_destroy(loom_halo_t **h);
+
 /* ------------------------------------------------------------------ sorted runs
  *
  * A run is a file of records in `nparts` sections, each sorted by key (then

@@ -11,6 +11,7 @@
 
 #include "dataplane/dataplane.h"
 #include "kernels/pagerank_pull.h"
+#include "kernels/pull_blocked.h"
 
 #define LOOM_PREGEL_CHUNK 256
 
@@ -263,18 +264,9 @@ static loom_status_t create_local(loom_pregel_t *pg)
         LOOM_TRY(alloc_zero(ctx, (void **)&pg->sent, pg->nloc, "sent flags"));
     }
     if (pg->dense_ok) {
+        /* the kernel's own structures come in prepare_pull, once the options are known */
         pg->in_off = g->in_off;
-        size_t m = (size_t)g->in_off[pg->nloc];
-        if (pg->n <= UINT32_MAX) {
-            /* Half the index bytes per arc: the sweep streams the index once
-             * per superstep, so this is a direct saving in memory traffic. */
-            LOOM_TRY(alloc_huge(ctx, (void **)&pg->in_idx_own, m * sizeof(uint32_t),
-                                "32-bit in-edge index"));
-            pg->in_idx = pg->in_idx_own;
-            pg->in_idx32 = 1;
-        } else {
-            pg->in_idx = g->in_src;
-        }
+        pg->in_idx = g->in_src;
     }
     return LOOM_OK;
 }
@@ -336,6 +328,12 @@ static void free_local(loom_pregel_t *pg)
     free(pg->sent);
     free(pg->in_idx_own);
     free(pg->slot);
+    loom_bpull_free(&pg->bpull);
+    loom_halo_destroy(&pg->halo);
+    free(pg->mirror);
+    free(pg->has_in);
+    pg->mirror = NULL;
+    pg->has_in = NULL;
     if (pg->tbuf)
         for (size_t i = 0; i < (size_t)pg->nthreads * pg->nworkers; i++)
             free(pg->tbuf[i].data);
@@ -452,6 +450,19 @@ loom_status_t loom_pregel_configure(loom_pregel_t *pg, const loom_opts_t *o)
                                                    : LOOM_EXCHANGE_SPARSE;
     const char *po = loom_opt_string(o, "pull-order");
     pg->reorder = !po || strcmp(po, "natural") != 0;
+    const char *pk = loom_opt_string(o, "pull");
+    pg->pull_kind = !pk || !strcmp(pk, "auto") ? LOOM_PULL_KIND_AUTO
+                    : !strcmp(pk, "blocked")   ? LOOM_PULL_KIND_BLOCKED
+                                               : LOOM_PULL_KIND_GATHER;
+    const char *pv = loom_opt_string(o, "pull-values");
+    pg->pull_single = pv && !strcmp(pv, "float");
+    if (pg->pull_kind == LOOM_PULL_KIND_BLOCKED && pg->prog.combiner != LOOM_COMBINE_SUM_F64)
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE,
+                          "--pull blocked sums doubles; this program's messages are combined "
+                          "otherwise (use --pull gather)");
+    if (pg->pull_single &&
+        (pg->pull_kind == LOOM_PULL_KIND_GATHER || pg->prog.combiner != LOOM_COMBINE_SUM_F64))
+        return LOOM_ERROR(ctx, LOOM_ERR_USAGE, "--pull-values float needs the blocked kernel");
     LOOM_TRY(loom_fault_parse(ctx, loom_opt_string(o, "inject-fault"), 1u << LOOM_PHASE_SUPERSTEP,
                               &pg->fault));
     char hint[4200];
@@ -841,6 +852,13 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
     const loom_pregel_program_t *p = &pg->prog;
     /* Flags in slot order are only needed when some vertex stayed silent
      * (or a user combiner must know who spoke). */
+    if (pg->halo && all_published) {
+        /* mirrors: only the values this rank's in-arcs read */
+        LOOM_TRY(loom_halo_exchange(pg->halo, pg->gpub + pg->lo * pg->msz, pg->mirror));
+        loom_bpull_sum(pg->bpull, pg->mirror, (double *)(void *)pg->inbox);
+        memcpy(pg->has, pg->has_in, pg->nloc); /* every arc carried a value */
+        return LOOM_OK;
+    }
     int flags = !all_published || !builtin(p->combiner);
     if (flags) {
 #pragma omp parallel for schedule(static) num_threads(pg->nthreads)
@@ -871,6 +889,11 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
         MPI_Type_free(&mt);
         free(cnt);
         if (e != MPI_SUCCESS) return loom_error_mpi(ctx, e, "MPI_Allgatherv", __FILE__, __LINE__);
+    }
+    if (pg->bpull && !pg->halo && all_published) {
+        loom_bpull_sum(pg->bpull, (const double *)(void *)pg->gpub, (double *)(void *)pg->inbox);
+        memcpy(pg->has, pg->has_in, pg->nloc); /* every arc carried a value */
+        return LOOM_OK;
     }
     if (builtin(p->combiner)) {
         loom_pull_type_t t = p->combiner <= LOOM_COMBINE_MAX_F64 ? LOOM_PULL_F64 : LOOM_PULL_U64;
@@ -982,13 +1005,127 @@ static loom_status_t order_slots(loom_pregel_t *pg)
     return st;
 }
 
+/* The in-edges of this rank's vertices turned source-major over all n
+ * sources (offsets n + 1, destinations local and ascending per source): what
+ * the blocked kernel is built from when other workers own sources. */
+static loom_status_t transpose_in(loom_pregel_t *pg, uint64_t **offp, uint32_t **dstp)
+{
+    const uint64_t *in_off = pg->in_off, *in_src = pg->g->in_src;
+    const size_t m = (size_t)in_off[pg->nloc];
+    uint64_t *off = calloc(pg->n + 1, sizeof *off);
+    uint32_t *dst = malloc(m ? m * sizeof *dst : 1);
+    if (!off || !dst) {
+        free(off);
+        free(dst);
+        return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory transposing the in-edges");
+    }
+    for (size_t e = 0; e < m; e++)
+        off[in_src[e] + 1]++;
+    for (uint64_t u = 0; u < pg->n; u++)
+        off[u + 1] += off[u];
+    /* rows taken in order, so every source's destinations come out ascending */
+    for (uint64_t v = 0; v < pg->nloc; v++)
+        for (uint64_t e = in_off[v]; e < in_off[v + 1]; e++)
+            dst[off[in_src[e]]++] = (uint32_t)v;
+    for (uint64_t u = pg->n; u > 0; u--)
+        off[u] = off[u - 1];
+    off[0] = 0;
+    *offp = off;
+    *dstp = dst;
+    return LOOM_OK;
+}
+
+/* The blocked kernel's bins over all n sources (gpub in vertex order). */
+static loom_status_t build_blocked(loom_pregel_t *pg)
+{
+    const loom_graph_t *g = pg->g;
+    size_t bytes = 0;
+    if (pg->nworkers == 1) {
+        /* this worker holds every source: its out-arcs are the source-major form */
+        pg->bpull = loom_bpull_build(pg->nloc, pg->nloc, g->out_off, g->out_dst, 0, pg->lo,
+                                     LOOM_BPULL_SHIFT, pg->pull_single, pg->nthreads, &bytes);
+    } else {
+        /* Mirrors: the sources with arcs into this rank, renumbered densely in
+         * ascending order, are what the halo brings and the bins read. */
+        uint64_t *off = NULL, *need = NULL;
+        uint32_t *dst = NULL;
+        loom_status_t st = transpose_in(pg, &off, &dst);
+        size_t nneed = 0;
+        for (uint64_t u = 0; st == LOOM_OK && u < pg->n; u++)
+            nneed += off[u + 1] > off[u];
+        if (st == LOOM_OK) need = malloc((nneed ? nneed : 1) * sizeof *need);
+        if (st == LOOM_OK && !need) {
+            st = LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory listing mirrors");
+        } else if (st == LOOM_OK) {
+            size_t k = 0;
+            for (uint64_t u = 0; u < pg->n; u++)
+                if (off[u + 1] > off[u]) {
+                    need[k] = u;
+                    off[++k] = off[u + 1]; /* compact in place: k <= u */
+                }
+            st = alloc_huge(pg->ctx, (void **)&pg->mirror, nneed * sizeof *pg->mirror,
+                            "mirrored values");
+        }
+        if (st == LOOM_OK) {
+            pg->bpull = loom_bpull_build(nneed, pg->nloc, off, dst, 1, 0, LOOM_BPULL_SHIFT,
+                                         pg->pull_single, pg->nthreads, &bytes);
+            if (!pg->bpull)
+                st = LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory building the blocked pull");
+        }
+        free(off);
+        free(dst);
+        /* collective: every worker takes part even after a local failure */
+        loom_status_t hs = loom_halo_create(pg->ctx, pg->wcomm, pg->g->part + pg->wbase,
+                                            st == LOOM_OK ? need : NULL, st == LOOM_OK ? nneed : 0,
+                                            sizeof(double), &pg->halo);
+        free(need);
+        if (st == LOOM_OK) st = hs;
+        if (st != LOOM_OK) return st;
+    }
+    if (!pg->bpull)
+        return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory building the blocked pull");
+    LOOM_TRY(alloc_zero(pg->ctx, (void **)&pg->has_in, pg->nloc, "in-arc flags"));
+    for (uint64_t i = 0; i < pg->nloc; i++)
+        pg->has_in[i] = pg->in_off[i + 1] > pg->in_off[i];
+    uint64_t arcs = 0, pairs = 0;
+    double moved = 0;
+    loom_bpull_stats(pg->bpull, &arcs, &pairs, &moved);
+    loom_log(pg->ctx, LOOM_LOG_VERBOSE,
+             "pregel: blocked pull: %llu arcs in %llu pairs (%.2f arcs/pair), %.0f MiB, "
+             "%.1f MB streamed per superstep",
+             (unsigned long long)arcs, (unsigned long long)pairs,
+             pairs ? (double)arcs / (double)pairs : 0.0, (double)bytes / 1048576.0, moved / 1e6);
+    return LOOM_OK;
+}
+
 static loom_status_t prepare_pull(loom_pregel_t *pg)
 {
     pg->pull_ready = 1;
-    if (!pg->is_worker || !pg->dense_ok || !pg->in_idx32) return LOOM_OK;
+    if (!pg->is_worker || !pg->dense_ok) return LOOM_OK;
+    /* (the bins address values with 32 bits: at most 2^32 arcs per worker) */
+    if (pg->prog.combiner == LOOM_COMBINE_SUM_F64 && pg->pull_kind != LOOM_PULL_KIND_GATHER &&
+        pg->g->in_off[pg->nloc] <= UINT32_MAX)
+        return build_blocked(pg);
+    if (pg->n > UINT32_MAX) return LOOM_OK; /* the pull reads g->in_src */
+    /* Half the index bytes per arc: the sweep streams the index once per
+     * superstep, so this is a direct saving in memory traffic. */
+    size_t m = (size_t)pg->g->in_off[pg->nloc];
+    LOOM_TRY(alloc_huge(pg->ctx, (void **)&pg->in_idx_own, m * sizeof(uint32_t),
+                        "32-bit in-edge index"));
+    pg->in_idx = pg->in_idx_own;
+    pg->in_idx32 = 1;
     if (pg->reorder) return order_slots(pg);
-    loom_pull_narrow((size_t)pg->g->in_off[pg->nloc], pg->g->in_src, pg->in_idx_own);
+    loom_pull_narrow(m, pg->g->in_src, pg->in_idx_own);
     return LOOM_OK;
+}
+
+loom_status_t loom_pregel_prepare(loom_pregel_t *pg)
+{
+    if (pg->pull_ready) return LOOM_OK;
+    loom_timer_start(pg->ctx, "pregel-setup");
+    loom_status_t st = loom_agree(pg->ctx, pg->comm, prepare_pull(pg));
+    loom_timer_stop(pg->ctx, "pregel-setup");
+    return st;
 }
 
 /* ---------------------------------------------------------------- the superstep loop */
@@ -1126,12 +1263,8 @@ static loom_status_t run_supersteps(loom_pregel_t *pg)
 {
     loom_ctx_t *ctx = pg->ctx;
     loom_status_t st = LOOM_OK;
-    if (!pg->pull_ready) {
-        loom_timer_start(ctx, "pregel-setup");
-        st = loom_agree(ctx, pg->comm, prepare_pull(pg));
-        loom_timer_stop(ctx, "pregel-setup");
-        if (st != LOOM_OK) return st;
-    }
+    st = loom_pregel_prepare(pg);
+    if (st != LOOM_OK) return st;
     if (pg->restart_dir) {
         st = loom_pregel_checkpoint_read(pg, pg->restart_dir);
         if (st != LOOM_OK) return st;

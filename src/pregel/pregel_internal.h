@@ -22,6 +22,7 @@ typedef struct loom_tstat {
 } loom_tstat_t;
 
 enum { LOOM_EXCHANGE_AUTO = 0, LOOM_EXCHANGE_DENSE, LOOM_EXCHANGE_SPARSE };
+enum { LOOM_PULL_KIND_AUTO = 0, LOOM_PULL_KIND_BLOCKED, LOOM_PULL_KIND_GATHER };
 
 struct loom_pregel {
     loom_ctx_t *ctx;
@@ -52,11 +53,20 @@ struct loom_pregel {
     const uint64_t *in_off;
     const void *in_idx; /* in-neighbour ids, uint32_t when in_idx32 */
     int in_idx32;
-    uint32_t *in_idx_own; /* the kernel-private 32-bit copy */
-    uint32_t *slot;       /* local vertex -> its publish slot - lo (degree order) */
-    int reorder;          /* publish in degree order (default) */
-    int pull_ready;       /* in_idx_own filled */
-    uint8_t identity[8];  /* the built-in combiner's identity */
+    uint32_t *in_idx_own;     /* the kernel-private 32-bit copy */
+    uint32_t *slot;           /* local vertex -> its publish slot - lo (degree order) */
+    int reorder;              /* publish in degree order (with the gather kernel) */
+    int pull_kind;            /* LOOM_PULL_KIND_*: the dense pull's kernel */
+    int pull_single;          /* the blocked kernel keeps values as float */
+    struct loom_bpull *bpull; /* the blocked kernel's bins (SUM_F64 with pull_kind blocked) */
+    /* With several workers the bins read `mirror`: the values of exactly the
+     * sources with arcs into this rank, ascending, brought by `halo` each
+     * superstep instead of an all-gather of all n. */
+    struct loom_halo *halo;
+    double *mirror;
+    uint8_t *has_in;     /* with the blocked kernel: the vertex has in-arcs */
+    int pull_ready;      /* in_idx_own filled */
+    uint8_t identity[8]; /* the built-in combiner's identity */
 
     int nthreads;
     struct loom_exchange *xchg;        /* the sparse exchange over the workers (workers only) */

@@ -121,6 +121,38 @@ outd = os.path.join(TMP, "prd.txt")
 loom(["pagerank", path, "--iters", "30", "--exchange", "dense", "--out", outd, "--quiet"])
 check(max_diff(read_values(outs), read_values(outd), N) <= 1e-13, "sparse and dense exchange agree")
 
+# The dense exchange's two kernels (blocked, the default for sums, and gather over in-edges)
+# add the same values in the same order: equal bit for bit. Float values in the blocked
+# kernel's bins (sums in double) stay within the tolerance against networkx.
+outg = os.path.join(TMP, "prg.txt")
+loom(["pagerank", path, "--iters", "30", "--pull", "gather", "--out", outg, "--quiet"])
+check(max_diff(read_values(outg), read_values(outd), N) == 0.0, "blocked and gather kernels agree")
+outf = os.path.join(TMP, "prf.txt")
+loom(["pagerank", path, "--tol", "1e-10", "--max-iters", "1000", "--pull-values", "float",
+      "--out", outf, "--quiet"])
+check(max_diff(read_values(outf), ref, N) <= 1e-6,
+      "pagerank --pull-values float vs networkx: %g" % max_diff(read_values(outf), ref, N))
+
+# More vertices than one partition of the blocked kernel (2^15) holds, so that its bins span
+# several partitions (at 1-2 ranks) and, at 3-4 ranks, each worker's mirrors.
+NB, MB = 40000, 120000
+rnd = random.Random(11)
+big_edges = [(rnd.randrange(NB), int(NB * rnd.random() ** 2)) for _ in range(MB)]
+big = os.path.join(TMP, "big.el")
+with open(big, "w") as f:
+    f.write("".join("%d %d\n" % e for e in big_edges + [(0, NB - 1)]))
+B = nx.MultiDiGraph()
+B.add_nodes_from(range(NB))
+B.add_edges_from(big_edges + [(0, NB - 1)])
+refb = nx.pagerank(B, alpha=0.85, tol=1e-12, max_iter=1000, weight=None)
+for extra in ([], ["--pull-values", "float"]):
+    outb = os.path.join(TMP, "prb.txt")
+    loom(["pagerank", big, "--tol", "1e-10", "--max-iters", "1000", "--out", outb, "--quiet"]
+         + extra)
+    check(max_diff(read_values(outb), refb, NB) <= 1e-6,
+          "pagerank %s on %d vertices vs networkx: %g"
+          % (" ".join(extra), NB, max_diff(read_values(outb), refb, NB)))
+
 # Duplicates dropped: a simple digraph.
 outdd = os.path.join(TMP, "prdd.h5")
 loom(["pagerank", path, "--tol", "1e-13", "--max-iters", "1000", "--drop-duplicates",
@@ -204,6 +236,10 @@ check(all(lab[v] == want[v] for v in range(N)), "cc vs weakly_connected_componen
 
 p = loom(["pagerank", path, "--dangling", "sideways"], expect=2)
 check("dangling" in p.stderr, "bad --dangling is a usage error")
+p = loom(["pagerank", path, "--pull", "gather", "--pull-values", "float"], expect=2)
+check("--pull-values float" in p.stderr, "float values need the blocked kernel")
+p = loom(["sssp", path, "--source", "1", "--pull", "blocked"], expect=2)
+check("--pull blocked" in p.stderr, "the blocked kernel only sums")
 
 if failures:
     print("%d failure(s)" % len(failures), file=sys.stderr)
