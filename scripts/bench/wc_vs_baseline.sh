@@ -9,7 +9,7 @@
 # Env: LOOM (default build/release/loom), NP (default 3: master + 2 workers), SPLIT (map task
 # size, default 32M), WORK (default /tmp/loom-bench-wc), LOCK (a file: each baseline + Loom
 # pair and each kernel run holds `flock LOCK`, so that other benchmarks on a shared machine
-# take turns with these).
+# take turns with these), KERNELS (0: skip the kernel runs, e.g. for an older build).
 # Loom's time is the whole `mpiexec -n NP loom wordcount` command (MPI start-up included);
 # the baseline's the whole process. Prints median and min-max of each, their ratio, Loom's
 # job and map times (max over ranks), and checks that the distinct-word and word counts agree.
@@ -36,8 +36,9 @@ mkdir -p "$WORK"
 [ -x "$BASE" ] && [ "$BASE" -nt "$HERE/wc_baseline.c" ] ||
     gcc -O2 -march=native -o "$BASE" "$HERE/wc_baseline.c"
 BUILD=$(dirname "$LOOM")
-mpicc -O3 -march=native -I"$ROOT/include" -I"$BUILD/include" -I"$ROOT/src" -I"$ROOT" \
-    "$HERE/wc_kernels.c" -L"$BUILD" -lloom -Wl,-rpath,"$BUILD" -o "$KERN"
+KERNELS=${KERNELS:-1}
+[ "$KERNELS" = 0 ] || mpicc -O3 -march=native -I"$ROOT/include" -I"$BUILD/include" -I"$ROOT/src" \
+    -I"$ROOT" "$HERE/wc_kernels.c" -L"$BUILD" -lloom -Wl,-rpath,"$BUILD" -o "$KERN"
 
 stats() { # values on stdin -> "median min-max"
     sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2;
@@ -90,6 +91,7 @@ for kind in "${CORPORA[@]}"; do
     row "  map phase (max over ranks)" "${l_map[@]}"
     echo "baseline / loom, whole command (medians): $(awk -v a="$(med "${b_s[@]}")" -v b="$(med "${l_s[@]}")" 'BEGIN{printf "%.2f", a/b}')x"
     echo "map phase per worker: $(awk -v b="$BYTES" -v s="$(med "${l_map[@]}")" -v w=$((NP > 1 ? NP - 1 : 1)) 'BEGIN{printf "%.0f", b / 1e6 / s / w}') MB/s"
+    [ "$KERNELS" = 0 ] && continue
     echo "kernels on one core (CPU time), ${FILES[0]}:"
     locked "$KERN" --reps 5 --split $((32 << 20)) "${FILES[0]}"
 done
