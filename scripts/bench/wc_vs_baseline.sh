@@ -49,7 +49,9 @@ field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)
 
 echo "# wc_vs_baseline, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "# machine: $(nproc --all) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB"
-echo "# loom: $LOOM, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
+# the commit of the tree LOOM was built in (BUILD/../..), as build/release/loom is
+SRC=$(cd "$(dirname "$LOOM")/../.." && pwd)
+echo "# loom: $LOOM, commit $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$SRC" diff --quiet 2>/dev/null || echo ' (dirty)')"
 echo "# mpiexec -n $NP (master + $((NP - 1)) workers), OMP_NUM_THREADS=$OMP_NUM_THREADS, split $SPLIT, $REPS repetitions"
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for kind in "${CORPORA[@]}"; do
