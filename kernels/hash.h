@@ -80,4 +80,25 @@ static inline uint64_t loom_hash_padded(const void *data, size_t len, uint64_t s
     return loom_hash_finish(h, t);
 }
 
+/* loom_hash_inline's value for a key of len <= 16 bytes, given as its first
+ * two 8-byte words loaded with memcpy and zeroed past len: no loop and no
+ * branch on the length, for the keys of word counts. */
+static inline uint64_t loom_hash_short(uint64_t w0, uint64_t w1, size_t len, uint64_t seed)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    unsigned char k[16];
+    memcpy(k, &w0, 8);
+    memcpy(k + 8, &w1, 8);
+    return loom_hash_inline(k, len, seed);
+#else
+    uint64_t h0 = seed ^ (len * LOOM_HASH_K1);
+    uint64_t h1 = loom_hash_rotl64(h0 ^ (w0 * LOOM_HASH_K2), 31) * LOOM_HASH_K1;
+    uint64_t h2 = loom_hash_rotl64(h1 ^ (w1 * LOOM_HASH_K2), 31) * LOOM_HASH_K1;
+    /* the words loom_hash_words folds (0, 1 or 2) and the tail word after them */
+    uint64_t h = len >= 16 ? h2 : len >= 8 ? h1 : h0;
+    uint64_t t = len >= 16 ? 0 : len >= 8 ? w1 : w0;
+    return loom_hash_finish(h, t);
+#endif
+}
+
 #endif

@@ -92,3 +92,37 @@ size_t loom_tok_fill(loom_tok_block_t *b, const char *s, size_t len)
     b->bits[(k + 63) >> 6] = 0;
     return k;
 }
+
+/* The positions base + j of the set bits j of m, into out[k, ...); returns the
+ * new count. The first 16 are written whether or not there are as many (the
+ * caller's slack), so a chunk with few words costs no branch per word. */
+static inline size_t flatten(uint16_t *out, size_t k, uint64_t m, unsigned base)
+{
+    size_t cnt = (size_t)__builtin_popcountll(m);
+    uint16_t *o = out + k;
+    for (int i = 0; i < 16; i++) {
+        /* bit 63 keeps the scan defined once m is empty (its result unused) */
+        o[i] = (uint16_t)(base + (unsigned)__builtin_ctzll(m | 1ULL << 63));
+        m &= m - 1;
+    }
+    for (size_t i = 16; i < cnt; i++) {
+        o[i] = (uint16_t)(base + (unsigned)__builtin_ctzll(m));
+        m &= m - 1;
+    }
+    return k + cnt;
+}
+
+size_t loom_tok_words(const loom_tok_block_t *b, uint16_t *start, uint16_t *end)
+{
+    size_t ns = 0, ne = 0;
+    uint64_t carry = 0; /* the previous chunk's last byte is a word byte */
+    /* through the chunk holding byte n (a 0 bit): a word ending at n ends there */
+    for (size_t c = 0; c <= b->n >> 6; c++) {
+        uint64_t w = b->bits[c];
+        uint64_t prev = w << 1 | carry; /* bit j: byte j - 1 is a word byte */
+        carry = w >> 63;
+        ns = flatten(start, ns, w & ~prev, (unsigned)(c << 6));
+        ne = flatten(end, ne, ~w & prev, (unsigned)(c << 6));
+    }
+    return ns;
+}

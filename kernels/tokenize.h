@@ -50,6 +50,17 @@ static inline size_t loom_tok_scan(const uint64_t *bits, size_t pos, size_t n, i
     return at < n ? at : n;
 }
 
+/* Most words a block holds (one every other byte), plus the slack that
+ * loom_tok_words may write past its last word. */
+#define LOOM_TOK_MAXWORDS (LOOM_TOK_BLOCK / 2 + 16)
+
+/* Every word of a filled block at once: word i is b->low[start[i], end[i]).
+ * Returns the number of words; start and end need LOOM_TOK_MAXWORDS entries
+ * (entries past the count are scratch). Word starts and ends are bit masks of
+ * the bitmap and its shift, turned into positions 16 at a time with bit scans
+ * and no branch per word. Thread-safe. */
+size_t loom_tok_words(const loom_tok_block_t *b, uint16_t *start, uint16_t *end);
+
 /* Next word of the block: its start in b->low and its length; 0 at the end. */
 static inline size_t loom_tok_next(loom_tok_block_t *b, size_t *start)
 {

@@ -9,8 +9,7 @@
 #
 # Env: LOOM (the loom binary; default build/loom), WORK (scratch; default /tmp/loom-bench-wc),
 # CORPUS_MB (default 1100), NP (default 3), SPLIT (map task size, default 32M).
-# The corpus: every file of the kernel tree without NUL bytes (Loom's binary rule), in path
-# order, concatenated into ~128 MiB files under $WORK/corpus. Reports MB/s (input bytes /
+# The corpus: scripts/bench/wc_corpus.sh linux ($WORK/corpus). Reports MB/s (input bytes /
 # wall time of the whole command, start-up included, and of the map phase), phase times,
 # shuffle bytes and rate, peak RSS per rank, median and min-max over REPS, and checks that
 # Loom's distinct-word and total counts equal the baseline's.
@@ -29,51 +28,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ -x "$LOOM" ] || { echo "wordcount.sh: no loom binary at $LOOM (set LOOM)" >&2; exit 2; }
 
 # ---------------------------------------------------------------- corpus
-TARBALL=/usr/src/linux-source-6.1.tar.xz
-if [ ! -f "$TARBALL" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        -o DPkg::Lock::Timeout=120 linux-source-6.1 >&2
-fi
-if [ ! -d "$WORK/src" ]; then
-    mkdir -p "$WORK/src.tmp"
-    tar -xf "$TARBALL" -C "$WORK/src.tmp"
-    mv "$WORK/src.tmp" "$WORK/src"
-fi
-if [ ! -f "$WORK/corpus/.done" ]; then
-    rm -rf "$WORK/corpus"
-    python3 - "$WORK/src" "$WORK/corpus" $((CORPUS_MB * 1024 * 1024)) <<'EOF'
-import os, sys
-src, dst, want = sys.argv[1], sys.argv[2], int(sys.argv[3])
-os.makedirs(dst)
-part = size = total = 0
-out = None
-for root, dirs, files in os.walk(src):
-    dirs.sort()
-    for name in sorted(files):
-        p = os.path.join(root, name)
-        if os.path.islink(p) or not os.path.isfile(p):
-            continue
-        data = open(p, 'rb').read()
-        if b'\0' in data:
-            continue
-        if out is None or size >= 128 << 20:
-            if out:
-                out.close()
-            out = open(os.path.join(dst, 'text-%02d.txt' % part), 'wb')
-            part, size = part + 1, 0
-        if data and not data.endswith(b'\n'):
-            data += b'\n'
-        out.write(data)
-        size += len(data)
-        total += len(data)
-        if total >= want:
-            break
-    if total >= want:
-        break
-out.close()
-EOF
-    touch "$WORK/corpus/.done"
-fi
+WORK=$WORK CORPUS_MB=$CORPUS_MB "$HERE/wc_corpus.sh" linux > /dev/null
 FILES=("$WORK"/corpus/text-*.txt)
 BYTES=$(cat "${FILES[@]}" | wc -c)
 BUDGET=$((BYTES / 10))

@@ -168,41 +168,40 @@ static loom_status_t emit_block_words(loom_mr_emit_t *em, loom_tok_block_t *b, c
                                       size_t vlen)
 {
     enum { BATCH = 32, AHEAD = 8 };
-    uint32_t at[BATCH], len[BATCH];
-    uint64_t h[BATCH];
+    uint16_t ws[LOOM_TOK_MAXWORDS], we[LOOM_TOK_MAXWORDS];
+    uint64_t h[BATCH], k0[BATCH], k1[BATCH];
     const mr_store_t *st = em->store;
     /* counting into a summing table: the inline fold (a key found in the table
      * already has its partition: partitioners are functions of the key) */
     uint64_t one = 0;
     int count = st->sum_u64 && vlen == 8;
     if (count) memcpy(&one, val, 8);
-    for (;;) {
-        int m = 0;
-        size_t a, n;
-        while (m < BATCH && (n = loom_tok_next(b, &a))) {
-            at[m] = (uint32_t)a;
-            len[m] = (uint32_t)n;
-            h[m] = loom_hash_padded(b->low + a, n, LOOM_KEY_HASH_SEED);
-            mr_store_prefetch_slot(st, h[m]);
-            m++;
+    size_t nw = loom_tok_words(b, ws, we);
+    for (size_t base = 0; base < nw; base += BATCH) {
+        int m = nw - base < BATCH ? (int)(nw - base) : BATCH;
+        for (int i = 0; i < m; i++) {
+            const unsigned char *w = b->low + ws[base + i];
+            uint32_t n = (uint32_t)(we[base + i] - ws[base + i]);
+            /* the block is padded: load 16 bytes, keep the word's */
+            memcpy(&k0[i], w, 8);
+            memcpy(&k1[i], w + 8, 8);
+            k0[i] &= byte_mask(n);
+            k1[i] &= n > 8 ? byte_mask(n - 8) : 0;
+            h[i] = n <= 16 ? loom_hash_short(k0[i], k1[i], n, LOOM_KEY_HASH_SEED)
+                           : loom_hash_padded(w, n, LOOM_KEY_HASH_SEED);
+            mr_store_prefetch_slot(st, h[i]);
         }
         for (int i = 0; i < m; i++) {
             if (i + AHEAD < m) mr_store_prefetch_entry(st, h[i + AHEAD]);
-            if (count && len[i] <= 16) {
-                /* the block is padded: load 16 bytes, keep the word's */
-                uint64_t w[2];
-                memcpy(w, b->low + at[i], 16);
-                w[0] &= byte_mask(len[i]);
-                w[1] &= len[i] > 8 ? byte_mask(len[i] - 8) : 0;
-                if (mr_store_fold_u64(em->store, h[i], w[0], w[1], len[i], one)) {
-                    em->count++;
-                    continue;
-                }
+            uint32_t n = (uint32_t)(we[base + i] - ws[base + i]);
+            if (count && n <= 16 && mr_store_fold_u64(em->store, h[i], k0[i], k1[i], n, one)) {
+                em->count++;
+                continue;
             }
-            LOOM_TRY(emit_map_hashed(em, b->low + at[i], len[i], h[i], val, vlen));
+            LOOM_TRY(emit_map_hashed(em, b->low + ws[base + i], n, h[i], val, vlen));
         }
-        if (m < BATCH) return LOOM_OK;
     }
+    return LOOM_OK;
 }
 
 loom_status_t loom_mr_emit_words(loom_mr_emit_t *em, const char *s, size_t len, const void *val,

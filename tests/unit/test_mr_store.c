@@ -45,6 +45,26 @@ static void test_tokenize(void)
     }
 }
 
+/* The words of one filled block from loom_tok_words equal loom_tok_next's;
+ * returns their number. */
+static size_t check_block_words(loom_tok_block_t *b)
+{
+    static uint16_t ws[LOOM_TOK_MAXWORDS], we[LOOM_TOK_MAXWORDS];
+    size_t nw = loom_tok_words(b, ws, we);
+    CU_ASSERT_FATAL(nw <= LOOM_TOK_MAXWORDS - 16);
+    size_t keep = b->pos, at, n, i = 0;
+    b->pos = 0;
+    while ((n = loom_tok_next(b, &at))) {
+        CU_ASSERT_FATAL(i < nw);
+        CU_ASSERT_EQUAL_FATAL(ws[i], at);
+        CU_ASSERT_EQUAL_FATAL(we[i], at + n);
+        i++;
+    }
+    CU_ASSERT_EQUAL_FATAL(i, nw);
+    b->pos = keep;
+    return nw;
+}
+
 /* The block tokeniser yields the same words as loom_tok_next_word, also across
  * block ends and for words longer than a block (fill returns 0 there). */
 static void test_tokenize_blocks(void)
@@ -83,6 +103,7 @@ static void test_tokenize_blocks(void)
                         break;
                     }
                     i += k;
+                    check_block_words(b);
                 }
                 got = loom_tok_next(b, &at);
                 if (got)
@@ -100,6 +121,56 @@ static void test_tokenize_blocks(void)
     free(text);
     free(buf);
     free(ref);
+    free(b);
+}
+
+/* loom_tok_words at the edges: words at a block's first and last byte, at
+ * every 64-byte chunk boundary, the most words a block holds, one word filling
+ * the block, non-ASCII bytes and CRLF line ends as separators, empty blocks. */
+static void test_tokenize_words(void)
+{
+    enum { MAX = 2 * LOOM_TOK_BLOCK };
+    char *text = malloc(MAX);
+    loom_tok_block_t *b = malloc(sizeof *b);
+    CU_ASSERT_FATAL(text && b);
+    /* "a a a ...": LOOM_TOK_BLOCK / 2 words, the block's maximum */
+    for (size_t i = 0; i < LOOM_TOK_BLOCK; i++)
+        text[i] = i % 2 ? ' ' : 'a';
+    CU_ASSERT_EQUAL(loom_tok_fill(b, text, LOOM_TOK_BLOCK), LOOM_TOK_BLOCK);
+    CU_ASSERT_EQUAL(check_block_words(b), LOOM_TOK_BLOCK / 2);
+    /* the same, odd length: the last word ends at the block's end */
+    CU_ASSERT_EQUAL(loom_tok_fill(b, text, LOOM_TOK_BLOCK - 1), LOOM_TOK_BLOCK - 1);
+    check_block_words(b);
+    /* one word of exactly a block, and one ending at every length up to 200 */
+    memset(text, 'Q', LOOM_TOK_BLOCK);
+    CU_ASSERT_EQUAL(loom_tok_fill(b, text, LOOM_TOK_BLOCK), LOOM_TOK_BLOCK);
+    CU_ASSERT_EQUAL(check_block_words(b), 1);
+    for (size_t n = 0; n <= 200; n++) {
+        CU_ASSERT_EQUAL(loom_tok_fill(b, text, n), n);
+        CU_ASSERT_EQUAL(check_block_words(b), n > 0);
+    }
+    /* words of 1-70 bytes crossing chunk boundaries, separated by spaces,
+     * CRLF, tabs and bytes >= 0x80 (UTF-8 letters are separators) */
+    static const char *seps[] = {" ", "\r\n", "\t", "\xc3\xa9", "\xff", "\x80 ", "-"};
+    for (int trial = 0; trial < 400; trial++) {
+        size_t len = 0;
+        while (len < MAX - 100) {
+            size_t w = 1 + next_rand() % (trial % 4 == 0 ? 70 : 9);
+            for (size_t j = 0; j < w; j++)
+                text[len++] = "aZ09mQ"[next_rand() % 6];
+            const char *sp = seps[next_rand() % 7];
+            for (size_t j = 0; sp[j]; j++)
+                text[len++] = sp[j];
+        }
+        len -= next_rand() % 50; /* end inside a word or a separator */
+        for (size_t i = 0; i < len;) {
+            size_t k = loom_tok_fill(b, text + i, len - i);
+            CU_ASSERT_FATAL(k > 0);
+            check_block_words(b);
+            i += k;
+        }
+    }
+    free(text);
     free(b);
 }
 
@@ -123,6 +194,15 @@ static void test_hash(void)
         for (size_t i = 0; i < sizeof key; i++)
             key[i] = (unsigned char)next_rand();
         CU_ASSERT_EQUAL(loom_hash_padded(key, n, 9), loom_hash_inline(key, n, 9));
+    }
+    /* the short-key variant (two words, zeroed past the length) too, 0-16 bytes */
+    for (int t = 0; t < 2000; t++) {
+        size_t n = (size_t)t % 17;
+        uint64_t w[2] = {0, 0};
+        for (size_t i = 0; i < n; i++)
+            key[i] = (unsigned char)next_rand();
+        memcpy(w, key, n);
+        CU_ASSERT_EQUAL(loom_hash_short(w[0], w[1], n, 11), loom_hash_inline(key, n, 11));
     }
 }
 
@@ -310,6 +390,7 @@ static void register_suites(void)
     static const CU_TestInfo tests[] = {
         {"tokenize against a byte-by-byte reference", test_tokenize},
         {"block tokeniser against the scalar one", test_tokenize_blocks},
+        {"all words of a block at once, at the edges", test_tokenize_words},
         {"hash determinism and spread", test_hash},
         {"pair sort order", test_sort},
         {"radix sort of one partition, by key and by value", test_sort_radix},
