@@ -1,4 +1,4 @@
-/* PageRank with SuiteSparse:GraphBLAS on a Loom HDF5 graph: the peer in scripts/bench/pagerank.sh.
+/* PageRank with SuiteSparse:GraphBLAS on a Loom HDF5 graph: the peer in scripts/bench/pagerank.py.
  *
  * Same definition as `loom pagerank --iters N` (float64, damping d, dangling
  * mass spread uniformly, init 1/n), so the per-iteration time compares like

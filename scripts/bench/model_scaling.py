@@ -15,7 +15,11 @@ Usage:
    superstep moves in Loom's two exchange modes:
      sparse: 16-byte (id, value) records, combined per destination at the sender,
              MPI_Alltoallv;
-     dense:  MPI_Allgatherv of 8-byte published values, 8 (n - n_w) bytes in per worker.
+     dense:  MPI_Allgatherv of 8-byte published values, 8 (n - n_w) bytes in per worker;
+     mirrors (what PageRank uses now): 8-byte values of exactly the remote sources with
+             arcs into the worker (in: its ghosts; out: one value per (own vertex, rank it
+             has arcs into), the sparse records' count for a symmetric graph), one
+             MPI_Alltoallv (src/dataplane/halo.c).
 2. Predicts seconds per iteration on a cluster with one rank per node:
      t(P) = c_arc * max_w arcs_w / T  +  bytes_w / B + alpha (P - 1)  +  2 alpha log2 P
    (compute, exchange, the per-superstep MPI_Allreduce), with B = --bw-gbs per
@@ -130,17 +134,23 @@ def predict(rec, c_arc, threads, bw, alpha, cores_per_rank=None):
     eff_threads = threads if cores_per_rank is None else min(threads, cores_per_rank)
     compute = c_arc * arcs / eff_threads
     if P == 1:
-        return {"compute": compute, "sparse": 0.0, "dense": 0.0, "allreduce": 0.0,
-                "total_dense": compute, "total_best": compute}
+        return {"compute": compute, "sparse": 0.0, "dense": 0.0, "mirrors": 0.0,
+                "allreduce": 0.0, "total_dense": compute, "total_best": compute,
+                "total_mirrors": compute}
     sparse_bytes = 16 * max(rec["ghosts"]["max"], rec["sparse_recv_records"]["max"])
     dense_bytes = rec["dense_recv_bytes"]["max"]
+    mirror_bytes = 8 * max(rec["ghosts"]["max"], rec["sparse_recv_records"]["max"])
     sparse = sparse_bytes / bw + alpha * (P - 1)
     dense = dense_bytes / bw + alpha * (P - 1)
+    mirrors = mirror_bytes / bw + alpha * (P - 1)
     allreduce = 2 * alpha * math.log2(P)
-    return {"compute": compute, "sparse": sparse, "dense": dense, "allreduce": allreduce,
+    return {"compute": compute, "sparse": sparse, "dense": dense, "mirrors": mirrors,
+            "allreduce": allreduce,
             "total_dense": compute + dense + allreduce,
             "total_best": compute + min(sparse, dense) + allreduce,
-            "sparse_bytes": sparse_bytes, "dense_bytes": dense_bytes}
+            "total_mirrors": compute + mirrors + allreduce,
+            "sparse_bytes": sparse_bytes, "dense_bytes": dense_bytes,
+            "mirror_bytes": mirror_bytes}
 
 
 # ---------------------------------------------------------------- measurement
@@ -240,8 +250,9 @@ def plots(out_dir, strong, weak, args, c_arc, side):
     ax[0].loglog(P, [p["compute"] for p in pr], "o-", label="compute")
     ax[0].loglog(Pm, [r["pred"]["sparse"] for r in multi], "^--", label="sparse exchange")
     ax[0].loglog(Pm, [r["pred"]["dense"] for r in multi], "s--", label="dense exchange")
-    ax[0].loglog(P, [p["total_dense"] for p in pr], "k-", lw=2, label="total (dense, Loom's auto)")
-    ax[0].loglog(P, [p["total_best"] for p in pr], "k:", lw=2, label="total (cheaper mode)")
+    ax[0].loglog(Pm, [r["pred"]["mirrors"] for r in multi], "d--", label="mirrors")
+    ax[0].loglog(P, [p["total_mirrors"] for p in pr], "k-", lw=2, label="total (mirrors, Loom's)")
+    ax[0].loglog(P, [p["total_dense"] for p in pr], "k:", lw=2, label="total (dense all-gather)")
     ax[0].set_xlabel("nodes (one rank each)")
     ax[0].set_ylabel("seconds per iteration")
     ax[0].set_title(f"strong: {args.graph}, {args.threads} threads/node, "
@@ -249,9 +260,9 @@ def plots(out_dir, strong, weak, args, c_arc, side):
     ax[0].legend(fontsize=8)
     if weak:
         Pw = [r["parts"] for r in weak]
-        base = weak[0]["pred"]["total_dense"] if weak[0]["parts"] == 1 else None
+        base = weak[0]["pred"]["total_mirrors"] if weak[0]["parts"] == 1 else None
         ax[1].semilogx(Pw, [r["pred"]["total_dense"] for r in weak], "s-", label="dense")
-        ax[1].semilogx(Pw, [r["pred"]["total_best"] for r in weak], "o-", label="cheaper mode")
+        ax[1].semilogx(Pw, [r["pred"]["total_mirrors"] for r in weak], "o-", label="mirrors")
         ax[1].semilogx(Pw, [r["pred"]["compute"] for r in weak], "--", label="compute alone")
         ax[1].set_xlabel("nodes P (graph kron:(base + log2 P))")
         ax[1].set_ylabel("seconds per iteration")
@@ -354,9 +365,9 @@ def main():
             # Ranks share the machine's cores: a worker gets cores / ranks of them.
             per_rank = max(cores / (r["workers"] if r["ranks"] > 1 else 1), 1e-9)
             p = predict(rec, c_local, r["threads"], 3e9, 0.5e-6, cores_per_rank=per_rank)
-            r["model"] = p["total_dense"]
+            r["model"] = p["total_mirrors"]
             r["model_compute"] = p["compute"]
-            r["model_exchange"] = p["dense"] + p["allreduce"]
+            r["model_exchange"] = p["mirrors"] + p["allreduce"]
             side.append(r)
     if not c_arc:
         c_arc = 3.0e-9
@@ -387,33 +398,36 @@ def main():
     files = plots(args.out_dir, strong, weak, args, c_arc, side)
 
     # ---- tables
-    t1 = strong[0]["pred"]["total_dense"] if strong[0]["parts"] == 1 else None
+    t1 = strong[0]["pred"]["total_mirrors"] if strong[0]["parts"] == 1 else None
     print(f"\nStrong scaling, {args.graph} ({'directed' if directed else 'undirected'}), "
           f"{args.threads} threads/node at {c_arc * 1e9:.2f} ns/arc, "
           f"{args.bw_gbs:g} GB/s, {args.latency_us:g} us\n")
-    print("| P | arcs/worker max | max/mean | ghosts/worker max | cut arcs | sparse MB/worker "
-          "| dense MB/worker | compute ms | exchange ms (dense / sparse) | total ms | speedup |")
+    print("| P | arcs/worker max | max/mean | ghosts/worker max | cut arcs | MB/worker mirrors "
+          "/ dense / sparse | compute ms | exchange ms mirrors / dense / sparse | total ms "
+          "(mirrors) | total ms (dense) | speedup (mirrors) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in strong:
         p = r["pred"]
-        sp = f"{t1 / p['total_dense']:.1f}" if t1 else ""
+        sp = f"{t1 / p['total_mirrors']:.1f}" if t1 else ""
         print(f"| {r['parts']} | {r['part_in_arcs']['max']:.3g} | "
               f"{r['part_in_arcs']['max'] / r['part_in_arcs']['mean']:.3f} | "
               f"{r['ghosts']['max']:.3g} | {r['cut_arcs_total'] / r['arcs']:.1%} | "
-              f"{p.get('sparse_bytes', 0) / 1e6:.2f} | {p.get('dense_bytes', 0) / 1e6:.2f} | "
-              f"{p['compute'] * 1e3:.2f} | {p['dense'] * 1e3:.2f} / {p['sparse'] * 1e3:.2f} | "
-              f"{p['total_dense'] * 1e3:.2f} | {sp} |")
+              f"{p.get('mirror_bytes', 0) / 1e6:.2f} / {p.get('dense_bytes', 0) / 1e6:.2f} / "
+              f"{p.get('sparse_bytes', 0) / 1e6:.2f} | {p['compute'] * 1e3:.2f} | "
+              f"{p['mirrors'] * 1e3:.2f} / {p['dense'] * 1e3:.2f} / {p['sparse'] * 1e3:.2f} | "
+              f"{p['total_mirrors'] * 1e3:.2f} | {p['total_dense'] * 1e3:.2f} | {sp} |")
     if weak:
         print(f"\nWeak scaling, kron:({args.weak_base} + log2 P)\n")
-        print("| P | graph | arcs/worker max | ghosts/worker max | total ms (dense) | "
-              "total ms (cheaper) | efficiency (dense) |")
-        print("|---|---|---|---|---|---|---|")
-        w0 = weak[0]["pred"]["total_dense"]
+        print("| P | graph | arcs/worker max | ghosts/worker max | total ms (mirrors) | "
+              "total ms (dense) | efficiency (mirrors) | efficiency (dense) |")
+        print("|---|---|---|---|---|---|---|---|")
+        w0 = weak[0]["pred"]["total_mirrors"]
         for r in weak:
             p = r["pred"]
             print(f"| {r['parts']} | {r['graph']} | {r['part_in_arcs']['max']:.3g} | "
-                  f"{r['ghosts']['max']:.3g} | {p['total_dense'] * 1e3:.2f} | "
-                  f"{p['total_best'] * 1e3:.2f} | {w0 / p['total_dense']:.2f} |")
+                  f"{r['ghosts']['max']:.3g} | {p['total_mirrors'] * 1e3:.2f} | "
+                  f"{p['total_dense'] * 1e3:.2f} | {w0 / p['total_mirrors']:.2f} | "
+                  f"{w0 / p['total_dense']:.2f} |")
     if side:
         print(f"\nThis machine, {args.measure_graph}: measured vs model "
               f"(shared-memory MPI 3 GB/s, 0.5 us; compute calibrated at 2 ranks x 1 thread = one worker)\n")

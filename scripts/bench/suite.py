@@ -19,7 +19,7 @@ Workloads (--only):
   pagerank   `loom pagerank` on kron:S and urand:S (converted once to HDF5 with duplicates
              and self-loops dropped), 1 rank x 2 threads and 3 ranks (master + 2 x 1);
              metric seconds per iteration (superstep loop), throughput arcs/s.
-  graphblas  scripts/bench/gb_pagerank.c (compiled as pagerank.sh does) on the same files.
+  graphblas  scripts/bench/gb_pagerank.c (compiled as pagerank.py does) on the same files.
   wordcount  `loom wordcount` on the corpus; `mr` adds `loom sort` and `loom grep`.
              The corpus is $CORPUS (a directory), else text built from /usr/share/doc
              (gzip'd files decompressed) and /usr/share/common-licenses, CORPUS_MB (64) MB.
