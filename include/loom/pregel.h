@@ -154,7 +154,8 @@ typedef struct loom_pregel loom_pregel_t;
      "auto|dense|sparse", 0, 0, 0}, \
     {"pull", LOOM_OPT_CHOICE, "auto", \
      "dense kernel: blocked (partition-centric bins; sums), gather (over in-edges); auto: blocked " \
-     "where it applies", "auto|blocked|gather", 0, 0, 0}, \
+     "for sums once 8 bytes per vertex outgrow a quarter of the L3", "auto|blocked|gather", 0, 0, \
+     0}, \
     {"pull-values", LOOM_OPT_CHOICE, "double", \
      "values in the blocked kernel's bins: float halves their bytes (sums stay double)", \
      "double|float", 0, 0, 0}, \

@@ -48,6 +48,10 @@ int loom_size(const loom_ctx_t *ctx);
 int loom_is_master(const loom_ctx_t *ctx);
 int loom_is_worker(const loom_ctx_t *ctx);
 int loom_num_workers(const loom_ctx_t *ctx);
+/* Bytes of the last-level data cache above this machine's first core, as
+ * hwloc reports it (what kernels size blocks by); 0 when unknown. Not
+ * collective; the same on ranks of one machine. */
+size_t loom_llc_bytes(const loom_ctx_t *ctx);
 /* This rank's index among the workers (0..num_workers-1), -1 on a pure master. */
 int loom_worker_index(const loom_ctx_t *ctx);
 /* The rank of worker index w. */

@@ -1102,10 +1102,7 @@ static loom_status_t prepare_pull(loom_pregel_t *pg)
 {
     pg->pull_ready = 1;
     if (!pg->is_worker || !pg->dense_ok) return LOOM_OK;
-    /* (the bins address values with 32 bits: at most 2^32 arcs per worker) */
-    if (pg->prog.combiner == LOOM_COMBINE_SUM_F64 && pg->pull_kind != LOOM_PULL_KIND_GATHER &&
-        pg->g->in_off[pg->nloc] <= UINT32_MAX)
-        return build_blocked(pg);
+    if (pg->use_blocked) return build_blocked(pg);
     if (pg->n > UINT32_MAX) return LOOM_OK; /* the pull reads g->in_src */
     /* Half the index bytes per arc: the sweep streams the index once per
      * superstep, so this is a direct saving in memory traffic. */
@@ -1119,11 +1116,31 @@ static loom_status_t prepare_pull(loom_pregel_t *pg)
     return LOOM_OK;
 }
 
+/* The blocked kernel where it applies (sums) and pays: with --pull auto,
+ * once the values the gather kernel would read at random (8 bytes for each
+ * of n vertices) outgrow a quarter of the last-level cache. Below that the
+ * gathers hit the cache and the bins' extra streams cost more than they save
+ * (measured: urand:16 to urand:20); --pull-values float asks for it. The bins address values with
+ * 32 bits: at most 2^32 arcs per worker. Every rank must choose the same: a MIN over all. */
+static loom_status_t choose_kernel(loom_pregel_t *pg)
+{
+    double llc = (double)loom_llc_bytes(pg->ctx);
+    if (llc <= 0) llc = 32.0 * 1048576.0;
+    int blocked = pg->dense_ok && pg->prog.combiner == LOOM_COMBINE_SUM_F64 &&
+                  (pg->pull_kind == LOOM_PULL_KIND_BLOCKED || pg->pull_single ||
+                   (pg->pull_kind == LOOM_PULL_KIND_AUTO && (double)pg->n * 8.0 > llc / 4.0)) &&
+                  (!pg->is_worker || pg->g->in_off[pg->nloc] <= UINT32_MAX);
+    LOOM_MPI(pg->ctx, MPI_Allreduce(MPI_IN_PLACE, &blocked, 1, MPI_INT, MPI_MIN, pg->comm));
+    pg->use_blocked = blocked;
+    return LOOM_OK;
+}
+
 loom_status_t loom_pregel_prepare(loom_pregel_t *pg)
 {
     if (pg->pull_ready) return LOOM_OK;
     loom_timer_start(pg->ctx, "pregel-setup");
-    loom_status_t st = loom_agree(pg->ctx, pg->comm, prepare_pull(pg));
+    loom_status_t st = choose_kernel(pg);
+    if (st == LOOM_OK) st = loom_agree(pg->ctx, pg->comm, prepare_pull(pg));
     loom_timer_stop(pg->ctx, "pregel-setup");
     return st;
 }

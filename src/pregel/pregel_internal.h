@@ -58,6 +58,7 @@ struct loom_pregel {
     int reorder;              /* publish in degree order (with the gather kernel) */
     int pull_kind;            /* LOOM_PULL_KIND_*: the dense pull's kernel */
     int pull_single;          /* the blocked kernel keeps values as float */
+    int use_blocked;          /* chosen in loom_pregel_prepare (the same on every rank) */
     struct loom_bpull *bpull; /* the blocked kernel's bins (SUM_F64 with pull_kind blocked) */
     /* With several workers the bins read `mirror`: the values of exactly the
      * sources with arcs into this rank, ascending, brought by `halo` each

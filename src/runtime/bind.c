@@ -132,3 +132,15 @@ loom_status_t loom_ctx_configure(loom_ctx_t *ctx, const loom_opts_t *opts)
     if (ctx->verbose) ctx->quiet = 0;
     return loom_bind_apply(ctx, loom_opt_string(opts, "bind"), (int)loom_opt_int(opts, "threads"));
 }
+
+size_t loom_llc_bytes(const loom_ctx_t *ctx)
+{
+    if (!ctx->have_topo) return 0;
+    /* the largest data cache above the first core hwloc reports */
+    hwloc_obj_t o = hwloc_get_obj_by_type(ctx->topo, HWLOC_OBJ_CORE, 0);
+    size_t best = 0;
+    for (; o; o = o->parent)
+        if (hwloc_obj_type_is_dcache(o->type) && o->attr && o->attr->cache.size > best)
+            best = (size_t)o->attr->cache.size;
+    return best;
+}
