@@ -538,17 +538,30 @@ static void compute_blocks(loom_pregel_t *pg)
             p->compute_block(&b, p->user);
             active += n;
             if (pg->publish && msz == 8) {
-                /* the common case (built-in combiners): one 8-byte store per vertex */
-                uint64_t ident, *gp = (uint64_t *)(void *)pg->gpub;
-                const uint64_t *o = (const uint64_t *)(void *)out;
+                /* the common case (built-in combiners): one 8-byte store per vertex, in
+                 * loops without a call or a reload (pg's fields could alias the stores) */
+                uint64_t ident;
+                uint64_t *restrict gp = (uint64_t *)(void *)pg->gpub + pg->lo;
+                const uint64_t *restrict o = (const uint64_t *)(void *)out;
+                const uint8_t *restrict sn = sent;
+                const uint64_t *restrict oo = out_off + a;
+                const uint32_t *slot = pg->slot;
                 memcpy(&ident, pg->identity, 8);
-                for (size_t i = 0; i < n; i++) {
-                    uint64_t li = a + i;
-                    gp[pub_slot(pg, li)] = sent[i] ? o[i] : ident;
-                    pg->sent[li] = sent[i];
-                    npub += sent[i];
-                    pub_arcs += sent[i] ? out_off[li + 1] - out_off[li] : 0;
+                memcpy(pg->sent + a, sn, n);
+                if (slot) {
+                    for (size_t i = 0; i < n; i++)
+                        gp[slot[a + i]] = sn[i] ? o[i] : ident;
+                } else {
+                    for (size_t i = 0; i < n; i++)
+                        gp[a + i] = sn[i] ? o[i] : ident;
                 }
+                uint64_t np = 0, pa = 0;
+                for (size_t i = 0; i < n; i++) {
+                    np += sn[i];
+                    pa += sn[i] ? oo[i + 1] - oo[i] : 0;
+                }
+                npub += np;
+                pub_arcs += pa;
                 continue;
             }
             for (size_t i = 0; i < n; i++) {
@@ -900,9 +913,7 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
         loom_pull_combine(pull_op(p->combiner), t, pg->nloc, pg->in_off, pg->in_idx, pg->in_idx32,
                           pg->gpub, pg->inbox);
         if (all_published) {
-#pragma omp parallel for schedule(static) num_threads(pg->nthreads)
-            for (uint64_t i = 0; i < pg->nloc; i++)
-                pg->has[i] = pg->in_off[i + 1] > pg->in_off[i];
+            memcpy(pg->has, pg->has_in, pg->nloc); /* every arc carried a value */
         } else {
             loom_pull_any(pg->nloc, pg->in_off, pg->in_idx, pg->in_idx32, pg->pubflag, pg->has);
         }
@@ -1084,9 +1095,6 @@ static loom_status_t build_blocked(loom_pregel_t *pg)
     }
     if (!pg->bpull)
         return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory building the blocked pull");
-    LOOM_TRY(alloc_zero(pg->ctx, (void **)&pg->has_in, pg->nloc, "in-arc flags"));
-    for (uint64_t i = 0; i < pg->nloc; i++)
-        pg->has_in[i] = pg->in_off[i + 1] > pg->in_off[i];
     uint64_t arcs = 0, pairs = 0;
     double moved = 0;
     loom_bpull_stats(pg->bpull, &arcs, &pairs, &moved);
@@ -1102,6 +1110,11 @@ static loom_status_t prepare_pull(loom_pregel_t *pg)
 {
     pg->pull_ready = 1;
     if (!pg->is_worker || !pg->dense_ok) return LOOM_OK;
+    /* what a dense pull delivers when every vertex published: a message to
+     * each vertex with in-arcs */
+    LOOM_TRY(alloc_zero(pg->ctx, (void **)&pg->has_in, pg->nloc, "in-arc flags"));
+    for (uint64_t i = 0; i < pg->nloc; i++)
+        pg->has_in[i] = pg->in_off[i + 1] > pg->in_off[i];
     if (pg->use_blocked) return build_blocked(pg);
     if (pg->n > UINT32_MAX) return LOOM_OK; /* the pull reads g->in_src */
     /* Half the index bytes per arc: the sweep streams the index once per
