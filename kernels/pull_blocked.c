@@ -234,23 +234,35 @@ fail:
         }                                                                                          \
     } while (0)
 
+/* One superstep: the scatter, then (after a barrier) the gather. `src` may
+ * hold doubles or floats. */
+#define BPULL_SUM(b, src, out)                                                                     \
+    do {                                                                                           \
+        const int T = (b)->nthreads;                                                               \
+        /* (small bins: one thread does every region; no team to wake) */                          \
+        _Pragma("omp parallel num_threads(T) if ((b)->arcs + (b)->nsrc > ((uint64_t)1 << 16))")    \
+        {                                                                                          \
+            if ((b)->single) {                                                                     \
+                BPULL_SCATTER(float);                                                              \
+            } else {                                                                               \
+                BPULL_SCATTER(double);                                                             \
+            }                                                                                      \
+            _Pragma("omp barrier");                                                                \
+            if ((b)->single)                                                                       \
+                BPULL_GATHER(float);                                                               \
+            else                                                                                   \
+                BPULL_GATHER(double);                                                              \
+        }                                                                                          \
+    } while (0)
+
 void loom_bpull_sum(loom_bpull_t *b, const double *src, double *out)
 {
-    const int T = b->nthreads;
-    /* (small bins: one thread does every region; no team to wake) */
-#pragma omp parallel num_threads(T) if (b->arcs + b->nsrc > ((uint64_t)1 << 16))
-    {
-        if (b->single) {
-            BPULL_SCATTER(float);
-        } else {
-            BPULL_SCATTER(double);
-        }
-#pragma omp barrier
-        if (b->single)
-            BPULL_GATHER(float);
-        else
-            BPULL_GATHER(double);
-    }
+    BPULL_SUM(b, src, out);
+}
+
+void loom_bpull_sum_f32(loom_bpull_t *b, const float *src, double *out)
+{
+    BPULL_SUM(b, src, out);
 }
 
 void loom_bpull_stats(const loom_bpull_t *b, uint64_t *arcs, uint64_t *pairs, double *bytes)

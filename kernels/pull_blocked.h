@@ -43,6 +43,8 @@ loom_bpull_t *loom_bpull_build(uint64_t nsrc, uint64_t ndst, const uint64_t *off
 /* out[v] = sum of src[u] over the arcs u -> base + v, for every v < ndst
  * (0.0 for a destination without arcs). src holds nsrc doubles. */
 void loom_bpull_sum(loom_bpull_t *b, const double *src, double *out);
+/* The same with nsrc float source values (bins built single or not). */
+void loom_bpull_sum_f32(loom_bpull_t *b, const float *src, double *out);
 
 /* Arcs, pairs and the bytes one loom_bpull_sum moves from and to memory at
  * least (streams only; the L2-resident sums excluded). */

@@ -218,6 +218,9 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
  * OpenMP threads (call from outside a parallel region). Collective over the
  * halo's comm; an MPI error is returned (and the caller agrees on it). */
 loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out);
+/* The same with doubles sent as floats (half the bytes): the halo was
+ * created with elem 4; `local` holds doubles, `out` receives floats. */
+loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float *out);
 /* Elements this rank sends and receives per round (its own included). */
 size_t loom_halo_sent(const loom_halo_t *h);
 size_t loom_halo_received(const loom_halo_t *h);

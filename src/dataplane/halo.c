@@ -8,7 +8,7 @@
 struct loom_halo {
     loom_ctx_t *ctx;
     MPI_Comm comm;
-    int size;
+    int size, rank;
     size_t elem;
     uint32_t *send; /* local offsets to send, destination by destination */
     size_t nsend, nrecv;
@@ -79,6 +79,7 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
         h->ctx = ctx;
         h->comm = comm;
         h->size = size;
+        h->rank = rank;
         h->elem = elem;
         h->type = MPI_DATATYPE_NULL;
         h->scnt = calloc((size_t)size * 4, sizeof *h->scnt);
@@ -145,24 +146,68 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
     return LOOM_OK;
 }
 
+/* Pack the send buffer, this rank's own share straight into `out`, and
+ * exchange the rest: the own share is left out of MPI_Alltoallv (its counts
+ * zeroed for the call) so it is copied once, not twice. CONV turns a local
+ * value into a sent one. */
+#define HALO_PACK(TL, TS, CONV)                                                                    \
+    do {                                                                                           \
+        const TL *src_ = local;                                                                    \
+        TS *snd_ = (TS *)(void *)h->sbuf, *own_ = (TS *)out + h->rdis[h->rank];                    \
+        const size_t o0_ = (size_t)h->sdis[h->rank], o1_ = o0_ + (size_t)h->scnt[h->rank];         \
+        _Pragma("omp parallel for schedule(static) if (n > ((size_t)1 << 16))") for (size_t i = 0; \
+                                                                                     i < n; i++)   \
+        {                                                                                          \
+            TL x_ = src_[send[i]];                                                                 \
+            if (i >= o0_ && i < o1_)                                                               \
+                own_[i - o0_] = CONV(x_);                                                          \
+            else                                                                                   \
+                snd_[i] = CONV(x_);                                                                \
+        }                                                                                          \
+    } while (0)
+
+#define HALO_SAME(x) (x)
+#define HALO_TO_F32(x) ((float)(x))
+
+static loom_status_t halo_send(loom_halo_t *h, void *out)
+{
+    int me = h->rank, sc = h->scnt[me], rc = h->rcnt[me];
+    h->scnt[me] = h->rcnt[me] = 0;
+    int e =
+        MPI_Alltoallv(h->sbuf, h->scnt, h->sdis, h->type, out, h->rcnt, h->rdis, h->type, h->comm);
+    h->scnt[me] = sc;
+    h->rcnt[me] = rc;
+    if (e != MPI_SUCCESS) return loom_error_mpi(h->ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
+    return LOOM_OK;
+}
+
 loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out)
 {
     const size_t n = h->nsend, elem = h->elem;
     const uint32_t *send = h->send;
     if (elem == 8) {
-        const uint64_t *src = local;
-        uint64_t *dst = (uint64_t *)(void *)h->sbuf;
-#pragma omp parallel for schedule(static) if (n > ((size_t)1 << 16))
-        for (size_t i = 0; i < n; i++)
-            dst[i] = src[send[i]];
+        HALO_PACK(uint64_t, uint64_t, HALO_SAME);
+    } else if (elem == 4) {
+        HALO_PACK(uint32_t, uint32_t, HALO_SAME);
     } else {
         const unsigned char *src = local;
+        unsigned char *own = (unsigned char *)out + (size_t)h->rdis[h->rank] * elem;
+        const size_t o0 = (size_t)h->sdis[h->rank], o1 = o0 + (size_t)h->scnt[h->rank];
 #pragma omp parallel for schedule(static) if (n > ((size_t)1 << 16))
         for (size_t i = 0; i < n; i++)
-            memcpy(h->sbuf + i * elem, src + (size_t)send[i] * elem, elem);
+            memcpy(i >= o0 && i < o1 ? own + (i - o0) * elem : h->sbuf + i * elem,
+                   src + (size_t)send[i] * elem, elem);
     }
-    int e =
-        MPI_Alltoallv(h->sbuf, h->scnt, h->sdis, h->type, out, h->rcnt, h->rdis, h->type, h->comm);
-    if (e != MPI_SUCCESS) return loom_error_mpi(h->ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
-    return LOOM_OK;
+    return halo_send(h, out);
+}
+
+loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float *out)
+{
+    if (h->elem != sizeof(float))
+        return LOOM_ERROR(h->ctx, LOOM_ERR_INTERNAL,
+                          "halo: a float exchange over %zu-byte elements", h->elem);
+    const size_t n = h->nsend;
+    const uint32_t *send = h->send;
+    HALO_PACK(double, float, HALO_TO_F32);
+    return halo_send(h, out);
 }

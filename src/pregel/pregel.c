@@ -867,8 +867,14 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
      * (or a user combiner must know who spoke). */
     if (pg->halo && all_published) {
         /* mirrors: only the values this rank's in-arcs read */
-        LOOM_TRY(loom_halo_exchange(pg->halo, pg->gpub + pg->lo * pg->msz, pg->mirror));
-        loom_bpull_sum(pg->bpull, pg->mirror, (double *)(void *)pg->inbox);
+        const double *mine = (const double *)(void *)pg->gpub + pg->lo;
+        if (pg->pull_single) {
+            LOOM_TRY(loom_halo_exchange_f32(pg->halo, mine, pg->mirror));
+            loom_bpull_sum_f32(pg->bpull, pg->mirror, (double *)(void *)pg->inbox);
+        } else {
+            LOOM_TRY(loom_halo_exchange(pg->halo, mine, pg->mirror));
+            loom_bpull_sum(pg->bpull, pg->mirror, (double *)(void *)pg->inbox);
+        }
         memcpy(pg->has, pg->has_in, pg->nloc); /* every arc carried a value */
         return LOOM_OK;
     }
@@ -1060,6 +1066,8 @@ static loom_status_t build_blocked(loom_pregel_t *pg)
          * ascending order, are what the halo brings and the bins read. */
         uint64_t *off = NULL, *need = NULL;
         uint32_t *dst = NULL;
+        /* with float bins the mirrors travel as floats too: half the bytes */
+        const size_t vbytes = pg->pull_single ? sizeof(float) : sizeof(double);
         loom_status_t st = transpose_in(pg, &off, &dst);
         size_t nneed = 0;
         for (uint64_t u = 0; st == LOOM_OK && u < pg->n; u++)
@@ -1074,8 +1082,7 @@ static loom_status_t build_blocked(loom_pregel_t *pg)
                     need[k] = u;
                     off[++k] = off[u + 1]; /* compact in place: k <= u */
                 }
-            st = alloc_huge(pg->ctx, (void **)&pg->mirror, nneed * sizeof *pg->mirror,
-                            "mirrored values");
+            st = alloc_huge(pg->ctx, &pg->mirror, nneed * vbytes, "mirrored values");
         }
         if (st == LOOM_OK) {
             pg->bpull = loom_bpull_build(nneed, pg->nloc, off, dst, 1, 0, LOOM_BPULL_SHIFT,
@@ -1088,7 +1095,7 @@ static loom_status_t build_blocked(loom_pregel_t *pg)
         /* collective: every worker takes part even after a local failure */
         loom_status_t hs = loom_halo_create(pg->ctx, pg->wcomm, pg->g->part + pg->wbase,
                                             st == LOOM_OK ? need : NULL, st == LOOM_OK ? nneed : 0,
-                                            sizeof(double), &pg->halo);
+                                            vbytes, &pg->halo);
         free(need);
         if (st == LOOM_OK) st = hs;
         if (st != LOOM_OK) return st;

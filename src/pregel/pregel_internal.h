@@ -64,7 +64,7 @@ struct loom_pregel {
      * sources with arcs into this rank, ascending, brought by `halo` each
      * superstep instead of an all-gather of all n. */
     struct loom_halo *halo;
-    double *mirror;
+    void *mirror;        /* doubles, or floats with pull_single */
     uint8_t *has_in;     /* with the blocked kernel: the vertex has in-arcs */
     int pull_ready;      /* in_idx_own filled */
     uint8_t identity[8]; /* the built-in combiner's identity */
