@@ -1105,11 +1105,16 @@ static loom_status_t build_blocked(loom_pregel_t *pg)
     uint64_t arcs = 0, pairs = 0;
     double moved = 0;
     loom_bpull_stats(pg->bpull, &arcs, &pairs, &moved);
+    char mirrors[96] = "";
+    if (pg->halo)
+        snprintf(mirrors, sizeof mirrors, "; mirrors: %zu values in, %zu out per superstep",
+                 loom_halo_received(pg->halo), loom_halo_sent(pg->halo));
     loom_log(pg->ctx, LOOM_LOG_VERBOSE,
              "pregel: blocked pull: %llu arcs in %llu pairs (%.2f arcs/pair), %.0f MiB, "
-             "%.1f MB streamed per superstep",
+             "%.1f MB streamed per superstep%s",
              (unsigned long long)arcs, (unsigned long long)pairs,
-             pairs ? (double)arcs / (double)pairs : 0.0, (double)bytes / 1048576.0, moved / 1e6);
+             pairs ? (double)arcs / (double)pairs : 0.0, (double)bytes / 1048576.0, moved / 1e6,
+             mirrors);
     return LOOM_OK;
 }
 
