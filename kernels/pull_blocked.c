@@ -216,105 +216,53 @@ fail:
         }                                                                                          \
     } while (0)
 
-/* Thread t's sources within [UA, UB): each writes its value to its pairs'
- * positions (the order is free: positions are fixed). POLL, when set, is
- * called by thread 0 every 2^14 sources. */
-#define BPULL_SCATTER(VT, SRC, UA, UB, POLL)                                                       \
+#define BPULL_SCATTER(VT)                                                                          \
     do {                                                                                           \
         VT *restrict vals = (VT *)b->vals;                                                         \
         const uint32_t *restrict pos = b->ppos;                                                    \
         const uint64_t *restrict poff = b->poff;                                                   \
-        const int tid_ = omp_get_thread_num();                                                     \
-        for (int t = tid_; t < T; t += omp_get_num_threads()) {                                    \
-            const uint64_t u0 = b->sb[t] > (UA) ? b->sb[t] : (UA);                                 \
-            const uint64_t u1 = b->sb[t + 1] < (UB) ? b->sb[t + 1] : (UB);                         \
-            if (u0 >= u1) continue;                                                                \
-            uint64_t p = poff[u0];                                                                 \
-            for (uint64_t u = u0; u < u1; u++) {                                                   \
-                if ((POLL) && tid_ == 0 && (u & 16383) == 0) (POLL)(arg);                          \
+        for (int t = omp_get_thread_num(); t < T; t += omp_get_num_threads()) {                    \
+            const uint64_t u1 = b->sb[t + 1];                                                      \
+            uint64_t p = poff[b->sb[t]];                                                           \
+            for (uint64_t u = b->sb[t]; u < u1; u++) {                                             \
                 const uint64_t p1 = poff[u + 1];                                                   \
                 if (p == p1) continue;                                                             \
-                const VT x = (VT)(SRC)[u];                                                         \
+                const VT x = (VT)src[u];                                                           \
                 for (; p < p1; p++)                                                                \
                     vals[pos[p]] = x;                                                              \
             }                                                                                      \
         }                                                                                          \
     } while (0)
 
-#define BPULL_SCATTER_ANY(SRC, UA, UB, POLL)                                                       \
+/* One superstep: the scatter, then (after a barrier) the gather. `src` may
+ * hold doubles or floats. */
+#define BPULL_SUM(b, src, out)                                                                     \
     do {                                                                                           \
-        if (b->single)                                                                             \
-            BPULL_SCATTER(float, SRC, UA, UB, POLL);                                               \
-        else                                                                                       \
-            BPULL_SCATTER(double, SRC, UA, UB, POLL);                                              \
+        const int T = (b)->nthreads;                                                               \
+        /* (small bins: one thread does every region; no team to wake) */                          \
+        _Pragma("omp parallel num_threads(T) if ((b)->arcs + (b)->nsrc > ((uint64_t)1 << 16))")    \
+        {                                                                                          \
+            if ((b)->single) {                                                                     \
+                BPULL_SCATTER(float);                                                              \
+            } else {                                                                               \
+                BPULL_SCATTER(double);                                                             \
+            }                                                                                      \
+            _Pragma("omp barrier");                                                                \
+            if ((b)->single)                                                                       \
+                BPULL_GATHER(float);                                                               \
+            else                                                                                   \
+                BPULL_GATHER(double);                                                              \
+        }                                                                                          \
     } while (0)
-
-#define BPULL_GATHER_ANY()                                                                         \
-    do {                                                                                           \
-        if (b->single)                                                                             \
-            BPULL_GATHER(float);                                                                   \
-        else                                                                                       \
-            BPULL_GATHER(double);                                                                  \
-    } while (0)
-
-/* (small bins: one thread does every region; no team to wake) */
-#define BPULL_BIG(b) ((b)->arcs + (b)->nsrc > ((uint64_t)1 << 16))
-
-static void sum_all(loom_bpull_t *b, const double *s64, const float *s32, double *out)
-{
-    const int T = b->nthreads;
-    int (*no_poll)(void *) = NULL;
-    void *arg = NULL;
-#pragma omp parallel num_threads(T) if (BPULL_BIG(b))
-    {
-        if (s64)
-            BPULL_SCATTER_ANY(s64, 0, b->nsrc, no_poll);
-        else
-            BPULL_SCATTER_ANY(s32, 0, b->nsrc, no_poll);
-#pragma omp barrier
-        BPULL_GATHER_ANY();
-    }
-}
 
 void loom_bpull_sum(loom_bpull_t *b, const double *src, double *out)
 {
-    sum_all(b, src, NULL, out);
+    BPULL_SUM(b, src, out);
 }
 
 void loom_bpull_sum_f32(loom_bpull_t *b, const float *src, double *out)
 {
-    sum_all(b, NULL, src, out);
-}
-
-void loom_bpull_sum_split(loom_bpull_t *b, const void *src, int src_f32, uint64_t first,
-                          uint64_t count, int (*poll)(void *), void (*wait)(void *), void *arg,
-                          double *out)
-{
-    const int T = b->nthreads;
-    const double *s64 = src_f32 ? NULL : src;
-    const float *s32 = src_f32 ? src : NULL;
-    const uint64_t a = first, z = first + count;
-    int (*no_poll)(void *) = NULL;
-#pragma omp parallel num_threads(T) if (BPULL_BIG(b))
-    {
-        if (s64)
-            BPULL_SCATTER_ANY(s64, a, z, poll);
-        else
-            BPULL_SCATTER_ANY(s32, a, z, poll);
-#pragma omp barrier
-#pragma omp master
-        wait(arg);
-#pragma omp barrier
-        if (s64) {
-            BPULL_SCATTER_ANY(s64, 0, a, no_poll);
-            BPULL_SCATTER_ANY(s64, z, b->nsrc, no_poll);
-        } else {
-            BPULL_SCATTER_ANY(s32, 0, a, no_poll);
-            BPULL_SCATTER_ANY(s32, z, b->nsrc, no_poll);
-        }
-#pragma omp barrier
-        BPULL_GATHER_ANY();
-    }
+    BPULL_SUM(b, src, out);
 }
 
 void loom_bpull_stats(const loom_bpull_t *b, uint64_t *arcs, uint64_t *pairs, double *bytes)

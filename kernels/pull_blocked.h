@@ -46,15 +46,6 @@ void loom_bpull_sum(loom_bpull_t *b, const double *src, double *out);
 /* The same with nsrc float source values (bins built single or not). */
 void loom_bpull_sum_f32(loom_bpull_t *b, const float *src, double *out);
 
-/* The same sum with the sources' values arriving while it runs: sources
- * [first, first + count) are scattered first (their values must be in src),
- * thread 0 calling poll(arg) now and then; then thread 0 calls wait(arg),
- * after which every value must be in src, and the rest follows. `src` holds
- * floats when src_f32, else doubles. poll may be NULL; wait may not. */
-void loom_bpull_sum_split(loom_bpull_t *b, const void *src, int src_f32, uint64_t first,
-                          uint64_t count, int (*poll)(void *), void (*wait)(void *), void *arg,
-                          double *out);
-
 /* Arcs, pairs and the bytes one loom_bpull_sum moves from and to memory at
  * least (streams only; the L2-resident sums excluded). */
 void loom_bpull_stats(const loom_bpull_t *b, uint64_t *arcs, uint64_t *pairs, double *bytes);

@@ -221,17 +221,6 @@ loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out);
 /* The same with doubles sent as floats (half the bytes): the halo was
  * created with elem 4; `local` holds doubles, `out` receives floats. */
 loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float *out);
-/* The same in two steps, to overlap a round with work: start packs (the own
- * share already in place when it returns, at [first, first + count) of out,
- * loom_halo_own) and starts the exchange; test lets it progress (nonzero:
- * done); finish waits (and must be called once per start, before the next
- * start or any other use of `out`). Collective as loom_halo_exchange; call
- * from the thread that initialised MPI. */
-loom_status_t loom_halo_start(loom_halo_t *h, const void *local, void *out);
-loom_status_t loom_halo_start_f32(loom_halo_t *h, const double *local, float *out);
-int loom_halo_test(loom_halo_t *h);
-loom_status_t loom_halo_finish(loom_halo_t *h);
-void loom_halo_own(const loom_halo_t *h, size_t *first, size_t *count);
 /* Elements this rank sends and receives per round (its own included). */
 size_t loom_halo_sent(const loom_halo_t *h);
 size_t loom_halo_received(const loom_halo_t *h);

@@ -15,9 +15,6 @@ struct loom_halo {
     int *scnt, *sdis, *rcnt, *rdis; /* in elements */
     unsigned char *sbuf;
     MPI_Datatype type;
-    MPI_Request req;      /* the round in flight (MPI_REQUEST_NULL when none) */
-    int inflight;         /* a round was started and not finished */
-    int saved_s, saved_r; /* this rank's own counts, zeroed while a round is in flight */
 };
 
 void loom_halo_destroy(loom_halo_t **hp)
@@ -85,7 +82,6 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
         h->rank = rank;
         h->elem = elem;
         h->type = MPI_DATATYPE_NULL;
-        h->req = MPI_REQUEST_NULL;
         h->scnt = calloc((size_t)size * 4, sizeof *h->scnt);
     }
     if (!h || !h->scnt) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a halo exchange");
@@ -173,64 +169,19 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
 #define HALO_SAME(x) (x)
 #define HALO_TO_F32(x) ((float)(x))
 
-/* Start the round: MPI_Ialltoallv of everything but the own share (its
- * counts zeroed until the round completes: the arrays must not change while
- * the collective is in flight). */
 static loom_status_t halo_send(loom_halo_t *h, void *out)
 {
-    int me = h->rank;
-    h->saved_s = h->scnt[me];
-    h->saved_r = h->rcnt[me];
+    int me = h->rank, sc = h->scnt[me], rc = h->rcnt[me];
     h->scnt[me] = h->rcnt[me] = 0;
-    int e = MPI_Ialltoallv(h->sbuf, h->scnt, h->sdis, h->type, out, h->rcnt, h->rdis, h->type,
-                           h->comm, &h->req);
-    if (e != MPI_SUCCESS) {
-        h->scnt[me] = h->saved_s;
-        h->rcnt[me] = h->saved_r;
-        h->req = MPI_REQUEST_NULL;
-        return loom_error_mpi(h->ctx, e, "MPI_Ialltoallv", __FILE__, __LINE__);
-    }
-    h->inflight = 1;
+    int e =
+        MPI_Alltoallv(h->sbuf, h->scnt, h->sdis, h->type, out, h->rcnt, h->rdis, h->type, h->comm);
+    h->scnt[me] = sc;
+    h->rcnt[me] = rc;
+    if (e != MPI_SUCCESS) return loom_error_mpi(h->ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
     return LOOM_OK;
-}
-
-int loom_halo_test(loom_halo_t *h)
-{
-    int done = 1;
-    if (h->req != MPI_REQUEST_NULL) MPI_Test(&h->req, &done, MPI_STATUS_IGNORE);
-    return done; /* an error shows in loom_halo_finish */
-}
-
-loom_status_t loom_halo_finish(loom_halo_t *h)
-{
-    if (!h->inflight) return LOOM_OK;
-    int e = MPI_Wait(&h->req, MPI_STATUS_IGNORE); /* returns at once when a test completed it */
-    h->inflight = 0;
-    h->scnt[h->rank] = h->saved_s;
-    h->rcnt[h->rank] = h->saved_r;
-    if (e != MPI_SUCCESS) return loom_error_mpi(h->ctx, e, "MPI_Wait", __FILE__, __LINE__);
-    return LOOM_OK;
-}
-
-void loom_halo_own(const loom_halo_t *h, size_t *first, size_t *count)
-{
-    *first = (size_t)h->rdis[h->rank];
-    *count = (size_t)(h->inflight ? h->saved_r : h->rcnt[h->rank]);
 }
 
 loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out)
-{
-    LOOM_TRY(loom_halo_start(h, local, out));
-    return loom_halo_finish(h);
-}
-
-loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float *out)
-{
-    LOOM_TRY(loom_halo_start_f32(h, local, out));
-    return loom_halo_finish(h);
-}
-
-loom_status_t loom_halo_start(loom_halo_t *h, const void *local, void *out)
 {
     const size_t n = h->nsend, elem = h->elem;
     const uint32_t *send = h->send;
@@ -250,7 +201,7 @@ loom_status_t loom_halo_start(loom_halo_t *h, const void *local, void *out)
     return halo_send(h, out);
 }
 
-loom_status_t loom_halo_start_f32(loom_halo_t *h, const double *local, float *out)
+loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float *out)
 {
     if (h->elem != sizeof(float))
         return LOOM_ERROR(h->ctx, LOOM_ERR_INTERNAL,

@@ -856,23 +856,6 @@ static loom_pull_op_t pull_op(loom_pregel_combiner_t c)
     }
 }
 
-/* The blocked kernel's hooks into the halo round in flight. */
-typedef struct halo_wait {
-    loom_halo_t *halo;
-    loom_status_t st;
-} halo_wait_t;
-
-static int halo_poll(void *arg)
-{
-    return loom_halo_test(((halo_wait_t *)arg)->halo);
-}
-
-static void halo_wait(void *arg)
-{
-    halo_wait_t *hw = arg;
-    hw->st = loom_halo_finish(hw->halo);
-}
-
 /* Every worker publishes its slice of gpub (and of pubflag unless every
  * vertex published); owners then pull over their in-edges. */
 static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
@@ -884,19 +867,14 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
      * (or a user combiner must know who spoke). */
     if (pg->halo && all_published) {
         /* mirrors: only the values this rank's in-arcs read */
-        /* the own share is in place once the round starts: its sources are
-         * scattered while the other workers' values travel */
         const double *mine = (const double *)(void *)pg->gpub + pg->lo;
-        if (pg->pull_single)
-            LOOM_TRY(loom_halo_start_f32(pg->halo, mine, pg->mirror));
-        else
-            LOOM_TRY(loom_halo_start(pg->halo, mine, pg->mirror));
-        size_t first = 0, count = 0;
-        loom_halo_own(pg->halo, &first, &count);
-        halo_wait_t hw = {.halo = pg->halo, .st = LOOM_OK};
-        loom_bpull_sum_split(pg->bpull, pg->mirror, pg->pull_single, first, count, halo_poll,
-                             halo_wait, &hw, (double *)(void *)pg->inbox);
-        if (hw.st != LOOM_OK) return hw.st;
+        if (pg->pull_single) {
+            LOOM_TRY(loom_halo_exchange_f32(pg->halo, mine, pg->mirror));
+            loom_bpull_sum_f32(pg->bpull, pg->mirror, (double *)(void *)pg->inbox);
+        } else {
+            LOOM_TRY(loom_halo_exchange(pg->halo, mine, pg->mirror));
+            loom_bpull_sum(pg->bpull, pg->mirror, (double *)(void *)pg->inbox);
+        }
         memcpy(pg->has, pg->has_in, pg->nloc); /* every arc carried a value */
         return LOOM_OK;
     }
