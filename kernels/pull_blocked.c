@@ -126,7 +126,6 @@ loom_bpull_t *loom_bpull_build(uint64_t nsrc, uint64_t ndst, const uint64_t *off
 #pragma omp parallel num_threads(T)
     for (int t = omp_get_thread_num(); t < T; t += omp_get_num_threads()) {
         uint64_t *pc = pcnt + (size_t)t * np, *ac = acnt + (size_t)t * np;
-        uint64_t npairs = 0;
         for (uint64_t u = b->sb[t]; u < b->sb[t + 1]; u++)
             b->poff[u + 1] = 0;
 #define COUNT(u, q, e, r)                                                                          \
@@ -134,11 +133,9 @@ loom_bpull_t *loom_bpull_build(uint64_t nsrc, uint64_t ndst, const uint64_t *off
         b->poff[(u) + 1]++;                                                                        \
         pc[q]++;                                                                                   \
         ac[q] += (r) - (e);                                                                        \
-        npairs++;                                                                                  \
     } while (0)
         BPULL_RUNS(b, t, off, dst, dst32, base, COUNT)
 #undef COUNT
-        (void)npairs;
     }
     for (uint64_t u = 0; u < nsrc; u++)
         b->poff[u + 1] += b->poff[u];
@@ -165,7 +162,8 @@ loom_bpull_t *loom_bpull_build(uint64_t nsrc, uint64_t ndst, const uint64_t *off
     b->vals = alloc_big(p * (single ? sizeof(float) : sizeof(double)), &held);
     if (!b->ppos || !b->ids || !b->vals) goto fail;
 
-        /* Pass 2: each pair's partition (source order) and each arc's offset (bin order). */
+        /* Pass 2: each pair's position in the bins (source order) and each arc's offset (bin
+         * order). */
 #pragma omp parallel num_threads(T)
     for (int t = omp_get_thread_num(); t < T; t += omp_get_num_threads()) {
         uint64_t *pc = pcnt + (size_t)t * np, *ac = acnt + (size_t)t * np;

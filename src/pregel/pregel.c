@@ -863,8 +863,6 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
     loom_ctx_t *ctx = pg->ctx;
     const loom_graph_t *g = pg->g;
     const loom_pregel_program_t *p = &pg->prog;
-    /* Flags in slot order are only needed when some vertex stayed silent
-     * (or a user combiner must know who spoke). */
     if (pg->halo && all_published) {
         /* mirrors: only the values this rank's in-arcs read */
         const double *mine = (const double *)(void *)pg->gpub + pg->lo;
@@ -878,6 +876,8 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
         memcpy(pg->has, pg->has_in, pg->nloc); /* every arc carried a value */
         return LOOM_OK;
     }
+    /* Flags in slot order are only needed when some vertex stayed silent
+     * (or a user combiner must know who spoke). */
     int flags = !all_published || !builtin(p->combiner);
     if (flags) {
 #pragma omp parallel for schedule(static) num_threads(pg->nthreads)
@@ -1145,8 +1145,9 @@ static loom_status_t prepare_pull(loom_pregel_t *pg)
  * once the values the gather kernel would read at random (8 bytes for each
  * of n vertices) outgrow a quarter of the last-level cache. Below that the
  * gathers hit the cache and the bins' extra streams cost more than they save
- * (measured: urand:16 to urand:20); --pull-values float asks for it. The bins address values with
- * 32 bits: at most 2^32 arcs per worker. Every rank must choose the same: a MIN over all. */
+ * (measured: urand:16 to urand:20); --pull-values float asks for it. The
+ * bins address values with 32 bits: at most 2^32 arcs per worker. Every rank
+ * must choose the same: a MIN over all. */
 static loom_status_t choose_kernel(loom_pregel_t *pg)
 {
     double llc = (double)loom_llc_bytes(pg->ctx);

@@ -59,14 +59,14 @@ struct loom_pregel {
     int pull_kind;            /* LOOM_PULL_KIND_*: the dense pull's kernel */
     int pull_single;          /* the blocked kernel keeps values as float */
     int use_blocked;          /* chosen in loom_pregel_prepare (the same on every rank) */
-    struct loom_bpull *bpull; /* the blocked kernel's bins (SUM_F64 with pull_kind blocked) */
+    struct loom_bpull *bpull; /* the blocked kernel's bins, when use_blocked */
     /* With several workers the bins read `mirror`: the values of exactly the
      * sources with arcs into this rank, ascending, brought by `halo` each
      * superstep instead of an all-gather of all n. */
     struct loom_halo *halo;
     void *mirror;        /* doubles, or floats with pull_single */
-    uint8_t *has_in;     /* with the blocked kernel: the vertex has in-arcs */
-    int pull_ready;      /* in_idx_own filled */
+    uint8_t *has_in;     /* the vertex has in-arcs: `has` after a pull where all published */
+    int pull_ready;      /* the dense kernel's structures are built (loom_pregel_prepare) */
     uint8_t identity[8]; /* the built-in combiner's identity */
 
     int nthreads;
