@@ -1,5 +1,7 @@
 /* MPI tests of the data plane on its own: the record exchange in bounded rounds (every record
- * arrives once, an oversized record travels alone, a failing callback is agreed), the
+ * arrives once, an oversized record travels alone, a failing callback is agreed), the halo
+ * exchange (each rank gets exactly the values it named, as doubles and as floats, round after
+ * round; a bad list is refused on every rank), the
  * partitioners against their documented rules, sorted runs merged k ways against qsort, and
  * the sweep of spill directories left by dead processes (and nothing else). */
 #include <stdio.h>
@@ -180,6 +182,106 @@ static void test_exchange_failure_agreed(void)
     loom_error_clear(ctx);
     xstate_free(&s);
     loom_exchange_destroy(&x);
+}
+
+/* ------------------------------------------------------------------ halo exchange */
+
+/* Ranges of uneven sizes (rank 0 owns none when there are several), and a value per id. */
+static void halo_bounds(int p, uint64_t *b)
+{
+    b[0] = 0;
+    for (int r = 0; r < p; r++)
+        b[r + 1] = b[r] + (p > 1 && r == 0 ? 0 : 1000 + 300 * (uint64_t)r);
+}
+
+static double halo_value(uint64_t id, int round)
+{
+    return (double)id * 0.5 + round + 1.0 / 3.0;
+}
+
+static void test_halo(void)
+{
+    loom_ctx_t *ctx = loom_test_ctx;
+    int p = loom_size(ctx), me = loom_rank(ctx);
+    uint64_t *b = malloc(((size_t)p + 1) * sizeof *b);
+    halo_bounds(p, b);
+    /* every (me + 2)-th id, its own among them, and the last id of every range */
+    uint64_t *need = malloc((b[p] + 1) * sizeof *need);
+    size_t nneed = 0;
+    for (uint64_t id = 0; id < b[p]; id++) {
+        int last = 0;
+        for (int r = 0; r < p; r++)
+            last |= b[r + 1] > b[r] && id == b[r + 1] - 1;
+        if (id % (uint64_t)(me + 2) == 0 || last) need[nneed++] = id;
+    }
+    uint64_t mine = b[me + 1] - b[me];
+    double *local = malloc((mine + 1) * sizeof *local);
+    double *out = malloc((nneed + 1) * sizeof *out);
+    float *out32 = malloc((nneed + 1) * sizeof *out32);
+    loom_halo_t *h = NULL, *h32 = NULL;
+    CU_ASSERT_EQUAL_FATAL(loom_halo_create(ctx, loom_comm(ctx), b, need, nneed, 8, &h), LOOM_OK);
+    CU_ASSERT_EQUAL_FATAL(loom_halo_create(ctx, loom_comm(ctx), b, need, nneed, 4, &h32), LOOM_OK);
+    CU_ASSERT_EQUAL(loom_halo_received(h), nneed);
+    /* what this rank sends, summed over ranks, is what they receive */
+    unsigned long long sums[2] = {loom_halo_sent(h), loom_halo_received(h)};
+    MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, loom_comm(ctx));
+    CU_ASSERT_EQUAL(sums[0], sums[1]);
+    int bad = 0;
+    for (int round = 0; round < 3; round++) {
+        for (uint64_t i = 0; i < mine; i++)
+            local[i] = halo_value(b[me] + i, round);
+        for (size_t i = 0; i < nneed; i++) {
+            out[i] = -1.0;
+            out32[i] = -1.0f;
+        }
+        CU_ASSERT_EQUAL(loom_halo_exchange(h, local, out), LOOM_OK);
+        CU_ASSERT_EQUAL(loom_halo_exchange_f32(h32, local, out32), LOOM_OK);
+        for (size_t i = 0; i < nneed; i++) {
+            bad += out[i] != halo_value(need[i], round);
+            bad += out32[i] != (float)halo_value(need[i], round);
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    /* a float round over 8-byte elements is refused */
+    loom_error_clear(ctx);
+    CU_ASSERT_EQUAL(loom_halo_exchange_f32(h, local, out32), LOOM_ERR_INTERNAL);
+    loom_error_clear(ctx);
+    loom_halo_destroy(&h);
+    loom_halo_destroy(&h32);
+    CU_ASSERT_PTR_NULL(h);
+    loom_halo_destroy(NULL);
+    free(b);
+    free(need);
+    free(local);
+    free(out);
+    free(out32);
+}
+
+/* A list that is not ascending, or names an id nobody owns, on the last rank only: every
+ * rank returns the usage error and no halo. */
+static void test_halo_bad_list(void)
+{
+    loom_ctx_t *ctx = loom_test_ctx;
+    int p = loom_size(ctx), me = loom_rank(ctx);
+    uint64_t *b = malloc(((size_t)p + 1) * sizeof *b);
+    halo_bounds(p, b);
+    for (int which = 0; which < 2; which++) {
+        uint64_t need[2] = {5, 3};
+        if (which == 1) {
+            need[0] = 1;
+            need[1] = b[p]; /* one past the last id */
+        }
+        size_t n = me == p - 1 ? 2 : 0;
+        loom_halo_t *h = NULL;
+        loom_error_clear(ctx);
+        CU_ASSERT_EQUAL(loom_halo_create(ctx, loom_comm(ctx), b, need, n, 8, &h), LOOM_ERR_USAGE);
+        CU_ASSERT_PTR_NULL(h);
+        if (me == p - 1)
+            CU_ASSERT_PTR_NOT_NULL(strstr(loom_error_message(ctx),
+                                          which == 0 ? "not ascending" : "outside every range"));
+        loom_error_clear(ctx);
+    }
+    free(b);
 }
 
 /* ------------------------------------------------------------------ partitioners */
@@ -415,6 +517,8 @@ static void register_suites(void)
     static const CU_TestInfo tests[] = {
         {"exchange in rounds", test_exchange_rounds},
         {"exchange failure agreed", test_exchange_failure_agreed},
+        {"halo exchange", test_halo},
+        {"halo: a bad list refused everywhere", test_halo_bad_list},
         {"hash partition", test_hash_partition},
         {"ordered ranges", test_ranges},
         {"vertex ranges", test_vertex_ranges},
