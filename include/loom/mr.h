@@ -144,6 +144,11 @@ typedef struct loom_mr_result {
     int64_t spill_runs, spill_bytes;
     int64_t reexecuted_tasks, lost_workers, backups_run, backups_won;
     int64_t store_local_reads, store_remote_reads; /* map tasks of store:/PATH inputs */
+    /* With a combiner the shuffle knows the nodes (see --node-ranks and
+     * --two-level): how many, 1 or 2 levels, and the bytes and nonempty
+     * messages that crossed between nodes (0 and 0 without a combiner). */
+    int64_t shuffle_nodes, shuffle_levels;
+    int64_t shuffle_offnode_bytes, shuffle_offnode_messages;
 } loom_mr_result_t;
 
 /* Run a job. Collective over loom_comm(ctx). Rank 0 expands the inputs, checks

@@ -52,6 +52,17 @@ int loom_num_workers(const loom_ctx_t *ctx);
  * hwloc reports it (what kernels size blocks by); 0 when unknown. Not
  * collective; the same on ranks of one machine. */
 size_t loom_llc_bytes(const loom_ctx_t *ctx);
+/* How ranks group into nodes for the data plane's two-level exchange
+ * (--node-ranks): 0 for the machines MPI reports (MPI_Comm_split_type with
+ * MPI_COMM_TYPE_SHARED), K > 0 for pretend nodes of K consecutive ranks (by
+ * rank at start), which lets one machine test what a cluster does. Local. */
+int loom_node_ranks(const loom_ctx_t *ctx);
+/* --two-level: 1 on, 0 off, -1 auto (on when the ranks span several nodes). Local. */
+int loom_two_level(const loom_ctx_t *ctx);
+/* Set both, as --node-ranks and --two-level do (for programs and tests that
+ * parse no options). Exchanges created afterwards use them; every rank must
+ * set the same. Local. */
+void loom_set_nodes(loom_ctx_t *ctx, int node_ranks, int two_level);
 /* This rank's index among the workers (0..num_workers-1), -1 on a pure master. */
 int loom_worker_index(const loom_ctx_t *ctx);
 /* The rank of worker index w. */

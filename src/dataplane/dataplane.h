@@ -145,12 +145,26 @@ typedef struct loom_exchange loom_exchange_t;
 
 enum { LOOM_AMONG_JOB = 0, LOOM_AMONG_WORKERS = 1 };
 
+/* combine (two-level exchange): at a relay, fold the segments the `nseg`
+ * members of its node packed for `dest` this round (seg[m], len[m] bytes,
+ * whole elements, member m's place on the node) into one segment appended
+ * to `out`, in the form unpack takes. `last` is set in the exchange's last
+ * round: whatever a combiner held back must go out then. Records may be
+ * held back across rounds (e.g. to keep a stream sorted); unpack sees the
+ * relay's rank as the source. */
+typedef loom_status_t (*loom_exchange_combine_fn)(loom_exchange_t *x, void *user, int dest,
+                                                  int nseg, const unsigned char *const *seg,
+                                                  const size_t *len, int last, loom_buf_t *out);
+
 typedef struct loom_exchange_opts {
     int among;         /* LOOM_AMONG_JOB or LOOM_AMONG_WORKERS */
     size_t elem;       /* bytes per element: segments are whole elements (>= 1) */
     size_t budget;     /* bytes for send + receive buffers (0: 64 MiB) */
     size_t max_room;   /* cap on bytes per destination per round (0: 8 MiB) */
     const char *timer; /* phase timer prefix: "<timer>_pack", "_exchange", "_unpack"; NULL: none */
+    /* Records that combine: the exchange may then go in two levels (below).
+     * NULL: flat, and loom_exchange_create is local. */
+    loom_exchange_combine_fn combine;
 } loom_exchange_opts_t;
 
 /* pack: append this round's data, destination by destination in rank order,
@@ -162,7 +176,19 @@ typedef loom_status_t (*loom_exchange_unpack_fn)(loom_exchange_t *x, void *user,
                                                  const unsigned char *data, size_t bytes);
 
 /* Create an exchange over the members `opts->among` names, as they are now.
- * Collective only in the sense that every member must create one to run. */
+ * Collective only in the sense that every member must create one to run;
+ * with opts->combine, collective over the members (it finds the nodes:
+ * MPI_Comm_split_type, or pretend nodes of loom_node_ranks ranks).
+ *
+ * Two levels: with a combiner, and --two-level on (or auto, with the
+ * members on several nodes and some node holding more than one), a round
+ * goes first within each node to the destination's relay, a member of the
+ * sender's node (phase 1, over shared memory), which combines the node's
+ * segments for that destination; relays then send one message per
+ * destination on another node (phase 2, MPI_Neighbor_alltoallv on a
+ * distributed-graph communicator). A rank then sends to its node's members
+ * and to one member of each other node instead of to every member, and
+ * records of equal keys from one node cross between nodes once. */
 loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *opts,
                                    loom_exchange_t **x);
 void loom_exchange_destroy(loom_exchange_t **x);
@@ -196,6 +222,13 @@ loom_status_t loom_exchange_claim(loom_exchange_t *x, const size_t *bytes, unsig
 /* Bytes this rank sent so far (its own share included), rounds run. */
 uint64_t loom_exchange_bytes_sent(const loom_exchange_t *x);
 uint64_t loom_exchange_rounds(const loom_exchange_t *x);
+/* 2 when the exchange runs in two levels, else 1; the nodes among its
+ * members (0 when it has no combiner, so never looked); what this rank
+ * sent to members on other nodes so far: bytes, and nonempty messages
+ * (flat: per destination and round; two levels: phase 2's). */
+int loom_exchange_levels(const loom_exchange_t *x);
+int loom_exchange_nodes(const loom_exchange_t *x);
+void loom_exchange_offnode(const loom_exchange_t *x, uint64_t *bytes, uint64_t *messages);
 
 /* ------------------------------------------------------------------ halo exchange
  *

@@ -1,4 +1,5 @@
-/* The record exchange: all-to-all in bounded, memory-budgeted rounds over the live members. */
+/* The record exchange: all-to-all in bounded, memory-budgeted rounds over the live members,
+ * flat or in two levels (within each node, then between nodes along lanes). */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,34 @@ struct loom_exchange {
     int *scount, *sdispl, *rcount, *rdispl;
     uint64_t sent, rounds;
     char tpack[64], texch[64], tunpack[64];
+
+    /* Nodes, known when the exchange may combine (opts->combine). */
+    loom_exchange_combine_fn combine;
+    int levels;         /* 1: flat, 2: through a relay on this node */
+    int *node_of;       /* [size] the node of each member (its lowest rank) */
+    int nnodes;         /* nodes among the members */
+    uint64_t off_bytes; /* bytes this rank sent to other nodes */
+    uint64_t off_msgs;  /* nonempty messages this rank sent to other nodes */
+    /* Two levels: this node's communicator and the lanes between relays. */
+    MPI_Comm node, lanes;
+    int nsize, nrank;   /* members of this node, this rank's place among them */
+    int *grp_off;       /* [nsize + 1] into grp_dest: the destinations each node member relays */
+    int *grp_dest;      /* [size], ascending within each member's group */
+    int ngrp;           /* destinations this rank relays (its group; this rank among them) */
+    int nin, *in_src;   /* relays on other nodes that send here, ascending */
+    int nout, *out_dst; /* the group less this rank, ascending: lanes' destinations */
+    uint64_t *hs, *hr;  /* per-destination bytes: to relays [size], from members [nsize * ngrp] */
+    int *c1s, *d1s, *c1r, *d1r; /* phase 1 over the node, bytes per member */
+    int *hsc, *hsd, *hrc, *hrd; /* phase 1's sizes: counts per member */
+    int *c2s, *d2s, *c2r, *d2r; /* phase 2 over the lanes, bytes per neighbour */
+    size_t *gout;               /* [ngrp] combined bytes per destination of the group */
+    size_t *gpos;               /* [nsize] reading position per member in phase 1's data */
+    const unsigned char **seg;  /* [nsize] */
+    size_t *slen;               /* [nsize] */
+    loom_buf_t send1, recv1, send2, recv2;
 };
+
+static loom_status_t nodes_init(loom_exchange_t *x);
 
 loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *o,
                                    loom_exchange_t **out)
@@ -34,6 +62,7 @@ loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *
     loom_exchange_t *x = calloc(1, sizeof *x);
     if (!x) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for an exchange");
     x->ctx = ctx;
+    x->node = x->lanes = MPI_COMM_NULL;
     x->comm = comm;
     x->type = MPI_DATATYPE_NULL;
     loom_status_t st = LOOM_OK;
@@ -74,6 +103,13 @@ loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *
         LOOM_MPI_GOTO(ctx, st, MPI_Type_contiguous((int)x->elem, MPI_BYTE, &x->type), fail);
         LOOM_MPI_GOTO(ctx, st, MPI_Type_commit(&x->type), fail);
     }
+    x->node = x->lanes = MPI_COMM_NULL;
+    x->levels = 1;
+    if (o->combine) {
+        x->combine = o->combine;
+        st = nodes_init(x);
+        if (st != LOOM_OK) goto fail;
+    }
     if (o->timer) {
         snprintf(x->tpack, sizeof x->tpack, "%s_pack", o->timer);
         snprintf(x->texch, sizeof x->texch, "%s_exchange", o->timer);
@@ -95,6 +131,24 @@ void loom_exchange_destroy(loom_exchange_t **px)
     loom_buf_free(&x->recv);
     free(x->sbytes);
     free(x->scount);
+    if (x->node != MPI_COMM_NULL) MPI_Comm_free(&x->node);
+    if (x->lanes != MPI_COMM_NULL) MPI_Comm_free(&x->lanes);
+    free(x->node_of);
+    free(x->grp_off);
+    free(x->grp_dest);
+    free(x->in_src);
+    free(x->out_dst);
+    free(x->hs);
+    free(x->hr);
+    free(x->c1s);
+    free(x->gout);
+    free(x->gpos);
+    free(x->seg);
+    free(x->slen);
+    loom_buf_free(&x->send1);
+    loom_buf_free(&x->recv1);
+    loom_buf_free(&x->send2);
+    loom_buf_free(&x->recv2);
     free(x);
     *px = NULL;
 }
@@ -126,6 +180,19 @@ uint64_t loom_exchange_bytes_sent(const loom_exchange_t *x)
 uint64_t loom_exchange_rounds(const loom_exchange_t *x)
 {
     return x->rounds;
+}
+int loom_exchange_levels(const loom_exchange_t *x)
+{
+    return x->levels;
+}
+int loom_exchange_nodes(const loom_exchange_t *x)
+{
+    return x->nnodes;
+}
+void loom_exchange_offnode(const loom_exchange_t *x, uint64_t *bytes, uint64_t *messages)
+{
+    *bytes = x->off_bytes;
+    *messages = x->off_msgs;
 }
 
 loom_status_t loom_exchange_put(loom_exchange_t *x, int dest, const void *data, size_t bytes)
@@ -234,9 +301,355 @@ static void timer(loom_exchange_t *x, const char *name, int start)
         loom_timer_stop(x->ctx, name);
 }
 
+/* ------------------------------------------------------------------ nodes and two levels */
+
+/* Which node each member is on; for two levels, also this node's communicator,
+ * the destinations each member relays and the lanes between relays. A
+ * destination (node j, place l) is relayed on node i by the member at place
+ * l mod (members of i), so every relay talks to one member per other node
+ * (more where nodes are uneven), and each member receives from one relay per
+ * node. Collective over the members. */
+static loom_status_t nodes_init(loom_exchange_t *x)
+{
+    loom_ctx_t *ctx = x->ctx;
+    int P = x->size, k = loom_node_ranks(ctx), e;
+    int *all = malloc((size_t)P * 3 * sizeof *all);
+    x->node_of = malloc((size_t)P * sizeof *x->node_of);
+    loom_status_t st = LOOM_OK;
+    if (!all || !x->node_of) st = LOOM_ERROR(x->ctx, LOOM_ERR_NOMEM, "out of memory for node maps");
+    st = loom_agree(ctx, x->comm, st);
+    if (st != LOOM_OK) goto out;
+    if (k > 0) {
+        /* pretend nodes: K consecutive ranks by rank at start, so that a
+         * survivor stays on its node after a recovery */
+        int start = loom_start_rank(ctx, loom_rank(ctx));
+        e = MPI_Comm_split(x->comm, (start < 0 ? loom_rank(ctx) : start) / k, x->rank, &x->node);
+    } else {
+        e = MPI_Comm_split_type(x->comm, MPI_COMM_TYPE_SHARED, x->rank, MPI_INFO_NULL, &x->node);
+    }
+    if (e != MPI_SUCCESS) {
+        st = loom_error_mpi(ctx, e, "MPI_Comm_split_type (exchange nodes)", __FILE__, __LINE__);
+        goto out;
+    }
+    LOOM_MPI_GOTO(ctx, st, MPI_Comm_size(x->node, &x->nsize), out);
+    LOOM_MPI_GOTO(ctx, st, MPI_Comm_rank(x->node, &x->nrank), out);
+    int mine[3] = {x->rank, x->nrank, x->nsize};
+    LOOM_MPI_GOTO(ctx, st, MPI_Allreduce(MPI_IN_PLACE, &mine[0], 1, MPI_INT, MPI_MIN, x->node),
+                  out);
+    LOOM_MPI_GOTO(ctx, st, MPI_Allgather(mine, 3, MPI_INT, all, 3, MPI_INT, x->comm), out);
+    x->nnodes = 0;
+    for (int r = 0; r < P; r++) {
+        x->node_of[r] = all[3 * r];
+        if (all[3 * r + 1] == 0) x->nnodes++;
+    }
+    int tl = loom_two_level(ctx);
+    x->levels = tl == 1 || (tl < 0 && x->nnodes > 1 && x->nnodes < P) ? 2 : 1;
+    if (x->levels == 1) {
+        MPI_Comm_free(&x->node);
+        goto out;
+    }
+
+    int c = x->nsize, me = x->rank, mynode = x->node_of[me];
+    x->grp_off = calloc((size_t)c + 1, sizeof *x->grp_off);
+    x->grp_dest = malloc((size_t)P * sizeof *x->grp_dest);
+    x->in_src = malloc((size_t)P * sizeof *x->in_src);
+    x->out_dst = malloc((size_t)P * sizeof *x->out_dst);
+    x->hs = malloc((size_t)P * sizeof *x->hs);
+    x->c1s = malloc((size_t)(8 * c + 4 * P) * sizeof *x->c1s);
+    x->gpos = malloc((size_t)c * sizeof *x->gpos);
+    x->seg = malloc((size_t)c * sizeof *x->seg);
+    x->slen = malloc((size_t)c * sizeof *x->slen);
+    if (!x->grp_off || !x->grp_dest || !x->in_src || !x->out_dst || !x->hs || !x->c1s || !x->gpos ||
+        !x->seg || !x->slen)
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for the two-level exchange");
+    if (st == LOOM_OK) {
+        int *ib = x->c1s;
+        x->d1s = ib + c;
+        x->c1r = ib + 2 * c;
+        x->d1r = ib + 3 * c;
+        x->hsc = ib + 4 * c;
+        x->hsd = ib + 5 * c;
+        x->hrc = ib + 6 * c;
+        x->hrd = ib + 7 * c;
+        x->c2s = ib + 8 * c;
+        x->d2s = x->c2s + P;
+        x->c2r = x->c2s + 2 * P;
+        x->d2r = x->c2s + 3 * P;
+        /* groups: destinations by the place of their relay on this node */
+        for (int d = 0; d < P; d++)
+            x->grp_off[all[3 * d + 1] % c + 1]++;
+        for (int m = 0; m < c; m++)
+            x->grp_off[m + 1] += x->grp_off[m];
+        int *fill = x->c1s; /* scratch until the first round */
+        memcpy(fill, x->grp_off, (size_t)c * sizeof *fill);
+        for (int d = 0; d < P; d++)
+            x->grp_dest[fill[all[3 * d + 1] % c]++] = d;
+        x->ngrp = x->grp_off[x->nrank + 1] - x->grp_off[x->nrank];
+        for (int m = 0; m < c; m++) {
+            x->hsc[m] = x->grp_off[m + 1] - x->grp_off[m];
+            x->hsd[m] = x->grp_off[m];
+            x->hrc[m] = x->ngrp;
+            x->hrd[m] = m * x->ngrp;
+        }
+        x->nout = x->nin = 0;
+        const int *g = x->grp_dest + x->grp_off[x->nrank];
+        for (int j = 0; j < x->ngrp; j++)
+            if (g[j] != me) x->out_dst[x->nout++] = g[j];
+        /* relay r = (node i, place a) sends here when this place mod |i| is a */
+        for (int r = 0; r < P; r++)
+            if (x->node_of[r] != mynode && all[3 * r + 1] == x->nrank % all[3 * r + 2])
+                x->in_src[x->nin++] = r;
+        x->hr = malloc(((size_t)c * (size_t)x->ngrp + 1) * sizeof *x->hr);
+        x->gout = malloc(((size_t)x->ngrp + 1) * sizeof *x->gout);
+        if (!x->hr || !x->gout)
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for the two-level exchange");
+    }
+    st = loom_agree(ctx, x->comm, st);
+    if (st != LOOM_OK) goto out;
+    /* equal weights, given as arrays (MPI_UNWEIGHTED trips gcc's bounds checks) */
+    for (int i = 0; i < P; i++)
+        x->c2s[i] = x->c2r[i] = 1;
+    LOOM_MPI_GOTO(ctx, st,
+                  MPI_Dist_graph_create_adjacent(x->comm, x->nin, x->in_src, x->c2r, x->nout,
+                                                 x->out_dst, x->c2s, MPI_INFO_NULL, 0, &x->lanes),
+                  out);
+out:
+    free(all);
+    return st;
+}
+
+/* Add up a round's bytes for the members of other nodes (flat exchange). */
+static void count_offnode(loom_exchange_t *x)
+{
+    if (!x->node_of) return;
+    int mine = x->node_of[x->rank];
+    for (int d = 0; d < x->size; d++)
+        if (x->node_of[d] != mine && x->sbytes[d]) {
+            x->off_bytes += x->sbytes[d];
+            x->off_msgs++;
+        }
+}
+
+static loom_status_t mpi_fail(loom_exchange_t *x, int e, const char *call)
+{
+    timer(x, x->texch, 0);
+    return loom_error_mpi(x->ctx, e, call, __FILE__, __LINE__);
+}
+
+/* Start a nonblocking collective and wait for it; the exchange timer stops
+ * on failure. */
+#define XWAIT(x, call, name)                                                                       \
+    do {                                                                                           \
+        MPI_Request req_;                                                                          \
+        int e_ = (call(req_));                                                                     \
+        if (e_ != MPI_SUCCESS) return mpi_fail((x), e_, (name));                                   \
+        loom_status_t w_ = wait_req((x), &req_);                                                   \
+        if (w_ != LOOM_OK) {                                                                       \
+            timer((x), (x)->texch, 0);                                                             \
+            return w_;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* A vote of every member: did anyone fail, and (two ints) has anyone more. */
+static loom_status_t vote(loom_exchange_t *x, int *loc, int *any, int n)
+{
+#define VOTE_CALL(r) MPI_Iallreduce(loc, any, n, MPI_INT, MPI_MAX, x->comm, &r)
+    XWAIT(x, VOTE_CALL, "MPI_Iallreduce (exchange vote)");
+#undef VOTE_CALL
+    return LOOM_OK;
+}
+
+/* Sum bytes into an MPI count and displacement, or say the round is too large. */
+static loom_status_t to_int(loom_exchange_t *x, size_t bytes, size_t at, int *count, int *displ)
+{
+    if (bytes > INT_MAX || at > INT_MAX)
+        return LOOM_ERROR(x->ctx, LOOM_ERR_USAGE,
+                          "exchange: a round of %zu bytes is too large for MPI (one record over "
+                          "2 GiB?)",
+                          at + bytes);
+    *count = (int)bytes;
+    *displ = (int)at;
+    return LOOM_OK;
+}
+
+/* The two-level exchange. Each round: pack as in the flat exchange; within
+ * the node, every member sends each destination's segment to that
+ * destination's relay (phase 1: MPI_Alltoallv over the node's shared
+ * memory); each relay combines the node's segments for each destination of
+ * its group into one; then relays send them along the lanes (phase 2:
+ * MPI_Neighbor_alltoallv), one message per destination on another node.
+ * Each member unpacks what its relays sent, in rank order of the relays.
+ * Failures are voted on before each data movement, as in the flat exchange. */
+static loom_status_t run_two_level(loom_exchange_t *x, loom_exchange_pack_fn pack,
+                                   loom_exchange_unpack_fn unpack, void *user)
+{
+    loom_ctx_t *ctx = x->ctx;
+    loom_status_t st = LOOM_OK;
+    int c = x->nsize, G = x->ngrp, P = x->size;
+    const int *grp = x->grp_dest + x->grp_off[x->nrank];
+    for (;;) {
+        x->send.len = 0;
+        x->cur = 0;
+        memset(x->sbytes, 0, (size_t)P * sizeof *x->sbytes);
+        int more = 0;
+        timer(x, x->tpack, 1);
+        if (st == LOOM_OK) st = pack(x, user, &more);
+        if (st == LOOM_OK) st = set_counts(x);
+        if (st != LOOM_OK) {
+            memset(x->sbytes, 0, (size_t)P * sizeof *x->sbytes);
+            more = 0;
+        }
+        for (int j = 0; j < P; j++)
+            x->hs[j] = x->sbytes[x->grp_dest[j]];
+        timer(x, x->tpack, 0);
+
+        /* phase 1's sizes: each member tells each relay its bytes per destination */
+        timer(x, x->texch, 1);
+#define HCALL(r)                                                                                   \
+    MPI_Ialltoallv(x->hs, x->hsc, x->hsd, MPI_UINT64_T, x->hr, x->hrc, x->hrd, MPI_UINT64_T,       \
+                   x->node, &r)
+        XWAIT(x, HCALL, "MPI_Ialltoallv (exchange sizes within the node)");
+#undef HCALL
+        size_t at = 0;
+        for (int m = 0; m < c; m++) {
+            size_t b = 0;
+            for (int j = 0; j < G; j++)
+                b += x->hr[(size_t)m * G + j];
+            if (st == LOOM_OK) st = to_int(x, b, at, &x->c1r[m], &x->d1r[m]);
+            at += b;
+        }
+        if (st == LOOM_OK) {
+            x->recv1.len = 0;
+            st = loom_buf_reserve(ctx, &x->recv1, at + 1);
+        }
+        size_t sat = 0;
+        for (int m = 0; m < c && st == LOOM_OK; m++) {
+            size_t b = 0;
+            for (int j = x->grp_off[m]; j < x->grp_off[m + 1]; j++)
+                b += x->hs[j];
+            st = to_int(x, b, sat, &x->c1s[m], &x->d1s[m]);
+            sat += b;
+        }
+        if (st == LOOM_OK) {
+            x->send1.len = 0;
+            st = loom_buf_reserve(ctx, &x->send1, sat + 1);
+        }
+        if (st == LOOM_OK) {
+            /* the round's segments in the relays' order */
+            unsigned char *o = x->send1.data;
+            for (int j = 0; j < P; j++) {
+                int d = x->grp_dest[j];
+                if (x->sbytes[d])
+                    memcpy(o, x->send.data + (size_t)x->sdispl[d] * x->elem, x->sbytes[d]);
+                o += x->sbytes[d];
+            }
+        }
+        if (st != LOOM_OK) memset(x->c1s, 0, (size_t)c * sizeof *x->c1s);
+        int loc[2] = {st != LOOM_OK, more}, any[2] = {0, 0};
+        LOOM_TRY(vote(x, loc, any, 2));
+        if (any[0]) {
+            timer(x, x->texch, 0);
+            return loom_agree(ctx, x->comm, st);
+        }
+        int last = !any[1];
+#define P1CALL(r)                                                                                  \
+    MPI_Ialltoallv(x->send1.data, x->c1s, x->d1s, MPI_BYTE, x->recv1.data, x->c1r, x->d1r,         \
+                   MPI_BYTE, x->node, &r)
+        XWAIT(x, P1CALL, "MPI_Ialltoallv (exchange within the node)");
+#undef P1CALL
+
+        /* each destination of the group, combined from the node's segments */
+        x->send2.len = 0;
+        for (int m = 0; m < c; m++)
+            x->gpos[m] = (size_t)x->d1r[m];
+        for (int j = 0; j < G; j++) {
+            for (int m = 0; m < c; m++) {
+                x->slen[m] = x->hr[(size_t)m * G + j];
+                x->seg[m] = x->recv1.data + x->gpos[m];
+                x->gpos[m] += x->slen[m];
+            }
+            size_t before = x->send2.len;
+            if (st == LOOM_OK)
+                st = x->combine(x, user, grp[j], c, x->seg, x->slen, last, &x->send2);
+            if (st == LOOM_OK && (x->send2.len - before) % x->elem)
+                st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL,
+                                "exchange: the combiner left a part element for rank %d", grp[j]);
+            x->gout[j] = st == LOOM_OK ? x->send2.len - before : 0;
+        }
+
+        /* phase 2: along the lanes, sizes then data */
+        size_t self_at = 0, self_len = 0, pos = 0;
+        for (int j = 0, o = 0; j < G; j++) {
+            if (grp[j] == x->rank) {
+                self_at = pos;
+                self_len = x->gout[j];
+            } else {
+                if (st == LOOM_OK) st = to_int(x, x->gout[j], pos, &x->c2s[o], &x->d2s[o]);
+                o++;
+            }
+            pos += x->gout[j];
+        }
+        if (st != LOOM_OK) {
+            memset(x->c2s, 0, (size_t)x->nout * sizeof *x->c2s);
+            self_len = 0;
+        }
+#define C2CALL(r) MPI_Ineighbor_alltoall(x->c2s, 1, MPI_INT, x->c2r, 1, MPI_INT, x->lanes, &r)
+        XWAIT(x, C2CALL, "MPI_Ineighbor_alltoall (exchange sizes between nodes)");
+#undef C2CALL
+        at = 0;
+        for (int i = 0; i < x->nin; i++) {
+            x->d2r[i] = at > INT_MAX ? 0 : (int)at;
+            at += (size_t)x->c2r[i];
+        }
+        if (st == LOOM_OK && at > INT_MAX)
+            st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "exchange: a round too large for MPI");
+        if (st == LOOM_OK) {
+            x->recv2.len = 0;
+            st = loom_buf_reserve(ctx, &x->recv2, at + 1);
+        }
+        int loc2 = st != LOOM_OK, any2 = 0;
+        LOOM_TRY(vote(x, &loc2, &any2, 1));
+        if (any2) {
+            timer(x, x->texch, 0);
+            return loom_agree(ctx, x->comm, st);
+        }
+#define P2CALL(r)                                                                                  \
+    MPI_Ineighbor_alltoallv(x->send2.data, x->c2s, x->d2s, MPI_BYTE, x->recv2.data, x->c2r,        \
+                            x->d2r, MPI_BYTE, x->lanes, &r)
+        XWAIT(x, P2CALL, "MPI_Ineighbor_alltoallv (exchange between nodes)");
+#undef P2CALL
+        timer(x, x->texch, 0);
+        x->sent += x->send.len;
+        x->rounds++;
+        for (int o = 0; o < x->nout; o++)
+            if (x->c2s[o]) {
+                x->off_bytes += (uint64_t)x->c2s[o];
+                x->off_msgs++;
+            }
+
+        /* the relays' segments in rank order, this rank's own from send2 */
+        timer(x, x->tunpack, 1);
+        for (int i = 0, self = 0; st == LOOM_OK && (i < x->nin || !self);) {
+            if (!self && (i == x->nin || x->rank < x->in_src[i])) {
+                if (self_len) st = unpack(x, user, x->rank, x->send2.data + self_at, self_len);
+                self = 1;
+            } else {
+                if (x->c2r[i])
+                    st =
+                        unpack(x, user, x->in_src[i], x->recv2.data + x->d2r[i], (size_t)x->c2r[i]);
+                i++;
+            }
+        }
+        timer(x, x->tunpack, 0);
+        if (last) break;
+    }
+    return agree(x, st);
+}
+
 loom_status_t loom_exchange_run(loom_exchange_t *x, loom_exchange_pack_fn pack,
                                 loom_exchange_unpack_fn unpack, void *user)
 {
+    if (x->levels == 2) return run_two_level(x, pack, unpack, user);
     loom_ctx_t *ctx = x->ctx;
     loom_status_t st = LOOM_OK;
     for (;;) {
@@ -305,6 +718,7 @@ loom_status_t loom_exchange_run(loom_exchange_t *x, loom_exchange_pack_fn pack,
             return loom_error_mpi(ctx, e, "MPI_Alltoallv (exchange)", __FILE__, __LINE__);
         x->sent += x->send.len;
         x->rounds++;
+        count_offnode(x);
 
         /* Sources in rank order; this rank's own segment from the send buffer. */
         timer(x, x->tunpack, 1);

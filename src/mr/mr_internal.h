@@ -78,6 +78,7 @@ typedef struct mr_taskstate {
 
 typedef struct mr_counts {
     int64_t input_records, map_pairs, shuffle_bytes, output_records;
+    int64_t offnode_bytes, offnode_messages; /* the shuffle's, to other nodes */
     int64_t spill_runs, spill_bytes;
 } mr_counts_t;
 
@@ -108,7 +109,8 @@ struct mr_engine {
     uint8_t *complete, *reduced;
     /* master's fault-tolerance counters */
     int64_t reexecuted, lost_workers, backups_run, backups_won;
-    int64_t map_done; /* map tasks this rank completed (for kill:R@map:N) */
+    int64_t nodes, levels; /* the shuffle's: nodes among the workers, exchange levels */
+    int64_t map_done;      /* map tasks this rank completed (for kill:R@map:N) */
     /* a worker: the tasks whose output it committed into its store (the
      * truth a recovery rebuilds the master's table from) */
     int64_t *committed;
@@ -264,5 +266,18 @@ loom_status_t mr_map_phase(mr_engine_t *eng, mr_store_t *acc);
  * in flight, is idle again). Returns on the master how many tasks were done
  * before and are idle now. */
 loom_status_t mr_map_reconcile(mr_engine_t *eng, int64_t *again);
+
+/* ------------------------------------------------------------------ shuffle relays
+ * Node-level combining in the two-level exchange (mr_relay.c): at a relay,
+ * fold the segments [u32 part][u64 len][records] that the node's members
+ * sent destination `dest` (a segment for part UINT32_MAX: the member has
+ * sent all) into segments of the same form on `out`, sorted and combined,
+ * holding back what a member still sending may yet precede. relays: [L],
+ * NULL until used. */
+typedef struct mr_relay mr_relay_t;
+loom_status_t mr_relay_combine(mr_engine_t *eng, mr_relay_t **relays, int dest, int nseg,
+                               const unsigned char *const *seg, const size_t *len, int last,
+                               loom_buf_t *out);
+void mr_relay_free(mr_relay_t **relays, int L);
 
 #endif

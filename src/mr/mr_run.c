@@ -120,6 +120,9 @@ typedef struct shuffle {
     size_t nrefs, *part_start;
     dest_t *d;
     int64_t rounds;
+    int two;            /* two-level exchange: relays combine per node */
+    uint8_t *told;      /* [L] two levels: "sent all" was told to d's relay */
+    mr_relay_t **relay; /* [L] as a relay: per destination */
 } shuffle_t;
 
 static void dest_close(dest_t *d)
@@ -246,8 +249,23 @@ static loom_status_t pack(loom_exchange_t *x, void *user, int *more)
     for (int d = 0; d < sh->L; d++) {
         LOOM_TRY(fill(sh, x, d));
         if (!sh->d[d].done) *more = 1;
+        if (sh->two && sh->d[d].done && !sh->told[d]) {
+            /* the relay may stop waiting for this rank's keys of d */
+            size_t seg;
+            LOOM_TRY(segment_open(x, d, UINT32_MAX, &seg));
+            sh->told[d] = 1;
+        }
     }
     return LOOM_OK;
+}
+
+static loom_status_t combine(loom_exchange_t *x, void *user, int dest, int nseg,
+                             const unsigned char *const *seg, const size_t *len, int last,
+                             loom_buf_t *out)
+{
+    shuffle_t *sh = user;
+    (void)x;
+    return mr_relay_combine(sh->eng, sh->relay, dest, nseg, seg, len, last, out);
 }
 
 static loom_status_t unpack(loom_exchange_t *x, void *user, int src, const unsigned char *p,
@@ -289,6 +307,8 @@ static void shuffle_free(shuffle_t *sh)
     free(sh->d);
     free(sh->refs);
     free(sh->part_start);
+    free(sh->told);
+    mr_relay_free(sh->relay, sh->L);
 }
 
 /* Collective over the live workers: ship the records of the partitions marked
@@ -334,13 +354,32 @@ static loom_status_t shuffle(mr_engine_t *eng, mr_store_t *acc, recvside_t *rs, 
     /* the slowest worker's sort shows in "sort"; the shuffle starts together */
     st = loom_agree(ctx, wc, st);
     loom_exchange_t *x = NULL;
-    loom_exchange_opts_t xo = {
-        .among = LOOM_AMONG_WORKERS, .elem = 1, .budget = eng->budget / 4, .timer = "shuffle"};
+    /* with a combiner, a node's workers may combine before their keys leave the node */
+    loom_exchange_opts_t xo = {.among = LOOM_AMONG_WORKERS,
+                               .elem = 1,
+                               .budget = eng->budget / 4,
+                               .timer = "shuffle",
+                               .combine = eng->job->combine ? combine : NULL};
     loom_timer_start(ctx, "shuffle");
     if (st == LOOM_OK) st = loom_exchange_create(ctx, &xo, &x);
+    if (st == LOOM_OK && loom_exchange_levels(x) == 2) {
+        sh.two = 1;
+        sh.told = calloc((size_t)sh.L, 1);
+        sh.relay = calloc((size_t)sh.L, sizeof *sh.relay);
+        if (!sh.told || !sh.relay) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
+    }
+    st = loom_agree(ctx, wc, st);
     if (st == LOOM_OK) st = loom_exchange_run(x, pack, unpack, &sh);
     loom_timer_stop(ctx, "shuffle");
-    if (x) eng->counts.shuffle_bytes += (int64_t)loom_exchange_bytes_sent(x);
+    if (x) {
+        uint64_t ob, om;
+        loom_exchange_offnode(x, &ob, &om);
+        eng->counts.shuffle_bytes += (int64_t)loom_exchange_bytes_sent(x);
+        eng->counts.offnode_bytes += (int64_t)ob;
+        eng->counts.offnode_messages += (int64_t)om;
+        if (loom_exchange_nodes(x) > eng->nodes) eng->nodes = loom_exchange_nodes(x);
+        if (loom_exchange_levels(x) > eng->levels) eng->levels = loom_exchange_levels(x);
+    }
     loom_exchange_destroy(&x);
     shuffle_free(&sh);
     return st;
@@ -610,14 +649,16 @@ static void engine_free(mr_engine_t *eng)
 static loom_status_t gather_result(mr_engine_t *eng, loom_mr_result_t *res)
 {
     loom_ctx_t *ctx = eng->ctx;
-    int64_t v[12] = {eng->counts.input_records, eng->counts.map_pairs,
+    int64_t v[14] = {eng->counts.input_records, eng->counts.map_pairs,
                      eng->counts.shuffle_bytes, eng->counts.output_records,
                      eng->counts.spill_runs,    eng->counts.spill_bytes,
                      eng->reexecuted,           eng->lost_workers,
                      eng->backups_run,          eng->backups_won,
-                     eng->local_reads,          eng->remote_reads};
-    int64_t g[12];
-    LOOM_MPI(ctx, MPI_Allreduce(v, g, 12, MPI_INT64_T, MPI_SUM, loom_comm(ctx)));
+                     eng->local_reads,          eng->remote_reads,
+                     eng->counts.offnode_bytes, eng->counts.offnode_messages};
+    int64_t g[14], nl[2] = {eng->nodes, eng->levels};
+    LOOM_MPI(ctx, MPI_Allreduce(v, g, 14, MPI_INT64_T, MPI_SUM, loom_comm(ctx)));
+    LOOM_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, nl, 2, MPI_INT64_T, MPI_MAX, loom_comm(ctx)));
     memset(res, 0, sizeof *res);
     res->map_tasks = eng->ntasks;
     res->input_files = eng->nfiles;
@@ -634,6 +675,10 @@ static loom_status_t gather_result(mr_engine_t *eng, loom_mr_result_t *res)
     res->backups_won = g[9];
     res->store_local_reads = g[10];
     res->store_remote_reads = g[11];
+    res->shuffle_offnode_bytes = g[12];
+    res->shuffle_offnode_messages = g[13];
+    res->shuffle_nodes = nl[0];
+    res->shuffle_levels = nl[1];
     return LOOM_OK;
 }
 

@@ -34,6 +34,10 @@ static double agg_fold(loom_agg_op_t op, double a, double x)
     return a + x;
 }
 
+static loom_status_t sparse_combine(loom_exchange_t *x, void *user, int dest, int nseg,
+                                    const unsigned char *const *seg, const size_t *len, int last,
+                                    loom_buf_t *out);
+
 static int builtin(loom_pregel_combiner_t c)
 {
     return c >= LOOM_COMBINE_SUM_F64 && c <= LOOM_COMBINE_MAX_U64;
@@ -256,7 +260,11 @@ static loom_status_t create_local(loom_pregel_t *pg)
                             "message offsets"));
     }
     if (!pg->is_worker) return LOOM_OK;
-    loom_exchange_opts_t xo = {.among = LOOM_AMONG_WORKERS, .elem = pg->rsz};
+    /* combined messages may be combined again per node before they leave it */
+    loom_exchange_opts_t xo = {.among = LOOM_AMONG_WORKERS,
+                               .elem = pg->rsz,
+                               .combine =
+                                   pg->prog.combiner != LOOM_COMBINE_NONE ? sparse_combine : NULL};
     LOOM_TRY(loom_exchange_create(ctx, &xo, &pg->xchg));
     if (pg->publish) {
         LOOM_TRY(alloc_huge(ctx, (void **)&pg->gpub, pg->n * pg->msz, "published messages"));
@@ -793,6 +801,25 @@ static loom_status_t sparse_unpack(loom_exchange_t *x, void *user, int src,
     return loom_buf_append(pg->ctx, &sp->all, data, bytes);
 }
 
+/* Two-level exchange, at a relay: the node's records for one destination,
+ * folded per vertex as the sender folds its own. */
+static loom_status_t sparse_combine(loom_exchange_t *x, void *user, int dest, int nseg,
+                                    const unsigned char *const *seg, const size_t *len, int last,
+                                    loom_buf_t *out)
+{
+    sparse_t *sp = user;
+    loom_pregel_t *pg = sp->pg;
+    (void)x;
+    (void)dest;
+    (void)last;
+    size_t before = out->len;
+    for (int m = 0; m < nseg; m++)
+        if (len[m]) LOOM_TRY(loom_buf_append(pg->ctx, out, seg[m], len[m]));
+    size_t n = (out->len - before) / pg->rsz;
+    out->len = before + combine_records(pg, out->data + before, n) * pg->rsz;
+    return LOOM_OK;
+}
+
 /* Gather the thread buffers per destination, combine, and exchange over the
  * workers on the data plane; `merge` keeps what a dense pull delivered. */
 static loom_status_t sparse_exchange(loom_pregel_t *pg, int merge)
@@ -1302,6 +1329,30 @@ static void maybe_fault(loom_pregel_t *pg)
     loom_fault_point(pg->ctx, &pg->fault, LOOM_PHASE_SUPERSTEP, pg->superstep);
 }
 
+/* What the sparse exchange sent between nodes, when it knew the nodes (a
+ * combiner). Collective. */
+static loom_status_t report_offnode(loom_pregel_t *pg)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    int64_t sum[2] = {0, 0}, max[2] = {0, 0};
+    if (pg->xchg) {
+        uint64_t b, m;
+        loom_exchange_offnode(pg->xchg, &b, &m);
+        sum[0] = (int64_t)b;
+        sum[1] = (int64_t)m;
+        max[0] = loom_exchange_nodes(pg->xchg);
+        max[1] = loom_exchange_levels(pg->xchg);
+    }
+    LOOM_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, sum, 2, MPI_INT64_T, MPI_SUM, pg->comm));
+    LOOM_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, max, 2, MPI_INT64_T, MPI_MAX, pg->comm));
+    if (max[0] == 0) return LOOM_OK;
+    loom_summary_int(ctx, "exchange_nodes", max[0]);
+    loom_summary_int(ctx, "exchange_levels", max[1]);
+    loom_summary_int(ctx, "exchange_offnode_bytes", sum[0]);
+    loom_summary_int(ctx, "exchange_offnode_messages", sum[1]);
+    return LOOM_OK;
+}
+
 static loom_status_t run_supersteps(loom_pregel_t *pg)
 {
     loom_ctx_t *ctx = pg->ctx;
@@ -1405,7 +1456,7 @@ static loom_status_t run_supersteps(loom_pregel_t *pg)
     if (st != LOOM_OK) return st;
     loom_summary_int(ctx, "supersteps", pg->superstep);
     loom_summary_int(ctx, "messages", (int64_t)pg->total_messages);
-    return LOOM_OK;
+    return report_offnode(pg);
 }
 
 /* After a worker died (ULFM): shrink to the survivors, build the graph again

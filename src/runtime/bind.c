@@ -130,7 +130,26 @@ loom_status_t loom_ctx_configure(loom_ctx_t *ctx, const loom_opts_t *opts)
     ctx->verbose = loom_opt_flag(opts, "verbose");
     ctx->json = loom_opt_flag(opts, "json");
     if (ctx->verbose) ctx->quiet = 0;
+    ctx->node_ranks = (int)loom_opt_int(opts, "node-ranks");
+    const char *tl = loom_opt_string(opts, "two-level");
+    ctx->two_level = !strcmp(tl, "on") ? 1 : !strcmp(tl, "off") ? 0 : -1;
     return loom_bind_apply(ctx, loom_opt_string(opts, "bind"), (int)loom_opt_int(opts, "threads"));
+}
+
+int loom_node_ranks(const loom_ctx_t *ctx)
+{
+    return ctx->node_ranks;
+}
+
+int loom_two_level(const loom_ctx_t *ctx)
+{
+    return ctx->two_level;
+}
+
+void loom_set_nodes(loom_ctx_t *ctx, int node_ranks, int two_level)
+{
+    ctx->node_ranks = node_ranks > 0 ? node_ranks : 0;
+    ctx->two_level = two_level > 0 ? 1 : two_level == 0 ? 0 : -1;
 }
 
 size_t loom_llc_bytes(const loom_ctx_t *ctx)

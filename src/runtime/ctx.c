@@ -32,6 +32,7 @@ loom_status_t loom_ctx_create(int *argc, char ***argv, loom_ctx_t **out)
     if (!ctx) return LOOM_ERR_NOMEM;
     ctx->comm = ctx->wcomm = MPI_COMM_NULL;
     ctx->threads = 1;
+    ctx->two_level = -1;
     *out = ctx;
 
     int inited = 0;

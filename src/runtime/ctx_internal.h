@@ -41,6 +41,8 @@ struct loom_ctx {
     int rank, size, owns_mpi;
     int threads;
     int verbose, quiet, json;
+    int node_ranks; /* --node-ranks: 0 real nodes, K pretend nodes of K ranks */
+    int two_level;  /* --two-level: 1 on, 0 off, -1 auto */
     hwloc_topology_t topo;
     int have_topo;
 

@@ -13,6 +13,14 @@ const loom_option_t loom_runtime_options[] = {
      "OpenMP threads per rank (0: OMP_NUM_THREADS, else the rank's cores)", NULL, 1, 0, 4096},
     {"bind", LOOM_OPT_CHOICE, "auto",
      "thread binding: auto (core unless OMP_PLACES is set), core, none", "auto|core|none", 0, 0, 0},
+    {"node-ranks", LOOM_OPT_INT, "0",
+     "ranks per node for the two-level exchange: 0 the machines MPI reports (shared memory), "
+     "K pretend nodes of K consecutive ranks",
+     NULL, 1, 0, 1 << 20},
+    {"two-level", LOOM_OPT_CHOICE, "auto",
+     "combine shuffles and messages per node before they cross nodes: auto (when the ranks span "
+     "several nodes), on, off",
+     "auto|on|off", 0, 0, 0},
     {"quiet", LOOM_OPT_FLAG, NULL, "no progress or summary on stderr", NULL, 0, 0, 0},
     {"verbose", LOOM_OPT_FLAG, NULL, "more detail; every rank reports its binding", NULL, 0, 0, 0},
     {"json", LOOM_OPT_FLAG, NULL, "print a JSON summary on stdout", NULL, 0, 0, 0},

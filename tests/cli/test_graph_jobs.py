@@ -9,6 +9,7 @@ Loom's rules, mirrored in the networkx graphs built here:
   parallel arcs counts, as in networkx's Dijkstra on a MultiDiGraph.
 - cc is weak connectivity; the label is the smallest vertex id of the component.
 """
+import json
 import math
 import os
 import random
@@ -121,6 +122,19 @@ outd = os.path.join(TMP, "prd.txt")
 loom(["pagerank", path, "--iters", "30", "--exchange", "dense", "--out", outd, "--quiet"])
 check(max_diff(read_values(outs), read_values(outd), N) <= 1e-13, "sparse and dense exchange agree")
 
+# Pretend nodes of 2 ranks with the two-level exchange: relays combine each node's messages
+# before they cross nodes; the scores are networkx's all the same.
+outn = os.path.join(TMP, "prn.txt")
+p = loom(["pagerank", path, "--tol", "1e-13", "--max-iters", "1000", "--exchange", "sparse",
+          "--node-ranks", "2", "--two-level", "on", "--json", "--out", outn, "--quiet"])
+s2 = json.loads(p.stdout)
+workers = range(1, int(NP)) if int(NP) > 1 else [0]
+check(s2["exchange_levels"] == 2 and s2["exchange_nodes"] == len({r // 2 for r in workers}),
+      "pagerank over pretend nodes: %r" % s2)
+check(max_diff(read_values(outn), ref, N) <= 1e-6,
+      "pagerank, two-level exchange over pretend nodes, vs networkx: %g"
+      % max_diff(read_values(outn), ref, N))
+
 # The dense exchange's two kernels (blocked: partition-centric bins, chosen for sums on graphs
 # larger than a quarter of the L3; gather over in-edges) add the same values in the same
 # order: equal bit for bit. Float values in the blocked kernel's bins (sums in double) stay
@@ -224,6 +238,12 @@ got = read_values(outh)
 hops = nx.single_source_shortest_path_length(G, 2)
 check(all((got[v] == hops[v]) if v in hops else math.isinf(got[v]) for v in range(N)),
       "sssp unweighted")
+outh2 = os.path.join(TMP, "ssspn.txt")
+loom(["sssp", path, "--source", "2", "--node-ranks", "2", "--two-level", "on", "--out", outh2,
+      "--quiet"])
+got = read_values(outh2)
+check(all((got[v] == hops[v]) if v in hops else math.isinf(got[v]) for v in range(N)),
+      "sssp unweighted, two-level exchange over pretend nodes")
 p = loom(["sssp", path, "--source", str(N)], expect=2)
 check("--source" in p.stderr, "sssp names a bad --source")
 
@@ -237,6 +257,10 @@ for comp in nx.weakly_connected_components(G):
     for v in comp:
         want[v] = m
 check(all(lab[v] == want[v] for v in range(N)), "cc vs weakly_connected_components")
+loom(["cc", path, "--node-ranks", "1", "--two-level", "on", "--out", outc, "--quiet"])
+lab = read_values(outc)
+check(all(lab[v] == want[v] for v in range(N)),
+      "cc, two-level exchange with one pretend node per rank, vs networkx")
 
 p = loom(["pagerank", path, "--dangling", "sideways"], expect=2)
 check("dangling" in p.stderr, "bad --dangling is a usage error")

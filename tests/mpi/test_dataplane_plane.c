@@ -1,5 +1,7 @@
 /* MPI tests of the data plane on its own: the record exchange in bounded rounds (every record
- * arrives once, an oversized record travels alone, a failing callback is agreed), the halo
+ * arrives once, an oversized record travels alone, a failing callback is agreed), the
+ * two-level exchange over pretend nodes (sums equal the flat exchange's, less crosses nodes,
+ * a failing unpack or combine is agreed), the halo
  * exchange (each rank gets exactly the values it named, as doubles and as floats, round after
  * round; a bad list is refused on every rank), the
  * partitioners against their documented rules, sorted runs merged k ways against qsort, and
@@ -182,6 +184,214 @@ static void test_exchange_failure_agreed(void)
     loom_error_clear(ctx);
     xstate_free(&s);
     loom_exchange_destroy(&x);
+}
+
+/* ------------------------------------------------------------------ two-level exchange */
+
+/* Rank r sends destination d the keys d * 100000 + j (j < TL_KEYS, skipping
+ * those with (j + r) % 3 == 0), each with value r + 1 + j, as 16-byte records.
+ * Ranks share most keys, so a relay has something to combine; a destination's
+ * records take more than one round's room (64 KiB). */
+#define TL_KEYS 9000
+
+static int tl_sends(int r, int j)
+{
+    return (j + r) % 3 != 0;
+}
+
+typedef struct {
+    int p, me, fail_rank, fail_combine;
+    int *next;
+    uint64_t *sum; /* [TL_KEYS] received for this rank's keys */
+    uint64_t recs, bad;
+} tlstate_t;
+
+static loom_status_t tl_pack(loom_exchange_t *x, void *user, int *more)
+{
+    tlstate_t *s = user;
+    size_t room = loom_exchange_room(x);
+    *more = 0;
+    for (int d = 0; d < s->p; d++) {
+        for (; s->next[d] < TL_KEYS; s->next[d]++) {
+            int j = s->next[d];
+            if (!tl_sends(s->me, j)) continue;
+            if (loom_exchange_pending(x, d) + 16 > room) break;
+            uint64_t rec[2] = {(uint64_t)d * 100000 + (uint64_t)j, (uint64_t)(s->me + 1 + j)};
+            LOOM_TRY(loom_exchange_put(x, d, rec, sizeof rec));
+        }
+        if (s->next[d] < TL_KEYS) *more = 1;
+    }
+    return LOOM_OK;
+}
+
+static int tl_cmp(const void *a, const void *b)
+{
+    uint64_t x, y;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    return x < y ? -1 : x > y;
+}
+
+/* At a relay: the node's records for one destination, summed per key. */
+static loom_status_t tl_combine(loom_exchange_t *x, void *user, int dest, int nseg,
+                                const unsigned char *const *seg, const size_t *len, int last,
+                                loom_buf_t *out)
+{
+    tlstate_t *s = user;
+    (void)x;
+    (void)dest;
+    (void)last;
+    if (s->me == s->fail_combine)
+        return LOOM_ERROR(loom_test_ctx, LOOM_ERR_FORMAT, "combine on rank %d refuses", s->me);
+    size_t before = out->len;
+    for (int m = 0; m < nseg; m++)
+        LOOM_TRY(loom_buf_append(loom_test_ctx, out, seg[m], len[m]));
+    size_t n = (out->len - before) / 16, k = 0;
+    uint64_t *r = (uint64_t *)(void *)(out->data + before);
+    qsort(r, n, 16, tl_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (k && r[2 * (k - 1)] == r[2 * i])
+            r[2 * (k - 1) + 1] += r[2 * i + 1];
+        else {
+            r[2 * k] = r[2 * i];
+            r[2 * k + 1] = r[2 * i + 1];
+            k++;
+        }
+    }
+    out->len = before + k * 16;
+    return LOOM_OK;
+}
+
+static loom_status_t tl_unpack(loom_exchange_t *x, void *user, int src, const unsigned char *data,
+                               size_t bytes)
+{
+    tlstate_t *s = user;
+    (void)x;
+    (void)src;
+    if (s->me == s->fail_rank)
+        return LOOM_ERROR(loom_test_ctx, LOOM_ERR_FORMAT, "unpack on rank %d refuses", s->me);
+    for (size_t i = 0; i + 16 <= bytes; i += 16) {
+        uint64_t rec[2];
+        memcpy(rec, data + i, 16);
+        uint64_t j = rec[0] - (uint64_t)s->me * 100000;
+        if (rec[0] < (uint64_t)s->me * 100000 || j >= TL_KEYS)
+            s->bad++;
+        else
+            s->sum[j] += rec[1];
+        s->recs++;
+    }
+    return LOOM_OK;
+}
+
+/* One exchange of the keys above with the given grouping; returns its
+ * status and, summed over the ranks, the bytes that crossed nodes and the
+ * records received. */
+static loom_status_t tl_run(int node_ranks, int two_level, int fail_rank, int fail_combine,
+                            uint64_t *offnode, uint64_t *recs, int *levels, int *nodes)
+{
+    loom_ctx_t *ctx = loom_test_ctx;
+    loom_set_nodes(ctx, node_ranks, two_level);
+    loom_exchange_opts_t o = {.among = LOOM_AMONG_JOB,
+                              .elem = 16,
+                              .budget = 4096,
+                              .max_room = 512,
+                              .combine = tl_combine};
+    loom_exchange_t *x = NULL;
+    loom_status_t st = loom_exchange_create(ctx, &o, &x);
+    loom_set_nodes(ctx, 0, -1);
+    CU_ASSERT_EQUAL_FATAL(st, LOOM_OK);
+    tlstate_t s = {.p = loom_exchange_size(x),
+                   .me = loom_exchange_rank(x),
+                   .fail_rank = fail_rank,
+                   .fail_combine = fail_combine};
+    s.next = calloc((size_t)s.p, sizeof *s.next);
+    s.sum = calloc(TL_KEYS, sizeof *s.sum);
+    CU_ASSERT_FATAL(s.next && s.sum);
+    loom_error_clear(ctx);
+    st = loom_exchange_run(x, tl_pack, tl_unpack, &s);
+    if (st == LOOM_OK) {
+        CU_ASSERT_EQUAL(s.bad, 0);
+        for (int j = 0; j < TL_KEYS; j++) {
+            uint64_t want = 0;
+            for (int r = 0; r < s.p; r++)
+                if (tl_sends(r, j)) want += (uint64_t)(r + 1 + j);
+            if (s.sum[j] != want) {
+                CU_FAIL("a key's sum differs");
+                break;
+            }
+        }
+        uint64_t b, m;
+        loom_exchange_offnode(x, &b, &m);
+        uint64_t loc[2] = {b, s.recs}, tot[2];
+        MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, loom_comm(ctx));
+        *offnode = tot[0];
+        *recs = tot[1];
+        *levels = loom_exchange_levels(x);
+        *nodes = loom_exchange_nodes(x);
+        CU_ASSERT(loom_exchange_rounds(x) > 1);
+    }
+    free(s.next);
+    free(s.sum);
+    loom_exchange_destroy(&x);
+    return st;
+}
+
+static void test_two_level(void)
+{
+    int p = loom_size(loom_test_ctx);
+    for (int k = 1; k <= 3; k++) {
+        uint64_t off1 = 0, rec1 = 0, off2 = 0, rec2 = 0;
+        int lv1 = 0, lv2 = 0, n1 = 0, n2 = 0;
+        CU_ASSERT_EQUAL(tl_run(k, 0, -1, -1, &off1, &rec1, &lv1, &n1), LOOM_OK);
+        CU_ASSERT_EQUAL(tl_run(k, 1, -1, -1, &off2, &rec2, &lv2, &n2), LOOM_OK);
+        int nodes = (p + k - 1) / k;
+        CU_ASSERT_EQUAL(n1, nodes);
+        CU_ASSERT_EQUAL(n2, nodes);
+        CU_ASSERT_EQUAL(lv1, 1);
+        CU_ASSERT_EQUAL(lv2, 2);
+        /* flat: every record crosses as sent */
+        uint64_t want_off = 0;
+        for (int r = 0; r < p; r++)
+            for (int d = 0; d < p; d++)
+                if (r / k != d / k)
+                    for (int j = 0; j < TL_KEYS; j++)
+                        want_off += tl_sends(r, j) ? 16 : 0;
+        CU_ASSERT_EQUAL(off1, want_off);
+        /* two levels: a node's equal keys cross once per round, so less
+         * crosses where a node holds more than one rank */
+        if (k > 1 && nodes > 1) {
+            CU_ASSERT(off2 < off1);
+            CU_ASSERT(rec2 < rec1);
+        } else {
+            CU_ASSERT(off2 <= off1);
+        }
+    }
+    /* auto: one pretend node per rank is as flat as one node for all */
+    uint64_t off = 0, rec = 0;
+    int lv = 0, n = 0;
+    CU_ASSERT_EQUAL(tl_run(p, -1, -1, -1, &off, &rec, &lv, &n), LOOM_OK);
+    CU_ASSERT_EQUAL(lv, 1);
+    CU_ASSERT_EQUAL(off, 0);
+    if (p > 2) {
+        CU_ASSERT_EQUAL(tl_run(2, -1, -1, -1, &off, &rec, &lv, &n), LOOM_OK);
+        CU_ASSERT_EQUAL(lv, 2);
+    }
+}
+
+static void test_two_level_failure_agreed(void)
+{
+    loom_ctx_t *ctx = loom_test_ctx;
+    int p = loom_size(ctx);
+    uint64_t off, rec;
+    int lv, n;
+    char want[64];
+    /* a failing unpack on the last rank, then a failing combine on the first */
+    CU_ASSERT_EQUAL(tl_run(2, 1, p - 1, -1, &off, &rec, &lv, &n), LOOM_ERR_FORMAT);
+    snprintf(want, sizeof want, "unpack on rank %d refuses", p - 1);
+    CU_ASSERT_STRING_EQUAL(loom_error_message(ctx), want);
+    CU_ASSERT_EQUAL(tl_run(2, 1, -1, 0, &off, &rec, &lv, &n), LOOM_ERR_FORMAT);
+    CU_ASSERT_STRING_EQUAL(loom_error_message(ctx), "combine on rank 0 refuses");
+    loom_error_clear(ctx);
 }
 
 /* ------------------------------------------------------------------ halo exchange */
@@ -517,6 +727,8 @@ static void register_suites(void)
     static const CU_TestInfo tests[] = {
         {"exchange in rounds", test_exchange_rounds},
         {"exchange failure agreed", test_exchange_failure_agreed},
+        {"two-level exchange: sums as flat, less between nodes", test_two_level},
+        {"two-level exchange: failures agreed", test_two_level_failure_agreed},
         {"halo exchange", test_halo},
         {"halo: a bad list refused everywhere", test_halo_bad_list},
         {"hash partition", test_hash_partition},

@@ -1,0 +1,246 @@
+/* Node-level combining of the shuffle: what a relay of the two-level exchange does with the
+ * segments its node's workers send one destination. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mr/mr_internal.h"
+
+/* Per destination: what each member of the node sent and the relay has not
+ * passed on yet, as [u32 part][record] entries in (partition, key) order, and
+ * how far each member has got. A member's stream of a destination is sorted
+ * by (partition, key) across rounds, so anything at or below the smallest
+ * "last" of the members still sending can go out sorted; the rest waits. */
+struct mr_relay {
+    int n;
+    loom_buf_t *pend;
+    size_t *head;
+    loom_buf_t *lastk;
+    uint32_t *lastp;
+    uint8_t *seen, *done;
+    loom_buf_t acc;
+};
+
+static void relay_free(mr_relay_t *r)
+{
+    if (!r) return;
+    for (int m = 0; m < r->n; m++) {
+        loom_buf_free(&r->pend[m]);
+        loom_buf_free(&r->lastk[m]);
+    }
+    free(r->pend);
+    free(r->head);
+    free(r->lastk);
+    free(r->lastp);
+    free(r->seen);
+    free(r->done);
+    loom_buf_free(&r->acc);
+    free(r);
+}
+
+void mr_relay_free(mr_relay_t **relays, int L)
+{
+    for (int d = 0; relays && d < L; d++)
+        relay_free(relays[d]);
+    free(relays);
+}
+
+static loom_status_t relay_new(loom_ctx_t *ctx, int n, mr_relay_t **out)
+{
+    mr_relay_t *r = calloc(1, sizeof *r);
+    if (r) {
+        r->n = n;
+        r->pend = calloc((size_t)n, sizeof *r->pend);
+        r->head = calloc((size_t)n, sizeof *r->head);
+        r->lastk = calloc((size_t)n, sizeof *r->lastk);
+        r->lastp = calloc((size_t)n, sizeof *r->lastp);
+        r->seen = calloc((size_t)n, 1);
+        r->done = calloc((size_t)n, 1);
+    }
+    if (!r || !r->pend || !r->head || !r->lastk || !r->lastp || !r->seen || !r->done) {
+        relay_free(r);
+        return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a shuffle relay");
+    }
+    *out = r;
+    return LOOM_OK;
+}
+
+/* One [u32 part][record] entry at p (bounds already checked on the way in). */
+typedef struct entry {
+    uint32_t part;
+    const unsigned char *key, *val;
+    size_t klen, vlen, size;
+} entry_t;
+
+static void entry_at(const unsigned char *p, const unsigned char *end, entry_t *e)
+{
+    uint64_t kl = 0, vl = 0;
+    memcpy(&e->part, p, 4);
+    const unsigned char *q = loom_get_varint(p + 4, end, &kl);
+    q = loom_get_varint(q, end, &vl);
+    e->key = q;
+    e->klen = (size_t)kl;
+    e->val = q + kl;
+    e->vlen = (size_t)vl;
+    e->size = (size_t)(e->val + vl - p);
+}
+
+static int entry_cmp(uint32_t ap, const void *ak, size_t akl, uint32_t bp, const void *bk,
+                     size_t bkl)
+{
+    if (ap != bp) return ap < bp ? -1 : 1;
+    return loom_sort_cmp_bytes(ak, akl, bk, bkl);
+}
+
+/* Take a member's segments [u32 part][u64 len][records] into its pending
+ * entries; a segment for part UINT32_MAX says the member has sent all. */
+static loom_status_t take(mr_engine_t *eng, mr_relay_t *r, int m, const unsigned char *p,
+                          size_t len)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    const unsigned char *e = p + len;
+    while (p < e) {
+        uint32_t part;
+        uint64_t sl;
+        if ((size_t)(e - p) < 12) return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment");
+        memcpy(&part, p, 4);
+        memcpy(&sl, p + 4, 8);
+        p += 12;
+        if (sl > (uint64_t)(e - p))
+            return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment for partition %u", part);
+        if (part == UINT32_MAX) {
+            r->done[m] = 1;
+            continue;
+        }
+        const unsigned char *s = p, *se = p + sl;
+        const unsigned char *lk = NULL;
+        size_t lkl = 0;
+        while (s < se) {
+            uint64_t kl, vl;
+            const unsigned char *q = loom_get_varint(s, se, &kl);
+            if (q) q = loom_get_varint(q, se, &vl);
+            if (!q || kl > (uint64_t)(se - q) || vl > (uint64_t)(se - q) - kl)
+                return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle record for partition %u",
+                                  part);
+            size_t rec = (size_t)(q + kl + vl - s);
+            LOOM_TRY(loom_buf_reserve(ctx, &r->pend[m], 4 + rec));
+            memcpy(r->pend[m].data + r->pend[m].len, &part, 4);
+            memcpy(r->pend[m].data + r->pend[m].len + 4, s, rec);
+            r->pend[m].len += 4 + rec;
+            lk = q;
+            lkl = (size_t)kl;
+            s = q + kl + vl;
+        }
+        if (lk) {
+            r->lastk[m].len = 0;
+            LOOM_TRY(loom_buf_append(ctx, &r->lastk[m], lk, lkl));
+            r->lastp[m] = part;
+            r->seen[m] = 1;
+        }
+        p = se;
+    }
+    return LOOM_OK;
+}
+
+/* Fold value v into r->acc with the job's combiner. */
+static loom_status_t fold(mr_engine_t *eng, mr_relay_t *r, const entry_t *e)
+{
+    if (eng->job->combine == loom_mr_combine_sum_u64 && r->acc.len == 8 && e->vlen == 8) {
+        uint64_t a, b;
+        memcpy(&a, r->acc.data, 8);
+        memcpy(&b, e->val, 8);
+        a += b;
+        memcpy(r->acc.data, &a, 8);
+        return LOOM_OK;
+    }
+    return mr_combine_into(eng, e->key, e->klen, &r->acc, e->val, e->vlen);
+}
+
+/* Send on, in (partition, key) order and with equal keys folded, every
+ * pending entry at or below the frontier (all of them when `all`). */
+static loom_status_t release(mr_engine_t *eng, mr_relay_t *r, int all, uint32_t fp,
+                             const loom_buf_t *fk, loom_buf_t *out)
+{
+    loom_ctx_t *ctx = eng->ctx;
+    size_t seg = SIZE_MAX;
+    uint32_t seg_part = 0;
+    for (;;) {
+        /* the smallest head among the members */
+        int best = -1;
+        entry_t be = {0}, e;
+        for (int m = 0; m < r->n; m++) {
+            if (r->head[m] >= r->pend[m].len) continue;
+            entry_at(r->pend[m].data + r->head[m], r->pend[m].data + r->pend[m].len, &e);
+            if (best < 0 || entry_cmp(e.part, e.key, e.klen, be.part, be.key, be.klen) < 0) {
+                best = m;
+                be = e;
+            }
+        }
+        if (best < 0) break;
+        if (!all && entry_cmp(be.part, be.key, be.klen, fp, fk->data, fk->len) > 0) break;
+        /* fold the equal heads of every member */
+        r->acc.len = 0;
+        LOOM_TRY(loom_buf_append(ctx, &r->acc, be.val, be.vlen));
+        r->head[best] += be.size;
+        for (int m = 0; m < r->n; m++) {
+            if (r->head[m] >= r->pend[m].len) continue;
+            entry_at(r->pend[m].data + r->head[m], r->pend[m].data + r->pend[m].len, &e);
+            if (entry_cmp(e.part, e.key, e.klen, be.part, be.key, be.klen) != 0) continue;
+            LOOM_TRY(fold(eng, r, &e));
+            r->head[m] += e.size;
+        }
+        if (seg == SIZE_MAX || seg_part != be.part) {
+            if (seg != SIZE_MAX) {
+                uint64_t sl = out->len - seg - 12;
+                memcpy(out->data + seg + 4, &sl, 8);
+            }
+            unsigned char hdr[12] = {0};
+            memcpy(hdr, &be.part, 4);
+            seg = out->len;
+            seg_part = be.part;
+            LOOM_TRY(loom_buf_append(ctx, out, hdr, 12));
+        }
+        LOOM_TRY(loom_buf_put_record(ctx, out, be.key, be.klen, r->acc.data, r->acc.len));
+    }
+    if (seg != SIZE_MAX) {
+        uint64_t sl = out->len - seg - 12;
+        memcpy(out->data + seg + 4, &sl, 8);
+    }
+    /* keep what waits at the front of each member's buffer */
+    for (int m = 0; m < r->n; m++) {
+        loom_buf_t *b = &r->pend[m];
+        if (r->head[m] && r->head[m] < b->len)
+            memmove(b->data, b->data + r->head[m], b->len - r->head[m]);
+        b->len -= r->head[m];
+        r->head[m] = 0;
+    }
+    return LOOM_OK;
+}
+
+loom_status_t mr_relay_combine(mr_engine_t *eng, mr_relay_t **relays, int dest, int nseg,
+                               const unsigned char *const *seg, const size_t *len, int last,
+                               loom_buf_t *out)
+{
+    if (!relays[dest]) LOOM_TRY(relay_new(eng->ctx, nseg, &relays[dest]));
+    mr_relay_t *r = relays[dest];
+    if (r->n != nseg)
+        return LOOM_ERROR(eng->ctx, LOOM_ERR_INTERNAL, "shuffle relay: %d members, then %d", r->n,
+                          nseg);
+    for (int m = 0; m < nseg; m++)
+        if (len[m]) LOOM_TRY(take(eng, r, m, seg[m], len[m]));
+    /* the frontier: the smallest last entry among members still sending */
+    int all = 1, blocked = 0, fm = -1;
+    for (int m = 0; m < nseg; m++) {
+        if (r->done[m]) continue;
+        all = 0;
+        if (!r->seen[m]) {
+            blocked = 1;
+            break;
+        }
+        if (fm < 0 || entry_cmp(r->lastp[m], r->lastk[m].data, r->lastk[m].len, r->lastp[fm],
+                                r->lastk[fm].data, r->lastk[fm].len) < 0)
+            fm = m;
+    }
+    if (last) all = 1;
+    if (!all && blocked) return LOOM_OK;
+    return release(eng, r, all, fm >= 0 ? r->lastp[fm] : 0, fm >= 0 ? &r->lastk[fm] : NULL, out);
+}
