@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "dataplane/dataplane.h"
 #include "kernels/sort.h"
@@ -275,6 +276,19 @@ loom_status_t mr_map_reconcile(mr_engine_t *eng, int64_t *again);
  * holding back what a member still sending may yet precede. relays: [L],
  * NULL until used. */
 typedef struct mr_relay mr_relay_t;
+/* The next shuffle segment header [u32 part][u64 len] at *p (before end):
+ * advances *p past it and checks that its records fit. */
+static inline loom_status_t mr_segment_next(loom_ctx_t *ctx, const unsigned char **p,
+                                            const unsigned char *end, uint32_t *part, uint64_t *len)
+{
+    if ((size_t)(end - *p) < 12) return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment");
+    memcpy(part, *p, 4);
+    memcpy(len, *p + 4, 8);
+    *p += 12;
+    if (*len > (uint64_t)(end - *p))
+        return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment for partition %u", *part);
+    return LOOM_OK;
+}
 loom_status_t mr_relay_combine(mr_engine_t *eng, mr_relay_t **relays, int dest, int nseg,
                                const unsigned char *const *seg, const size_t *len, int last,
                                loom_buf_t *out);

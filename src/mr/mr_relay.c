@@ -99,14 +99,9 @@ static loom_status_t take(mr_engine_t *eng, mr_relay_t *r, int m, const unsigned
     loom_ctx_t *ctx = eng->ctx;
     const unsigned char *e = p + len;
     while (p < e) {
-        uint32_t part;
-        uint64_t sl;
-        if ((size_t)(e - p) < 12) return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment");
-        memcpy(&part, p, 4);
-        memcpy(&sl, p + 4, 8);
-        p += 12;
-        if (sl > (uint64_t)(e - p))
-            return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment for partition %u", part);
+        uint32_t part = 0;
+        uint64_t sl = 0;
+        LOOM_TRY(mr_segment_next(ctx, &p, e, &part, &sl));
         if (part == UINT32_MAX) {
             r->done[m] = 1;
             continue;

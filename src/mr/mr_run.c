@@ -277,13 +277,10 @@ static loom_status_t unpack(loom_exchange_t *x, void *user, int src, const unsig
     const unsigned char *e = p + len;
     (void)x;
     while (p < e) {
-        uint32_t part;
-        uint64_t sl;
-        if ((size_t)(e - p) < 12) return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment");
-        memcpy(&part, p, 4);
-        memcpy(&sl, p + 4, 8);
-        p += 12;
-        if (part >= (uint32_t)eng->nparts || eng->owner[part] != sh->me || sl > (uint64_t)(e - p))
+        uint32_t part = 0;
+        uint64_t sl = 0;
+        LOOM_TRY(mr_segment_next(ctx, &p, e, &part, &sl));
+        if (part >= (uint32_t)eng->nparts || eng->owner[part] != sh->me)
             return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment for partition %u", part);
         pstreams_t *ps = &sh->rs->ps[part];
         if (ps->n != sh->L)
