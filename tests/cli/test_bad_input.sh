@@ -245,5 +245,11 @@ expect_error memory-zero '--memory: 0 is out of range' '--memory' -- \
 expect_error memory-small '--memory: 1K is out of range' '--memory' -- \
     pagerank-mr kron:4 --out "$OUT/pr" --memory 1K
 
+# ------------------------------------------------------------------ nodes
+expect_error node-ranks-negative '--node-ranks: -1 is out of range' '--node-ranks' -- \
+    wordcount "$IN/dangdir/a.txt" --out "$OUT/wc" --node-ranks -1
+expect_error two-level-choice '--two-level' '--two-level' -- \
+    cc kron:4 --out "$OUT/cc.txt" --two-level maybe
+
 echo "$checks checks, $fails failures"
 [ $fails -eq 0 ]
