@@ -126,6 +126,25 @@ static inline int loom_vertex_owner(const uint64_t *bounds, int parts, uint64_t 
     return lo;
 }
 
+/* ------------------------------------------------------------------ k-way merges
+ * A binary min-heap of n stream indices, ordered by less(arg, a, b): sift the
+ * entry at slot i down to its place (after changing or replacing it), or
+ * build the heap by sifting n/2 - 1 down to 0. */
+static inline void loom_heap_down(int *heap, int n, int i, int (*less)(const void *, int, int),
+                                  const void *arg)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, s = i;
+        if (l < n && less(arg, heap[l], heap[s])) s = l;
+        if (r < n && less(arg, heap[r], heap[s])) s = r;
+        if (s == i) return;
+        int t = heap[i];
+        heap[i] = heap[s];
+        heap[s] = t;
+        i = s;
+    }
+}
+
 /* ------------------------------------------------------------------ record exchange
  *
  * An all-to-all exchange in bounded rounds over the job's live members (the

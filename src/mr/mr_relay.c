@@ -5,6 +5,13 @@
 
 #include "mr/mr_internal.h"
 
+/* One [u32 part][record] entry at p (bounds already checked on the way in). */
+typedef struct entry {
+    uint32_t part;
+    const unsigned char *key, *val;
+    size_t klen, vlen, size;
+} entry_t;
+
 /* Per destination: what each member of the node sent and the relay has not
  * passed on yet, as [u32 part][record] entries in (partition, key) order, and
  * how far each member has got. A member's stream of a destination is sorted
@@ -18,6 +25,8 @@ struct mr_relay {
     uint32_t *lastp;
     uint8_t *seen, *done;
     loom_buf_t acc;
+    entry_t *hd; /* [n] each member's head entry while releasing */
+    int *heap;   /* [n] members by head, for the merge */
 };
 
 static void relay_free(mr_relay_t *r)
@@ -33,6 +42,8 @@ static void relay_free(mr_relay_t *r)
     free(r->lastp);
     free(r->seen);
     free(r->done);
+    free(r->hd);
+    free(r->heap);
     loom_buf_free(&r->acc);
     free(r);
 }
@@ -55,21 +66,17 @@ static loom_status_t relay_new(loom_ctx_t *ctx, int n, mr_relay_t **out)
         r->lastp = calloc((size_t)n, sizeof *r->lastp);
         r->seen = calloc((size_t)n, 1);
         r->done = calloc((size_t)n, 1);
+        r->hd = calloc((size_t)n, sizeof *r->hd);
+        r->heap = calloc((size_t)n, sizeof *r->heap);
     }
-    if (!r || !r->pend || !r->head || !r->lastk || !r->lastp || !r->seen || !r->done) {
+    if (!r || !r->pend || !r->head || !r->lastk || !r->lastp || !r->seen || !r->done || !r->hd ||
+        !r->heap) {
         relay_free(r);
         return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a shuffle relay");
     }
     *out = r;
     return LOOM_OK;
 }
-
-/* One [u32 part][record] entry at p (bounds already checked on the way in). */
-typedef struct entry {
-    uint32_t part;
-    const unsigned char *key, *val;
-    size_t klen, vlen, size;
-} entry_t;
 
 static void entry_at(const unsigned char *p, const unsigned char *end, entry_t *e)
 {
@@ -150,38 +157,54 @@ static loom_status_t fold(mr_engine_t *eng, mr_relay_t *r, const entry_t *e)
     return mr_combine_into(eng, e->key, e->klen, &r->acc, e->val, e->vlen);
 }
 
+static int head_less(const void *arg, int a, int b)
+{
+    const entry_t *hd = arg;
+    int c = entry_cmp(hd[a].part, hd[a].key, hd[a].klen, hd[b].part, hd[b].key, hd[b].klen);
+    return c < 0 || (c == 0 && a < b);
+}
+
+/* Member m's head was used: step to its next entry, or drop it from the heap. */
+static void advance(mr_relay_t *r, int *hn)
+{
+    int m = r->heap[0];
+    r->head[m] += r->hd[m].size;
+    if (r->head[m] < r->pend[m].len)
+        entry_at(r->pend[m].data + r->head[m], r->pend[m].data + r->pend[m].len, &r->hd[m]);
+    else
+        r->heap[0] = r->heap[--*hn];
+    loom_heap_down(r->heap, *hn, 0, head_less, r->hd);
+}
+
 /* Send on, in (partition, key) order and with equal keys folded, every
- * pending entry at or below the frontier (all of them when `all`). */
+ * pending entry at or below the frontier (all of them when `all`): a merge
+ * of the members' pending entries through a heap of their heads. */
 static loom_status_t release(mr_engine_t *eng, mr_relay_t *r, int all, uint32_t fp,
                              const loom_buf_t *fk, loom_buf_t *out)
 {
     loom_ctx_t *ctx = eng->ctx;
     size_t seg = SIZE_MAX;
     uint32_t seg_part = 0;
-    for (;;) {
-        /* the smallest head among the members */
-        int best = -1;
-        entry_t be = {0}, e;
-        for (int m = 0; m < r->n; m++) {
-            if (r->head[m] >= r->pend[m].len) continue;
-            entry_at(r->pend[m].data + r->head[m], r->pend[m].data + r->pend[m].len, &e);
-            if (best < 0 || entry_cmp(e.part, e.key, e.klen, be.part, be.key, be.klen) < 0) {
-                best = m;
-                be = e;
-            }
+    int hn = 0;
+    for (int m = 0; m < r->n; m++)
+        if (r->head[m] < r->pend[m].len) {
+            entry_at(r->pend[m].data + r->head[m], r->pend[m].data + r->pend[m].len, &r->hd[m]);
+            r->heap[hn++] = m;
         }
-        if (best < 0) break;
+    for (int i = hn / 2 - 1; i >= 0; i--)
+        loom_heap_down(r->heap, hn, i, head_less, r->hd);
+    while (hn > 0) {
+        entry_t be = r->hd[r->heap[0]];
         if (!all && entry_cmp(be.part, be.key, be.klen, fp, fk->data, fk->len) > 0) break;
-        /* fold the equal heads of every member */
+        /* fold the equal heads of the other members (their keys stay in place) */
         r->acc.len = 0;
         LOOM_TRY(loom_buf_append(ctx, &r->acc, be.val, be.vlen));
-        r->head[best] += be.size;
-        for (int m = 0; m < r->n; m++) {
-            if (r->head[m] >= r->pend[m].len) continue;
-            entry_at(r->pend[m].data + r->head[m], r->pend[m].data + r->pend[m].len, &e);
-            if (entry_cmp(e.part, e.key, e.klen, be.part, be.key, be.klen) != 0) continue;
-            LOOM_TRY(fold(eng, r, &e));
-            r->head[m] += e.size;
+        advance(r, &hn);
+        while (hn > 0) {
+            const entry_t *e = &r->hd[r->heap[0]];
+            if (entry_cmp(e->part, e->key, e->klen, be.part, be.key, be.klen) != 0) break;
+            LOOM_TRY(fold(eng, r, e));
+            advance(r, &hn);
         }
         if (seg == SIZE_MAX || seg_part != be.part) {
             if (seg != SIZE_MAX) {

@@ -802,21 +802,71 @@ static loom_status_t sparse_unpack(loom_exchange_t *x, void *user, int src,
 }
 
 /* Two-level exchange, at a relay: the node's records for one destination,
- * folded per vertex as the sender folds its own. */
+ * folded per vertex as the sender folds its own. Each member's segment is a
+ * piece of its sorted, folded records, so a c-way merge through a heap of
+ * the members' heads does it in one pass. */
+typedef struct relay_merge {
+    const unsigned char *const *seg;
+    const size_t *pos;
+} relay_merge_t;
+
+static int relay_less(const void *arg, int a, int b)
+{
+    const relay_merge_t *rm = arg;
+    uint64_t x, y;
+    memcpy(&x, rm->seg[a] + rm->pos[a], 8);
+    memcpy(&y, rm->seg[b] + rm->pos[b], 8);
+    return x < y || (x == y && a < b);
+}
+
 static loom_status_t sparse_combine(loom_exchange_t *x, void *user, int dest, int nseg,
                                     const unsigned char *const *seg, const size_t *len, int last,
                                     loom_buf_t *out)
 {
     sparse_t *sp = user;
     loom_pregel_t *pg = sp->pg;
+    size_t rsz = pg->rsz, total = 0;
     (void)x;
     (void)dest;
     (void)last;
-    size_t before = out->len;
     for (int m = 0; m < nseg; m++)
-        if (len[m]) LOOM_TRY(loom_buf_append(pg->ctx, out, seg[m], len[m]));
-    size_t n = (out->len - before) / pg->rsz;
-    out->len = before + combine_records(pg, out->data + before, n) * pg->rsz;
+        total += len[m];
+    LOOM_TRY(loom_buf_reserve(pg->ctx, out, total));
+    int *heap = malloc((size_t)nseg * sizeof *heap);
+    size_t *pos = calloc((size_t)nseg, sizeof *pos);
+    if (!heap || !pos) {
+        free(heap);
+        free(pos);
+        return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory merging messages");
+    }
+    relay_merge_t rm = {seg, pos};
+    int hn = 0;
+    for (int m = 0; m < nseg; m++)
+        if (len[m]) heap[hn++] = m;
+    for (int i = hn / 2 - 1; i >= 0; i--)
+        loom_heap_down(heap, hn, i, relay_less, &rm);
+    uint8_t *o = out->data + out->len;
+    size_t n = 0;
+    uint64_t prev = 0;
+    while (hn > 0) {
+        int m = heap[0];
+        const uint8_t *r = seg[m] + pos[m];
+        uint64_t v;
+        memcpy(&v, r, 8);
+        if (n && v == prev) {
+            combine_into(&pg->prog, o + (n - 1) * rsz + 8, r + 8);
+        } else {
+            memcpy(o + n * rsz, r, rsz);
+            prev = v;
+            n++;
+        }
+        pos[m] += rsz;
+        if (pos[m] >= len[m]) heap[0] = heap[--hn];
+        loom_heap_down(heap, hn, 0, relay_less, &rm);
+    }
+    out->len += n * rsz;
+    free(heap);
+    free(pos);
     return LOOM_OK;
 }
 
