@@ -149,6 +149,7 @@ typedef struct loom_mr_result {
      * messages that crossed between nodes (0 and 0 without a combiner). */
     int64_t shuffle_nodes, shuffle_levels;
     int64_t shuffle_offnode_bytes, shuffle_offnode_messages;
+    int64_t shuffle_rounds; /* rounds of the shuffle's exchange (the same on every worker) */
 } loom_mr_result_t;
 
 /* Run a job. Collective over loom_comm(ctx). Rank 0 expands the inputs, checks

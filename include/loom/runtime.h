@@ -57,7 +57,8 @@ size_t loom_llc_bytes(const loom_ctx_t *ctx);
  * MPI_COMM_TYPE_SHARED), K > 0 for pretend nodes of K consecutive ranks (by
  * rank at start), which lets one machine test what a cluster does. Local. */
 int loom_node_ranks(const loom_ctx_t *ctx);
-/* --two-level: 1 on, 0 off, -1 auto (on when the ranks span several nodes). Local. */
+/* --two-level: 1 on, 0 off, -1 auto (on when the ranks span several nodes and
+ * some node holds more than one). Local. */
 int loom_two_level(const loom_ctx_t *ctx);
 /* Set both, as --node-ranks and --two-level do (for programs and tests that
  * parse no options). Exchanges created afterwards use them; every rank must
@@ -111,6 +112,11 @@ int loom_ft_enabled(const loom_ctx_t *ctx);
 /* Whether the job's communicator was revoked (a survivor saw a failure): every
  * operation on it fails until the survivors recover. 0 without ULFM. Local. */
 int loom_members_revoked(const loom_ctx_t *ctx);
+/* Revoke a communicator derived from the job's (ULFM, with failures on):
+ * every pending and later operation on it fails at every member, so none
+ * waits for a rank that has left it. What a data-plane object does with its
+ * own communicators when it fails. No-op without ULFM. Not collective. */
+void loom_comm_revoke(loom_ctx_t *ctx, MPI_Comm comm);
 /* Whether the process that launched this rank is gone (its parent changed:
  * mpirun or the node's daemon died and nobody will end or answer this rank).
  * Always 0 for a job of one process. Local. */

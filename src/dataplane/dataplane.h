@@ -204,10 +204,15 @@ typedef loom_status_t (*loom_exchange_unpack_fn)(loom_exchange_t *x, void *user,
  * goes first within each node to the destination's relay, a member of the
  * sender's node (phase 1, over shared memory), which combines the node's
  * segments for that destination; relays then send one message per
- * destination on another node (phase 2, MPI_Neighbor_alltoallv on a
+ * destination on another node (phase 2, MPI_Ineighbor_alltoallv on a
  * distributed-graph communicator). A rank then sends to its node's members
- * and to one member of each other node instead of to every member, and
- * records of equal keys from one node cross between nodes once. */
+ * and, across nodes, to one member of each other node (more where nodes are
+ * uneven: the members whose place mod its node's size is its own) instead
+ * of to every member, and records of equal keys from one node cross between
+ * nodes once per round (or once in all, where the combiner holds records
+ * back). Phase 1 goes through MPI_Ialltoallv on the node's communicator.
+ * The relay's buffers come on top of the budget: about what a round brings
+ * a destination from the node's members. */
 loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *opts,
                                    loom_exchange_t **x);
 void loom_exchange_destroy(loom_exchange_t **x);

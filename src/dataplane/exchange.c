@@ -59,8 +59,12 @@ loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *
     MPI_Comm comm = o->among == LOOM_AMONG_WORKERS ? loom_worker_comm(ctx) : loom_comm(ctx);
     if (comm == MPI_COMM_NULL)
         return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "exchange: this rank is not a member");
+    int nodes_tried = 0;
     loom_exchange_t *x = calloc(1, sizeof *x);
-    if (!x) return LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for an exchange");
+    if (!x) {
+        loom_status_t st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for an exchange");
+        return o->combine ? loom_agree(ctx, comm, st) : st;
+    }
     x->ctx = ctx;
     x->node = x->lanes = MPI_COMM_NULL;
     x->comm = comm;
@@ -107,6 +111,7 @@ loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *
     x->levels = 1;
     if (o->combine) {
         x->combine = o->combine;
+        nodes_tried = 1;
         st = nodes_init(x);
         if (st != LOOM_OK) goto fail;
     }
@@ -118,6 +123,8 @@ loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *
     *out = x;
     return LOOM_OK;
 fail:
+    /* the other members wait in nodes_init's first agreement: join it */
+    if (o->combine && !nodes_tried) st = loom_agree(ctx, comm, st);
     loom_exchange_destroy(&x);
     return st;
 }
@@ -328,7 +335,10 @@ static loom_status_t nodes_init(loom_exchange_t *x)
         e = MPI_Comm_split_type(x->comm, MPI_COMM_TYPE_SHARED, x->rank, MPI_INFO_NULL, &x->node);
     }
     if (e != MPI_SUCCESS) {
-        st = loom_error_mpi(ctx, e, "MPI_Comm_split_type (exchange nodes)", __FILE__, __LINE__);
+        st = loom_error_mpi(ctx, e,
+                            k > 0 ? "MPI_Comm_split (exchange nodes)"
+                                  : "MPI_Comm_split_type (exchange nodes)",
+                            __FILE__, __LINE__);
         goto out;
     }
     LOOM_MPI_GOTO(ctx, st, MPI_Comm_size(x->node, &x->nsize), out);
@@ -430,10 +440,20 @@ static void count_offnode(loom_exchange_t *x)
         }
 }
 
-static loom_status_t mpi_fail(loom_exchange_t *x, int e, const char *call)
+/* A collective of the two levels failed: stop the timer and revoke this
+ * exchange's own communicators (ULFM), so that no member stays in one of
+ * them waiting for a rank that left; the job's are revoked by the runtime. */
+static loom_status_t two_level_failed(loom_exchange_t *x, loom_status_t st)
 {
     timer(x, x->texch, 0);
-    return loom_error_mpi(x->ctx, e, call, __FILE__, __LINE__);
+    loom_comm_revoke(x->ctx, x->node);
+    loom_comm_revoke(x->ctx, x->lanes);
+    return st;
+}
+
+static loom_status_t mpi_fail(loom_exchange_t *x, int e, const char *call)
+{
+    return two_level_failed(x, loom_error_mpi(x->ctx, e, call, __FILE__, __LINE__));
 }
 
 /* Start a nonblocking collective and wait for it; the exchange timer stops
@@ -444,10 +464,7 @@ static loom_status_t mpi_fail(loom_exchange_t *x, int e, const char *call)
         int e_ = (call(req_));                                                                     \
         if (e_ != MPI_SUCCESS) return mpi_fail((x), e_, (name));                                   \
         loom_status_t w_ = wait_req((x), &req_);                                                   \
-        if (w_ != LOOM_OK) {                                                                       \
-            timer((x), (x)->texch, 0);                                                             \
-            return w_;                                                                             \
-        }                                                                                          \
+        if (w_ != LOOM_OK) return two_level_failed((x), w_);                                       \
     } while (0)
 
 /* A vote of every member: did anyone fail, and (two ints) has anyone more. */

@@ -262,6 +262,7 @@ void loom_mr_report(loom_ctx_t *ctx, const loom_mr_job_t *job, const loom_mr_res
     loom_summary_int(ctx, "map_tasks", r->map_tasks);
     loom_summary_int(ctx, "map_pairs", r->map_pairs);
     loom_summary_int(ctx, "shuffle_bytes", r->shuffle_bytes);
+    loom_summary_int(ctx, "shuffle_rounds", r->shuffle_rounds);
     if (r->shuffle_nodes) {
         loom_summary_int(ctx, "shuffle_nodes", r->shuffle_nodes);
         loom_summary_int(ctx, "shuffle_levels", r->shuffle_levels);

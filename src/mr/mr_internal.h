@@ -110,8 +110,9 @@ struct mr_engine {
     uint8_t *complete, *reduced;
     /* master's fault-tolerance counters */
     int64_t reexecuted, lost_workers, backups_run, backups_won;
-    int64_t nodes, levels; /* the shuffle's: nodes among the workers, exchange levels */
-    int64_t map_done;      /* map tasks this rank completed (for kill:R@map:N) */
+    int64_t nodes, levels;  /* the shuffle's: nodes among the workers, exchange levels */
+    int64_t shuffle_rounds; /* the exchange's rounds, over every shuffle */
+    int64_t map_done;       /* map tasks this rank completed (for kill:R@map:N) */
     /* a worker: the tasks whose output it committed into its store (the
      * truth a recovery rebuilds the master's table from) */
     int64_t *committed;
@@ -274,8 +275,15 @@ loom_status_t mr_map_reconcile(mr_engine_t *eng, int64_t *again);
  * sent destination `dest` (a segment for part UINT32_MAX: the member has
  * sent all) into segments of the same form on `out`, sorted and combined,
  * holding back what a member still sending may yet precede. relays: [L],
- * NULL until used. */
+ * NULL until used. *held counts the bytes held back over all destinations;
+ * past `cap` this destination's are sent on at once, followed by
+ * MR_SEG_RUN_BREAK, so that memory stays bounded and streams stay sorted. */
 typedef struct mr_relay mr_relay_t;
+/* Marker segments of the two-level shuffle (partition numbers no job has):
+ * from a member to its relay, "I have sent you all for this destination";
+ * from a relay to a destination, "what follows starts a new sorted run". */
+#define MR_SEG_ALL_SENT UINT32_MAX
+#define MR_SEG_RUN_BREAK (UINT32_MAX - 1)
 /* The next shuffle segment header [u32 part][u64 len] at *p (before end):
  * advances *p past it and checks that its records fit. */
 static inline loom_status_t mr_segment_next(loom_ctx_t *ctx, const unsigned char **p,
@@ -291,7 +299,7 @@ static inline loom_status_t mr_segment_next(loom_ctx_t *ctx, const unsigned char
 }
 loom_status_t mr_relay_combine(mr_engine_t *eng, mr_relay_t **relays, int dest, int nseg,
                                const unsigned char *const *seg, const size_t *len, int last,
-                               loom_buf_t *out);
+                               size_t *held, size_t cap, loom_buf_t *out);
 void mr_relay_free(mr_relay_t **relays, int L);
 
 #endif

@@ -99,7 +99,7 @@ static int entry_cmp(uint32_t ap, const void *ak, size_t akl, uint32_t bp, const
 }
 
 /* Take a member's segments [u32 part][u64 len][records] into its pending
- * entries; a segment for part UINT32_MAX says the member has sent all. */
+ * entries; a segment for MR_SEG_ALL_SENT says the member has sent all. */
 static loom_status_t take(mr_engine_t *eng, mr_relay_t *r, int m, const unsigned char *p,
                           size_t len)
 {
@@ -109,7 +109,7 @@ static loom_status_t take(mr_engine_t *eng, mr_relay_t *r, int m, const unsigned
         uint32_t part = 0;
         uint64_t sl = 0;
         LOOM_TRY(mr_segment_next(ctx, &p, e, &part, &sl));
-        if (part == UINT32_MAX) {
+        if (part == MR_SEG_ALL_SENT) {
             r->done[m] = 1;
             continue;
         }
@@ -234,17 +234,27 @@ static loom_status_t release(mr_engine_t *eng, mr_relay_t *r, int all, uint32_t 
     return LOOM_OK;
 }
 
+static size_t pending_bytes(const mr_relay_t *r)
+{
+    size_t n = 0;
+    for (int m = 0; m < r->n; m++)
+        n += r->pend[m].len - r->head[m];
+    return n;
+}
+
 loom_status_t mr_relay_combine(mr_engine_t *eng, mr_relay_t **relays, int dest, int nseg,
                                const unsigned char *const *seg, const size_t *len, int last,
-                               loom_buf_t *out)
+                               size_t *held, size_t cap, loom_buf_t *out)
 {
     if (!relays[dest]) LOOM_TRY(relay_new(eng->ctx, nseg, &relays[dest]));
     mr_relay_t *r = relays[dest];
     if (r->n != nseg)
         return LOOM_ERROR(eng->ctx, LOOM_ERR_INTERNAL, "shuffle relay: %d members, then %d", r->n,
                           nseg);
+    size_t before = pending_bytes(r);
     for (int m = 0; m < nseg; m++)
         if (len[m]) LOOM_TRY(take(eng, r, m, seg[m], len[m]));
+    *held += pending_bytes(r) - before;
     /* the frontier: the smallest last entry among members still sending */
     int all = 1, blocked = 0, fm = -1;
     for (int m = 0; m < nseg; m++) {
@@ -258,7 +268,21 @@ loom_status_t mr_relay_combine(mr_engine_t *eng, mr_relay_t **relays, int dest, 
                                 r->lastk[fm].data, r->lastk[fm].len) < 0)
             fm = m;
     }
-    if (last) all = 1;
-    if (!all && blocked) return LOOM_OK;
-    return release(eng, r, all, fm >= 0 ? r->lastp[fm] : 0, fm >= 0 ? &r->lastk[fm] : NULL, out);
+    /* Over the cap: send on all this destination holds (it continues the
+     * sorted run: all of it lies above what went before), then start a new
+     * run, which the destination keeps as a stream of its own. */
+    int brk = !all && !last && *held > cap && pending_bytes(r) > 0;
+    if (last || brk) all = 1;
+    loom_status_t st = LOOM_OK;
+    before = pending_bytes(r);
+    if (all || !blocked)
+        st = release(eng, r, all, fm >= 0 ? r->lastp[fm] : 0, fm >= 0 ? &r->lastk[fm] : NULL, out);
+    *held -= before - pending_bytes(r);
+    if (st == LOOM_OK && brk) {
+        unsigned char hdr[12] = {0};
+        uint32_t mark = MR_SEG_RUN_BREAK;
+        memcpy(hdr, &mark, 4);
+        st = loom_buf_append(eng->ctx, out, hdr, 12);
+    }
+    return st;
 }

@@ -120,9 +120,12 @@ typedef struct shuffle {
     size_t nrefs, *part_start;
     dest_t *d;
     int64_t rounds;
-    int two;            /* two-level exchange: relays combine per node */
-    uint8_t *told;      /* [L] two levels: "sent all" was told to d's relay */
-    mr_relay_t **relay; /* [L] as a relay: per destination */
+    int two;             /* two-level exchange: relays combine per node */
+    uint8_t *told;       /* [L] two levels: "sent all" was told to d's relay */
+    mr_relay_t **relay;  /* [L] as a relay: per destination */
+    size_t held;         /* as a relay: bytes held back over all destinations */
+    int *slot;           /* [L] two levels: the stream each source's records go to now */
+    const uint8_t *redo; /* the partitions this shuffle ships */
 } shuffle_t;
 
 static void dest_close(dest_t *d)
@@ -252,7 +255,7 @@ static loom_status_t pack(loom_exchange_t *x, void *user, int *more)
         if (sh->two && sh->d[d].done && !sh->told[d]) {
             /* the relay may stop waiting for this rank's keys of d */
             size_t seg;
-            LOOM_TRY(segment_open(x, d, UINT32_MAX, &seg));
+            LOOM_TRY(segment_open(x, d, MR_SEG_ALL_SENT, &seg));
             sh->told[d] = 1;
         }
     }
@@ -265,7 +268,26 @@ static loom_status_t combine(loom_exchange_t *x, void *user, int dest, int nseg,
 {
     shuffle_t *sh = user;
     (void)x;
-    return mr_relay_combine(sh->eng, sh->relay, dest, nseg, seg, len, last, out);
+    /* hold back at most what the receiving side keeps in memory before it spills */
+    return mr_relay_combine(sh->eng, sh->relay, dest, nseg, seg, len, last, &sh->held,
+                            sh->rs->budget, out);
+}
+
+/* Two levels: relay src starts a new sorted run; its later records go to a
+ * new stream of every partition this shuffle ships here. */
+static loom_status_t new_run(shuffle_t *sh, int src)
+{
+    mr_engine_t *eng = sh->eng;
+    for (int p = 0; p < eng->nparts; p++) {
+        pstreams_t *ps = &sh->rs->ps[p];
+        if (!sh->redo[p] || eng->owner[p] != sh->me) continue;
+        stream_t *s = realloc(ps->s, (size_t)(ps->n + 1) * sizeof *s);
+        if (!s) return LOOM_ERROR(eng->ctx, LOOM_ERR_NOMEM, "out of memory: shuffle streams");
+        memset(&s[ps->n], 0, sizeof *s);
+        ps->s = s;
+        sh->slot[src] = ps->n++;
+    }
+    return LOOM_OK;
 }
 
 static loom_status_t unpack(loom_exchange_t *x, void *user, int src, const unsigned char *p,
@@ -280,12 +302,16 @@ static loom_status_t unpack(loom_exchange_t *x, void *user, int src, const unsig
         uint32_t part = 0;
         uint64_t sl = 0;
         LOOM_TRY(mr_segment_next(ctx, &p, e, &part, &sl));
+        if (part == MR_SEG_RUN_BREAK && sh->slot) {
+            LOOM_TRY(new_run(sh, src));
+            continue;
+        }
         if (part >= (uint32_t)eng->nparts || eng->owner[part] != sh->me)
             return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "bad shuffle segment for partition %u", part);
         pstreams_t *ps = &sh->rs->ps[part];
-        if (ps->n != sh->L)
+        if (ps->n < sh->L || !sh->redo[part])
             return LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "partition %u is not being received", part);
-        LOOM_TRY(loom_buf_append(ctx, &ps->s[src].mem, p, sl));
+        LOOM_TRY(loom_buf_append(ctx, &ps->s[sh->slot ? sh->slot[src] : src].mem, p, sl));
         sh->rs->mem += sl;
         p += sl;
     }
@@ -305,6 +331,7 @@ static void shuffle_free(shuffle_t *sh)
     free(sh->refs);
     free(sh->part_start);
     free(sh->told);
+    free(sh->slot);
     mr_relay_free(sh->relay, sh->L);
 }
 
@@ -315,7 +342,7 @@ static loom_status_t shuffle(mr_engine_t *eng, mr_store_t *acc, recvside_t *rs, 
 {
     loom_ctx_t *ctx = eng->ctx;
     MPI_Comm wc = loom_worker_comm(ctx);
-    shuffle_t sh = {.eng = eng, .acc = acc, .rs = rs};
+    shuffle_t sh = {.eng = eng, .acc = acc, .rs = rs, .redo = redo};
     loom_status_t st = LOOM_OK;
     MPI_Comm_size(wc, &sh.L);
     MPI_Comm_rank(wc, &sh.me);
@@ -363,7 +390,11 @@ static loom_status_t shuffle(mr_engine_t *eng, mr_store_t *acc, recvside_t *rs, 
         sh.two = 1;
         sh.told = calloc((size_t)sh.L, 1);
         sh.relay = calloc((size_t)sh.L, sizeof *sh.relay);
-        if (!sh.told || !sh.relay) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
+        sh.slot = malloc((size_t)sh.L * sizeof *sh.slot);
+        if (!sh.told || !sh.relay || !sh.slot)
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory: shuffle");
+        for (int i = 0; sh.slot && i < sh.L; i++)
+            sh.slot[i] = i;
     }
     st = loom_agree(ctx, wc, st);
     if (st == LOOM_OK) st = loom_exchange_run(x, pack, unpack, &sh);
@@ -376,6 +407,7 @@ static loom_status_t shuffle(mr_engine_t *eng, mr_store_t *acc, recvside_t *rs, 
         eng->counts.offnode_messages += (int64_t)om;
         if (loom_exchange_nodes(x) > eng->nodes) eng->nodes = loom_exchange_nodes(x);
         if (loom_exchange_levels(x) > eng->levels) eng->levels = loom_exchange_levels(x);
+        eng->shuffle_rounds += (int64_t)loom_exchange_rounds(x);
     }
     loom_exchange_destroy(&x);
     shuffle_free(&sh);
@@ -653,9 +685,9 @@ static loom_status_t gather_result(mr_engine_t *eng, loom_mr_result_t *res)
                      eng->backups_run,          eng->backups_won,
                      eng->local_reads,          eng->remote_reads,
                      eng->counts.offnode_bytes, eng->counts.offnode_messages};
-    int64_t g[14], nl[2] = {eng->nodes, eng->levels};
+    int64_t g[14], nl[3] = {eng->nodes, eng->levels, eng->shuffle_rounds};
     LOOM_MPI(ctx, MPI_Allreduce(v, g, 14, MPI_INT64_T, MPI_SUM, loom_comm(ctx)));
-    LOOM_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, nl, 2, MPI_INT64_T, MPI_MAX, loom_comm(ctx)));
+    LOOM_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, nl, 3, MPI_INT64_T, MPI_MAX, loom_comm(ctx)));
     memset(res, 0, sizeof *res);
     res->map_tasks = eng->ntasks;
     res->input_files = eng->nfiles;
@@ -676,6 +708,7 @@ static loom_status_t gather_result(mr_engine_t *eng, loom_mr_result_t *res)
     res->shuffle_offnode_messages = g[13];
     res->shuffle_nodes = nl[0];
     res->shuffle_levels = nl[1];
+    res->shuffle_rounds = nl[2];
     return LOOM_OK;
 }
 

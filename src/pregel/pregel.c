@@ -236,6 +236,20 @@ static loom_status_t check_program(loom_ctx_t *ctx, const loom_pregel_program_t 
     return LOOM_OK;
 }
 
+/* The sparse exchange over the workers. Collective over them once every
+ * rank's local state is in place (with a combiner it finds the nodes), so it
+ * comes after the agreement on create_local. */
+static loom_status_t create_exchange(loom_pregel_t *pg)
+{
+    if (!pg->is_worker) return LOOM_OK;
+    /* combined messages may be combined again per node before they leave it */
+    loom_exchange_opts_t xo = {.among = LOOM_AMONG_WORKERS,
+                               .elem = pg->rsz,
+                               .combine =
+                                   pg->prog.combiner != LOOM_COMBINE_NONE ? sparse_combine : NULL};
+    return loom_exchange_create(pg->ctx, &xo, &pg->xchg);
+}
+
 static loom_status_t create_local(loom_pregel_t *pg)
 {
     loom_ctx_t *ctx = pg->ctx;
@@ -260,12 +274,6 @@ static loom_status_t create_local(loom_pregel_t *pg)
                             "message offsets"));
     }
     if (!pg->is_worker) return LOOM_OK;
-    /* combined messages may be combined again per node before they leave it */
-    loom_exchange_opts_t xo = {.among = LOOM_AMONG_WORKERS,
-                               .elem = pg->rsz,
-                               .combine =
-                                   pg->prog.combiner != LOOM_COMBINE_NONE ? sparse_combine : NULL};
-    LOOM_TRY(loom_exchange_create(ctx, &xo, &pg->xchg));
     if (pg->publish) {
         LOOM_TRY(alloc_huge(ctx, (void **)&pg->gpub, pg->n * pg->msz, "published messages"));
         LOOM_TRY(alloc_zero(ctx, (void **)&pg->pubflag, pg->n, "published flags"));
@@ -398,6 +406,7 @@ loom_status_t loom_pregel_create(loom_ctx_t *ctx, const loom_graph_t *g,
     if (st == LOOM_OK) st = bs;
     if (st == LOOM_OK) st = create_local(pg);
     st = loom_agree(ctx, loom_comm(ctx), st);
+    if (st == LOOM_OK) st = loom_agree(ctx, loom_comm(ctx), create_exchange(pg));
     if (st != LOOM_OK) {
         loom_pregel_destroy(&pg);
         return st;
@@ -767,6 +776,7 @@ typedef struct sparse {
     uint8_t *sbuf;
     size_t *start, *len, *sent; /* per destination worker, bytes */
     loom_buf_t all;             /* without a combiner: every record received */
+    loom_buf_t merge;           /* two levels, at a relay: heap and positions */
 } sparse_t;
 
 static loom_status_t sparse_pack(loom_exchange_t *x, void *user, int *more)
@@ -832,13 +842,12 @@ static loom_status_t sparse_combine(loom_exchange_t *x, void *user, int dest, in
     for (int m = 0; m < nseg; m++)
         total += len[m];
     LOOM_TRY(loom_buf_reserve(pg->ctx, out, total));
-    int *heap = malloc((size_t)nseg * sizeof *heap);
-    size_t *pos = calloc((size_t)nseg, sizeof *pos);
-    if (!heap || !pos) {
-        free(heap);
-        free(pos);
-        return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory merging messages");
-    }
+    size_t need = (size_t)nseg * (sizeof(size_t) + sizeof(int));
+    sp->merge.len = 0;
+    LOOM_TRY(loom_buf_reserve(pg->ctx, &sp->merge, need));
+    size_t *pos = (size_t *)(void *)sp->merge.data;
+    int *heap = (int *)(void *)(pos + nseg);
+    memset(pos, 0, (size_t)nseg * sizeof *pos);
     relay_merge_t rm = {seg, pos};
     int hn = 0;
     for (int m = 0; m < nseg; m++)
@@ -865,8 +874,6 @@ static loom_status_t sparse_combine(loom_exchange_t *x, void *user, int dest, in
         loom_heap_down(heap, hn, 0, relay_less, &rm);
     }
     out->len += n * rsz;
-    free(heap);
-    free(pos);
     return LOOM_OK;
 }
 
@@ -914,6 +921,7 @@ static loom_status_t sparse_exchange(loom_pregel_t *pg, int merge)
     if (st == LOOM_OK && pg->prog.combiner == LOOM_COMBINE_NONE)
         st = loom_pregel_deliver(pg, sp.all.data, sp.all.len / pg->rsz, 0);
     loom_buf_free(&sp.all);
+    loom_buf_free(&sp.merge);
     free(sp.start);
     free(sp.sbuf);
     return st;
@@ -1526,6 +1534,7 @@ static loom_status_t recover(loom_pregel_t *pg)
         st = bind_members(pg);
         if (st == LOOM_OK) st = create_local(pg);
         st = loom_agree(ctx, loom_comm(ctx), st);
+        if (st == LOOM_OK) st = loom_agree(ctx, loom_comm(ctx), create_exchange(pg));
     }
     if (st == LOOM_OK) {
         init_values(pg);

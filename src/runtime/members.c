@@ -210,6 +210,19 @@ void loom_members_revoke(loom_ctx_t *ctx)
 #endif
 }
 
+void loom_comm_revoke(loom_ctx_t *ctx, MPI_Comm comm)
+{
+#ifdef LOOM_HAVE_ULFM
+    int flag = 0;
+    if (ctx->ft && comm != MPI_COMM_NULL && MPIX_Comm_is_revoked(comm, &flag) == MPI_SUCCESS &&
+        !flag)
+        MPIX_Comm_revoke(comm);
+#else
+    (void)ctx;
+    (void)comm;
+#endif
+}
+
 /* The start ranks of the processes of `comm` that MPI reports as failed. */
 static int failed_starts(loom_ctx_t *ctx, MPI_Comm comm, int *out, int max)
 {

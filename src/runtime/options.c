@@ -19,7 +19,7 @@ const loom_option_t loom_runtime_options[] = {
      NULL, 1, 0, 1 << 20},
     {"two-level", LOOM_OPT_CHOICE, "auto",
      "combine shuffles and messages per node before they cross nodes: auto (when the ranks span "
-     "several nodes), on, off",
+     "several nodes and some node holds more than one), on, off",
      "auto|on|off", 0, 0, 0},
     {"quiet", LOOM_OPT_FLAG, NULL, "no progress or summary on stderr", NULL, 0, 0, 0},
     {"verbose", LOOM_OPT_FLAG, NULL, "more detail; every rank reports its binding", NULL, 0, 0, 0},

@@ -201,6 +201,10 @@ static int tl_sends(int r, int j)
 
 typedef struct {
     int p, me, fail_rank, fail_combine;
+    int hold;          /* the relay holds everything back until the last round */
+    loom_buf_t *held;  /* [p] with hold: what a relay keeps per destination */
+    int after_last;    /* combine calls for a destination after its last one */
+    uint8_t *was_last; /* [p] */
     int *next;
     uint64_t *sum; /* [TL_KEYS] received for this rank's keys */
     uint64_t recs, bad;
@@ -239,13 +243,22 @@ static loom_status_t tl_combine(loom_exchange_t *x, void *user, int dest, int ns
 {
     tlstate_t *s = user;
     (void)x;
-    (void)dest;
-    (void)last;
     if (s->me == s->fail_combine)
         return LOOM_ERROR(loom_test_ctx, LOOM_ERR_FORMAT, "combine on rank %d refuses", s->me);
+    if (s->was_last[dest]) s->after_last++;
+    s->was_last[dest] |= last != 0;
     size_t before = out->len;
-    for (int m = 0; m < nseg; m++)
-        LOOM_TRY(loom_buf_append(loom_test_ctx, out, seg[m], len[m]));
+    if (s->hold) {
+        /* keep the node's records until the last round, then fold them all */
+        for (int m = 0; m < nseg; m++)
+            LOOM_TRY(loom_buf_append(loom_test_ctx, &s->held[dest], seg[m], len[m]));
+        if (!last) return LOOM_OK;
+        LOOM_TRY(loom_buf_append(loom_test_ctx, out, s->held[dest].data, s->held[dest].len));
+        loom_buf_free(&s->held[dest]);
+    } else {
+        for (int m = 0; m < nseg; m++)
+            LOOM_TRY(loom_buf_append(loom_test_ctx, out, seg[m], len[m]));
+    }
     size_t n = (out->len - before) / 16, k = 0;
     uint64_t *r = (uint64_t *)(void *)(out->data + before);
     qsort(r, n, 16, tl_cmp);
@@ -287,7 +300,7 @@ static loom_status_t tl_unpack(loom_exchange_t *x, void *user, int src, const un
  * status and, summed over the ranks, the bytes that crossed nodes and the
  * records received. */
 static loom_status_t tl_run(int node_ranks, int two_level, int fail_rank, int fail_combine,
-                            uint64_t *offnode, uint64_t *recs, int *levels, int *nodes)
+                            int hold, uint64_t *offnode, uint64_t *recs, int *levels, int *nodes)
 {
     loom_ctx_t *ctx = loom_test_ctx;
     loom_set_nodes(ctx, node_ranks, two_level);
@@ -303,10 +316,13 @@ static loom_status_t tl_run(int node_ranks, int two_level, int fail_rank, int fa
     tlstate_t s = {.p = loom_exchange_size(x),
                    .me = loom_exchange_rank(x),
                    .fail_rank = fail_rank,
-                   .fail_combine = fail_combine};
+                   .fail_combine = fail_combine,
+                   .hold = hold};
     s.next = calloc((size_t)s.p, sizeof *s.next);
     s.sum = calloc(TL_KEYS, sizeof *s.sum);
-    CU_ASSERT_FATAL(s.next && s.sum);
+    s.held = calloc((size_t)s.p, sizeof *s.held);
+    s.was_last = calloc((size_t)s.p, 1);
+    CU_ASSERT_FATAL(s.next && s.sum && s.held && s.was_last);
     loom_error_clear(ctx);
     st = loom_exchange_run(x, tl_pack, tl_unpack, &s);
     if (st == LOOM_OK) {
@@ -330,6 +346,12 @@ static loom_status_t tl_run(int node_ranks, int two_level, int fail_rank, int fa
         *nodes = loom_exchange_nodes(x);
         CU_ASSERT(loom_exchange_rounds(x) > 1);
     }
+    /* `last` comes once per destination, in the final round */
+    CU_ASSERT_EQUAL(s.after_last, 0);
+    for (int d = 0; d < s.p; d++)
+        loom_buf_free(&s.held[d]);
+    free(s.held);
+    free(s.was_last);
     free(s.next);
     free(s.sum);
     loom_exchange_destroy(&x);
@@ -342,8 +364,8 @@ static void test_two_level(void)
     for (int k = 1; k <= 3; k++) {
         uint64_t off1 = 0, rec1 = 0, off2 = 0, rec2 = 0;
         int lv1 = 0, lv2 = 0, n1 = 0, n2 = 0;
-        CU_ASSERT_EQUAL(tl_run(k, 0, -1, -1, &off1, &rec1, &lv1, &n1), LOOM_OK);
-        CU_ASSERT_EQUAL(tl_run(k, 1, -1, -1, &off2, &rec2, &lv2, &n2), LOOM_OK);
+        CU_ASSERT_EQUAL(tl_run(k, 0, -1, -1, 0, &off1, &rec1, &lv1, &n1), LOOM_OK);
+        CU_ASSERT_EQUAL(tl_run(k, 1, -1, -1, 0, &off2, &rec2, &lv2, &n2), LOOM_OK);
         int nodes = (p + k - 1) / k;
         CU_ASSERT_EQUAL(n1, nodes);
         CU_ASSERT_EQUAL(n2, nodes);
@@ -365,15 +387,23 @@ static void test_two_level(void)
         } else {
             CU_ASSERT(off2 <= off1);
         }
+        /* relays that hold everything back to the last round: the same sums,
+         * and a node's keys cross once in all */
+        uint64_t off3 = 0, rec3 = 0;
+        CU_ASSERT_EQUAL(tl_run(k, 1, -1, -1, 1, &off3, &rec3, &lv2, &n2), LOOM_OK);
+        CU_ASSERT(off3 <= off2);
     }
-    /* auto: one pretend node per rank is as flat as one node for all */
+    /* auto: flat with all ranks on one node, and with every rank on its own */
     uint64_t off = 0, rec = 0;
     int lv = 0, n = 0;
-    CU_ASSERT_EQUAL(tl_run(p, -1, -1, -1, &off, &rec, &lv, &n), LOOM_OK);
+    CU_ASSERT_EQUAL(tl_run(p, -1, -1, -1, 0, &off, &rec, &lv, &n), LOOM_OK);
     CU_ASSERT_EQUAL(lv, 1);
     CU_ASSERT_EQUAL(off, 0);
+    CU_ASSERT_EQUAL(tl_run(1, -1, -1, -1, 0, &off, &rec, &lv, &n), LOOM_OK);
+    CU_ASSERT_EQUAL(lv, 1);
+    CU_ASSERT_EQUAL(n, p);
     if (p > 2) {
-        CU_ASSERT_EQUAL(tl_run(2, -1, -1, -1, &off, &rec, &lv, &n), LOOM_OK);
+        CU_ASSERT_EQUAL(tl_run(2, -1, -1, -1, 0, &off, &rec, &lv, &n), LOOM_OK);
         CU_ASSERT_EQUAL(lv, 2);
     }
 }
@@ -386,10 +416,10 @@ static void test_two_level_failure_agreed(void)
     int lv, n;
     char want[64];
     /* a failing unpack on the last rank, then a failing combine on the first */
-    CU_ASSERT_EQUAL(tl_run(2, 1, p - 1, -1, &off, &rec, &lv, &n), LOOM_ERR_FORMAT);
+    CU_ASSERT_EQUAL(tl_run(2, 1, p - 1, -1, 0, &off, &rec, &lv, &n), LOOM_ERR_FORMAT);
     snprintf(want, sizeof want, "unpack on rank %d refuses", p - 1);
     CU_ASSERT_STRING_EQUAL(loom_error_message(ctx), want);
-    CU_ASSERT_EQUAL(tl_run(2, 1, -1, 0, &off, &rec, &lv, &n), LOOM_ERR_FORMAT);
+    CU_ASSERT_EQUAL(tl_run(2, 1, -1, 0, 0, &off, &rec, &lv, &n), LOOM_ERR_FORMAT);
     CU_ASSERT_STRING_EQUAL(loom_error_message(ctx), "combine on rank 0 refuses");
     loom_error_clear(ctx);
 }
