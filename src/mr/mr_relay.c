@@ -268,21 +268,22 @@ loom_status_t mr_relay_combine(mr_engine_t *eng, mr_relay_t **relays, int dest, 
                                 r->lastk[fm].data, r->lastk[fm].len) < 0)
             fm = m;
     }
-    /* Over the cap: send on all this destination holds (it continues the
-     * sorted run: all of it lies above what went before), then start a new
-     * run, which the destination keeps as a stream of its own. */
-    int brk = !all && !last && *held > cap && pending_bytes(r) > 0;
-    if (last || brk) all = 1;
+    if (last) all = 1;
     loom_status_t st = LOOM_OK;
     before = pending_bytes(r);
     if (all || !blocked)
         st = release(eng, r, all, fm >= 0 ? r->lastp[fm] : 0, fm >= 0 ? &r->lastk[fm] : NULL, out);
-    *held -= before - pending_bytes(r);
-    if (st == LOOM_OK && brk) {
+    /* Still over the cap: send on all this destination holds (it continues
+     * the sorted run: all of it lies above what went before), then start a
+     * new run, which the destination keeps as a stream of its own. */
+    if (st == LOOM_OK && !all && *held - (before - pending_bytes(r)) > cap &&
+        pending_bytes(r) > 0) {
+        st = release(eng, r, 1, 0, NULL, out);
         unsigned char hdr[12] = {0};
         uint32_t mark = MR_SEG_RUN_BREAK;
         memcpy(hdr, &mark, 4);
-        st = loom_buf_append(eng->ctx, out, hdr, 12);
+        if (st == LOOM_OK) st = loom_buf_append(eng->ctx, out, hdr, 12);
     }
+    *held -= before - pending_bytes(r);
     return st;
 }

@@ -127,6 +127,12 @@ def main():
         check("pretend nodes, two levels " + mode, out, kref)
     # (what crosses nodes depends on which worker mapped which task, so two runs are not
     # compared here; test_dataplane_plane checks the saving on a fixed pattern)
+    # At --memory 64K a relay may hold back 8 KiB: past it, it sends on what it holds and
+    # starts a new sorted run, which the destination keeps as a stream of its own
+    out = os.path.join(work, "nodes-cap")
+    run(["wordcount"] + keyfiles + ["--out", out, "--node-ranks", "2", "--two-level", "on",
+                                    "--split-size", "128K", "--memory", "64K", "--quiet"])
+    check("pretend nodes, relays over their cap", out, kref)
     out = os.path.join(work, "nodes-spilled")
     run(["wordcount"] + files + ["--out", out, "--memory", "64K", "--split-size", "8K",
                                  "--node-ranks", "2", "--two-level", "on", "--quiet"])
