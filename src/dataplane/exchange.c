@@ -107,7 +107,6 @@ loom_status_t loom_exchange_create(loom_ctx_t *ctx, const loom_exchange_opts_t *
         LOOM_MPI_GOTO(ctx, st, MPI_Type_contiguous((int)x->elem, MPI_BYTE, &x->type), fail);
         LOOM_MPI_GOTO(ctx, st, MPI_Type_commit(&x->type), fail);
     }
-    x->node = x->lanes = MPI_COMM_NULL;
     x->levels = 1;
     if (o->combine) {
         x->combine = o->combine;
@@ -440,9 +439,10 @@ static void count_offnode(loom_exchange_t *x)
         }
 }
 
-/* A collective of the two levels failed: stop the timer and revoke this
- * exchange's own communicators (ULFM), so that no member stays in one of
- * them waiting for a rank that left; the job's are revoked by the runtime. */
+/* A collective of the exchange failed: stop the timer and revoke the two
+ * levels' own communicators (ULFM; none when flat), so that no member stays
+ * in one of them waiting for a rank that left; the job's are revoked by the
+ * runtime. */
 static loom_status_t two_level_failed(loom_exchange_t *x, loom_status_t st)
 {
     timer(x, x->texch, 0);
@@ -456,8 +456,8 @@ static loom_status_t mpi_fail(loom_exchange_t *x, int e, const char *call)
     return two_level_failed(x, loom_error_mpi(x->ctx, e, call, __FILE__, __LINE__));
 }
 
-/* Start a nonblocking collective and wait for it; the exchange timer stops
- * on failure. */
+/* Start a nonblocking collective and wait for it (politely on a rank with
+ * nothing to send); the exchange timer stops on failure. */
 #define XWAIT(x, call, name)                                                                       \
     do {                                                                                           \
         MPI_Request req_;                                                                          \
@@ -491,10 +491,10 @@ static loom_status_t to_int(loom_exchange_t *x, size_t bytes, size_t at, int *co
 
 /* The two-level exchange. Each round: pack as in the flat exchange; within
  * the node, every member sends each destination's segment to that
- * destination's relay (phase 1: MPI_Alltoallv over the node's shared
+ * destination's relay (phase 1: MPI_Ialltoallv over the node's shared
  * memory); each relay combines the node's segments for each destination of
  * its group into one; then relays send them along the lanes (phase 2:
- * MPI_Neighbor_alltoallv), one message per destination on another node.
+ * MPI_Ineighbor_alltoallv), one message per destination on another node.
  * Each member unpacks what its relays sent, in rank order of the relays.
  * Failures are voted on before each data movement, as in the flat exchange. */
 static loom_status_t run_two_level(loom_exchange_t *x, loom_exchange_pack_fn pack,
@@ -686,18 +686,9 @@ loom_status_t loom_exchange_run(loom_exchange_t *x, loom_exchange_pack_fn pack,
         /* Counts first (a failed rank sends none), so that every rank can
          * size its receive buffer before the vote. */
         timer(x, x->texch, 1);
-        MPI_Request req;
-        int e = MPI_Ialltoall(x->scount, 1, MPI_INT, x->rcount, 1, MPI_INT, x->comm, &req);
-        if (e != MPI_SUCCESS) {
-            st = loom_error_mpi(ctx, e, "MPI_Ialltoall (exchange counts)", __FILE__, __LINE__);
-            timer(x, x->texch, 0);
-            return st;
-        }
-        loom_status_t ws = wait_req(x, &req);
-        if (ws != LOOM_OK) {
-            timer(x, x->texch, 0);
-            return ws;
-        }
+#define CCALL(r) MPI_Ialltoall(x->scount, 1, MPI_INT, x->rcount, 1, MPI_INT, x->comm, &r)
+        XWAIT(x, CCALL, "MPI_Ialltoall (exchange counts)");
+#undef CCALL
         size_t total = 0;
         for (int s = 0; s < x->size; s++) {
             if (total > INT_MAX && st == LOOM_OK)
@@ -713,23 +704,13 @@ loom_status_t loom_exchange_run(loom_exchange_t *x, loom_exchange_pack_fn pack,
         /* One vote: did anyone fail (pack, counts, memory; or unpack in the
          * round before), and has anyone more to send? */
         int loc[2] = {st != LOOM_OK, more}, any[2] = {0, 0};
-        e = MPI_Iallreduce(loc, any, 2, MPI_INT, MPI_MAX, x->comm, &req);
-        if (e != MPI_SUCCESS) {
-            st = loom_error_mpi(ctx, e, "MPI_Iallreduce (exchange vote)", __FILE__, __LINE__);
-            timer(x, x->texch, 0);
-            return st;
-        }
-        ws = wait_req(x, &req);
-        if (ws != LOOM_OK) {
-            timer(x, x->texch, 0);
-            return ws;
-        }
+        LOOM_TRY(vote(x, loc, any, 2));
         if (any[0]) {
             timer(x, x->texch, 0);
             return loom_agree(ctx, x->comm, st);
         }
-        e = MPI_Alltoallv(x->send.data, x->scount, x->sdispl, x->type, x->recv.data, x->rcount,
-                          x->rdispl, x->type, x->comm);
+        int e = MPI_Alltoallv(x->send.data, x->scount, x->sdispl, x->type, x->recv.data, x->rcount,
+                              x->rdispl, x->type, x->comm);
         timer(x, x->texch, 0);
         if (e != MPI_SUCCESS)
             return loom_error_mpi(ctx, e, "MPI_Alltoallv (exchange)", __FILE__, __LINE__);

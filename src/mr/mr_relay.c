@@ -33,8 +33,8 @@ static void relay_free(mr_relay_t *r)
 {
     if (!r) return;
     for (int m = 0; m < r->n; m++) {
-        loom_buf_free(&r->pend[m]);
-        loom_buf_free(&r->lastk[m]);
+        if (r->pend) loom_buf_free(&r->pend[m]);
+        if (r->lastk) loom_buf_free(&r->lastk[m]);
     }
     free(r->pend);
     free(r->head);

@@ -120,8 +120,7 @@ typedef struct shuffle {
     size_t nrefs, *part_start;
     dest_t *d;
     int64_t rounds;
-    int two;             /* two-level exchange: relays combine per node */
-    uint8_t *told;       /* [L] two levels: "sent all" was told to d's relay */
+    uint8_t *told;       /* [L] two levels only: "sent all" was told to d's relay */
     mr_relay_t **relay;  /* [L] as a relay: per destination */
     size_t held;         /* as a relay: bytes held back over all destinations */
     int *slot;           /* [L] two levels: the stream each source's records go to now */
@@ -252,7 +251,7 @@ static loom_status_t pack(loom_exchange_t *x, void *user, int *more)
     for (int d = 0; d < sh->L; d++) {
         LOOM_TRY(fill(sh, x, d));
         if (!sh->d[d].done) *more = 1;
-        if (sh->two && sh->d[d].done && !sh->told[d]) {
+        if (sh->told && sh->d[d].done && !sh->told[d]) {
             /* the relay may stop waiting for this rank's keys of d */
             size_t seg;
             LOOM_TRY(segment_open(x, d, MR_SEG_ALL_SENT, &seg));
@@ -387,7 +386,6 @@ static loom_status_t shuffle(mr_engine_t *eng, mr_store_t *acc, recvside_t *rs, 
     loom_timer_start(ctx, "shuffle");
     if (st == LOOM_OK) st = loom_exchange_create(ctx, &xo, &x);
     if (st == LOOM_OK && loom_exchange_levels(x) == 2) {
-        sh.two = 1;
         sh.told = calloc((size_t)sh.L, 1);
         sh.relay = calloc((size_t)sh.L, sizeof *sh.relay);
         sh.slot = malloc((size_t)sh.L * sizeof *sh.slot);
