@@ -17,12 +17,8 @@ static loom_status_t write_out(loom_mr_emit_t *em, const void *d, size_t n)
 static inline loom_status_t emit_map_hashed(loom_mr_emit_t *em, const void *key, size_t klen,
                                             uint64_t h, const void *val, size_t vlen)
 {
-    mr_engine_t *eng = em->eng;
-    uint32_t p = eng->job->partition || eng->job->range_partition
-                     ? mr_partition_of(eng, key, klen, h)
-                     : loom_part_of_hash(h, (uint32_t)eng->nparts);
     em->count++;
-    return mr_store_add(em->store, p, h, key, klen, val, vlen);
+    return mr_store_add(em->store, mr_part(em->eng, key, klen, h), h, key, klen, val, vlen);
 }
 
 static inline loom_status_t emit_map(loom_mr_emit_t *em, const void *key, size_t klen,
@@ -160,6 +156,19 @@ static inline uint64_t byte_mask(uint32_t n)
     return n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
 }
 
+/* A word's hash, as loom_key_hash's, and for words of up to 16 bytes its two
+ * little-endian words zero-padded past n. The tokeniser's block is padded:
+ * 16 bytes load at any word. */
+static inline uint64_t word_key(const unsigned char *w, uint32_t n, uint64_t *k0, uint64_t *k1)
+{
+    memcpy(k0, w, 8);
+    memcpy(k1, w + 8, 8);
+    *k0 &= byte_mask(n);
+    *k1 &= n > 8 ? byte_mask(n - 8) : 0;
+    return n <= 16 ? loom_hash_short(*k0, *k1, n, LOOM_KEY_HASH_SEED)
+                   : loom_hash_padded(w, n, LOOM_KEY_HASH_SEED);
+}
+
 /* The words of a tokeniser block into the map store, in batches: hash a batch
  * and prefetch its slots, then add it while prefetching entries a few words
  * ahead. Rare words miss the cache in the table; batching overlaps those
@@ -169,39 +178,81 @@ static loom_status_t emit_block_words(loom_mr_emit_t *em, loom_tok_block_t *b, c
 {
     enum { BATCH = 32, AHEAD = 8 };
     uint16_t ws[LOOM_TOK_MAXWORDS], we[LOOM_TOK_MAXWORDS];
-    uint64_t h[BATCH], k0[BATCH], k1[BATCH];
+    uint64_t h[BATCH];
     const mr_store_t *st = em->store;
-    /* counting into a summing table: the inline fold (a key found in the table
-     * already has its partition: partitioners are functions of the key) */
-    uint64_t one = 0;
-    int count = st->sum_u64 && vlen == 8;
-    if (count) memcpy(&one, val, 8);
     size_t nw = loom_tok_words(b, ws, we);
     for (size_t base = 0; base < nw; base += BATCH) {
         int m = nw - base < BATCH ? (int)(nw - base) : BATCH;
         for (int i = 0; i < m; i++) {
-            const unsigned char *w = b->low + ws[base + i];
-            uint32_t n = (uint32_t)(we[base + i] - ws[base + i]);
-            /* the block is padded: load 16 bytes, keep the word's */
-            memcpy(&k0[i], w, 8);
-            memcpy(&k1[i], w + 8, 8);
-            k0[i] &= byte_mask(n);
-            k1[i] &= n > 8 ? byte_mask(n - 8) : 0;
-            h[i] = n <= 16 ? loom_hash_short(k0[i], k1[i], n, LOOM_KEY_HASH_SEED)
-                           : loom_hash_padded(w, n, LOOM_KEY_HASH_SEED);
+            uint64_t k0, k1;
+            h[i] =
+                word_key(b->low + ws[base + i], (uint32_t)(we[base + i] - ws[base + i]), &k0, &k1);
             mr_store_prefetch_slot(st, h[i]);
         }
         for (int i = 0; i < m; i++) {
             if (i + AHEAD < m) mr_store_prefetch_entry(st, h[i + AHEAD]);
-            uint32_t n = (uint32_t)(we[base + i] - ws[base + i]);
-            if (count && n <= 16 && mr_store_fold_u64(em->store, h[i], k0[i], k1[i], n, one)) {
-                em->count++;
-                continue;
-            }
-            LOOM_TRY(emit_map_hashed(em, b->low + ws[base + i], n, h[i], val, vlen));
+            LOOM_TRY(emit_map_hashed(em, b->low + ws[base + i],
+                                     (size_t)(we[base + i] - ws[base + i]), h[i], val, vlen));
         }
     }
     return LOOM_OK;
+}
+
+/* The same for counting into a summing store (word count's map), in batches
+ * through the store's count table: a word of up to 16 bytes is two masked
+ * loads, a hash and, mostly, one probe of a 32-byte slot holding the key and
+ * its count. Longer words, and new words once the count table is full, go to
+ * the store as pairs. */
+static loom_status_t count_block_words(loom_mr_emit_t *em, loom_tok_block_t *b, uint64_t one)
+{
+    enum { BATCH = 32 };
+    uint16_t ws[LOOM_TOK_MAXWORDS], we[LOOM_TOK_MAXWORDS];
+    uint64_t h[BATCH], k0[BATCH], k1[BATCH];
+    uint32_t len[BATCH];
+    mr_store_t *st = em->store;
+    uint64_t counted = 0;
+    loom_status_t rc = LOOM_OK;
+    size_t nw = loom_tok_words(b, ws, we);
+    for (size_t base = 0; base < nw && rc == LOOM_OK; base += BATCH) {
+        int m = nw - base < BATCH ? (int)(nw - base) : BATCH;
+        const mr_count_t *cnt = st->cnt;
+        size_t mask = st->cnt_slots - 1;
+        for (int i = 0; i < m; i++) {
+            len[i] = (uint32_t)(we[base + i] - ws[base + i]);
+            h[i] = word_key(b->low + ws[base + i], len[i], &k0[i], &k1[i]);
+            if (cnt)
+                __builtin_prefetch(&cnt[h[i] & mask]);
+            else
+                mr_store_prefetch_slot(st, h[i]);
+        }
+        for (int i = 0; i < m; i++) {
+            uint32_t n = len[i];
+            if (n <= 16 && st->cnt) {
+                mr_count_t *c = &st->cnt[h[i] & mask];
+                /* one branch per probe: the key, or an empty slot */
+                while (!((c->k0 == k0[i]) & (c->k1 == k1[i]) & (c->len == n)) && c->len)
+                    c = c + 1 == st->cnt + mask + 1 ? st->cnt : c + 1;
+                if (c->len) {
+                    c->count += one;
+                    counted++;
+                    continue;
+                }
+            }
+            if (n <= 16 && mr_store_count_new(st, h[i], k0[i], k1[i], n, one)) {
+                mask = st->cnt_slots - 1; /* it may have grown */
+                counted++;
+                continue;
+            }
+            if (n <= 16 && mr_store_fold_u64(st, h[i], k0[i], k1[i], n, one)) {
+                counted++;
+                continue;
+            }
+            rc = emit_map_hashed(em, b->low + ws[base + i], n, h[i], &one, sizeof one);
+            if (rc != LOOM_OK) break;
+        }
+    }
+    em->count += counted;
+    return rc;
 }
 
 loom_status_t loom_mr_emit_words(loom_mr_emit_t *em, const char *s, size_t len, const void *val,
@@ -217,7 +268,11 @@ loom_status_t loom_mr_emit_words(loom_mr_emit_t *em, const char *s, size_t len, 
             continue;
         }
         size_t at, n;
-        if (em->kind == MR_EMIT_MAP) {
+        if (em->kind == MR_EMIT_MAP && em->store->sum_u64 && vlen == 8) {
+            uint64_t one;
+            memcpy(&one, val, 8);
+            LOOM_TRY(count_block_words(em, &b, one));
+        } else if (em->kind == MR_EMIT_MAP) {
             LOOM_TRY(emit_block_words(em, &b, val, vlen));
         } else {
             while ((n = loom_tok_next(&b, &at)))

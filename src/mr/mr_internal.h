@@ -43,6 +43,12 @@ typedef struct mr_entry {
     uint64_t ival;
 } mr_entry_t;
 
+/* A short key counted in place: the key inline, zero-padded (len 0: empty). */
+typedef struct mr_count {
+    uint64_t k0, k1, count;
+    uint32_t len, pad;
+} mr_count_t;
+
 /* Pairs accumulated by a worker: a hash table folding equal keys with the
  * combiner (or an append-only list without one), plus spilled sorted runs.
  * A store spills itself when its memory passes its budget. */
@@ -60,6 +66,15 @@ typedef struct mr_store {
     loom_run_t *runs;
     int nruns, runcap;
     loom_buf_t scratch; /* combiner output */
+    /* Counting stores (sum_u64): keys of up to 16 bytes that loom_mr_emit_words
+     * counts go first into this open-addressing table, the key inline, so that
+     * a word costs one load instead of a slot's and then an entry's. It grows
+     * up to cnt_max slots (at most an eighth of the budget) and then takes no
+     * new keys; it is drained into the table above before anything reads the
+     * store (merge, sort, spill). */
+    mr_count_t *cnt;
+    size_t ncnt, cnt_slots, cnt_max;
+    int draining; /* the count table is moving into this store's table: no spill */
 } mr_store_t;
 
 typedef struct mr_task {
@@ -126,8 +141,15 @@ struct mr_engine {
     int sampling; /* the master reads samples: not map tasks' reads */
 };
 
-/* Partition of a key whose hash is `h`. */
+/* Partition of a key whose hash is `h`, by the job's partitioner. */
 uint32_t mr_partition_of(mr_engine_t *eng, const void *key, size_t klen, uint64_t h);
+/* The same, with the hash partitioning inline when the job sets none. */
+static inline uint32_t mr_part(mr_engine_t *eng, const void *key, size_t klen, uint64_t h)
+{
+    return eng->job->partition || eng->job->range_partition
+               ? mr_partition_of(eng, key, klen, h)
+               : loom_part_of_hash(h, (uint32_t)eng->nparts);
+}
 
 /* ------------------------------------------------------------------ stores (mr_store.c) */
 
@@ -163,6 +185,36 @@ static inline int mr_store_fold_u64(mr_store_t *st, uint64_t hash, uint64_t kw0,
         j = (j + 1) & mask;
     }
 }
+
+/* Count v for a key of 1..16 bytes (two zero-padded little-endian words) in
+ * the store's count table: returns 1 when counted, 0 when the table takes no
+ * new keys (the caller then adds the pair to the store as usual). A counting
+ * store (sum_u64) and v an 8-byte count only. */
+int mr_store_count_new(mr_store_t *st, uint64_t hash, uint64_t kw0, uint64_t kw1, uint32_t klen,
+                       uint64_t v);
+static inline int mr_store_count(mr_store_t *st, uint64_t hash, uint64_t kw0, uint64_t kw1,
+                                 uint32_t klen, uint64_t v)
+{
+    if (st->cnt_slots) {
+        size_t mask = st->cnt_slots - 1, j = hash & mask;
+        for (;;) {
+            mr_count_t *c = &st->cnt[j];
+            if (c->k0 == kw0 && c->k1 == kw1 && c->len == klen) {
+                c->count += v;
+                return 1;
+            }
+            if (!c->len) break;
+            j = (j + 1) & mask;
+        }
+    }
+    return mr_store_count_new(st, hash, kw0, kw1, klen, v);
+}
+static inline void mr_store_prefetch_count(const mr_store_t *st, uint64_t hash)
+{
+    if (st->cnt_slots) __builtin_prefetch(&st->cnt[hash & (st->cnt_slots - 1)]);
+}
+/* Move the count table's keys into the store's table (which may spill). */
+loom_status_t mr_store_drain_counts(mr_store_t *st);
 
 /* Hints for batched adds: fetch the home slot of `hash` into cache, and, once
  * it is there, the entry it points to. Never fault; any table state. */
@@ -217,6 +269,11 @@ loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, loom_buf_t *inbuf);
  * starts at byte `off` of the file with line number line0 (0: not counted). */
 loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size_t len,
                              uint64_t off, uint64_t line0, loom_mr_emit_t *em, int64_t *records);
+/* A block map (job->map_blocks) over task t of a text file, read and mapped a
+ * piece at a time (1 MiB, cut after a newline; grown for a longer line up to
+ * --max-record), so that each piece is still in cache when it is mapped. */
+loom_status_t mr_map_text_blocks(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, loom_buf_t *inbuf,
+                                 int64_t *records);
 /* Read a task's bytes and call map on each record, emitting into `em`. */
 loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, loom_buf_t *inbuf,
                           int64_t *records);

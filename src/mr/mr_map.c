@@ -70,8 +70,14 @@ static loom_status_t run_task(mr_engine_t *eng, mapper_t *mp, int64_t t, int64_t
                               int64_t *pairs)
 {
     mr_store_discard(&mp->stage);
-    LOOM_TRY(mr_read_task(eng, t, &mp->in));
     const mr_task_t *tk = &eng->tasks[t];
+    if (mp->nx == 0 && eng->job->map_blocks && mr_input_kind(eng->files[tk->file]) == MR_IN_TEXT) {
+        loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = eng, .store = &mp->stage};
+        loom_status_t st = mr_map_text_blocks(eng, t, &em, &mp->in, records);
+        *pairs = em.count;
+        return st;
+    }
+    LOOM_TRY(mr_read_task(eng, t, &mp->in));
     const char *d = (const char *)mp->in.data;
     int nt = mp->nx + 1;
     /* element inputs (HDF5, gen:) map on one thread: their offsets count elements */

@@ -366,6 +366,67 @@ loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size
     return LOOM_OK;
 }
 
+/* Fill b up to its capacity (or to the task's end) from fd at file offset `at`. */
+static loom_status_t read_more(mr_engine_t *eng, const char *path, int fd, uint64_t at,
+                               uint64_t left, loom_buf_t *b)
+{
+    size_t want = b->cap - b->len < left ? b->cap - b->len : (size_t)left;
+    for (size_t got = 0; got < want;) {
+        ssize_t n = pread(fd, b->data + b->len, want - got, (off_t)(at + got));
+        if (n <= 0)
+            return LOOM_ERROR(eng->ctx, LOOM_ERR_IO, "%s: cannot read: %s", path,
+                              n < 0 ? strerror(errno) : "file shrank while the job ran");
+        got += (size_t)n;
+        b->len += (size_t)n;
+    }
+    return LOOM_OK;
+}
+
+loom_status_t mr_map_text_blocks(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, loom_buf_t *inbuf,
+                                 int64_t *records)
+{
+    enum { PIECE = 1 << 20 };
+    const mr_task_t *tk = &eng->tasks[t];
+    const char *path = eng->files[tk->file];
+    inbuf->len = 0;
+    if (inbuf->cap < PIECE) LOOM_TRY(loom_buf_reserve(eng->ctx, inbuf, PIECE));
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return LOOM_ERROR(eng->ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    loom_status_t st = LOOM_OK;
+    uint64_t pos = 0, line = tk->line0; /* bytes of the task read; the next line's number */
+    *records = 0;
+    while (st == LOOM_OK && (pos < tk->len || inbuf->len)) {
+        size_t had = inbuf->len;
+        st = read_more(eng, path, fd, tk->off + pos, tk->len - pos, inbuf);
+        if (st != LOOM_OK) break;
+        pos += inbuf->len - had;
+        uint64_t at = tk->off + pos - inbuf->len; /* the file offset of inbuf->data[0] */
+        size_t cut = inbuf->len;
+        if (pos < tk->len) {
+            const char *nl = memrchr(inbuf->data, '\n', inbuf->len);
+            if (!nl) {
+                /* a line longer than the buffer: longer than allowed, or grow */
+                if (inbuf->len > eng->max_record) {
+                    st = long_line(eng, path, line, at);
+                    break;
+                }
+                st = loom_buf_reserve(eng->ctx, inbuf, inbuf->cap);
+                continue;
+            }
+            cut = (size_t)(nl - (const char *)inbuf->data) + 1;
+        }
+        int64_t r = 0;
+        st = mr_map_records(eng, t, (const char *)inbuf->data, cut, at, line, em, &r);
+        *records += r;
+        if (line) line += (uint64_t)r;
+        memmove(inbuf->data, inbuf->data + cut, inbuf->len - cut);
+        inbuf->len -= cut;
+    }
+    close(fd);
+    return st;
+}
+
 loom_status_t mr_map_task(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em, loom_buf_t *inbuf,
                           int64_t *records)
 {

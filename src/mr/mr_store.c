@@ -20,7 +20,8 @@ void mr_store_init(mr_store_t *st, mr_engine_t *eng, size_t budget)
 
 size_t mr_store_mem(const mr_store_t *st)
 {
-    return st->entcap * sizeof(mr_entry_t) + st->nslots * sizeof(uint64_t) + st->acap;
+    return st->entcap * sizeof(mr_entry_t) + st->nslots * sizeof(uint64_t) + st->acap +
+           st->cnt_slots * sizeof(mr_count_t);
 }
 
 static void store_clear_table(mr_store_t *st)
@@ -28,7 +29,82 @@ static void store_clear_table(mr_store_t *st)
     st->nent = 0;
     st->alen = 0;
     if (st->slots) memset(st->slots, 0, st->nslots * sizeof *st->slots);
+    if (st->ncnt) memset(st->cnt, 0, st->cnt_slots * sizeof *st->cnt);
+    st->ncnt = 0;
 }
+
+/* ------------------------------------------------------------------ count table */
+
+enum { CNT_MIN_SLOTS = 1024 };
+
+int mr_store_count_new(mr_store_t *st, uint64_t hash, uint64_t kw0, uint64_t kw1, uint32_t klen,
+                       uint64_t v)
+{
+    if ((st->ncnt + 1) * 2 > st->cnt_slots) {
+        if (!st->cnt_max) {
+            /* the largest power of two within an eighth of the budget */
+            size_t n = CNT_MIN_SLOTS;
+            while (n * 2 * sizeof(mr_count_t) <= st->budget / 8)
+                n *= 2;
+            st->cnt_max = n * sizeof(mr_count_t) <= st->budget / 8 ? n : 1; /* 1: never */
+        }
+        size_t n = st->cnt_slots ? st->cnt_slots * 2 : CNT_MIN_SLOTS;
+        if (n > st->cnt_max) return 0;
+        mr_count_t *c = calloc(n, sizeof *c);
+        if (!c) return 0; /* the store's own table takes the key */
+        for (size_t i = 0; i < st->cnt_slots; i++) {
+            const mr_count_t *o = &st->cnt[i];
+            if (!o->len) continue;
+            size_t j = loom_hash_short(o->k0, o->k1, o->len, LOOM_KEY_HASH_SEED) & (n - 1);
+            while (c[j].len)
+                j = (j + 1) & (n - 1);
+            c[j] = *o;
+        }
+        free(st->cnt);
+        st->cnt = c;
+        st->cnt_slots = n;
+    }
+    size_t mask = st->cnt_slots - 1, j = hash & mask;
+    while (st->cnt[j].len)
+        j = (j + 1) & mask;
+    st->cnt[j] = (mr_count_t){.k0 = kw0, .k1 = kw1, .count = v, .len = klen};
+    st->ncnt++;
+    return 1;
+}
+
+/* Move src's count table into dst's table. dst == src: its adds do not spill
+ * (the table can pass the budget by at most the count table's keys, an eighth
+ * of the budget in 32-byte slots); another dst may spill, which never touches
+ * src. Each key leaves the count table before it is added. */
+static loom_status_t drain_counts(mr_store_t *dst, mr_store_t *src)
+{
+    dst->draining = dst == src;
+    for (size_t i = 0; i < src->cnt_slots && src->ncnt; i++) {
+        mr_count_t c = src->cnt[i];
+        if (!c.len) continue;
+        src->cnt[i] = (mr_count_t){0};
+        src->ncnt--;
+        unsigned char key[16];
+        memcpy(key, &c.k0, 8);
+        memcpy(key + 8, &c.k1, 8);
+        uint64_t h = loom_hash_short(c.k0, c.k1, c.len, LOOM_KEY_HASH_SEED);
+        loom_status_t st = mr_store_add(dst, mr_part(src->eng, key, c.len, h), h, key, c.len,
+                                        &c.count, sizeof c.count);
+        if (st != LOOM_OK) {
+            dst->draining = 0;
+            return st;
+        }
+    }
+    dst->draining = 0;
+    return LOOM_OK;
+}
+
+loom_status_t mr_store_drain_counts(mr_store_t *st)
+{
+    return drain_counts(st, st);
+}
+
+static loom_status_t maybe_spill(mr_store_t *st);
 
 void mr_store_discard(mr_store_t *st)
 {
@@ -45,6 +121,7 @@ void mr_store_free(mr_store_t *st)
     free(st->slots);
     free(st->arena);
     free(st->runs);
+    free(st->cnt);
     loom_buf_free(&st->scratch);
     memset(st, 0, sizeof *st);
 }
@@ -181,7 +258,8 @@ static loom_status_t maybe_spill(mr_store_t *st)
 {
     size_t used = st->nent * sizeof(mr_entry_t) + st->nent * 2 * sizeof(uint64_t) + st->alen;
     size_t sorting = st->nent * (sizeof(loom_kvref_t) + LOOM_SORT_SCRATCH_PER_REF);
-    if (used * 2 + sorting <= st->budget || st->nent == 0) return LOOM_OK;
+    size_t counts = st->cnt_slots * sizeof(mr_count_t);
+    if (used * 2 + sorting + counts <= st->budget || st->nent == 0 || st->draining) return LOOM_OK;
     return mr_store_spill(st);
 }
 
@@ -245,6 +323,9 @@ static loom_status_t compact_runs(mr_store_t *st);
 
 loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
 {
+    LOOM_TRY(mr_store_drain_counts(dst));
+    if (dst->nent) LOOM_TRY(maybe_spill(dst));
+    LOOM_TRY(drain_counts(dst, src));
     for (size_t i = 0; i < src->nent; i++) {
         mr_entry_t *e = &src->ent[i];
         LOOM_TRY(mr_store_add(dst, e->part, e->hash, src->arena + e->koff, e->klen,
@@ -267,6 +348,7 @@ loom_status_t mr_store_sorted(mr_store_t *st, loom_kvref_t **refs, size_t *nrefs
     int np = st->eng->nparts;
     loom_kvref_t *r;
     size_t *fill;
+    LOOM_TRY(mr_store_drain_counts(st));
     LOOM_ALLOC(ctx, r, st->nent, "sorting pairs");
     fill = calloc((size_t)np + 1, sizeof *fill);
     if (!fill) {

@@ -80,6 +80,28 @@ def main():
     assert got == {b"a": b"150000", b"short": b"1", b"line": b"1"}, got
     print("ok long line")
 
+    # Word count reads a task a piece (1 MiB) at a time: lines of 1.5 and 2.5 MiB
+    # span pieces and tasks (3 MiB), words are cut nowhere, and a line over
+    # --max-record is refused with where it starts.
+    big = os.path.join(w, "big.txt")
+    rng = __import__("random").Random(11)
+    vocab = [b"w%d" % i for i in range(5000)] + [b"longwordofmorethansixteenbytes%d" % i for i in range(50)]
+    lines = []
+    for n in [10, 200000, 3, 350000, 1, 40, 120000] + [rng.randrange(1, 30) for _ in range(20000)]:
+        lines.append(b" ".join(rng.choice(vocab) for _ in range(n)))
+    open(big, "wb").write(b"\n".join(lines) + b"\n")
+    want = collections.Counter(big_word for l in lines for big_word in l.split())
+    for split in ["3M", "700K"]:
+        o = os.path.join(w, "big_out_" + split)
+        ok("lines over a piece, split " + split, ["wordcount", big, "--out", o, "--split-size", split])
+        got = {k.decode(): int(v) for k, v in (l.split(b"\t") for l in parts(o).split(b"\n")[:-1])}
+        assert got == {k.decode(): v for k, v in want.items()}, "word counts differ"
+        print("ok lines over a piece, split", split)
+    longest = max(range(len(lines)), key=lambda i: len(lines[i]))
+    at = sum(len(l) + 1 for l in lines[:longest])
+    refused("line over --max-record in a piece", ["wordcount", big, "--max-record", "2M"], out,
+            "big.txt: the line at byte %d is longer than --max-record" % at)
+
     # Skew: one line/word carries most of the data; a 64K budget spills and the
     # reduce streams the values, giving exact results.
     skew = os.path.join(w, "skew.txt")

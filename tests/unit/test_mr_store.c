@@ -385,6 +385,104 @@ static void test_store_spill_merge(void)
     mr_store_free(&stage);
 }
 
+/* The key of word i of test_count_table: short words, and every seventh one
+ * longer than the count table's 16 bytes. */
+static int count_word(char *k, size_t cap, int i)
+{
+    return i % 7 ? snprintf(k, cap, "w%d", i) : snprintf(k, cap, "longerthansixteenbytes%d", i);
+}
+
+/* Word counts through loom_mr_emit_words, as word count's map: the count table
+ * grows, fills (new words then go to the store's table), drains into a spilling
+ * store on merge, and every word's total is exact. */
+static void test_count_table(void)
+{
+    loom_ctx_t *ctx = loom_test_ctx;
+    loom_mr_job_t job = {.name = "t", .combine = loom_mr_combine_sum_u64};
+    mr_engine_t eng = {.ctx = ctx, .job = &job, .nparts = 3};
+    snprintf(eng.spill_dir, sizeof eng.spill_dir, "%s", loom_test_tmpdir());
+    enum { K = 4000 };
+    static uint64_t want[K], got[K];
+    memset(want, 0, sizeof want);
+    memset(got, 0, sizeof got);
+    /* stage budgets: a count table of at most 1024 slots (512 words), none at
+     * all, and one that holds every word */
+    const size_t stage_budget[] = {(size_t)1 << 18, (size_t)1 << 17, (size_t)1 << 30};
+    for (int b = 0; b < 3; b++) {
+        mr_store_t acc, stage;
+        mr_store_init(&acc, &eng, b == 2 ? (size_t)1 << 30 : (size_t)1 << 19);
+        mr_store_init(&stage, &eng, stage_budget[b]);
+        char *text = malloc(1 << 20);
+        CU_ASSERT_FATAL(text != NULL);
+        for (int task = 0; task < 6; task++) {
+            size_t len = 0;
+            for (int i = 0; i < 30000; i++) {
+                /* skewed: low word numbers are common */
+                int w = (int)(next_rand() % (1 + next_rand() % K));
+                want[w]++;
+                len += (size_t)count_word(text + len, 64, w);
+                text[len++] = i % 13 ? ' ' : '\n';
+            }
+            loom_mr_emit_t em = {.kind = MR_EMIT_MAP, .eng = &eng, .store = &stage};
+            static const uint64_t one = 1;
+            CU_ASSERT_EQUAL_FATAL(loom_mr_emit_words(&em, text, len, &one, sizeof one), LOOM_OK);
+            CU_ASSERT_EQUAL(em.count, 30000);
+            if (b == 0) CU_ASSERT(stage.ncnt > 0 && stage.ncnt <= 512);
+            if (b == 1) CU_ASSERT(stage.ncnt == 0);
+            CU_ASSERT_EQUAL_FATAL(mr_store_merge(&acc, &stage), LOOM_OK);
+            CU_ASSERT_EQUAL(stage.ncnt, 0);
+        }
+        free(text);
+        if (b < 2) CU_ASSERT(eng.counts.spill_runs > 0);
+        loom_kvref_t *refs;
+        size_t nrefs, ps[4];
+        CU_ASSERT_EQUAL_FATAL(mr_store_sorted(&acc, &refs, &nrefs, ps), LOOM_OK);
+        loom_buf_t kb = {0}, vb = {0};
+        for (uint32_t p = 0; p < 3; p++) {
+            loom_reader_t *rd;
+            int n;
+            CU_ASSERT_EQUAL_FATAL(mr_store_part_readers(&acc, refs, ps, p, &rd, &n), LOOM_OK);
+            loom_reader_t *prd[64];
+            for (int i = 0; i < n; i++)
+                prd[i] = &rd[i];
+            loom_merge_t m;
+            CU_ASSERT_EQUAL_FATAL(loom_merge_init(ctx, &m, prd, n, 0), LOOM_OK);
+            int have;
+            for (;;) {
+                CU_ASSERT_EQUAL_FATAL(mr_merge_next_combined(&eng, &m, &kb, &vb, &have), LOOM_OK);
+                if (!have) break;
+                /* the word's number is its trailing digits; the key is that word */
+                size_t d = kb.len;
+                while (d > 0 && kb.data[d - 1] >= '0' && kb.data[d - 1] <= '9')
+                    d--;
+                char num[16] = {0}, k[64];
+                memcpy(num, kb.data + d, kb.len - d < 15 ? kb.len - d : 15);
+                int w = atoi(num);
+                CU_ASSERT_FATAL(w >= 0 && w < K);
+                int kn = count_word(k, sizeof k, w);
+                CU_ASSERT((size_t)kn == kb.len && !memcmp(k, kb.data, kb.len));
+                /* its partition is its hash's, as every other pair's */
+                CU_ASSERT_EQUAL(loom_part_of_hash(loom_key_hash(kb.data, kb.len), 3), p);
+                got[w] += loom_mr_u64(vb.data, vb.len);
+            }
+            loom_merge_free(&m);
+            for (int i = 0; i < n; i++)
+                loom_reader_close(&rd[i]);
+            free(rd);
+        }
+        loom_buf_free(&kb);
+        loom_buf_free(&vb);
+        free(refs);
+        mr_store_free(&acc);
+        mr_store_free(&stage);
+        for (int i = 0; i < K; i++)
+            CU_ASSERT_EQUAL(got[i], want[i]);
+        memset(want, 0, sizeof want);
+        memset(got, 0, sizeof got);
+        eng.counts.spill_runs = 0;
+    }
+}
+
 static void register_suites(void)
 {
     static const CU_TestInfo tests[] = {
@@ -396,6 +494,7 @@ static void register_suites(void)
         {"radix sort of one partition, by key and by value", test_sort_radix},
         {"combining table keeps keys unique as it grows", test_store_unique_keys},
         {"store spills, compacts and merges exact totals", test_store_spill_merge},
+        {"word counts through the count table, full, drained and spilled", test_count_table},
         {NULL, NULL},
     };
     loom_test_suite("mr_store", tests);
