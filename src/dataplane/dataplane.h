@@ -254,6 +254,12 @@ int loom_exchange_levels(const loom_exchange_t *x);
 int loom_exchange_nodes(const loom_exchange_t *x);
 void loom_exchange_offnode(const loom_exchange_t *x, uint64_t *bytes, uint64_t *messages);
 
+/* The ranks of `comm` on this rank's node, in comm's order: those sharing its
+ * memory (MPI_Comm_split_type SHARED), or with --node-ranks K, pretend nodes
+ * of K consecutive ranks counted by rank at start. Collective over comm; an
+ * MPI error is returned (the caller agrees on it). */
+loom_status_t loom_node_split(loom_ctx_t *ctx, MPI_Comm comm, MPI_Comm *node);
+
 /* ------------------------------------------------------------------ halo exchange
  *
  * A fixed pattern repeated every round (PageRank's mirrors): each rank needs
@@ -278,9 +284,19 @@ loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out);
 /* The same with doubles sent as floats (half the bytes): the halo was
  * created with elem 4; `local` holds doubles, `out` receives floats. */
 loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float *out);
-/* Elements this rank sends and receives per round (its own included). */
+/* The halo's own receive buffer (loom_halo_received elements). Ranks of one
+ * node (loom_node_split) share these buffers: an exchange into it has every
+ * owner on the node write its values straight into the buffers of the ranks
+ * that need them, and only ranks on other nodes go through MPI_Alltoallv. It
+ * is valid until the next exchange starts (which waits for every rank of the
+ * node to have started it). Falls back to private memory, exchanged by MPI
+ * alone, where shared memory cannot be had (it then says so at verbose). */
+void *loom_halo_buffer(loom_halo_t *h);
+/* Elements this rank sends and receives per round (its own included), and of
+ * those received, how many arrive through shared memory. */
 size_t loom_halo_sent(const loom_halo_t *h);
 size_t loom_halo_received(const loom_halo_t *h);
+size_t loom_halo_received_shared(const loom_halo_t *h);
 void loom_halo_destroy(loom_halo_t **h);
 
 /* ------------------------------------------------------------------ sorted runs

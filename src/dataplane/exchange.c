@@ -315,31 +315,37 @@ static void timer(loom_exchange_t *x, const char *name, int start)
  * l mod (members of i), so every relay talks to one member per other node
  * (more where nodes are uneven), and each member receives from one relay per
  * node. Collective over the members. */
+loom_status_t loom_node_split(loom_ctx_t *ctx, MPI_Comm comm, MPI_Comm *node)
+{
+    int k = loom_node_ranks(ctx), rank = 0, e;
+    MPI_Comm_rank(comm, &rank);
+    if (k > 0) {
+        /* pretend nodes: K consecutive ranks by rank at start, so that a
+         * survivor stays on its node after a recovery */
+        int start = loom_start_rank(ctx, loom_rank(ctx));
+        e = MPI_Comm_split(comm, (start < 0 ? loom_rank(ctx) : start) / k, rank, node);
+    } else {
+        e = MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, node);
+    }
+    if (e != MPI_SUCCESS)
+        return loom_error_mpi(ctx, e,
+                              k > 0 ? "MPI_Comm_split (nodes)" : "MPI_Comm_split_type (nodes)",
+                              __FILE__, __LINE__);
+    return LOOM_OK;
+}
+
 static loom_status_t nodes_init(loom_exchange_t *x)
 {
     loom_ctx_t *ctx = x->ctx;
-    int P = x->size, k = loom_node_ranks(ctx), e;
+    int P = x->size;
     int *all = malloc((size_t)P * 3 * sizeof *all);
     x->node_of = malloc((size_t)P * sizeof *x->node_of);
     loom_status_t st = LOOM_OK;
     if (!all || !x->node_of) st = LOOM_ERROR(x->ctx, LOOM_ERR_NOMEM, "out of memory for node maps");
     st = loom_agree(ctx, x->comm, st);
     if (st != LOOM_OK) goto out;
-    if (k > 0) {
-        /* pretend nodes: K consecutive ranks by rank at start, so that a
-         * survivor stays on its node after a recovery */
-        int start = loom_start_rank(ctx, loom_rank(ctx));
-        e = MPI_Comm_split(x->comm, (start < 0 ? loom_rank(ctx) : start) / k, x->rank, &x->node);
-    } else {
-        e = MPI_Comm_split_type(x->comm, MPI_COMM_TYPE_SHARED, x->rank, MPI_INFO_NULL, &x->node);
-    }
-    if (e != MPI_SUCCESS) {
-        st = loom_error_mpi(ctx, e,
-                            k > 0 ? "MPI_Comm_split (exchange nodes)"
-                                  : "MPI_Comm_split_type (exchange nodes)",
-                            __FILE__, __LINE__);
-        goto out;
-    }
+    st = loom_node_split(ctx, x->comm, &x->node);
+    if (st != LOOM_OK) goto out;
     LOOM_MPI_GOTO(ctx, st, MPI_Comm_size(x->node, &x->nsize), out);
     LOOM_MPI_GOTO(ctx, st, MPI_Comm_rank(x->node, &x->nrank), out);
     int mine[3] = {x->rank, x->nrank, x->nsize};

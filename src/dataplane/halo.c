@@ -1,7 +1,13 @@
-/* The halo exchange: each rank receives exactly the owned values it named once. */
+/* The halo exchange: each rank receives exactly the owned values it named once; ranks of
+ * one node write into each other's receive buffers, in a POSIX shared-memory segment. */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "dataplane/dataplane.h"
 
@@ -15,6 +21,17 @@ struct loom_halo {
     int *scnt, *sdis, *rcnt, *rdis; /* in elements */
     unsigned char *sbuf;
     MPI_Datatype type;
+    /* the receive buffer: in the node's segment, or private */
+    unsigned char *buf;
+    /* shared: the node's ranks, the segment mapped here, where each rank of
+     * comm on this node wants this rank's values (NULL: not on the node), and
+     * the counts for MPI_Alltoallv with the node's ranks left out */
+    MPI_Comm node;
+    unsigned char *seg;
+    size_t seg_len, nrecv_shared;
+    unsigned char **to;
+    int *scnt_off, *rcnt_off;
+    int off_node; /* some rank of comm is on another node */
 };
 
 void loom_halo_destroy(loom_halo_t **hp)
@@ -22,11 +39,28 @@ void loom_halo_destroy(loom_halo_t **hp)
     if (!hp || !*hp) return;
     loom_halo_t *h = *hp;
     if (h->type != MPI_DATATYPE_NULL) MPI_Type_free(&h->type);
+    if (h->seg)
+        munmap(h->seg, h->seg_len);
+    else
+        free(h->buf);
+    if (h->node != MPI_COMM_NULL) MPI_Comm_free(&h->node);
+    free(h->to);
+    free(h->scnt_off);
     free(h->send);
     free(h->scnt);
     free(h->sbuf);
     free(h);
     *hp = NULL;
+}
+
+void *loom_halo_buffer(loom_halo_t *h)
+{
+    return h->buf;
+}
+
+size_t loom_halo_received_shared(const loom_halo_t *h)
+{
+    return h->nrecv_shared;
 }
 
 size_t loom_halo_sent(const loom_halo_t *h)
@@ -65,6 +99,113 @@ static loom_status_t count_owners(loom_ctx_t *ctx, const uint64_t *bounds, int s
     return LOOM_OK;
 }
 
+/* A segment of len bytes that the node's ranks map: rank 0 of the node
+ * creates it (reserving its pages, so that a full /dev/shm is an error here
+ * and not a SIGBUS later), the others open it by name, and it is unlinked
+ * once all have it. Returns the mapping or NULL (on every rank of the node
+ * alike); collective over node. */
+static unsigned char *map_segment(loom_halo_t *h, size_t len, int nrank, loom_status_t *st)
+{
+    static unsigned serial;
+    char name[64];
+    int fd = -1, ok = 1, e;
+    unsigned char *seg = NULL;
+    if (nrank == 0) {
+        snprintf(name, sizeof name, "/loom-halo-%ld-%u", (long)getpid(), serial++);
+        fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+        ok = fd >= 0 && posix_fallocate(fd, 0, (off_t)len) == 0;
+    }
+    e = MPI_Bcast(name, sizeof name, MPI_CHAR, 0, h->node);
+    if (e == MPI_SUCCESS) e = MPI_Bcast(&ok, 1, MPI_INT, 0, h->node);
+    if (e == MPI_SUCCESS && ok && nrank != 0) fd = shm_open(name, O_RDWR, 0600);
+    if (e == MPI_SUCCESS && ok) {
+        seg = fd >= 0 ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+        if (seg == MAP_FAILED) seg = NULL;
+        ok = seg != NULL;
+    }
+    if (fd >= 0) close(fd);
+    if (e == MPI_SUCCESS) e = MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, h->node);
+    if (nrank == 0 && fd >= 0) shm_unlink(name); /* every rank has it open, or gives up */
+    if (e != MPI_SUCCESS) *st = loom_error_mpi(h->ctx, e, "halo segment", __FILE__, __LINE__);
+    if (e != MPI_SUCCESS || !ok) {
+        if (seg) munmap(seg, len);
+        seg = NULL;
+        if (e == MPI_SUCCESS)
+            loom_log(h->ctx, LOOM_LOG_VERBOSE,
+                     "halo: no shared memory of %zu bytes on this node; exchanging by MPI", len);
+    }
+    return seg;
+}
+
+/* The receive buffers of the node's ranks in one shared segment, each at a
+ * page; where every rank of the node wants this rank's values; the counts
+ * that leave the node's ranks to MPI. Or a private buffer when the node holds
+ * this rank alone or has no shared memory. Collective over comm. */
+static loom_status_t shared_init(loom_halo_t *h)
+{
+    loom_ctx_t *ctx = h->ctx;
+    int P = h->size, nsize = 1, nrank = 0;
+    loom_status_t st = loom_node_split(ctx, h->comm, &h->node);
+    long long *all = NULL;
+    int *peer_rdis = NULL, *node_idx = NULL;
+    if (st != LOOM_OK) return st;
+    LOOM_MPI_GOTO(ctx, st, MPI_Comm_size(h->node, &nsize), out);
+    LOOM_MPI_GOTO(ctx, st, MPI_Comm_rank(h->node, &nrank), out);
+    all = malloc((size_t)nsize * 2 * sizeof *all);
+    node_idx = malloc((size_t)P * sizeof *node_idx);
+    peer_rdis = malloc((size_t)P * sizeof *peer_rdis);
+    h->to = calloc((size_t)P, sizeof *h->to);
+    h->scnt_off = malloc((size_t)P * 2 * sizeof *h->scnt_off);
+    if (!all || !node_idx || !peer_rdis || !h->to || !h->scnt_off) {
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a halo exchange");
+        goto out;
+    }
+    h->rcnt_off = h->scnt_off + P;
+    long long mine[2] = {h->rank, (long long)(h->nrecv * h->elem)};
+    LOOM_MPI_GOTO(ctx, st, MPI_Allgather(mine, 2, MPI_LONG_LONG, all, 2, MPI_LONG_LONG, h->node),
+                  out);
+    /* where each rank of the node wants this rank's values, by its rdis */
+    LOOM_MPI_GOTO(ctx, st, MPI_Alltoall(h->rdis, 1, MPI_INT, peer_rdis, 1, MPI_INT, h->comm), out);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = 0, my_at = 0;
+    for (int i = 0; i < nsize; i++) {
+        if (i == nrank) my_at = len;
+        len += ((size_t)all[2 * i + 1] + page - 1) / page * page;
+    }
+    if (len == 0) len = page;
+    if (nsize > 1) h->seg = map_segment(h, len, nrank, &st);
+    if (st != LOOM_OK) goto out;
+    for (int r = 0; r < P; r++)
+        node_idx[r] = -1;
+    size_t at = 0;
+    for (int i = 0; h->seg && i < nsize; i++) {
+        int r = (int)all[2 * i];
+        node_idx[r] = i;
+        h->to[r] = h->seg + at + (size_t)peer_rdis[r] * h->elem;
+        at += ((size_t)all[2 * i + 1] + page - 1) / page * page;
+    }
+    for (int r = 0; r < P; r++) {
+        int near = h->seg && node_idx[r] >= 0;
+        h->scnt_off[r] = near ? 0 : h->scnt[r];
+        h->rcnt_off[r] = near ? 0 : h->rcnt[r];
+        h->off_node |= !near && r != h->rank && (h->scnt[r] || h->rcnt[r]);
+        if (near) h->nrecv_shared += (size_t)h->rcnt[r];
+    }
+    h->scnt_off[h->rank] = h->rcnt_off[h->rank] = 0; /* its own share is copied in place */
+    if (h->seg) {
+        h->seg_len = len;
+        h->buf = h->seg + my_at;
+    } else {
+        if (h->node != MPI_COMM_NULL) MPI_Comm_free(&h->node);
+        h->buf = malloc(h->nrecv ? h->nrecv * h->elem : 1);
+        if (!h->buf) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for mirrored values");
+    }
+out:
+    free(all);
+    free(node_idx);
+    free(peer_rdis);
+    return st;
+}
+
 loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *bounds,
                                const uint64_t *need, size_t nneed, size_t elem, loom_halo_t **hp)
 {
@@ -82,6 +223,7 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
         h->rank = rank;
         h->elem = elem;
         h->type = MPI_DATATYPE_NULL;
+        h->node = MPI_COMM_NULL;
         h->scnt = calloc((size_t)size * 4, sizeof *h->scnt);
     }
     if (!h || !h->scnt) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a halo exchange");
@@ -138,6 +280,7 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
     }
     free(ids);
     st = loom_agree(ctx, comm, st);
+    if (st == LOOM_OK) st = loom_agree(ctx, comm, shared_init(h));
     if (st != LOOM_OK) {
         loom_halo_destroy(&h);
         return st;
@@ -146,59 +289,77 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
     return LOOM_OK;
 }
 
-/* Pack the send buffer, this rank's own share straight into `out`, and
- * exchange the rest: the own share is left out of MPI_Alltoallv (its counts
- * zeroed for the call) so it is copied once, not twice. CONV turns a local
- * value into a sent one. */
+/* Pack each destination's values: into its buffer when it is on this node and
+ * the exchange goes into the halo's buffer (to[d]), this rank's own share
+ * straight into `out`, the rest into the send buffer. CONV turns a local value
+ * into a sent one. */
 #define HALO_PACK(TL, TS, CONV)                                                                    \
     do {                                                                                           \
         const TL *src_ = local;                                                                    \
-        TS *snd_ = (TS *)(void *)h->sbuf, *own_ = (TS *)out + h->rdis[h->rank];                    \
-        const size_t o0_ = (size_t)h->sdis[h->rank], o1_ = o0_ + (size_t)h->scnt[h->rank];         \
-        _Pragma("omp parallel for schedule(static) if (n > ((size_t)1 << 16))") for (size_t i = 0; \
-                                                                                     i < n; i++)   \
-        {                                                                                          \
-            TL x_ = src_[send[i]];                                                                 \
-            if (i >= o0_ && i < o1_)                                                               \
-                own_[i - o0_] = CONV(x_);                                                          \
-            else                                                                                   \
-                snd_[i] = CONV(x_);                                                                \
+        for (int d_ = 0; d_ < h->size; d_++) {                                                     \
+            const size_t a_ = (size_t)h->sdis[d_], c_ = (size_t)h->scnt[d_];                       \
+            TS *to_ = shared && h->to[d_] ? (TS *)(void *)h->to[d_]                                \
+                      : d_ == h->rank     ? (TS *)out + h->rdis[h->rank]                           \
+                                          : (TS *)(void *)h->sbuf + a_;                                \
+            const uint32_t *s_ = h->send + a_;                                                     \
+            _Pragma(                                                                               \
+                "omp parallel for schedule(static) if (c_ > ((size_t)1 << 16))") for (size_t i_ =  \
+                                                                                          0;       \
+                                                                                      i_ < c_;     \
+                                                                                      i_++)        \
+                to_[i_] = CONV(src_[s_[i_]]);                                                      \
         }                                                                                          \
     } while (0)
 
 #define HALO_SAME(x) (x)
 #define HALO_TO_F32(x) ((float)(x))
 
-static loom_status_t halo_send(loom_halo_t *h, void *out)
+/* Shared rounds begin when every rank of the node has stopped reading its
+ * buffer (it has entered this round) and end when every write is done. */
+static loom_status_t node_barrier(loom_halo_t *h)
 {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int e = MPI_Barrier(h->node);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (e == MPI_SUCCESS) return LOOM_OK;
+    loom_comm_revoke(h->ctx, h->node); /* no rank of the node waits on a barrier forever */
+    return loom_error_mpi(h->ctx, e, "MPI_Barrier (halo node)", __FILE__, __LINE__);
+}
+
+static loom_status_t halo_send(loom_halo_t *h, void *out, int shared)
+{
+    if (shared && !h->off_node) return node_barrier(h);
     int me = h->rank, sc = h->scnt[me], rc = h->rcnt[me];
+    int *scnt = shared ? h->scnt_off : h->scnt, *rcnt = shared ? h->rcnt_off : h->rcnt;
     h->scnt[me] = h->rcnt[me] = 0;
-    int e =
-        MPI_Alltoallv(h->sbuf, h->scnt, h->sdis, h->type, out, h->rcnt, h->rdis, h->type, h->comm);
+    int e = MPI_Alltoallv(h->sbuf, scnt, h->sdis, h->type, out, rcnt, h->rdis, h->type, h->comm);
     h->scnt[me] = sc;
     h->rcnt[me] = rc;
     if (e != MPI_SUCCESS) return loom_error_mpi(h->ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
-    return LOOM_OK;
+    return shared ? node_barrier(h) : LOOM_OK;
 }
 
 loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out)
 {
-    const size_t n = h->nsend, elem = h->elem;
-    const uint32_t *send = h->send;
+    const size_t elem = h->elem;
+    const int shared = h->seg && out == h->buf;
+    if (shared) LOOM_TRY(node_barrier(h));
     if (elem == 8) {
         HALO_PACK(uint64_t, uint64_t, HALO_SAME);
     } else if (elem == 4) {
         HALO_PACK(uint32_t, uint32_t, HALO_SAME);
     } else {
         const unsigned char *src = local;
-        unsigned char *own = (unsigned char *)out + (size_t)h->rdis[h->rank] * elem;
-        const size_t o0 = (size_t)h->sdis[h->rank], o1 = o0 + (size_t)h->scnt[h->rank];
-#pragma omp parallel for schedule(static) if (n > ((size_t)1 << 16))
-        for (size_t i = 0; i < n; i++)
-            memcpy(i >= o0 && i < o1 ? own + (i - o0) * elem : h->sbuf + i * elem,
-                   src + (size_t)send[i] * elem, elem);
+        for (int d = 0; d < h->size; d++) {
+            const size_t a = (size_t)h->sdis[d], c = (size_t)h->scnt[d];
+            unsigned char *to = shared && h->to[d] ? h->to[d]
+                                : d == h->rank ? (unsigned char *)out + (size_t)h->rdis[d] * elem
+                                               : h->sbuf + a * elem;
+            for (size_t i = 0; i < c; i++)
+                memcpy(to + i * elem, src + (size_t)h->send[a + i] * elem, elem);
+        }
     }
-    return halo_send(h, out);
+    return halo_send(h, out, shared);
 }
 
 loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float *out)
@@ -206,8 +367,8 @@ loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float 
     if (h->elem != sizeof(float))
         return LOOM_ERROR(h->ctx, LOOM_ERR_INTERNAL,
                           "halo: a float exchange over %zu-byte elements", h->elem);
-    const size_t n = h->nsend;
-    const uint32_t *send = h->send;
+    const int shared = h->seg && (void *)out == h->buf;
+    if (shared) LOOM_TRY(node_barrier(h));
     HALO_PACK(double, float, HALO_TO_F32);
-    return halo_send(h, out);
+    return halo_send(h, out, shared);
 }

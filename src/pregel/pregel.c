@@ -345,8 +345,7 @@ static void free_local(loom_pregel_t *pg)
     free(pg->in_idx_own);
     free(pg->slot);
     loom_bpull_free(&pg->bpull);
-    loom_halo_destroy(&pg->halo);
-    free(pg->mirror);
+    loom_halo_destroy(&pg->halo); /* and with it the mirrors */
     free(pg->has_in);
     pg->mirror = NULL;
     pg->has_in = NULL;
@@ -1167,7 +1166,6 @@ static loom_status_t build_blocked(loom_pregel_t *pg)
                     need[k] = u;
                     off[++k] = off[u + 1]; /* compact in place: k <= u */
                 }
-            st = alloc_huge(pg->ctx, &pg->mirror, nneed * vbytes, "mirrored values");
         }
         if (st == LOOM_OK) {
             pg->bpull = loom_bpull_build(nneed, pg->nloc, off, dst, 1, 0, LOOM_BPULL_SHIFT,
@@ -1184,16 +1182,19 @@ static loom_status_t build_blocked(loom_pregel_t *pg)
         free(need);
         if (st == LOOM_OK) st = hs;
         if (st != LOOM_OK) return st;
+        pg->mirror = loom_halo_buffer(pg->halo);
     }
     if (!pg->bpull)
         return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory building the blocked pull");
     uint64_t arcs = 0, pairs = 0;
     double moved = 0;
     loom_bpull_stats(pg->bpull, &arcs, &pairs, &moved);
-    char mirrors[96] = "";
+    char mirrors[128] = "";
     if (pg->halo)
-        snprintf(mirrors, sizeof mirrors, "; mirrors: %zu values in, %zu out per superstep",
-                 loom_halo_received(pg->halo), loom_halo_sent(pg->halo));
+        snprintf(mirrors, sizeof mirrors,
+                 "; mirrors: %zu values in (%zu through shared memory), %zu out per superstep",
+                 loom_halo_received(pg->halo), loom_halo_received_shared(pg->halo),
+                 loom_halo_sent(pg->halo));
     loom_log(pg->ctx, LOOM_LOG_VERBOSE,
              "pregel: blocked pull: %llu arcs in %llu pairs (%.2f arcs/pair), %.0f MiB, "
              "%.1f MB streamed per superstep%s",

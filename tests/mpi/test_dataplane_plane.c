@@ -439,9 +439,13 @@ static double halo_value(uint64_t id, int round)
     return (double)id * 0.5 + round + 1.0 / 3.0;
 }
 
-static void test_halo(void)
+/* One halo over pretend nodes of node_ranks ranks (0: the real node), its
+ * rounds into caller's memory and into the halo's buffer (shared by the ranks
+ * of a node) alternated; 8-byte and float values. */
+static void halo_rounds(int node_ranks)
 {
     loom_ctx_t *ctx = loom_test_ctx;
+    loom_set_nodes(ctx, node_ranks, -1);
     int p = loom_size(ctx), me = loom_rank(ctx);
     uint64_t *b = malloc(((size_t)p + 1) * sizeof *b);
     halo_bounds(p, b);
@@ -462,23 +466,41 @@ static void test_halo(void)
     CU_ASSERT_EQUAL_FATAL(loom_halo_create(ctx, loom_comm(ctx), b, need, nneed, 8, &h), LOOM_OK);
     CU_ASSERT_EQUAL_FATAL(loom_halo_create(ctx, loom_comm(ctx), b, need, nneed, 4, &h32), LOOM_OK);
     CU_ASSERT_EQUAL(loom_halo_received(h), nneed);
+    /* what comes through shared memory is what the node's ranks hold; with
+     * node_ranks K, this rank's node is ranks [me / K * K, me / K * K + K) */
+    size_t near = 0;
+    int k = node_ranks > 0 ? node_ranks : p;
+    for (size_t i = 0; i < nneed; i++) {
+        int r = 0;
+        while (need[i] >= b[r + 1])
+            r++;
+        near += r / k == me / k;
+    }
+    int first = me / k * k, alone = (p - first < k ? p - first : k) == 1;
+    CU_ASSERT_EQUAL(loom_halo_received_shared(h), alone ? 0 : near);
+    CU_ASSERT_EQUAL(loom_halo_received_shared(h32), alone ? 0 : near);
+    CU_ASSERT_PTR_NOT_NULL(loom_halo_buffer(h));
     /* what this rank sends, summed over ranks, is what they receive */
     unsigned long long sums[2] = {loom_halo_sent(h), loom_halo_received(h)};
     MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, loom_comm(ctx));
     CU_ASSERT_EQUAL(sums[0], sums[1]);
     int bad = 0;
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < 6; round++) {
+        /* odd rounds into the halo's own buffers */
+        double *o = round % 2 ? loom_halo_buffer(h) : out;
+        float *o32 = round % 2 ? loom_halo_buffer(h32) : out32;
         for (uint64_t i = 0; i < mine; i++)
             local[i] = halo_value(b[me] + i, round);
+        if (round % 2 == 0)
+            for (size_t i = 0; i < nneed; i++) {
+                o[i] = -1.0;
+                o32[i] = -1.0f;
+            }
+        CU_ASSERT_EQUAL(loom_halo_exchange(h, local, o), LOOM_OK);
+        CU_ASSERT_EQUAL(loom_halo_exchange_f32(h32, local, o32), LOOM_OK);
         for (size_t i = 0; i < nneed; i++) {
-            out[i] = -1.0;
-            out32[i] = -1.0f;
-        }
-        CU_ASSERT_EQUAL(loom_halo_exchange(h, local, out), LOOM_OK);
-        CU_ASSERT_EQUAL(loom_halo_exchange_f32(h32, local, out32), LOOM_OK);
-        for (size_t i = 0; i < nneed; i++) {
-            bad += out[i] != halo_value(need[i], round);
-            bad += out32[i] != (float)halo_value(need[i], round);
+            bad += o[i] != halo_value(need[i], round);
+            bad += o32[i] != (float)halo_value(need[i], round);
         }
     }
     CU_ASSERT_EQUAL(bad, 0);
@@ -495,6 +517,13 @@ static void test_halo(void)
     free(local);
     free(out);
     free(out32);
+    loom_set_nodes(ctx, 0, -1);
+}
+
+static void test_halo(void)
+{
+    for (int k = 0; k <= 3; k++)
+        halo_rounds(k);
 }
 
 /* A list that is not ascending, or names an id nobody owns, on the last rank only: every
