@@ -335,7 +335,11 @@ static loom_status_t halo_send(loom_halo_t *h, void *out, int shared)
     int e = MPI_Alltoallv(h->sbuf, scnt, h->sdis, h->type, out, rcnt, h->rdis, h->type, h->comm);
     h->scnt[me] = sc;
     h->rcnt[me] = rc;
-    if (e != MPI_SUCCESS) return loom_error_mpi(h->ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
+    if (e != MPI_SUCCESS) {
+        /* the node's ranks must not wait for this one at the closing barrier */
+        if (shared) loom_comm_revoke(h->ctx, h->node);
+        return loom_error_mpi(h->ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
+    }
     return shared ? node_barrier(h) : LOOM_OK;
 }
 

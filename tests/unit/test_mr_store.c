@@ -312,6 +312,57 @@ static void test_store_unique_keys(void)
     mr_store_free(&st);
 }
 
+/* Every combined record of partition p of a sorted store (its pairs in refs
+ * and its runs), in key order, to fn. */
+static void each_combined(
+    mr_engine_t *eng, mr_store_t *st, const loom_kvref_t *refs, const size_t *ps, uint32_t p,
+    void (*fn)(void *arg, uint32_t p, const loom_buf_t *k, const loom_buf_t *v), void *arg)
+{
+    loom_reader_t *rd;
+    int n;
+    CU_ASSERT_EQUAL_FATAL(mr_store_part_readers(st, refs, ps, p, &rd, &n), LOOM_OK);
+    loom_reader_t *prd[64];
+    for (int i = 0; i < n; i++)
+        prd[i] = &rd[i];
+    loom_merge_t m;
+    CU_ASSERT_EQUAL_FATAL(loom_merge_init(eng->ctx, &m, prd, n, 0), LOOM_OK);
+    loom_buf_t kb = {0}, vb = {0};
+    for (;;) {
+        int have;
+        CU_ASSERT_EQUAL_FATAL(mr_merge_next_combined(eng, &m, &kb, &vb, &have), LOOM_OK);
+        if (!have) break;
+        fn(arg, p, &kb, &vb);
+    }
+    loom_buf_free(&kb);
+    loom_buf_free(&vb);
+    loom_merge_free(&m);
+    for (int i = 0; i < n; i++)
+        loom_reader_close(&rd[i]);
+    free(rd);
+}
+
+typedef struct spill_seen {
+    uint64_t *got;
+    int seen;
+    loom_buf_t prev;
+} spill_seen_t;
+
+static void spill_record(void *arg, uint32_t p, const loom_buf_t *kb, const loom_buf_t *vb)
+{
+    spill_seen_t *s = arg;
+    /* keys come out strictly increasing: equal keys were folded */
+    if (s->prev.len)
+        CU_ASSERT(loom_sort_cmp_bytes(s->prev.data, s->prev.len, kb->data, kb->len) < 0);
+    s->prev.len = 0;
+    loom_buf_append(loom_test_ctx, &s->prev, kb->data, kb->len);
+    char ks[16] = {0};
+    memcpy(ks, kb->data + 1, kb->len - 1 < 15 ? kb->len - 1 : 15);
+    int key = atoi(ks);
+    CU_ASSERT_EQUAL(key % 3, (int)p);
+    s->got[key] = loom_mr_u64(vb->data, vb->len);
+    s->seen++;
+}
+
 /* A store with the summing combiner under a tiny budget: spills, run
  * compaction and the merge must give every key's exact total. */
 static void test_store_spill_merge(void)
@@ -343,43 +394,14 @@ static void test_store_spill_merge(void)
     size_t nrefs, ps[4];
     CU_ASSERT_EQUAL_FATAL(mr_store_sorted(&st, &refs, &nrefs, ps), LOOM_OK);
     uint64_t got[K] = {0};
-    int seen = 0;
-    loom_buf_t kb = {0}, vb = {0};
+    spill_seen_t seen = {.got = got};
     for (uint32_t p = 0; p < 3; p++) {
-        loom_reader_t *rd;
-        int n;
-        CU_ASSERT_EQUAL_FATAL(mr_store_part_readers(&st, refs, ps, p, &rd, &n), LOOM_OK);
-        loom_reader_t *prd[64];
-        for (int i = 0; i < n; i++)
-            prd[i] = &rd[i];
-        loom_merge_t m;
-        CU_ASSERT_EQUAL_FATAL(loom_merge_init(ctx, &m, prd, n, 0), LOOM_OK);
-        int have;
-        loom_buf_t prev = {0};
-        for (;;) {
-            CU_ASSERT_EQUAL_FATAL(mr_merge_next_combined(&eng, &m, &kb, &vb, &have), LOOM_OK);
-            if (!have) break;
-            /* keys come out strictly increasing: equal keys were folded */
-            if (prev.len) CU_ASSERT(loom_sort_cmp_bytes(prev.data, prev.len, kb.data, kb.len) < 0);
-            prev.len = 0;
-            loom_buf_append(ctx, &prev, kb.data, kb.len);
-            char ks[16] = {0};
-            memcpy(ks, kb.data + 1, kb.len - 1 < 15 ? kb.len - 1 : 15);
-            int key = atoi(ks);
-            CU_ASSERT_EQUAL(key % 3, (int)p);
-            got[key] = loom_mr_u64(vb.data, vb.len);
-            seen++;
-        }
-        loom_buf_free(&prev);
-        loom_merge_free(&m);
-        for (int i = 0; i < n; i++)
-            loom_reader_close(&rd[i]);
-        free(rd);
+        seen.prev.len = 0;
+        each_combined(&eng, &st, refs, ps, p, spill_record, &seen);
     }
+    loom_buf_free(&seen.prev);
     for (int i = 0; i < K; i++)
         CU_ASSERT_EQUAL(got[i], want[i]);
-    loom_buf_free(&kb);
-    loom_buf_free(&vb);
     free(refs);
     mr_store_free(&st);
     mr_store_free(&stage);
@@ -392,6 +414,26 @@ static int count_word(char *k, size_t cap, int i)
     return i % 7 ? snprintf(k, cap, "w%d", i) : snprintf(k, cap, "longerthansixteenbytes%d", i);
 }
 
+enum { COUNT_WORDS = 4000 };
+
+static void count_record(void *arg, uint32_t p, const loom_buf_t *kb, const loom_buf_t *vb)
+{
+    uint64_t *got = arg;
+    /* the word's number is its trailing digits; the key is that word */
+    size_t d = kb->len;
+    while (d > 0 && kb->data[d - 1] >= '0' && kb->data[d - 1] <= '9')
+        d--;
+    char num[16] = {0}, k[64];
+    memcpy(num, kb->data + d, kb->len - d < 15 ? kb->len - d : 15);
+    int w = atoi(num);
+    CU_ASSERT_FATAL(w >= 0 && w < COUNT_WORDS);
+    int kn = count_word(k, sizeof k, w);
+    CU_ASSERT((size_t)kn == kb->len && !memcmp(k, kb->data, kb->len));
+    /* its partition is its hash's, as every other pair's */
+    CU_ASSERT_EQUAL(loom_part_of_hash(loom_key_hash(kb->data, kb->len), 3), p);
+    got[w] += loom_mr_u64(vb->data, vb->len);
+}
+
 /* Word counts through loom_mr_emit_words, as word count's map: the count table
  * grows, fills (new words then go to the store's table), drains into a spilling
  * store on merge, and every word's total is exact. */
@@ -401,7 +443,7 @@ static void test_count_table(void)
     loom_mr_job_t job = {.name = "t", .combine = loom_mr_combine_sum_u64};
     mr_engine_t eng = {.ctx = ctx, .job = &job, .nparts = 3};
     snprintf(eng.spill_dir, sizeof eng.spill_dir, "%s", loom_test_tmpdir());
-    enum { K = 4000 };
+    enum { K = COUNT_WORDS };
     static uint64_t want[K], got[K];
     memset(want, 0, sizeof want);
     memset(got, 0, sizeof got);
@@ -437,41 +479,8 @@ static void test_count_table(void)
         loom_kvref_t *refs;
         size_t nrefs, ps[4];
         CU_ASSERT_EQUAL_FATAL(mr_store_sorted(&acc, &refs, &nrefs, ps), LOOM_OK);
-        loom_buf_t kb = {0}, vb = {0};
-        for (uint32_t p = 0; p < 3; p++) {
-            loom_reader_t *rd;
-            int n;
-            CU_ASSERT_EQUAL_FATAL(mr_store_part_readers(&acc, refs, ps, p, &rd, &n), LOOM_OK);
-            loom_reader_t *prd[64];
-            for (int i = 0; i < n; i++)
-                prd[i] = &rd[i];
-            loom_merge_t m;
-            CU_ASSERT_EQUAL_FATAL(loom_merge_init(ctx, &m, prd, n, 0), LOOM_OK);
-            int have;
-            for (;;) {
-                CU_ASSERT_EQUAL_FATAL(mr_merge_next_combined(&eng, &m, &kb, &vb, &have), LOOM_OK);
-                if (!have) break;
-                /* the word's number is its trailing digits; the key is that word */
-                size_t d = kb.len;
-                while (d > 0 && kb.data[d - 1] >= '0' && kb.data[d - 1] <= '9')
-                    d--;
-                char num[16] = {0}, k[64];
-                memcpy(num, kb.data + d, kb.len - d < 15 ? kb.len - d : 15);
-                int w = atoi(num);
-                CU_ASSERT_FATAL(w >= 0 && w < K);
-                int kn = count_word(k, sizeof k, w);
-                CU_ASSERT((size_t)kn == kb.len && !memcmp(k, kb.data, kb.len));
-                /* its partition is its hash's, as every other pair's */
-                CU_ASSERT_EQUAL(loom_part_of_hash(loom_key_hash(kb.data, kb.len), 3), p);
-                got[w] += loom_mr_u64(vb.data, vb.len);
-            }
-            loom_merge_free(&m);
-            for (int i = 0; i < n; i++)
-                loom_reader_close(&rd[i]);
-            free(rd);
-        }
-        loom_buf_free(&kb);
-        loom_buf_free(&vb);
+        for (uint32_t p = 0; p < 3; p++)
+            each_combined(&eng, &acc, refs, ps, p, count_record, got);
         free(refs);
         mr_store_free(&acc);
         mr_store_free(&stage);
