@@ -31,7 +31,8 @@ struct loom_halo {
     size_t seg_len, nrecv_shared;
     unsigned char **to;
     int *scnt_off, *rcnt_off;
-    int off_node; /* some rank of comm is on another node */
+    int off_node;     /* some rank of comm is on another node */
+    int own_in_place; /* the caller reads its own share in place: not copied */
 };
 
 void loom_halo_destroy(loom_halo_t **hp)
@@ -61,6 +62,14 @@ void *loom_halo_buffer(loom_halo_t *h)
 size_t loom_halo_received_shared(const loom_halo_t *h)
 {
     return h->nrecv_shared;
+}
+
+void loom_halo_own(loom_halo_t *h, uint64_t *first, uint64_t *n, const uint32_t **idx)
+{
+    h->own_in_place = 1;
+    *first = (uint64_t)h->rdis[h->rank];
+    *n = (uint64_t)h->rcnt[h->rank];
+    *idx = h->send + h->sdis[h->rank];
 }
 
 size_t loom_halo_sent(const loom_halo_t *h)
@@ -291,13 +300,14 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
 
 /* Pack each destination's values: into its buffer when it is on this node and
  * the exchange goes into the halo's buffer (to[d]), this rank's own share
- * straight into `out`, the rest into the send buffer. CONV turns a local value
- * into a sent one. */
+ * straight into `out` (unless the caller reads it in place), the rest into the
+ * send buffer. CONV turns a local value into a sent one. */
 #define HALO_PACK(TL, TS, CONV)                                                                    \
     do {                                                                                           \
         const TL *src_ = local;                                                                    \
         for (int d_ = 0; d_ < h->size; d_++) {                                                     \
-            const size_t a_ = (size_t)h->sdis[d_], c_ = (size_t)h->scnt[d_];                       \
+            const size_t a_ = (size_t)h->sdis[d_];                                                 \
+            const size_t c_ = d_ == h->rank && h->own_in_place ? 0 : (size_t)h->scnt[d_];          \
             TS *to_ = shared && h->to[d_] ? (TS *)(void *)h->to[d_]                                \
                       : d_ == h->rank     ? (TS *)out + h->rdis[h->rank]                           \
                                           : (TS *)(void *)h->sbuf + a_;                                \
@@ -355,7 +365,8 @@ loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out)
     } else {
         const unsigned char *src = local;
         for (int d = 0; d < h->size; d++) {
-            const size_t a = (size_t)h->sdis[d], c = (size_t)h->scnt[d];
+            const size_t a = (size_t)h->sdis[d];
+            const size_t c = d == h->rank && h->own_in_place ? 0 : (size_t)h->scnt[d];
             unsigned char *to = shared && h->to[d] ? h->to[d]
                                 : d == h->rank ? (unsigned char *)out + (size_t)h->rdis[d] * elem
                                                : h->sbuf + a * elem;
