@@ -285,12 +285,14 @@ loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out);
  * created with elem 4; `local` holds doubles, `out` receives floats. */
 loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float *out);
 /* The halo's own receive buffer (loom_halo_received elements). Ranks of one
- * node (loom_node_split) share these buffers: an exchange into it has every
- * owner on the node write its values straight into the buffers of the ranks
- * that need them, and only ranks on other nodes go through MPI_Alltoallv. It
- * is valid until the next exchange starts (which waits for every rank of the
- * node to have started it). Falls back to private memory, exchanged by MPI
- * alone, where shared memory cannot be had (it then says so at verbose). */
+ * node (loom_node_split, and sharing memory) share these buffers: an exchange
+ * into it has every owner on the node write its values straight into the
+ * buffers of the ranks that need them, and only ranks on other nodes go
+ * through MPI_Alltoallv. It is valid until the next exchange starts (which
+ * waits for every rank of the node to have started it). In each round every
+ * rank of the halo's comm passes this buffer as `out`, or every rank its own
+ * memory. Falls back to private memory, exchanged by MPI alone, where shared
+ * memory cannot be had (it then says so at verbose). */
 void *loom_halo_buffer(loom_halo_t *h);
 /* This rank's own share of what it receives: elements [*first, *first + *n)
  * of the received order hold local[(*idx)[i - *first]]. After this call the

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dataplane/dataplane.h"
@@ -31,7 +33,7 @@ struct loom_halo {
     size_t seg_len, nrecv_shared;
     unsigned char **to;
     int *scnt_off, *rcnt_off;
-    int off_node;     /* some rank of comm is on another node */
+    int off_node;     /* some rank of comm needs MPI_Alltoallv in shared rounds */
     int own_in_place; /* the caller reads its own share in place: not copied */
 };
 
@@ -109,26 +111,36 @@ static loom_status_t count_owners(loom_ctx_t *ctx, const uint64_t *bounds, int s
 }
 
 /* A segment of len bytes that the node's ranks map: rank 0 of the node
- * creates it (reserving its pages, so that a full /dev/shm is an error here
- * and not a SIGBUS later), the others open it by name, and it is unlinked
+ * creates it, the others open it by name (and check its size), each reserves
+ * the pages of its own buffer [at, at + mylen) (so that they sit near it, and
+ * a full /dev/shm is an error here, not a SIGBUS later), and it is unlinked
  * once all have it. Returns the mapping or NULL (on every rank of the node
  * alike); collective over node. */
-static unsigned char *map_segment(loom_halo_t *h, size_t len, int nrank, loom_status_t *st)
+static unsigned char *map_segment(loom_halo_t *h, size_t len, size_t at, size_t mylen, int nrank,
+                                  loom_status_t *st)
 {
     static unsigned serial;
-    char name[64];
+    char name[96];
     int fd = -1, ok = 1, e;
     unsigned char *seg = NULL;
     if (nrank == 0) {
-        snprintf(name, sizeof name, "/loom-halo-%ld-%u", (long)getpid(), serial++);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(name, sizeof name, "/loom-halo-%ld-%u-%lx", (long)getpid(), serial++,
+                 (unsigned long)ts.tv_nsec ^ (unsigned long)ts.tv_sec << 30);
         fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
-        ok = fd >= 0 && posix_fallocate(fd, 0, (off_t)len) == 0;
+        ok = fd >= 0 && ftruncate(fd, (off_t)len) == 0;
     }
     e = MPI_Bcast(name, sizeof name, MPI_CHAR, 0, h->node);
     if (e == MPI_SUCCESS) e = MPI_Bcast(&ok, 1, MPI_INT, 0, h->node);
-    if (e == MPI_SUCCESS && ok && nrank != 0) fd = shm_open(name, O_RDWR, 0600);
+    if (e == MPI_SUCCESS && ok && nrank != 0) {
+        struct stat sb;
+        fd = shm_open(name, O_RDWR, 0600);
+        ok = fd >= 0 && fstat(fd, &sb) == 0 && (size_t)sb.st_size == len;
+    }
+    if (e == MPI_SUCCESS && ok && mylen) ok = posix_fallocate(fd, (off_t)at, (off_t)mylen) == 0;
     if (e == MPI_SUCCESS && ok) {
-        seg = fd >= 0 ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+        seg = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (seg == MAP_FAILED) seg = NULL;
         ok = seg != NULL;
     }
@@ -146,15 +158,30 @@ static unsigned char *map_segment(loom_halo_t *h, size_t len, int nrank, loom_st
     return seg;
 }
 
+/* The ranks that share the segment: those of this rank's node (pretend
+ * nodes too) that also share its memory. Collective over comm. */
+static loom_status_t node_comm(loom_halo_t *h)
+{
+    LOOM_TRY(loom_node_split(h->ctx, h->comm, &h->node));
+    if (loom_node_ranks(h->ctx) <= 0) return LOOM_OK;
+    MPI_Comm pretend = h->node;
+    int e = MPI_Comm_split_type(pretend, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &h->node);
+    MPI_Comm_free(&pretend);
+    if (e != MPI_SUCCESS)
+        return loom_error_mpi(h->ctx, e, "MPI_Comm_split_type (halo node)", __FILE__, __LINE__);
+    return LOOM_OK;
+}
+
 /* The receive buffers of the node's ranks in one shared segment, each at a
  * page; where every rank of the node wants this rank's values; the counts
  * that leave the node's ranks to MPI. Or a private buffer when the node holds
- * this rank alone or has no shared memory. Collective over comm. */
+ * this rank alone or has no shared memory. Collective over comm; the caller
+ * agrees on the result. */
 static loom_status_t shared_init(loom_halo_t *h)
 {
     loom_ctx_t *ctx = h->ctx;
     int P = h->size, nsize = 1, nrank = 0;
-    loom_status_t st = loom_node_split(ctx, h->comm, &h->node);
+    loom_status_t st = node_comm(h);
     long long *all = NULL;
     int *peer_rdis = NULL, *node_idx = NULL;
     if (st != LOOM_OK) return st;
@@ -165,23 +192,25 @@ static loom_status_t shared_init(loom_halo_t *h)
     peer_rdis = malloc((size_t)P * sizeof *peer_rdis);
     h->to = calloc((size_t)P, sizeof *h->to);
     h->scnt_off = malloc((size_t)P * 2 * sizeof *h->scnt_off);
-    if (!all || !node_idx || !peer_rdis || !h->to || !h->scnt_off) {
+    if (!all || !node_idx || !peer_rdis || !h->to || !h->scnt_off)
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a halo exchange");
-        goto out;
-    }
+    /* no rank enters the collectives below alone */
+    st = loom_agree(ctx, h->comm, st);
+    if (st != LOOM_OK) goto out;
     h->rcnt_off = h->scnt_off + P;
     long long mine[2] = {h->rank, (long long)(h->nrecv * h->elem)};
     LOOM_MPI_GOTO(ctx, st, MPI_Allgather(mine, 2, MPI_LONG_LONG, all, 2, MPI_LONG_LONG, h->node),
                   out);
     /* where each rank of the node wants this rank's values, by its rdis */
     LOOM_MPI_GOTO(ctx, st, MPI_Alltoall(h->rdis, 1, MPI_INT, peer_rdis, 1, MPI_INT, h->comm), out);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = 0, my_at = 0;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = 0, my_at = 0, my_len = 0;
     for (int i = 0; i < nsize; i++) {
-        if (i == nrank) my_at = len;
-        len += ((size_t)all[2 * i + 1] + page - 1) / page * page;
+        size_t l = ((size_t)all[2 * i + 1] + page - 1) / page * page;
+        if (i == nrank) my_at = len, my_len = l;
+        len += l;
     }
     if (len == 0) len = page;
-    if (nsize > 1) h->seg = map_segment(h, len, nrank, &st);
+    if (nsize > 1) h->seg = map_segment(h, len, my_at, my_len, nrank, &st);
     if (st != LOOM_OK) goto out;
     for (int r = 0; r < P; r++)
         node_idx[r] = -1;
@@ -192,17 +221,21 @@ static loom_status_t shared_init(loom_halo_t *h)
         h->to[r] = h->seg + at + (size_t)peer_rdis[r] * h->elem;
         at += ((size_t)all[2 * i + 1] + page - 1) / page * page;
     }
+    int mpi = !h->seg; /* this rank's rounds need MPI_Alltoallv */
     for (int r = 0; r < P; r++) {
         int near = h->seg && node_idx[r] >= 0;
         h->scnt_off[r] = near ? 0 : h->scnt[r];
         h->rcnt_off[r] = near ? 0 : h->rcnt[r];
-        h->off_node |= !near && r != h->rank && (h->scnt[r] || h->rcnt[r]);
+        mpi |= !near && r != h->rank && (h->scnt[r] || h->rcnt[r]);
         if (near) h->nrecv_shared += (size_t)h->rcnt[r];
     }
+    /* MPI_Alltoallv is collective over comm: skipped only if no rank needs it */
+    LOOM_MPI_GOTO(ctx, st, MPI_Allreduce(&mpi, &h->off_node, 1, MPI_INT, MPI_MAX, h->comm), out);
     h->scnt_off[h->rank] = h->rcnt_off[h->rank] = 0; /* its own share is copied in place */
     if (h->seg) {
         h->seg_len = len;
         h->buf = h->seg + my_at;
+        madvise(h->buf, my_len, MADV_HUGEPAGE); /* advice only */
     } else {
         if (h->node != MPI_COMM_NULL) MPI_Comm_free(&h->node);
         h->buf = malloc(h->nrecv ? h->nrecv * h->elem : 1);
@@ -305,18 +338,16 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
 #define HALO_PACK(TL, TS, CONV)                                                                    \
     do {                                                                                           \
         const TL *src_ = local;                                                                    \
-        for (int d_ = 0; d_ < h->size; d_++) {                                                     \
+        _Pragma("omp parallel if (h->nsend > ((size_t)1 << 16))") for (int d_ = 0; d_ < h->size;   \
+                                                                       d_++)                       \
+        {                                                                                          \
             const size_t a_ = (size_t)h->sdis[d_];                                                 \
             const size_t c_ = d_ == h->rank && h->own_in_place ? 0 : (size_t)h->scnt[d_];          \
             TS *to_ = shared && h->to[d_] ? (TS *)(void *)h->to[d_]                                \
                       : d_ == h->rank     ? (TS *)out + h->rdis[h->rank]                           \
                                           : (TS *)(void *)h->sbuf + a_;                                \
             const uint32_t *s_ = h->send + a_;                                                     \
-            _Pragma(                                                                               \
-                "omp parallel for schedule(static) if (c_ > ((size_t)1 << 16))") for (size_t i_ =  \
-                                                                                          0;       \
-                                                                                      i_ < c_;     \
-                                                                                      i_++)        \
+            _Pragma("omp for schedule(static) nowait") for (size_t i_ = 0; i_ < c_; i_++)          \
                 to_[i_] = CONV(src_[s_[i_]]);                                                      \
         }                                                                                          \
     } while (0)
