@@ -225,7 +225,7 @@ fail:
             for (uint64_t u = b->sb[t]; u < u1; u++) {                                             \
                 const uint64_t p1 = poff[u + 1];                                                   \
                 if (p == p1) continue;                                                             \
-                const VT x = u - olo < on ? (VT)own[oidx[u - olo]] : (VT)src[u];                   \
+                const VT x = (VT)src[u];                                                           \
                 for (; p < p1; p++)                                                                \
                     vals[pos[p]] = x;                                                              \
             }                                                                                      \
@@ -233,8 +233,7 @@ fail:
     } while (0)
 
 /* One superstep: the scatter, then (after a barrier) the gather. `src` may
- * hold doubles or floats; sources [olo, olo + on) read own[oidx[u - olo]]
- * instead (doubles). */
+ * hold doubles or floats. */
 #define BPULL_SUM(b, src, out)                                                                     \
     do {                                                                                           \
         const int T = (b)->nthreads;                                                               \
@@ -256,28 +255,10 @@ fail:
 
 void loom_bpull_sum(loom_bpull_t *b, const double *src, double *out)
 {
-    const uint64_t olo = 0, on = 0;
-    const uint32_t *oidx = NULL;
-    const double *own = NULL;
     BPULL_SUM(b, src, out);
 }
 
 void loom_bpull_sum_f32(loom_bpull_t *b, const float *src, double *out)
-{
-    const uint64_t olo = 0, on = 0;
-    const uint32_t *oidx = NULL;
-    const double *own = NULL;
-    BPULL_SUM(b, src, out);
-}
-
-void loom_bpull_sum_split(loom_bpull_t *b, const double *src, uint64_t olo, uint64_t on,
-                          const uint32_t *oidx, const double *own, double *out)
-{
-    BPULL_SUM(b, src, out);
-}
-
-void loom_bpull_sum_split_f32(loom_bpull_t *b, const float *src, uint64_t olo, uint64_t on,
-                              const uint32_t *oidx, const double *own, double *out)
 {
     BPULL_SUM(b, src, out);
 }

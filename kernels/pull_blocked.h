@@ -45,13 +45,6 @@ loom_bpull_t *loom_bpull_build(uint64_t nsrc, uint64_t ndst, const uint64_t *off
 void loom_bpull_sum(loom_bpull_t *b, const double *src, double *out);
 /* The same with nsrc float source values (bins built single or not). */
 void loom_bpull_sum_f32(loom_bpull_t *b, const float *src, double *out);
-/* The same, except that sources olo <= u < olo + on take the double
- * own[oidx[u - olo]] (converted to float in single bins) and src[u] is not
- * read for them: a rank's own values read in place, the rest from mirrors. */
-void loom_bpull_sum_split(loom_bpull_t *b, const double *src, uint64_t olo, uint64_t on,
-                          const uint32_t *oidx, const double *own, double *out);
-void loom_bpull_sum_split_f32(loom_bpull_t *b, const float *src, uint64_t olo, uint64_t on,
-                              const uint32_t *oidx, const double *own, double *out);
 
 /* Arcs, pairs and the bytes one loom_bpull_sum moves from and to memory at
  * least (streams only; the L2-resident sums excluded). */

@@ -294,11 +294,6 @@ loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float 
  * memory. Falls back to private memory, exchanged by MPI alone, where shared
  * memory cannot be had (it then says so at verbose). */
 void *loom_halo_buffer(loom_halo_t *h);
-/* This rank's own share of what it receives: elements [*first, *first + *n)
- * of the received order hold local[(*idx)[i - *first]]. After this call the
- * exchanges no longer write that share (the caller reads it in place, e.g.
- * loom_bpull_sum_split). Local. */
-void loom_halo_own(loom_halo_t *h, uint64_t *first, uint64_t *n, const uint32_t **idx);
 /* Elements this rank sends and receives per round (its own included), and of
  * those received, how many arrive through shared memory. */
 size_t loom_halo_sent(const loom_halo_t *h);

@@ -33,8 +33,7 @@ struct loom_halo {
     size_t seg_len, nrecv_shared;
     unsigned char **to;
     int *scnt_off, *rcnt_off;
-    int off_node;     /* some rank of comm needs MPI_Alltoallv in shared rounds */
-    int own_in_place; /* the caller reads its own share in place: not copied */
+    int off_node; /* some rank of comm needs MPI_Alltoallv in shared rounds */
 };
 
 void loom_halo_destroy(loom_halo_t **hp)
@@ -64,14 +63,6 @@ void *loom_halo_buffer(loom_halo_t *h)
 size_t loom_halo_received_shared(const loom_halo_t *h)
 {
     return h->nrecv_shared;
-}
-
-void loom_halo_own(loom_halo_t *h, uint64_t *first, uint64_t *n, const uint32_t **idx)
-{
-    h->own_in_place = 1;
-    *first = (uint64_t)h->rdis[h->rank];
-    *n = (uint64_t)h->rcnt[h->rank];
-    *idx = h->send + h->sdis[h->rank];
 }
 
 size_t loom_halo_sent(const loom_halo_t *h)
@@ -235,7 +226,6 @@ static loom_status_t shared_init(loom_halo_t *h)
     if (h->seg) {
         h->seg_len = len;
         h->buf = h->seg + my_at;
-        madvise(h->buf, my_len, MADV_HUGEPAGE); /* advice only */
     } else {
         if (h->node != MPI_COMM_NULL) MPI_Comm_free(&h->node);
         h->buf = malloc(h->nrecv ? h->nrecv * h->elem : 1);
@@ -333,8 +323,8 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
 
 /* Pack each destination's values: into its buffer when it is on this node and
  * the exchange goes into the halo's buffer (to[d]), this rank's own share
- * straight into `out` (unless the caller reads it in place), the rest into the
- * send buffer. CONV turns a local value into a sent one. */
+ * straight into `out`, the rest into the send buffer. CONV turns a local value
+ * into a sent one. */
 #define HALO_PACK(TL, TS, CONV)                                                                    \
     do {                                                                                           \
         const TL *src_ = local;                                                                    \
@@ -342,7 +332,7 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
                                                                        d_++)                       \
         {                                                                                          \
             const size_t a_ = (size_t)h->sdis[d_];                                                 \
-            const size_t c_ = d_ == h->rank && h->own_in_place ? 0 : (size_t)h->scnt[d_];          \
+            const size_t c_ = (size_t)h->scnt[d_];                                                 \
             TS *to_ = shared && h->to[d_] ? (TS *)(void *)h->to[d_]                                \
                       : d_ == h->rank     ? (TS *)out + h->rdis[h->rank]                           \
                                           : (TS *)(void *)h->sbuf + a_;                                \
@@ -397,7 +387,7 @@ loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out)
         const unsigned char *src = local;
         for (int d = 0; d < h->size; d++) {
             const size_t a = (size_t)h->sdis[d];
-            const size_t c = d == h->rank && h->own_in_place ? 0 : (size_t)h->scnt[d];
+            const size_t c = (size_t)h->scnt[d];
             unsigned char *to = shared && h->to[d] ? h->to[d]
                                 : d == h->rank ? (unsigned char *)out + (size_t)h->rdis[d] * elem
                                                : h->sbuf + a * elem;

@@ -950,17 +950,12 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
     if (pg->halo && all_published) {
         /* mirrors: only the values this rank's in-arcs read */
         const double *mine = (const double *)(void *)pg->gpub + pg->lo;
-        /* the worker's own sources are read in place, not copied into mirrors */
-        uint64_t olo, on;
-        const uint32_t *oidx;
-        loom_halo_own(pg->halo, &olo, &on, &oidx);
-        double *sums = (double *)(void *)pg->inbox;
         if (pg->pull_single) {
             LOOM_TRY(loom_halo_exchange_f32(pg->halo, mine, pg->mirror));
-            loom_bpull_sum_split_f32(pg->bpull, pg->mirror, olo, on, oidx, mine, sums);
+            loom_bpull_sum_f32(pg->bpull, pg->mirror, (double *)(void *)pg->inbox);
         } else {
             LOOM_TRY(loom_halo_exchange(pg->halo, mine, pg->mirror));
-            loom_bpull_sum_split(pg->bpull, pg->mirror, olo, on, oidx, mine, sums);
+            loom_bpull_sum(pg->bpull, pg->mirror, (double *)(void *)pg->inbox);
         }
         memcpy(pg->has, pg->has_in, pg->nloc); /* every arc carried a value */
         return LOOM_OK;
