@@ -69,7 +69,7 @@ typedef struct mr_store {
     /* Counting stores (sum_u64): keys of up to 16 bytes that loom_mr_emit_words
      * counts go first into this open-addressing table, the key inline, so that
      * a word costs one load instead of a slot's and then an entry's. It grows
-     * up to cnt_max slots (at most an eighth of the budget) and then takes no
+     * up to cnt_max slots (at most 1/32 of the budget) and then takes no
      * new keys; it is drained into the table above before anything reads the
      * store (merge, sort, spill). */
     mr_count_t *cnt;
@@ -186,33 +186,12 @@ static inline int mr_store_fold_u64(mr_store_t *st, uint64_t hash, uint64_t kw0,
     }
 }
 
-/* Count v for a key of 1..16 bytes (two zero-padded little-endian words) in
- * the store's count table: returns 1 when counted, 0 when the table takes no
- * new keys (the caller then adds the pair to the store as usual). A counting
- * store (sum_u64) and v an 8-byte count only. */
+/* Count v for a key of 1..16 bytes (two zero-padded little-endian words) that
+ * is not in the store's count table: returns 1 when the table took it, 0 when
+ * it takes no new keys (the caller then adds the pair to the store as usual).
+ * A counting store (sum_u64) and v an 8-byte count only. */
 int mr_store_count_new(mr_store_t *st, uint64_t hash, uint64_t kw0, uint64_t kw1, uint32_t klen,
                        uint64_t v);
-static inline int mr_store_count(mr_store_t *st, uint64_t hash, uint64_t kw0, uint64_t kw1,
-                                 uint32_t klen, uint64_t v)
-{
-    if (st->cnt_slots) {
-        size_t mask = st->cnt_slots - 1, j = hash & mask;
-        for (;;) {
-            mr_count_t *c = &st->cnt[j];
-            if (c->k0 == kw0 && c->k1 == kw1 && c->len == klen) {
-                c->count += v;
-                return 1;
-            }
-            if (!c->len) break;
-            j = (j + 1) & mask;
-        }
-    }
-    return mr_store_count_new(st, hash, kw0, kw1, klen, v);
-}
-static inline void mr_store_prefetch_count(const mr_store_t *st, uint64_t hash)
-{
-    if (st->cnt_slots) __builtin_prefetch(&st->cnt[hash & (st->cnt_slots - 1)]);
-}
 /* Move the count table's keys into the store's table (which may spill). */
 loom_status_t mr_store_drain_counts(mr_store_t *st);
 

@@ -366,11 +366,13 @@ loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size
     return LOOM_OK;
 }
 
-/* Fill b up to its capacity (or to the task's end) from fd at file offset `at`. */
+/* Fill b up to `piece` bytes, or up to its capacity when it already holds
+ * that much (a long line), or to the task's end, from fd at file offset `at`. */
 static loom_status_t read_more(mr_engine_t *eng, const char *path, int fd, uint64_t at,
-                               uint64_t left, loom_buf_t *b)
+                               uint64_t left, size_t piece, loom_buf_t *b)
 {
-    size_t want = b->cap - b->len < left ? b->cap - b->len : (size_t)left;
+    size_t room = b->len < piece && b->cap > piece ? piece : b->cap;
+    size_t want = room - b->len < left ? room - b->len : (size_t)left;
     for (size_t got = 0; got < want;) {
         ssize_t n = pread(fd, b->data + b->len, want - got, (off_t)(at + got));
         if (n <= 0)
@@ -398,7 +400,7 @@ loom_status_t mr_map_text_blocks(mr_engine_t *eng, int64_t t, loom_mr_emit_t *em
     *records = 0;
     while (st == LOOM_OK && (pos < tk->len || inbuf->len)) {
         size_t had = inbuf->len;
-        st = read_more(eng, path, fd, tk->off + pos, tk->len - pos, inbuf);
+        st = read_more(eng, path, fd, tk->off + pos, tk->len - pos, PIECE, inbuf);
         if (st != LOOM_OK) break;
         pos += inbuf->len - had;
         uint64_t at = tk->off + pos - inbuf->len; /* the file offset of inbuf->data[0] */

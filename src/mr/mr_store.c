@@ -42,11 +42,11 @@ int mr_store_count_new(mr_store_t *st, uint64_t hash, uint64_t kw0, uint64_t kw1
 {
     if ((st->ncnt + 1) * 2 > st->cnt_slots) {
         if (!st->cnt_max) {
-            /* the largest power of two within an eighth of the budget */
+            /* the largest power of two within 1/32 of the budget (see drain_counts) */
             size_t n = CNT_MIN_SLOTS;
-            while (n * 2 * sizeof(mr_count_t) <= st->budget / 8)
+            while (n * 2 * sizeof(mr_count_t) <= st->budget / 32)
                 n *= 2;
-            st->cnt_max = n * sizeof(mr_count_t) <= st->budget / 8 ? n : 1; /* 1: never */
+            st->cnt_max = n * sizeof(mr_count_t) <= st->budget / 32 ? n : 1; /* 1: never */
         }
         size_t n = st->cnt_slots ? st->cnt_slots * 2 : CNT_MIN_SLOTS;
         if (n > st->cnt_max) return 0;
@@ -73,9 +73,11 @@ int mr_store_count_new(mr_store_t *st, uint64_t hash, uint64_t kw0, uint64_t kw1
 }
 
 /* Move src's count table into dst's table. dst == src: its adds do not spill
- * (the table can pass the budget by at most the count table's keys, an eighth
- * of the budget in 32-byte slots); another dst may spill, which never touches
- * src. Each key leaves the count table before it is added. */
+ * (a spill would drain again from inside this loop), so the table may pass
+ * the budget by the count table's keys: at most budget / 2048 of them (1/32
+ * of the budget in 32-byte slots at half load), about 300 bytes each by
+ * maybe_spill's measure, some 15% of the budget. Another dst may spill, which
+ * never touches src. Each key leaves the count table before it is added. */
 static loom_status_t drain_counts(mr_store_t *dst, mr_store_t *src)
 {
     dst->draining = dst == src;
@@ -250,10 +252,11 @@ static loom_status_t combine_entry(mr_store_t *st, mr_entry_t *e, const void *v,
     return LOOM_OK;
 }
 
-/* Spill on used bytes, not capacity: with doubling growth, capacity stays
- * within twice the use. Sorting the pairs (to spill them, or to shuffle them)
- * takes a ref and sort scratch per pair on top; the store spills before
- * capacity plus that would pass its budget. */
+/* Spill on the table's used bytes, not capacity: with doubling growth,
+ * capacity stays within twice the use. Sorting the pairs (to spill them, or
+ * to shuffle them) takes a ref and sort scratch per pair on top, and the count
+ * table holds its whole capacity; the store spills before all that would pass
+ * its budget. */
 static loom_status_t maybe_spill(mr_store_t *st)
 {
     size_t used = st->nent * sizeof(mr_entry_t) + st->nent * 2 * sizeof(uint64_t) + st->alen;

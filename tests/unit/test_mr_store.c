@@ -449,7 +449,7 @@ static void test_count_table(void)
     memset(got, 0, sizeof got);
     /* stage budgets: a count table of at most 1024 slots (512 words), none at
      * all, and one that holds every word */
-    const size_t stage_budget[] = {(size_t)1 << 18, (size_t)1 << 17, (size_t)1 << 30};
+    const size_t stage_budget[] = {(size_t)1 << 20, (size_t)1 << 19, (size_t)1 << 30};
     for (int b = 0; b < 3; b++) {
         mr_store_t acc, stage;
         mr_store_init(&acc, &eng, b == 2 ? (size_t)1 << 30 : (size_t)1 << 19);
