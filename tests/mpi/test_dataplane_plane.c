@@ -442,21 +442,31 @@ static double halo_value(uint64_t id, int round)
 /* One halo over pretend nodes of node_ranks ranks (0: the real node), its
  * rounds into caller's memory and into the halo's buffer (shared by the ranks
  * of a node) alternated; 8-byte and float values. */
-static void halo_rounds(int node_ranks)
+static void halo_rounds(int node_ranks, int near_only)
 {
     loom_ctx_t *ctx = loom_test_ctx;
     loom_set_nodes(ctx, node_ranks, -1);
     int p = loom_size(ctx), me = loom_rank(ctx);
+    int kn = node_ranks > 0 ? node_ranks : p, n0 = me / kn * kn;
     uint64_t *b = malloc(((size_t)p + 1) * sizeof *b);
     halo_bounds(p, b);
-    /* every (me + 2)-th id, its own among them, and the last id of every range */
+    /* every (me + 2)-th id, its own among them, and the last id of every
+     * range; or (near_only) the same from the ranges of this rank's node only,
+     * except that the last rank also needs rank 1's first id: some ranks then
+     * talk across nodes and others not at all */
     uint64_t *need = malloc((b[p] + 1) * sizeof *need);
     size_t nneed = 0;
     for (uint64_t id = 0; id < b[p]; id++) {
-        int last = 0;
-        for (int r = 0; r < p; r++)
+        int last = 0, owner = 0;
+        for (int r = 0; r < p; r++) {
             last |= b[r + 1] > b[r] && id == b[r + 1] - 1;
-        if (id % (uint64_t)(me + 2) == 0 || last) need[nneed++] = id;
+            if (id >= b[r + 1]) owner = r + 1;
+        }
+        int near = owner >= n0 && owner < n0 + kn;
+        int far_one = me == p - 1 && p > 1 && id == b[1] && b[2] > b[1];
+        if (near_only ? (near && (id % (uint64_t)(me + 2) == 0 || last)) || far_one
+                      : id % (uint64_t)(me + 2) == 0 || last)
+            need[nneed++] = id;
     }
     uint64_t mine = b[me + 1] - b[me];
     double *local = malloc((mine + 1) * sizeof *local);
@@ -469,14 +479,13 @@ static void halo_rounds(int node_ranks)
     /* what comes through shared memory is what the node's ranks hold; with
      * node_ranks K, this rank's node is ranks [me / K * K, me / K * K + K) */
     size_t near = 0;
-    int k = node_ranks > 0 ? node_ranks : p;
     for (size_t i = 0; i < nneed; i++) {
         int r = 0;
         while (need[i] >= b[r + 1])
             r++;
-        near += r / k == me / k;
+        near += r / kn == me / kn;
     }
-    int first = me / k * k, alone = (p - first < k ? p - first : k) == 1;
+    int alone = (p - n0 < kn ? p - n0 : kn) == 1;
     CU_ASSERT_EQUAL(loom_halo_received_shared(h), alone ? 0 : near);
     CU_ASSERT_EQUAL(loom_halo_received_shared(h32), alone ? 0 : near);
     CU_ASSERT_PTR_NOT_NULL(loom_halo_buffer(h));
@@ -522,8 +531,10 @@ static void halo_rounds(int node_ranks)
 
 static void test_halo(void)
 {
-    for (int k = 0; k <= 3; k++)
-        halo_rounds(k);
+    for (int k = 0; k <= 3; k++) {
+        halo_rounds(k, 0);
+        halo_rounds(k, 1);
+    }
 }
 
 /* A list that is not ascending, or names an id nobody owns, on the last rank only: every
