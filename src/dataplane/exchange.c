@@ -309,12 +309,6 @@ static void timer(loom_exchange_t *x, const char *name, int start)
 
 /* ------------------------------------------------------------------ nodes and two levels */
 
-/* Which node each member is on; for two levels, also this node's communicator,
- * the destinations each member relays and the lanes between relays. A
- * destination (node j, place l) is relayed on node i by the member at place
- * l mod (members of i), so every relay talks to one member per other node
- * (more where nodes are uneven), and each member receives from one relay per
- * node. Collective over the members. */
 loom_status_t loom_node_split(loom_ctx_t *ctx, MPI_Comm comm, MPI_Comm *node)
 {
     int k = loom_node_ranks(ctx), rank = 0, e;
@@ -334,6 +328,12 @@ loom_status_t loom_node_split(loom_ctx_t *ctx, MPI_Comm comm, MPI_Comm *node)
     return LOOM_OK;
 }
 
+/* Which node each member is on; for two levels, also this node's communicator,
+ * the destinations each member relays and the lanes between relays. A
+ * destination (node j, place l) is relayed on node i by the member at place
+ * l mod (members of i), so every relay talks to one member per other node
+ * (more where nodes are uneven), and each member receives from one relay per
+ * node. Collective over the members. */
 static loom_status_t nodes_init(loom_exchange_t *x)
 {
     loom_ctx_t *ctx = x->ctx;

@@ -192,8 +192,6 @@ static inline int mr_store_fold_u64(mr_store_t *st, uint64_t hash, uint64_t kw0,
  * A counting store (sum_u64) and v an 8-byte count only. */
 int mr_store_count_new(mr_store_t *st, uint64_t hash, uint64_t kw0, uint64_t kw1, uint32_t klen,
                        uint64_t v);
-/* Move the count table's keys into the store's table (which may spill). */
-loom_status_t mr_store_drain_counts(mr_store_t *st);
 
 /* Hints for batched adds: fetch the home slot of `hash` into cache, and, once
  * it is there, the entry it points to. Never fault; any table state. */

@@ -269,6 +269,24 @@ void mr_plan_free(mr_engine_t *eng)
 
 /* ------------------------------------------------------------------ running a map task */
 
+/* Fill b up to `piece` bytes, or up to its capacity when it already holds
+ * that much (a long line), or to the task's end, from fd at file offset `at`. */
+static loom_status_t read_more(mr_engine_t *eng, const char *path, int fd, uint64_t at,
+                               uint64_t left, size_t piece, loom_buf_t *b)
+{
+    size_t room = b->len < piece && b->cap > piece ? piece : b->cap;
+    size_t want = room - b->len < left ? room - b->len : (size_t)left;
+    for (size_t got = 0; got < want;) {
+        ssize_t n = pread(fd, b->data + b->len, want - got, (off_t)(at + got));
+        if (n <= 0)
+            return LOOM_ERROR(eng->ctx, LOOM_ERR_IO, "%s: cannot read: %s", path,
+                              n < 0 ? strerror(errno) : "file shrank while the job ran");
+        got += (size_t)n;
+        b->len += (size_t)n;
+    }
+    return LOOM_OK;
+}
+
 loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, loom_buf_t *inbuf)
 {
     loom_ctx_t *ctx = eng->ctx;
@@ -280,19 +298,9 @@ loom_status_t mr_read_task(mr_engine_t *eng, int64_t t, loom_buf_t *inbuf)
     LOOM_TRY(loom_buf_reserve(ctx, inbuf, tk->len + 1));
     int fd = open(path, O_RDONLY);
     if (fd < 0) return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    for (uint64_t got = 0; got < tk->len;) {
-        ssize_t n = pread(fd, inbuf->data + got, tk->len - got, (off_t)(tk->off + got));
-        if (n <= 0) {
-            int err = errno;
-            close(fd);
-            return LOOM_ERROR(ctx, LOOM_ERR_IO, "%s: cannot read: %s", path,
-                              n < 0 ? strerror(err) : "file shrank while the job ran");
-        }
-        got += (uint64_t)n;
-    }
+    loom_status_t st = read_more(eng, path, fd, tk->off, tk->len, inbuf->cap, inbuf);
     close(fd);
-    inbuf->len = tk->len;
-    return LOOM_OK;
+    return st;
 }
 
 static loom_status_t long_line(mr_engine_t *eng, const char *path, uint64_t line, uint64_t at)
@@ -363,24 +371,6 @@ loom_status_t mr_map_records(mr_engine_t *eng, int64_t t, const char *data, size
         p = e + 1;
     }
     *records = n;
-    return LOOM_OK;
-}
-
-/* Fill b up to `piece` bytes, or up to its capacity when it already holds
- * that much (a long line), or to the task's end, from fd at file offset `at`. */
-static loom_status_t read_more(mr_engine_t *eng, const char *path, int fd, uint64_t at,
-                               uint64_t left, size_t piece, loom_buf_t *b)
-{
-    size_t room = b->len < piece && b->cap > piece ? piece : b->cap;
-    size_t want = room - b->len < left ? room - b->len : (size_t)left;
-    for (size_t got = 0; got < want;) {
-        ssize_t n = pread(fd, b->data + b->len, want - got, (off_t)(at + got));
-        if (n <= 0)
-            return LOOM_ERROR(eng->ctx, LOOM_ERR_IO, "%s: cannot read: %s", path,
-                              n < 0 ? strerror(errno) : "file shrank while the job ran");
-        got += (size_t)n;
-        b->len += (size_t)n;
-    }
     return LOOM_OK;
 }
 

@@ -101,13 +101,6 @@ static loom_status_t drain_counts(mr_store_t *dst, mr_store_t *src)
     return LOOM_OK;
 }
 
-loom_status_t mr_store_drain_counts(mr_store_t *st)
-{
-    return drain_counts(st, st);
-}
-
-static loom_status_t maybe_spill(mr_store_t *st);
-
 void mr_store_discard(mr_store_t *st)
 {
     store_clear_table(st);
@@ -326,8 +319,7 @@ static loom_status_t compact_runs(mr_store_t *st);
 
 loom_status_t mr_store_merge(mr_store_t *dst, mr_store_t *src)
 {
-    LOOM_TRY(mr_store_drain_counts(dst));
-    if (dst->nent) LOOM_TRY(maybe_spill(dst));
+    /* dst's own count table, if any, stays: readers drain it */
     LOOM_TRY(drain_counts(dst, src));
     for (size_t i = 0; i < src->nent; i++) {
         mr_entry_t *e = &src->ent[i];
@@ -351,7 +343,7 @@ loom_status_t mr_store_sorted(mr_store_t *st, loom_kvref_t **refs, size_t *nrefs
     int np = st->eng->nparts;
     loom_kvref_t *r;
     size_t *fill;
-    LOOM_TRY(mr_store_drain_counts(st));
+    LOOM_TRY(drain_counts(st, st));
     LOOM_ALLOC(ctx, r, st->nent, "sorting pairs");
     fill = calloc((size_t)np + 1, sizeof *fill);
     if (!fill) {
