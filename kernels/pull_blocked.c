@@ -17,8 +17,36 @@ struct loom_bpull {
     uint64_t *abase;             /* nparts + 1: and offsets [abase[q], abase[q + 1]) */
     uint16_t *ids; /* per arc, bin order: offset in its partition | 0x8000 on a pair's first */
     void *vals;    /* pairs values, float when single else double */
+    int ext_vals;  /* vals is the caller's (loom_bpull_use_vals) */
     size_t bytes;  /* memory held */
 };
+
+struct loom_bpush {
+    uint64_t nsrc;
+    int nthreads, single;
+    uint64_t *sb;   /* nthreads + 1: each thread's sources */
+    uint64_t *poff; /* nsrc + 1 */
+    uint32_t *ppos; /* per pair: where its value goes */
+};
+
+/* sb[0..T] cut [0, n) into T ranges of about equal off[] weight. */
+static void split_even(const uint64_t *off, uint64_t n, int T, uint64_t *sb)
+{
+    const uint64_t m = off[n] - off[0];
+    sb[0] = 0;
+    for (int t = 1; t < T; t++) {
+        uint64_t want = off[0] + m / (uint64_t)T * (uint64_t)t, lo = sb[t - 1], hi = n;
+        while (lo < hi) {
+            uint64_t mid = lo + (hi - lo) / 2;
+            if (off[mid] < want)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        sb[t] = lo;
+    }
+    sb[T] = n;
+}
 
 /* Large arrays on 2 MiB pages where the kernel allows: they are streamed,
  * and the bins are written through many cursors at once. */
@@ -49,7 +77,7 @@ void loom_bpull_free(loom_bpull_t **bp)
     free(b->pbase);
     free(b->abase);
     free(b->ids);
-    free(b->vals);
+    if (!b->ext_vals) free(b->vals);
     free(b);
     *bp = NULL;
 }
@@ -106,20 +134,7 @@ loom_bpull_t *loom_bpull_build(uint64_t nsrc, uint64_t ndst, const uint64_t *off
     if (!b->sb || !b->poff || !b->pbase || !b->abase || !pcnt || !acnt) goto fail;
 
     /* Sources split into T ranges of about equal arcs. */
-    const uint64_t m = off[nsrc] - off[0];
-    b->sb[0] = 0;
-    for (int t = 1; t < T; t++) {
-        uint64_t want = off[0] + m / (uint64_t)T * (uint64_t)t, lo = b->sb[t - 1], hi = nsrc;
-        while (lo < hi) {
-            uint64_t mid = lo + (hi - lo) / 2;
-            if (off[mid] < want)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        b->sb[t] = lo;
-    }
-    b->sb[T] = nsrc;
+    split_even(off, nsrc, T, b->sb);
 
     /* Pass 1: pairs per source, pairs and arcs per (thread, partition). */
     b->poff[0] = 0;
@@ -214,22 +229,33 @@ fail:
         }                                                                                          \
     } while (0)
 
-#define BPULL_SCATTER(VT)                                                                          \
+/* Threads' shares of one scatter: source u's value, as VT, to vals[pos[p]]
+ * for each of its pairs p in [poff[u], poff[u + 1]). */
+#define BPULL_SCATTER(VT, T, sb_, poff_, pos_, src_, vals_)                                        \
     do {                                                                                           \
-        VT *restrict vals = (VT *)b->vals;                                                         \
-        const uint32_t *restrict pos = b->ppos;                                                    \
-        const uint64_t *restrict poff = b->poff;                                                   \
-        for (int t = omp_get_thread_num(); t < T; t += omp_get_num_threads()) {                    \
-            const uint64_t u1 = b->sb[t + 1];                                                      \
-            uint64_t p = poff[b->sb[t]];                                                           \
-            for (uint64_t u = b->sb[t]; u < u1; u++) {                                             \
-                const uint64_t p1 = poff[u + 1];                                                   \
-                if (p == p1) continue;                                                             \
-                const VT x = (VT)src[u];                                                           \
-                for (; p < p1; p++)                                                                \
-                    vals[pos[p]] = x;                                                              \
+        VT *restrict v_ = (VT *)(vals_);                                                           \
+        const uint32_t *restrict ps_ = (pos_);                                                     \
+        const uint64_t *restrict po_ = (poff_);                                                    \
+        const uint64_t *sbt_ = (sb_);                                                              \
+        for (int t_ = omp_get_thread_num(); t_ < (T); t_ += omp_get_num_threads()) {               \
+            const uint64_t u1_ = sbt_[t_ + 1];                                                     \
+            uint64_t p_ = po_[sbt_[t_]];                                                           \
+            for (uint64_t u_ = sbt_[t_]; u_ < u1_; u_++) {                                         \
+                const uint64_t p1_ = po_[u_ + 1];                                                  \
+                if (p_ == p1_) continue;                                                           \
+                const VT x_ = (VT)(src_)[u_];                                                      \
+                for (; p_ < p1_; p_++)                                                             \
+                    v_[ps_[p_]] = x_;                                                              \
             }                                                                                      \
         }                                                                                          \
+    } while (0)
+
+#define BPULL_SCATTER_OWN(b, src)                                                                  \
+    do {                                                                                           \
+        if ((b)->single)                                                                           \
+            BPULL_SCATTER(float, (b)->nthreads, (b)->sb, (b)->poff, (b)->ppos, src, (b)->vals);    \
+        else                                                                                       \
+            BPULL_SCATTER(double, (b)->nthreads, (b)->sb, (b)->poff, (b)->ppos, src, (b)->vals);   \
     } while (0)
 
 /* One superstep: the scatter, then (after a barrier) the gather. `src` may
@@ -240,11 +266,7 @@ fail:
         /* (small bins: one thread does every region; no team to wake) */                          \
         _Pragma("omp parallel num_threads(T) if ((b)->arcs + (b)->nsrc > ((uint64_t)1 << 16))")    \
         {                                                                                          \
-            if ((b)->single) {                                                                     \
-                BPULL_SCATTER(float);                                                              \
-            } else {                                                                               \
-                BPULL_SCATTER(double);                                                             \
-            }                                                                                      \
+            BPULL_SCATTER_OWN(b, src);                                                             \
             _Pragma("omp barrier");                                                                \
             if ((b)->single)                                                                       \
                 BPULL_GATHER(float);                                                               \
@@ -263,14 +285,141 @@ void loom_bpull_sum_f32(loom_bpull_t *b, const float *src, double *out)
     BPULL_SUM(b, src, out);
 }
 
+/* (below 2^16 pairs or arcs: one thread, no team to wake) */
+void loom_bpull_scatter(loom_bpull_t *b, const double *src)
+{
+#pragma omp parallel num_threads(b->nthreads) if (b->poff[b->nsrc] > ((uint64_t)1 << 16))
+    BPULL_SCATTER_OWN(b, src);
+}
+
+void loom_bpull_scatter_f32(loom_bpull_t *b, const float *src)
+{
+#pragma omp parallel num_threads(b->nthreads) if (b->poff[b->nsrc] > ((uint64_t)1 << 16))
+    BPULL_SCATTER_OWN(b, src);
+}
+
+void loom_bpull_gather(loom_bpull_t *b, double *out)
+{
+#pragma omp parallel num_threads(b->nthreads) if (b->arcs > ((uint64_t)1 << 16))
+    {
+        if (b->single)
+            BPULL_GATHER(float);
+        else
+            BPULL_GATHER(double);
+    }
+}
+
+uint64_t loom_bpull_pairs(const loom_bpull_t *b, uint64_t u, const uint32_t **pos)
+{
+    *pos = b->ppos + b->poff[u];
+    return b->poff[u + 1] - b->poff[u];
+}
+
+size_t loom_bpull_vals_bytes(const loom_bpull_t *b)
+{
+    return (size_t)b->pairs * (b->single ? sizeof(float) : sizeof(double));
+}
+
+void loom_bpull_use_vals(loom_bpull_t *b, void *vals)
+{
+    if (!b->ext_vals) {
+        free(b->vals);
+        b->bytes -= loom_bpull_vals_bytes(b);
+    }
+    b->vals = vals;
+    b->ext_vals = 1;
+}
+
+int loom_bpull_keep(loom_bpull_t *b, const uint8_t *keep)
+{
+    uint64_t n = 0, np = 0;
+    for (uint64_t u = 0; u < b->nsrc; u++)
+        if (keep[u]) n++, np += b->poff[u + 1] - b->poff[u];
+    size_t held = 0;
+    uint64_t *poff = alloc_big((n + 1) * sizeof *poff, &held);
+    uint32_t *ppos = alloc_big(np * sizeof *ppos, &held);
+    if (!poff || !ppos) {
+        free(poff);
+        free(ppos);
+        return -1;
+    }
+    poff[0] = 0;
+    uint64_t k = 0;
+    for (uint64_t u = 0; u < b->nsrc; u++) {
+        if (!keep[u]) continue;
+        uint64_t c = b->poff[u + 1] - b->poff[u];
+        memcpy(ppos + poff[k], b->ppos + b->poff[u], c * sizeof *ppos);
+        poff[k + 1] = poff[k] + c;
+        k++;
+    }
+    b->bytes -= (b->nsrc + 1) * sizeof *b->poff + (size_t)b->pairs * sizeof *b->ppos;
+    b->bytes += held;
+    free(b->poff);
+    free(b->ppos);
+    b->poff = poff;
+    b->ppos = ppos;
+    b->nsrc = n;
+    split_even(poff, n, b->nthreads, b->sb);
+    return 0;
+}
+
+loom_bpush_t *loom_bpush_new(uint64_t nsrc, uint64_t *poff, uint32_t *ppos, int single,
+                             int nthreads)
+{
+    loom_bpush_t *p = calloc(1, sizeof *p);
+    const int T = nthreads > 0 ? nthreads : 1;
+    if (p) p->sb = malloc((size_t)(T + 1) * sizeof *p->sb);
+    if (!p || !p->sb) {
+        free(p);
+        free(poff);
+        free(ppos);
+        return NULL;
+    }
+    p->nsrc = nsrc;
+    p->nthreads = T;
+    p->single = single;
+    p->poff = poff;
+    p->ppos = ppos;
+    split_even(poff, nsrc, T, p->sb);
+    return p;
+}
+
+void loom_bpush_run(const loom_bpush_t *p, const double *src, void *vals)
+{
+#pragma omp parallel num_threads(p->nthreads) if (p->poff[p->nsrc] > ((uint64_t)1 << 16))
+    {
+        if (p->single)
+            BPULL_SCATTER(float, p->nthreads, p->sb, p->poff, p->ppos, src, vals);
+        else
+            BPULL_SCATTER(double, p->nthreads, p->sb, p->poff, p->ppos, src, vals);
+    }
+}
+
+void loom_bpush_stats(const loom_bpush_t *p, uint64_t *pairs, double *bytes)
+{
+    const double vb = p->single ? 4.0 : 8.0;
+    if (pairs) *pairs = p->poff[p->nsrc];
+    if (bytes) *bytes = (4.0 + vb) * (double)p->poff[p->nsrc] + 16.0 * (double)p->nsrc;
+}
+
+void loom_bpush_free(loom_bpush_t **pp)
+{
+    if (!pp || !*pp) return;
+    free((*pp)->sb);
+    free((*pp)->poff);
+    free((*pp)->ppos);
+    free(*pp);
+    *pp = NULL;
+}
+
 void loom_bpull_stats(const loom_bpull_t *b, uint64_t *arcs, uint64_t *pairs, double *bytes)
 {
     const double vb = b->single ? 4.0 : 8.0;
     if (arcs) *arcs = b->arcs;
     if (pairs) *pairs = b->pairs;
-    /* ids; per pair its position, the value written and read; per source its
-     * value and pair offset; per destination its sum written */
+    /* ids; per pair written here its position and value; per pair its value
+     * read; per source its value and pair offset; per destination its sum */
     if (bytes)
-        *bytes = 2.0 * (double)b->arcs + (4.0 + 2.0 * vb) * (double)b->pairs +
-                 16.0 * (double)b->nsrc + 8.0 * (double)b->ndst;
+        *bytes = 2.0 * (double)b->arcs + (4.0 + vb) * (double)b->poff[b->nsrc] +
+                 vb * (double)b->pairs + 16.0 * (double)b->nsrc + 8.0 * (double)b->ndst;
 }

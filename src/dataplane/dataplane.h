@@ -260,6 +260,40 @@ void loom_exchange_offnode(const loom_exchange_t *x, uint64_t *bytes, uint64_t *
  * MPI error is returned (the caller agrees on it). */
 loom_status_t loom_node_split(loom_ctx_t *ctx, MPI_Comm comm, MPI_Comm *node);
 
+/* ------------------------------------------------------------------ node memory
+ *
+ * One POSIX shared-memory segment for the ranks of a node (loom_node_split's
+ * node, further split to ranks that really share memory), a region of its own
+ * for each: ranks write straight into each other's regions, and a node
+ * barrier orders those writes against the reads. */
+
+typedef struct loom_nodemem loom_nodemem_t;
+
+/* Each rank brings a region of `mylen` bytes (0 allowed); regions start on
+ * pages. *m is NULL, on every rank of a node alike, where the node holds this
+ * rank alone or no segment could be had (said at verbose): the caller then
+ * does without. Collective over `comm`; an MPI error or LOOM_ERR_NOMEM is
+ * returned (the caller agrees on it). */
+loom_status_t loom_nodemem_create(loom_ctx_t *ctx, MPI_Comm comm, size_t mylen, loom_nodemem_t **m);
+/* This rank's region; the segment's start; rank r of `comm`'s region (NULL
+ * when r is not on this node); the segment's length (regions are at page
+ * multiples from its start). */
+void *loom_nodemem_mine(loom_nodemem_t *m);
+void *loom_nodemem_base(loom_nodemem_t *m);
+void *loom_nodemem_of(loom_nodemem_t *m, int r);
+size_t loom_nodemem_bytes(const loom_nodemem_t *m);
+/* The node's ranks that share the segment, in comm's order. */
+MPI_Comm loom_nodemem_comm(const loom_nodemem_t *m);
+/* A barrier of the node's ranks with full memory fences: writes before it on
+ * any rank are seen after it on every rank. A failure revokes the node's
+ * communicator (ULFM), so that no rank of the node waits forever, and is
+ * returned. */
+loom_status_t loom_nodemem_barrier(loom_nodemem_t *m);
+/* Revoke the node's communicator: a rank that leaves a round early calls this
+ * so that its node's ranks do not wait at the next barrier. */
+void loom_nodemem_revoke(loom_nodemem_t *m);
+void loom_nodemem_destroy(loom_nodemem_t **m);
+
 /* ------------------------------------------------------------------ halo exchange
  *
  * A fixed pattern repeated every round (PageRank's mirrors): each rank needs

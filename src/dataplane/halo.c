@@ -1,15 +1,8 @@
 /* The halo exchange: each rank receives exactly the owned values it named once; ranks of
  * one node write into each other's receive buffers, in a POSIX shared-memory segment. */
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "dataplane/dataplane.h"
 
@@ -25,12 +18,11 @@ struct loom_halo {
     MPI_Datatype type;
     /* the receive buffer: in the node's segment, or private */
     unsigned char *buf;
-    /* shared: the node's ranks, the segment mapped here, where each rank of
-     * comm on this node wants this rank's values (NULL: not on the node), and
-     * the counts for MPI_Alltoallv with the node's ranks left out */
-    MPI_Comm node;
-    unsigned char *seg;
-    size_t seg_len, nrecv_shared;
+    /* shared: the node's segment, where each rank of comm on this node wants
+     * this rank's values (NULL: not on the node), and the counts for
+     * MPI_Alltoallv with the node's ranks left out */
+    loom_nodemem_t *mem;
+    size_t nrecv_shared;
     unsigned char **to;
     int *scnt_off, *rcnt_off;
     int off_node; /* some rank of comm needs MPI_Alltoallv in shared rounds */
@@ -41,11 +33,10 @@ void loom_halo_destroy(loom_halo_t **hp)
     if (!hp || !*hp) return;
     loom_halo_t *h = *hp;
     if (h->type != MPI_DATATYPE_NULL) MPI_Type_free(&h->type);
-    if (h->seg)
-        munmap(h->seg, h->seg_len);
+    if (h->mem)
+        loom_nodemem_destroy(&h->mem);
     else
         free(h->buf);
-    if (h->node != MPI_COMM_NULL) MPI_Comm_free(&h->node);
     free(h->to);
     free(h->scnt_off);
     free(h->send);
@@ -101,139 +92,46 @@ static loom_status_t count_owners(loom_ctx_t *ctx, const uint64_t *bounds, int s
     return LOOM_OK;
 }
 
-/* A segment of len bytes that the node's ranks map: rank 0 of the node
- * creates it, the others open it by name (and check its size), each reserves
- * the pages of its own buffer [at, at + mylen) (so that they sit near it, and
- * a full /dev/shm is an error here, not a SIGBUS later), and it is unlinked
- * once all have it. Returns the mapping or NULL (on every rank of the node
- * alike); collective over node. */
-static unsigned char *map_segment(loom_halo_t *h, size_t len, size_t at, size_t mylen, int nrank,
-                                  loom_status_t *st)
-{
-    static unsigned serial;
-    char name[96];
-    int fd = -1, ok = 1, e;
-    unsigned char *seg = NULL;
-    if (nrank == 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(name, sizeof name, "/loom-halo-%ld-%u-%lx", (long)getpid(), serial++,
-                 (unsigned long)ts.tv_nsec ^ (unsigned long)ts.tv_sec << 30);
-        fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
-        ok = fd >= 0 && ftruncate(fd, (off_t)len) == 0;
-    }
-    e = MPI_Bcast(name, sizeof name, MPI_CHAR, 0, h->node);
-    if (e == MPI_SUCCESS) e = MPI_Bcast(&ok, 1, MPI_INT, 0, h->node);
-    if (e == MPI_SUCCESS && ok && nrank != 0) {
-        struct stat sb;
-        fd = shm_open(name, O_RDWR, 0600);
-        ok = fd >= 0 && fstat(fd, &sb) == 0 && (size_t)sb.st_size == len;
-    }
-    if (e == MPI_SUCCESS && ok && mylen) ok = posix_fallocate(fd, (off_t)at, (off_t)mylen) == 0;
-    if (e == MPI_SUCCESS && ok) {
-        seg = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (seg == MAP_FAILED) seg = NULL;
-        ok = seg != NULL;
-    }
-    if (fd >= 0) close(fd);
-    if (e == MPI_SUCCESS) e = MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, h->node);
-    if (nrank == 0 && fd >= 0) shm_unlink(name); /* every rank has it open, or gives up */
-    if (e != MPI_SUCCESS) *st = loom_error_mpi(h->ctx, e, "halo segment", __FILE__, __LINE__);
-    if (e != MPI_SUCCESS || !ok) {
-        if (seg) munmap(seg, len);
-        seg = NULL;
-        if (e == MPI_SUCCESS)
-            loom_log(h->ctx, LOOM_LOG_VERBOSE,
-                     "halo: no shared memory of %zu bytes on this node; exchanging by MPI", len);
-    }
-    return seg;
-}
-
-/* The ranks that share the segment: those of this rank's node (pretend
- * nodes too) that also share its memory. Collective over comm. */
-static loom_status_t node_comm(loom_halo_t *h)
-{
-    LOOM_TRY(loom_node_split(h->ctx, h->comm, &h->node));
-    if (loom_node_ranks(h->ctx) <= 0) return LOOM_OK;
-    MPI_Comm pretend = h->node;
-    int e = MPI_Comm_split_type(pretend, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &h->node);
-    MPI_Comm_free(&pretend);
-    if (e != MPI_SUCCESS)
-        return loom_error_mpi(h->ctx, e, "MPI_Comm_split_type (halo node)", __FILE__, __LINE__);
-    return LOOM_OK;
-}
-
-/* The receive buffers of the node's ranks in one shared segment, each at a
- * page; where every rank of the node wants this rank's values; the counts
- * that leave the node's ranks to MPI. Or a private buffer when the node holds
- * this rank alone or has no shared memory. Collective over comm; the caller
- * agrees on the result. */
+/* The receive buffers of the node's ranks in one shared segment; where every
+ * rank of the node wants this rank's values; the counts that leave the node's
+ * ranks to MPI. Or a private buffer when the node holds this rank alone or has
+ * no shared memory. Collective over comm; the caller agrees on the result. */
 static loom_status_t shared_init(loom_halo_t *h)
 {
     loom_ctx_t *ctx = h->ctx;
-    int P = h->size, nsize = 1, nrank = 0;
-    loom_status_t st = node_comm(h);
-    long long *all = NULL;
-    int *peer_rdis = NULL, *node_idx = NULL;
-    if (st != LOOM_OK) return st;
-    LOOM_MPI_GOTO(ctx, st, MPI_Comm_size(h->node, &nsize), out);
-    LOOM_MPI_GOTO(ctx, st, MPI_Comm_rank(h->node, &nrank), out);
-    all = malloc((size_t)nsize * 2 * sizeof *all);
-    node_idx = malloc((size_t)P * sizeof *node_idx);
-    peer_rdis = malloc((size_t)P * sizeof *peer_rdis);
+    int P = h->size;
+    int *peer_rdis = malloc((size_t)P * sizeof *peer_rdis);
     h->to = calloc((size_t)P, sizeof *h->to);
     h->scnt_off = malloc((size_t)P * 2 * sizeof *h->scnt_off);
-    if (!all || !node_idx || !peer_rdis || !h->to || !h->scnt_off)
+    loom_status_t st = LOOM_OK;
+    if (!peer_rdis || !h->to || !h->scnt_off)
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a halo exchange");
     /* no rank enters the collectives below alone */
     st = loom_agree(ctx, h->comm, st);
+    if (st == LOOM_OK) st = loom_nodemem_create(ctx, h->comm, h->nrecv * h->elem, &h->mem);
     if (st != LOOM_OK) goto out;
     h->rcnt_off = h->scnt_off + P;
-    long long mine[2] = {h->rank, (long long)(h->nrecv * h->elem)};
-    LOOM_MPI_GOTO(ctx, st, MPI_Allgather(mine, 2, MPI_LONG_LONG, all, 2, MPI_LONG_LONG, h->node),
-                  out);
     /* where each rank of the node wants this rank's values, by its rdis */
     LOOM_MPI_GOTO(ctx, st, MPI_Alltoall(h->rdis, 1, MPI_INT, peer_rdis, 1, MPI_INT, h->comm), out);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = 0, my_at = 0, my_len = 0;
-    for (int i = 0; i < nsize; i++) {
-        size_t l = ((size_t)all[2 * i + 1] + page - 1) / page * page;
-        if (i == nrank) my_at = len, my_len = l;
-        len += l;
-    }
-    if (len == 0) len = page;
-    if (nsize > 1) h->seg = map_segment(h, len, my_at, my_len, nrank, &st);
-    if (st != LOOM_OK) goto out;
-    for (int r = 0; r < P; r++)
-        node_idx[r] = -1;
-    size_t at = 0;
-    for (int i = 0; h->seg && i < nsize; i++) {
-        int r = (int)all[2 * i];
-        node_idx[r] = i;
-        h->to[r] = h->seg + at + (size_t)peer_rdis[r] * h->elem;
-        at += ((size_t)all[2 * i + 1] + page - 1) / page * page;
-    }
-    int mpi = !h->seg; /* this rank's rounds need MPI_Alltoallv */
+    int mpi = !h->mem; /* this rank's rounds need MPI_Alltoallv */
     for (int r = 0; r < P; r++) {
-        int near = h->seg && node_idx[r] >= 0;
-        h->scnt_off[r] = near ? 0 : h->scnt[r];
-        h->rcnt_off[r] = near ? 0 : h->rcnt[r];
-        mpi |= !near && r != h->rank && (h->scnt[r] || h->rcnt[r]);
-        if (near) h->nrecv_shared += (size_t)h->rcnt[r];
+        unsigned char *at = h->mem ? loom_nodemem_of(h->mem, r) : NULL;
+        h->to[r] = at ? at + (size_t)peer_rdis[r] * h->elem : NULL;
+        h->scnt_off[r] = at ? 0 : h->scnt[r];
+        h->rcnt_off[r] = at ? 0 : h->rcnt[r];
+        mpi |= !at && r != h->rank && (h->scnt[r] || h->rcnt[r]);
+        if (at) h->nrecv_shared += (size_t)h->rcnt[r];
     }
     /* MPI_Alltoallv is collective over comm: skipped only if no rank needs it */
     LOOM_MPI_GOTO(ctx, st, MPI_Allreduce(&mpi, &h->off_node, 1, MPI_INT, MPI_MAX, h->comm), out);
     h->scnt_off[h->rank] = h->rcnt_off[h->rank] = 0; /* its own share is copied in place */
-    if (h->seg) {
-        h->seg_len = len;
-        h->buf = h->seg + my_at;
+    if (h->mem) {
+        h->buf = loom_nodemem_mine(h->mem);
     } else {
-        if (h->node != MPI_COMM_NULL) MPI_Comm_free(&h->node);
         h->buf = malloc(h->nrecv ? h->nrecv * h->elem : 1);
         if (!h->buf) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for mirrored values");
     }
 out:
-    free(all);
-    free(node_idx);
     free(peer_rdis);
     return st;
 }
@@ -255,7 +153,6 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
         h->rank = rank;
         h->elem = elem;
         h->type = MPI_DATATYPE_NULL;
-        h->node = MPI_COMM_NULL;
         h->scnt = calloc((size_t)size * 4, sizeof *h->scnt);
     }
     if (!h || !h->scnt) st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a halo exchange");
@@ -349,12 +246,7 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
  * buffer (it has entered this round) and end when every write is done. */
 static loom_status_t node_barrier(loom_halo_t *h)
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    int e = MPI_Barrier(h->node);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (e == MPI_SUCCESS) return LOOM_OK;
-    loom_comm_revoke(h->ctx, h->node); /* no rank of the node waits on a barrier forever */
-    return loom_error_mpi(h->ctx, e, "MPI_Barrier (halo node)", __FILE__, __LINE__);
+    return loom_nodemem_barrier(h->mem);
 }
 
 static loom_status_t halo_send(loom_halo_t *h, void *out, int shared)
@@ -368,7 +260,7 @@ static loom_status_t halo_send(loom_halo_t *h, void *out, int shared)
     h->rcnt[me] = rc;
     if (e != MPI_SUCCESS) {
         /* the node's ranks must not wait for this one at the closing barrier */
-        if (shared) loom_comm_revoke(h->ctx, h->node);
+        if (shared) loom_nodemem_revoke(h->mem);
         return loom_error_mpi(h->ctx, e, "MPI_Alltoallv", __FILE__, __LINE__);
     }
     return shared ? node_barrier(h) : LOOM_OK;
@@ -377,7 +269,7 @@ static loom_status_t halo_send(loom_halo_t *h, void *out, int shared)
 loom_status_t loom_halo_exchange(loom_halo_t *h, const void *local, void *out)
 {
     const size_t elem = h->elem;
-    const int shared = h->seg && out == h->buf;
+    const int shared = h->mem && out == h->buf;
     if (shared) LOOM_TRY(node_barrier(h));
     if (elem == 8) {
         HALO_PACK(uint64_t, uint64_t, HALO_SAME);
@@ -403,7 +295,7 @@ loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float 
     if (h->elem != sizeof(float))
         return LOOM_ERROR(h->ctx, LOOM_ERR_INTERNAL,
                           "halo: a float exchange over %zu-byte elements", h->elem);
-    const int shared = h->seg && (void *)out == h->buf;
+    const int shared = h->mem && (void *)out == h->buf;
     if (shared) LOOM_TRY(node_barrier(h));
     HALO_PACK(double, float, HALO_TO_F32);
     return halo_send(h, out, shared);

@@ -1,6 +1,7 @@
 /* The Pregel engine: BSP supersteps of a vertex program, with dense or sparse exchange. */
 #include "pregel/pregel_internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -344,8 +345,12 @@ static void free_local(loom_pregel_t *pg)
     free(pg->sent);
     free(pg->in_idx_own);
     free(pg->slot);
-    loom_bpull_free(&pg->bpull);
+    loom_bpull_free(&pg->bpull); /* before the bins it may point into */
+    loom_bpush_free(&pg->push);
+    loom_nodemem_destroy(&pg->bins);
     loom_halo_destroy(&pg->halo); /* and with it the mirrors */
+    free(pg->mirror_own);
+    pg->mirror_own = NULL;
     free(pg->has_in);
     pg->mirror = NULL;
     pg->has_in = NULL;
@@ -942,6 +947,30 @@ static loom_pull_op_t pull_op(loom_pregel_combiner_t c)
 
 /* Every worker publishes its slice of gpub (and of pubflag unless every
  * vertex published); owners then pull over their in-edges. */
+/* The blocked kernel over shared bins: once every worker of the node is done
+ * reading its bins (the last superstep's gather), each writes its own values
+ * into every bin of the node and the mirrors from other nodes into its own;
+ * once all are written, each gathers its own. */
+static loom_status_t shared_bins_sum(loom_pregel_t *pg, const double *mine)
+{
+    LOOM_TRY(loom_nodemem_barrier(pg->bins));
+    loom_status_t st = pg->pull_single ? loom_halo_exchange_f32(pg->halo, mine, pg->mirror)
+                                       : loom_halo_exchange(pg->halo, mine, pg->mirror);
+    if (st != LOOM_OK) {
+        loom_nodemem_revoke(pg->bins); /* the node's ranks must not wait for this one */
+        return st;
+    }
+    loom_bpush_run(pg->push, mine, loom_nodemem_base(pg->bins));
+    if (pg->pull_single)
+        loom_bpull_scatter_f32(pg->bpull, pg->mirror);
+    else
+        loom_bpull_scatter(pg->bpull, pg->mirror);
+    LOOM_TRY(loom_nodemem_barrier(pg->bins));
+    loom_bpull_gather(pg->bpull, (double *)(void *)pg->inbox);
+    memcpy(pg->has, pg->has_in, pg->nloc); /* every arc carried a value */
+    return LOOM_OK;
+}
+
 static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
 {
     loom_ctx_t *ctx = pg->ctx;
@@ -950,6 +979,7 @@ static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
     if (pg->halo && all_published) {
         /* mirrors: only the values this rank's in-arcs read */
         const double *mine = (const double *)(void *)pg->gpub + pg->lo;
+        if (pg->push) return shared_bins_sum(pg, mine);
         if (pg->pull_single) {
             LOOM_TRY(loom_halo_exchange_f32(pg->halo, mine, pg->mirror));
             loom_bpull_sum_f32(pg->bpull, pg->mirror, (double *)(void *)pg->inbox);
@@ -1136,6 +1166,167 @@ static loom_status_t transpose_in(loom_pregel_t *pg, uint64_t **offp, uint32_t *
     return LOOM_OK;
 }
 
+/* Shared bins (see pregel_internal.h): for each of the needed sources
+ * (ascending ids, indexed as the bins' sources) owned by a worker of this
+ * node, send its owner where its values go in this worker's bins; build this
+ * worker's push from what the others send; keep in the bins' own scatter, and
+ * in `need`, only the sources from other nodes. Where the node's workers share
+ * no memory, or their bins are too large for 32-bit positions, nothing
+ * changes there. *anyp: some node shares bins (then every worker's mirrors
+ * are private: see loom_halo_buffer's contract). Collective over the workers;
+ * agreed. */
+static loom_status_t share_bins(loom_pregel_t *pg, uint64_t *need, size_t *nneed, int *anyp)
+{
+    loom_ctx_t *ctx = pg->ctx;
+    const int W = pg->nworkers;
+    const size_t vb = pg->pull_single ? sizeof(float) : sizeof(double);
+    const uint64_t *bounds = pg->g->part + pg->wbase;
+    const size_t n = *nneed;
+    /* per worker: items (pairs of uint32: local source, count) and positions,
+     * sent and received, and their displacements */
+    int *cnt = calloc((size_t)W * 8, sizeof *cnt);
+    uint8_t *keep = malloc(n ? n : 1);
+    uint32_t *items = NULL, *pos = NULL, *ritems = NULL, *rpos = NULL, *ppos = NULL;
+    uint64_t *poff = NULL, *at = NULL;
+    loom_status_t st =
+        cnt && keep ? LOOM_OK : LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory sharing bins");
+    st = loom_agree(ctx, pg->wcomm, st);
+    if (st == LOOM_OK)
+        st = loom_nodemem_create(ctx, pg->wcomm, loom_bpull_vals_bytes(pg->bpull), &pg->bins);
+    st = loom_agree(ctx, pg->wcomm, st);
+    if (st != LOOM_OK) goto out;
+    int *icnt = cnt, *pcnt = cnt + W, *ircnt = cnt + 2 * W, *prcnt = cnt + 3 * W;
+    int *idis = cnt + 4 * W, *pdis = cnt + 5 * W, *iris = cnt + 6 * W, *pris = cnt + 7 * W;
+    uint64_t ni = 0, np = 0;
+    /* which sources the node's owners write, and how much goes to each */
+    for (int pass = 0; pass < 2; pass++) {
+        ni = np = 0;
+        memset(cnt, 0, (size_t)W * 2 * sizeof *cnt);
+        for (size_t k = 0, o = 0; k < n; k++) {
+            while (need[k] >= bounds[o + 1])
+                o++;
+            keep[k] = !pg->bins || !loom_nodemem_of(pg->bins, (int)o);
+            if (keep[k]) continue;
+            const uint32_t *p;
+            uint64_t c = loom_bpull_pairs(pg->bpull, k, &p);
+            ni += 2, np += c;
+            icnt[o] += 2;
+            pcnt[o] = (int)(pcnt[o] + c < INT_MAX ? pcnt[o] + c : INT_MAX);
+        }
+        if (pass == 1 || !pg->bins) break;
+        /* the node's values addressed with 32 bits; MPI's int counts */
+        int ok = loom_nodemem_bytes(pg->bins) / vb <= UINT32_MAX && ni < INT_MAX && np < INT_MAX;
+        LOOM_MPI_GOTO(
+            ctx, st,
+            MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, loom_nodemem_comm(pg->bins)),
+            out);
+        if (ok) break;
+        loom_nodemem_destroy(&pg->bins); /* on the whole node alike; count again without */
+    }
+    int any = pg->bins != NULL;
+    LOOM_MPI_GOTO(ctx, st, MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, pg->wcomm), out);
+    *anyp = any;
+    if (!any) goto out;
+    LOOM_MPI_GOTO(ctx, st, MPI_Alltoall(icnt, 1, MPI_INT, ircnt, 1, MPI_INT, pg->wcomm), out);
+    LOOM_MPI_GOTO(ctx, st, MPI_Alltoall(pcnt, 1, MPI_INT, prcnt, 1, MPI_INT, pg->wcomm), out);
+    uint64_t nri = 0, nrp = 0;
+    for (int r = 0; r < W; r++) {
+        idis[r] = (int)(r ? idis[r - 1] + icnt[r - 1] : 0);
+        pdis[r] = (int)(r ? pdis[r - 1] + pcnt[r - 1] : 0);
+        iris[r] = (int)nri;
+        pris[r] = (int)nrp;
+        nri += (uint64_t)ircnt[r];
+        nrp += (uint64_t)prcnt[r];
+    }
+    items = malloc((ni ? ni : 1) * sizeof *items);
+    pos = malloc((np ? np : 1) * sizeof *pos);
+    ritems = malloc((nri ? nri : 1) * sizeof *ritems);
+    rpos = malloc((nrp ? nrp : 1) * sizeof *rpos);
+    poff = calloc(pg->nloc + 1, sizeof *poff);
+    at = malloc((pg->nloc ? pg->nloc : 1) * sizeof *at);
+    ppos = malloc((nrp ? nrp : 1) * sizeof *ppos);
+    if (!items || !pos || !ritems || !rpos || !poff || !at || !ppos)
+        st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory sharing bins");
+    else if (nri > INT_MAX || nrp > INT_MAX || nrp > UINT32_MAX)
+        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "shared bins: more than %d pairs to one worker",
+                        INT_MAX);
+    st = loom_agree(ctx, pg->wcomm, st);
+    if (st != LOOM_OK) goto out;
+    /* this worker's bins begin at element `mine` of the node's segment */
+    const uint64_t mine = pg->bins ? (uint64_t)((unsigned char *)loom_nodemem_mine(pg->bins) -
+                                                (unsigned char *)loom_nodemem_base(pg->bins)) /
+                                         vb
+                                   : 0;
+    for (size_t k = 0, o = 0; k < n; k++) {
+        while (need[k] >= bounds[o + 1])
+            o++;
+        if (keep[k]) continue;
+        const uint32_t *p;
+        uint64_t c = loom_bpull_pairs(pg->bpull, k, &p);
+        items[idis[o]++] = (uint32_t)(need[k] - bounds[o]);
+        items[idis[o]++] = (uint32_t)c;
+        for (uint64_t i = 0; i < c; i++)
+            pos[pdis[o]++] = (uint32_t)(mine + p[i]);
+    }
+    for (int r = 0; r < W; r++) { /* the cursors ran to the next one's start */
+        idis[r] -= icnt[r];
+        pdis[r] -= pcnt[r];
+    }
+    LOOM_MPI_GOTO(ctx, st,
+                  MPI_Alltoallv(items, icnt, idis, MPI_UINT32_T, ritems, ircnt, iris, MPI_UINT32_T,
+                                pg->wcomm),
+                  out);
+    LOOM_MPI_GOTO(
+        ctx, st,
+        MPI_Alltoallv(pos, pcnt, pdis, MPI_UINT32_T, rpos, prcnt, pris, MPI_UINT32_T, pg->wcomm),
+        out);
+    /* this worker's push: its sources' positions in every bin of the node */
+    for (uint64_t i = 0; i < nri && st == LOOM_OK; i += 2) {
+        if (ritems[i] >= pg->nloc)
+            st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "shared bins: source %u not owned here",
+                            ritems[i]);
+        else
+            poff[ritems[i] + 1] += ritems[i + 1];
+    }
+    for (uint64_t u = 0; u < pg->nloc; u++) {
+        poff[u + 1] += poff[u];
+        at[u] = poff[u];
+    }
+    if (st == LOOM_OK && poff[pg->nloc] != nrp)
+        st = LOOM_ERROR(ctx, LOOM_ERR_INTERNAL, "shared bins: positions do not add up");
+    /* the positions arrive in the order of the items, sender by sender */
+    for (uint64_t i = 0, r = 0; i < nri && st == LOOM_OK; i += 2) {
+        memcpy(ppos + at[ritems[i]], rpos + r, (size_t)ritems[i + 1] * sizeof *ppos);
+        at[ritems[i]] += ritems[i + 1];
+        r += ritems[i + 1];
+    }
+    if (st == LOOM_OK && pg->bins) {
+        pg->push = loom_bpush_new(pg->nloc, poff, ppos, pg->pull_single, pg->nthreads);
+        poff = NULL, ppos = NULL; /* taken */
+        if (!pg->push || loom_bpull_keep(pg->bpull, keep) != 0)
+            st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory sharing bins");
+        else
+            loom_bpull_use_vals(pg->bpull, loom_nodemem_mine(pg->bins));
+    }
+    if (st == LOOM_OK) {
+        size_t j = 0;
+        for (size_t k = 0; k < n; k++)
+            if (keep[k]) need[j++] = need[k];
+        *nneed = j;
+    }
+out:
+    free(cnt);
+    free(keep);
+    free(items);
+    free(pos);
+    free(ritems);
+    free(rpos);
+    free(poff);
+    free(ppos);
+    free(at);
+    return loom_agree(ctx, pg->wcomm, st);
+}
+
 /* The blocked kernel's bins over all n sources (gpub in vertex order). */
 static loom_status_t build_blocked(loom_pregel_t *pg)
 {
@@ -1175,23 +1366,40 @@ static loom_status_t build_blocked(loom_pregel_t *pg)
         }
         free(off);
         free(dst);
-        /* collective: every worker takes part even after a local failure */
-        loom_status_t hs = loom_halo_create(pg->ctx, pg->wcomm, pg->g->part + pg->wbase,
-                                            st == LOOM_OK ? need : NULL, st == LOOM_OK ? nneed : 0,
-                                            vbytes, &pg->halo);
+        int any = 0;
+        st = loom_agree(pg->ctx, pg->wcomm, st);
+        if (st == LOOM_OK) st = share_bins(pg, need, &nneed, &any);
+        if (st == LOOM_OK)
+            st = loom_halo_create(pg->ctx, pg->wcomm, pg->g->part + pg->wbase, need, nneed, vbytes,
+                                  &pg->halo);
         free(need);
-        if (st == LOOM_OK) st = hs;
         if (st != LOOM_OK) return st;
-        pg->mirror = loom_halo_buffer(pg->halo);
+        if (any) {
+            pg->mirror = pg->mirror_own = malloc(nneed ? nneed * vbytes : 1);
+            if (!pg->mirror)
+                return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory for mirrored values");
+        } else {
+            pg->mirror = loom_halo_buffer(pg->halo);
+        }
     }
     if (!pg->bpull)
         return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory building the blocked pull");
     uint64_t arcs = 0, pairs = 0;
     double moved = 0;
     loom_bpull_stats(pg->bpull, &arcs, &pairs, &moved);
-    char mirrors[128] = "";
+    char mirrors[256] = "";
+    int len = 0;
+    if (pg->push) {
+        uint64_t pushed = 0;
+        double pmoved = 0;
+        loom_bpush_stats(pg->push, &pushed, &pmoved);
+        moved += pmoved;
+        len = snprintf(mirrors, sizeof mirrors,
+                       "; shared bins: this worker's values into %llu pairs of its node's bins",
+                       (unsigned long long)pushed);
+    }
     if (pg->halo)
-        snprintf(mirrors, sizeof mirrors,
+        snprintf(mirrors + len, sizeof mirrors - (size_t)len,
                  "; mirrors: %zu values in (%zu through shared memory), %zu out per superstep",
                  loom_halo_received(pg->halo), loom_halo_received_shared(pg->halo),
                  loom_halo_sent(pg->halo));

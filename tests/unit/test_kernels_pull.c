@@ -125,6 +125,66 @@ static int check_one(const graph_t *g, int shift, int single, int threads, int d
     return bad;
 }
 
+/* The same sums with the scatter split between writers, as shared bins do:
+ * the values moved into the caller's memory, every third source written by
+ * a push (its positions read off the kernel), the rest kept in the kernel's
+ * own scatter, renumbered. */
+static int check_split(const graph_t *g, int shift, int single, int threads)
+{
+    double *want = malloc((g->ndst + 1) * sizeof *want);
+    double *got = malloc((g->ndst + 1) * sizeof *got);
+    reference(g, single, want);
+    loom_bpull_t *b = loom_bpull_build(g->nsrc, g->ndst, g->off, g->dst, 0, g->base, shift, single,
+                                       threads, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    uint8_t *keep = malloc(g->nsrc + 1);
+    uint64_t *poff = calloc(g->nsrc + 1, sizeof *poff), nk = 0, np = 0;
+    for (uint64_t u = 0; u < g->nsrc; u++) {
+        const uint32_t *pos;
+        keep[u] = u % 3 != 1;
+        poff[u + 1] = poff[u] + (keep[u] ? 0 : loom_bpull_pairs(b, u, &pos));
+    }
+    uint32_t *ppos = malloc((poff[g->nsrc] + 1) * sizeof *ppos);
+    double *kept = malloc((g->nsrc + 1) * sizeof *kept);
+    for (uint64_t u = 0; u < g->nsrc; u++) {
+        const uint32_t *pos;
+        uint64_t c = loom_bpull_pairs(b, u, &pos);
+        if (keep[u])
+            kept[nk++] = g->src[u];
+        else
+            memcpy(ppos + poff[u], pos, c * sizeof *pos), np += c;
+    }
+    CU_ASSERT_EQUAL(np, poff[g->nsrc]);
+    loom_bpush_t *push = loom_bpush_new(g->nsrc, poff, ppos, single, threads);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(push);
+    CU_ASSERT_EQUAL_FATAL(loom_bpull_keep(b, keep), 0);
+    void *vals = malloc(loom_bpull_vals_bytes(b) + 8);
+    loom_bpull_use_vals(b, vals);
+    int bad = 0;
+    for (int round = 0; round < 2; round++) {
+        for (uint64_t v = 0; v < g->ndst; v++)
+            got[v] = -1.0;
+        loom_bpush_run(push, g->src, vals); /* the push reads every source; writes its own */
+        loom_bpull_scatter(b, kept);
+        loom_bpull_gather(b, got);
+        for (uint64_t v = 0; v < g->ndst; v++)
+            if (memcmp(&got[v], &want[v], sizeof got[v]) != 0 && bad++ < 3)
+                printf("\n  split: nsrc %llu ndst %llu shift %d single %d threads %d: v %llu got "
+                       "%.17g want %.17g",
+                       (unsigned long long)g->nsrc, (unsigned long long)g->ndst, shift, single,
+                       threads, (unsigned long long)v, got[v], want[v]);
+    }
+    loom_bpush_free(&push);
+    CU_ASSERT_PTR_NULL(push);
+    loom_bpull_free(&b);
+    free(vals); /* the caller's, not freed by the kernel */
+    free(keep);
+    free(kept);
+    free(want);
+    free(got);
+    return bad;
+}
+
 static void test_random(void)
 {
     static const uint64_t sizes[][3] = {
@@ -141,8 +201,10 @@ static void test_random(void)
             if (g.ndst > 0 && ((g.ndst - 1) >> shifts[k]) >= 65536) continue;
             if (g.ndst > 10000 && shifts[k] < 12) continue; /* time: the large case is for 2^15 */
             for (int threads = 1; threads <= 2; threads++)  /* 3 in the hub test */
-                for (int single = 0; single <= 1; single++)
+                for (int single = 0; single <= 1; single++) {
                     bad += check_one(&g, shifts[k], single, threads, (threads + single) % 2);
+                    bad += check_split(&g, shifts[k], single, threads);
+                }
         }
         free_graph(&g);
     }
