@@ -197,7 +197,7 @@ def mr_no_ft(w):
 # ------------------------------------------------------------------ Pregel
 
 def pregel_ft(w):
-    # pagerank on the blocked kernel (mirrors through the halo exchange at 3-4 ranks; small
+    # pagerank on the blocked kernel (bins shared in memory by the workers at 3-4 ranks; small
     # graphs pick the gather kernel by default, which the outside kill below runs); cc over
     # pretend nodes of 2 ranks, its messages in the two-level exchange before and after the
     # survivors regroup
