@@ -352,7 +352,7 @@ int loom_bpull_keep(loom_bpull_t *b, const uint8_t *keep)
         poff[k + 1] = poff[k] + c;
         k++;
     }
-    b->bytes -= (b->nsrc + 1) * sizeof *b->poff + (size_t)b->pairs * sizeof *b->ppos;
+    b->bytes -= (b->nsrc + 1) * sizeof *b->poff + (size_t)b->poff[b->nsrc] * sizeof *b->ppos;
     b->bytes += held;
     free(b->poff);
     free(b->ppos);

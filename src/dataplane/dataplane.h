@@ -269,11 +269,13 @@ loom_status_t loom_node_split(loom_ctx_t *ctx, MPI_Comm comm, MPI_Comm *node);
 
 typedef struct loom_nodemem loom_nodemem_t;
 
-/* Each rank brings a region of `mylen` bytes (0 allowed); regions start on
- * pages. *m is NULL, on every rank of a node alike, where the node holds this
- * rank alone or no segment could be had (said at verbose): the caller then
- * does without. Collective over `comm`; an MPI error or LOOM_ERR_NOMEM is
- * returned (the caller agrees on it). */
+/* Each rank brings a region of `mylen` bytes (0 allowed); regions start at
+ * 2 MiB boundaries (for 2 MiB pages where the kernel gives them to shared
+ * memory), and each rank's own pages, mylen rounded up to the page size, are
+ * populated here. *m is NULL, on every rank of a node alike, where the node
+ * holds this rank alone or no segment could be had (said at verbose): the
+ * caller then does without. Collective over `comm`; agrees on failure (an MPI
+ * error or LOOM_ERR_NOMEM). */
 loom_status_t loom_nodemem_create(loom_ctx_t *ctx, MPI_Comm comm, size_t mylen, loom_nodemem_t **m);
 /* This rank's region; the segment's start; rank r of `comm`'s region (NULL
  * when r is not on this node); the segment's length (regions are at page
@@ -305,11 +307,17 @@ void loom_nodemem_destroy(loom_nodemem_t **m);
 
 typedef struct loom_halo loom_halo_t;
 
-/* Collective over `comm`; agrees on failure: LOOM_ERR_NOMEM, LOOM_ERR_USAGE
- * (an id outside [bounds[0], bounds[size]), an unsorted list, more than
- * INT_MAX ids to or from one rank, an owned range of 2^32 ids or more). */
+/* loom_halo_create's flags: the receive buffer in private memory on every
+ * rank (no shared segment; rounds go by MPI_Alltoallv alone). */
+#define LOOM_HALO_PRIVATE 1u
+
+/* Collective over `comm` (the same flags on every rank); agrees on failure:
+ * LOOM_ERR_NOMEM, LOOM_ERR_USAGE (an id outside [bounds[0], bounds[size]), an
+ * unsorted list, more than INT_MAX ids to or from one rank, an owned range of
+ * 2^32 ids or more). */
 loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *bounds,
-                               const uint64_t *need, size_t nneed, size_t elem, loom_halo_t **h);
+                               const uint64_t *need, size_t nneed, size_t elem, unsigned flags,
+                               loom_halo_t **h);
 /* out[i] = the value of need[i]; `local` holds this rank's values, elem
  * bytes each, indexed by id - bounds[rank]. Packs on the calling rank's
  * OpenMP threads (call from outside a parallel region). Collective over the
@@ -325,8 +333,8 @@ loom_status_t loom_halo_exchange_f32(loom_halo_t *h, const double *local, float 
  * through MPI_Alltoallv. It is valid until the next exchange starts (which
  * waits for every rank of the node to have started it). In each round every
  * rank of the halo's comm passes this buffer as `out`, or every rank its own
- * memory. Falls back to private memory, exchanged by MPI alone, where shared
- * memory cannot be had (it then says so at verbose). */
+ * memory. Private memory, exchanged by MPI alone, with LOOM_HALO_PRIVATE, and
+ * where shared memory cannot be had (it then says so at verbose). */
 void *loom_halo_buffer(loom_halo_t *h);
 /* Elements this rank sends and receives per round (its own included), and of
  * those received, how many arrive through shared memory. */

@@ -94,9 +94,10 @@ static loom_status_t count_owners(loom_ctx_t *ctx, const uint64_t *bounds, int s
 
 /* The receive buffers of the node's ranks in one shared segment; where every
  * rank of the node wants this rank's values; the counts that leave the node's
- * ranks to MPI. Or a private buffer when the node holds this rank alone or has
- * no shared memory. Collective over comm; the caller agrees on the result. */
-static loom_status_t shared_init(loom_halo_t *h)
+ * ranks to MPI. Or a private buffer when asked (LOOM_HALO_PRIVATE), or when the
+ * node holds this rank alone or has no shared memory. Collective over comm; the caller agrees on
+ * the result. */
+static loom_status_t shared_init(loom_halo_t *h, unsigned flags)
 {
     loom_ctx_t *ctx = h->ctx;
     int P = h->size;
@@ -108,7 +109,8 @@ static loom_status_t shared_init(loom_halo_t *h)
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory for a halo exchange");
     /* no rank enters the collectives below alone */
     st = loom_agree(ctx, h->comm, st);
-    if (st == LOOM_OK) st = loom_nodemem_create(ctx, h->comm, h->nrecv * h->elem, &h->mem);
+    if (st == LOOM_OK && !(flags & LOOM_HALO_PRIVATE))
+        st = loom_nodemem_create(ctx, h->comm, h->nrecv * h->elem, &h->mem);
     if (st != LOOM_OK) goto out;
     h->rcnt_off = h->scnt_off + P;
     /* where each rank of the node wants this rank's values, by its rdis */
@@ -137,7 +139,8 @@ out:
 }
 
 loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *bounds,
-                               const uint64_t *need, size_t nneed, size_t elem, loom_halo_t **hp)
+                               const uint64_t *need, size_t nneed, size_t elem, unsigned flags,
+                               loom_halo_t **hp)
 {
     *hp = NULL;
     int size = 1, rank = 0;
@@ -209,7 +212,7 @@ loom_status_t loom_halo_create(loom_ctx_t *ctx, MPI_Comm comm, const uint64_t *b
     }
     free(ids);
     st = loom_agree(ctx, comm, st);
-    if (st == LOOM_OK) st = loom_agree(ctx, comm, shared_init(h));
+    if (st == LOOM_OK) st = loom_agree(ctx, comm, shared_init(h, flags));
     if (st != LOOM_OK) {
         loom_halo_destroy(&h);
         return st;

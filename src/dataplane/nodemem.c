@@ -133,10 +133,12 @@ loom_status_t loom_nodemem_create(loom_ctx_t *ctx, MPI_Comm comm, size_t mylen, 
     m->mine = m->at[rank];
     if (len == 0) len = page;
     m->len = len;
+    const size_t small = (size_t)sysconf(_SC_PAGESIZE);
     if (nsize > 1)
-        m->seg = map_segment(ctx, m->node, len, m->mine, (mylen + page - 1) / page * page, &st);
+        m->seg = map_segment(ctx, m->node, len, m->mine, (mylen + small - 1) / small * small, &st);
 out:
     free(all);
+    st = loom_agree(ctx, comm, st);
     if (st != LOOM_OK || !m->seg) loom_nodemem_destroy(&m);
     *mp = m;
     return st;

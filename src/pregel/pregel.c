@@ -349,8 +349,6 @@ static void free_local(loom_pregel_t *pg)
     loom_bpush_free(&pg->push);
     loom_nodemem_destroy(&pg->bins);
     loom_halo_destroy(&pg->halo); /* and with it the mirrors */
-    free(pg->mirror_own);
-    pg->mirror_own = NULL;
     free(pg->has_in);
     pg->mirror = NULL;
     pg->has_in = NULL;
@@ -1172,8 +1170,7 @@ static loom_status_t transpose_in(loom_pregel_t *pg, uint64_t **offp, uint32_t *
  * worker's push from what the others send; keep in the bins' own scatter, and
  * in `need`, only the sources from other nodes. Where the node's workers share
  * no memory, or their bins are too large for 32-bit positions, nothing
- * changes there. *anyp: some node shares bins (then every worker's mirrors
- * are private: see loom_halo_buffer's contract). Collective over the workers;
+ * changes there. *anyp: some node shares bins. Collective over the workers;
  * agreed. */
 static loom_status_t share_bins(loom_pregel_t *pg, uint64_t *need, size_t *nneed, int *anyp)
 {
@@ -1197,10 +1194,13 @@ static loom_status_t share_bins(loom_pregel_t *pg, uint64_t *need, size_t *nneed
     if (st != LOOM_OK) goto out;
     int *icnt = cnt, *pcnt = cnt + W, *ircnt = cnt + 2 * W, *prcnt = cnt + 3 * W;
     int *idis = cnt + 4 * W, *pdis = cnt + 5 * W, *iris = cnt + 6 * W, *pris = cnt + 7 * W;
-    uint64_t ni = 0, np = 0;
-    /* which sources the node's owners write, and how much goes to each */
+    uint64_t ni = 0, np = 0, nri = 0, nrp = 0;
+    /* Which sources the node's owners write, and how much goes to and comes
+     * from each. A node whose segment or lists outgrow 32-bit positions or
+     * MPI's int counts counts again without bins; when some node does, every
+     * worker takes the second pass (the counts' MPI_Alltoall is over all). */
     for (int pass = 0; pass < 2; pass++) {
-        ni = np = 0;
+        ni = np = nri = nrp = 0;
         memset(cnt, 0, (size_t)W * 2 * sizeof *cnt);
         for (size_t k = 0, o = 0; k < n; k++) {
             while (need[k] >= bounds[o + 1])
@@ -1210,33 +1210,38 @@ static loom_status_t share_bins(loom_pregel_t *pg, uint64_t *need, size_t *nneed
             const uint32_t *p;
             uint64_t c = loom_bpull_pairs(pg->bpull, k, &p);
             ni += 2, np += c;
-            icnt[o] += 2;
+            icnt[o] = (int)(icnt[o] + 2ull < INT_MAX ? icnt[o] + 2ull : INT_MAX);
             pcnt[o] = (int)(pcnt[o] + c < INT_MAX ? pcnt[o] + c : INT_MAX);
         }
-        if (pass == 1 || !pg->bins) break;
-        /* the node's values addressed with 32 bits; MPI's int counts */
-        int ok = loom_nodemem_bytes(pg->bins) / vb <= UINT32_MAX && ni < INT_MAX && np < INT_MAX;
-        LOOM_MPI_GOTO(
-            ctx, st,
-            MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, loom_nodemem_comm(pg->bins)),
-            out);
-        if (ok) break;
-        loom_nodemem_destroy(&pg->bins); /* on the whole node alike; count again without */
+        LOOM_MPI_GOTO(ctx, st, MPI_Alltoall(icnt, 1, MPI_INT, ircnt, 1, MPI_INT, pg->wcomm), out);
+        LOOM_MPI_GOTO(ctx, st, MPI_Alltoall(pcnt, 1, MPI_INT, prcnt, 1, MPI_INT, pg->wcomm), out);
+        for (int r = 0; r < W; r++) {
+            nri += (uint64_t)ircnt[r];
+            nrp += (uint64_t)prcnt[r];
+        }
+        if (pass == 1) break;
+        int ok = !pg->bins || (loom_nodemem_bytes(pg->bins) / vb <= UINT32_MAX && ni < INT_MAX &&
+                               np < INT_MAX && nri < INT_MAX && nrp < INT_MAX);
+        if (pg->bins)
+            LOOM_MPI_GOTO(
+                ctx, st,
+                MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, loom_nodemem_comm(pg->bins)),
+                out);
+        if (!ok) loom_nodemem_destroy(&pg->bins); /* on the whole node alike */
+        int again = !ok;
+        LOOM_MPI_GOTO(ctx, st, MPI_Allreduce(MPI_IN_PLACE, &again, 1, MPI_INT, MPI_MAX, pg->wcomm),
+                      out);
+        if (!again) break;
     }
     int any = pg->bins != NULL;
     LOOM_MPI_GOTO(ctx, st, MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, pg->wcomm), out);
     *anyp = any;
     if (!any) goto out;
-    LOOM_MPI_GOTO(ctx, st, MPI_Alltoall(icnt, 1, MPI_INT, ircnt, 1, MPI_INT, pg->wcomm), out);
-    LOOM_MPI_GOTO(ctx, st, MPI_Alltoall(pcnt, 1, MPI_INT, prcnt, 1, MPI_INT, pg->wcomm), out);
-    uint64_t nri = 0, nrp = 0;
     for (int r = 0; r < W; r++) {
-        idis[r] = (int)(r ? idis[r - 1] + icnt[r - 1] : 0);
-        pdis[r] = (int)(r ? pdis[r - 1] + pcnt[r - 1] : 0);
-        iris[r] = (int)nri;
-        pris[r] = (int)nrp;
-        nri += (uint64_t)ircnt[r];
-        nrp += (uint64_t)prcnt[r];
+        idis[r] = r ? idis[r - 1] + icnt[r - 1] : 0;
+        pdis[r] = r ? pdis[r - 1] + pcnt[r - 1] : 0;
+        iris[r] = r ? iris[r - 1] + ircnt[r - 1] : 0;
+        pris[r] = r ? pris[r - 1] + prcnt[r - 1] : 0;
     }
     items = malloc((ni ? ni : 1) * sizeof *items);
     pos = malloc((np ? np : 1) * sizeof *pos);
@@ -1247,9 +1252,6 @@ static loom_status_t share_bins(loom_pregel_t *pg, uint64_t *need, size_t *nneed
     ppos = malloc((nrp ? nrp : 1) * sizeof *ppos);
     if (!items || !pos || !ritems || !rpos || !poff || !at || !ppos)
         st = LOOM_ERROR(ctx, LOOM_ERR_NOMEM, "out of memory sharing bins");
-    else if (nri > INT_MAX || nrp > INT_MAX || nrp > UINT32_MAX)
-        st = LOOM_ERROR(ctx, LOOM_ERR_USAGE, "shared bins: more than %d pairs to one worker",
-                        INT_MAX);
     st = loom_agree(ctx, pg->wcomm, st);
     if (st != LOOM_OK) goto out;
     /* this worker's bins begin at element `mine` of the node's segment */
@@ -1369,18 +1371,15 @@ static loom_status_t build_blocked(loom_pregel_t *pg)
         int any = 0;
         st = loom_agree(pg->ctx, pg->wcomm, st);
         if (st == LOOM_OK) st = share_bins(pg, need, &nneed, &any);
+        /* with shared bins on some node the mirrors are private everywhere: the
+         * node's values no longer travel as mirrors, and every rank of a round
+         * must pass the same kind of buffer */
         if (st == LOOM_OK)
             st = loom_halo_create(pg->ctx, pg->wcomm, pg->g->part + pg->wbase, need, nneed, vbytes,
-                                  &pg->halo);
+                                  any ? LOOM_HALO_PRIVATE : 0, &pg->halo);
         free(need);
         if (st != LOOM_OK) return st;
-        if (any) {
-            pg->mirror = pg->mirror_own = malloc(nneed ? nneed * vbytes : 1);
-            if (!pg->mirror)
-                return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory for mirrored values");
-        } else {
-            pg->mirror = loom_halo_buffer(pg->halo);
-        }
+        pg->mirror = loom_halo_buffer(pg->halo);
     }
     if (!pg->bpull)
         return LOOM_ERROR(pg->ctx, LOOM_ERR_NOMEM, "out of memory building the blocked pull");

@@ -64,13 +64,12 @@ struct loom_pregel {
      * sources with arcs into this rank, ascending, brought by `halo` each
      * superstep instead of an all-gather of all n. */
     struct loom_halo *halo;
-    void *mirror; /* doubles, or floats with pull_single: the halo's buffer, or mirror_own */
+    void *mirror; /* doubles, or floats with pull_single: the halo's buffer */
     /* Shared bins: the bins of a node's workers sit in one shared segment,
      * and each worker writes its own sources' values into all of them
      * (`push`); the halo then brings only sources owned on other nodes. */
     struct loom_nodemem *bins;
     struct loom_bpush *push;
-    void *mirror_own;
     uint8_t *has_in;     /* the vertex has in-arcs: `has` after a pull where all published */
     int pull_ready;      /* the dense kernel's structures are built (loom_pregel_prepare) */
     uint8_t identity[8]; /* the built-in combiner's identity */

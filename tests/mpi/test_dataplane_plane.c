@@ -473,8 +473,9 @@ static void halo_rounds(int node_ranks, int near_only)
     double *out = malloc((nneed + 1) * sizeof *out);
     float *out32 = malloc((nneed + 1) * sizeof *out32);
     loom_halo_t *h = NULL, *h32 = NULL;
-    CU_ASSERT_EQUAL_FATAL(loom_halo_create(ctx, loom_comm(ctx), b, need, nneed, 8, &h), LOOM_OK);
-    CU_ASSERT_EQUAL_FATAL(loom_halo_create(ctx, loom_comm(ctx), b, need, nneed, 4, &h32), LOOM_OK);
+    CU_ASSERT_EQUAL_FATAL(loom_halo_create(ctx, loom_comm(ctx), b, need, nneed, 8, 0, &h), LOOM_OK);
+    CU_ASSERT_EQUAL_FATAL(loom_halo_create(ctx, loom_comm(ctx), b, need, nneed, 4, 0, &h32),
+                          LOOM_OK);
     CU_ASSERT_EQUAL(loom_halo_received(h), nneed);
     /* what comes through shared memory is what the node's ranks hold; with
      * node_ranks K, this rank's node is ranks [me / K * K, me / K * K + K) */
@@ -554,7 +555,8 @@ static void test_halo_bad_list(void)
         size_t n = me == p - 1 ? 2 : 0;
         loom_halo_t *h = NULL;
         loom_error_clear(ctx);
-        CU_ASSERT_EQUAL(loom_halo_create(ctx, loom_comm(ctx), b, need, n, 8, &h), LOOM_ERR_USAGE);
+        CU_ASSERT_EQUAL(loom_halo_create(ctx, loom_comm(ctx), b, need, n, 8, 0, &h),
+                        LOOM_ERR_USAGE);
         CU_ASSERT_PTR_NULL(h);
         if (me == p - 1)
             CU_ASSERT_PTR_NOT_NULL(strstr(loom_error_message(ctx),
