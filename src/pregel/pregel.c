@@ -943,8 +943,6 @@ static loom_pull_op_t pull_op(loom_pregel_combiner_t c)
     }
 }
 
-/* Every worker publishes its slice of gpub (and of pubflag unless every
- * vertex published); owners then pull over their in-edges. */
 /* The blocked kernel over shared bins: once every worker of the node is done
  * reading its bins (the last superstep's gather), each writes its own values
  * into every bin of the node and the mirrors from other nodes into its own;
@@ -969,6 +967,8 @@ static loom_status_t shared_bins_sum(loom_pregel_t *pg, const double *mine)
     return LOOM_OK;
 }
 
+/* Every worker publishes its slice of gpub (and of pubflag unless every
+ * vertex published); owners then pull over their in-edges. */
 static loom_status_t dense_exchange(loom_pregel_t *pg, int all_published)
 {
     loom_ctx_t *ctx = pg->ctx;
